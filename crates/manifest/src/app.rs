@@ -1,0 +1,469 @@
+//! `membrane.toml`: an app as a graph of components, links between them and routes to
+//! them. Parsed and validated here; every error names the file, the key and the fix.
+
+use crate::grants::Grants;
+use crate::limits::Limits;
+use crate::units::Duration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// A validated app. Relative paths are already resolved against the manifest's folder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppSpec {
+    /// The manifest this came from.
+    pub file: PathBuf,
+    pub app: AppSection,
+    pub components: BTreeMap<String, ComponentSpec>,
+    pub links: Vec<LinkSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub name: String,
+    /// The component `membrane run app.toml` runs; it exports `wasi:cli/run`.
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// Audit log file (JSON lines), relative to the manifest.
+    #[serde(default)]
+    pub audit: Option<PathBuf>,
+    /// For an app used as a component of another: the interfaces it exports, each as
+    /// `"interface" = "component"`.
+    #[serde(default)]
+    pub exports: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    /// A component file, or another `membrane.toml` (a nested app).
+    pub source: PathBuf,
+    /// `sha256:<hex>`: refuse to start when the source's digest differs.
+    #[serde(default)]
+    pub digest: Option<Digest>,
+    #[serde(default)]
+    pub instances: InstanceMode,
+    #[serde(default)]
+    pub grants: Grants,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// How a component is instantiated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceMode {
+    /// A fresh instance for every call; no state survives a call.
+    #[default]
+    PerCall,
+    /// One long-lived instance; calls are serialized and state is kept.
+    Singleton,
+    /// Up to N instances, reused across calls.
+    Pool(u32),
+}
+
+/// How a trapped singleton is restarted: at most `max_restarts` in any `window`, after
+/// which the component is marked failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// The first restart waits this long; each further one in the window waits twice as long.
+    pub backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The consuming component.
+    pub from: String,
+    /// The WIT interface, with its version: `example:markdown/render@0.1.0`.
+    pub import: String,
+    /// The providing component.
+    pub to: String,
+    #[serde(default)]
+    pub on_trap: OnTrap,
+    /// Per-call deadline.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub circuit: Option<CircuitSpec>,
+}
+
+/// What a consumer sees when its provider traps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OnTrap {
+    /// The consumer's call fails with an error naming the provider and the trap.
+    #[default]
+    Propagate,
+    /// Try again up to N more times on fresh instances.
+    Retry(u32),
+    /// Call the same function on another component that exports the same interface.
+    Fallback(String),
+}
+
+/// A circuit breaker: open after `failures` consecutive failures, fail fast while open,
+/// let one probe through after `cooldown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitSpec {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    #[serde(default)]
+    pub host: Option<String>,
+    pub path: String,
+    pub component: String,
+}
+
+/// A `sha256:<64 hex digits>` pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A manifest that cannot be used, with where and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{file}: cannot read it: {reason}")]
+    Unreadable { file: PathBuf, reason: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {key}: {message}; {fix}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+        fix: String,
+    },
+}
+
+impl AppSpec {
+    /// Reads and validates `file`.
+    pub fn load(file: &Path) -> Result<AppSpec, ManifestError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ManifestError::Unreadable {
+            file: file.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Parses and validates `text`, read from `file` (used to resolve relative paths).
+    pub fn parse(file: &Path, text: &str) -> Result<AppSpec, ManifestError> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut spec = AppSpec {
+            file: file.to_owned(),
+            app: raw.app,
+            components: raw.component,
+            links: raw.link,
+            routes: raw.route,
+        };
+        for component in spec.components.values_mut() {
+            component.source = resolve(base, &component.source);
+            for dir in &mut component.grants.dirs {
+                dir.host = resolve(base, &dir.host);
+            }
+        }
+        if let Some(audit) = &mut spec.app.audit {
+            *audit = resolve(base, audit);
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn invalid(
+        &self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError::Invalid {
+            file: self.file.clone(),
+            key: key.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn known_components(&self) -> String {
+        let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
+        if names.is_empty() {
+            "none are declared".into()
+        } else {
+            format!("declared: {}", names.join(", "))
+        }
+    }
+
+    fn check_component(&self, key: &str, name: &str) -> Result<(), ManifestError> {
+        if self.components.contains_key(name) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            key,
+            format!("no component named {name:?}"),
+            format!(
+                "declare [component.{name}] or use one of the components ({})",
+                self.known_components()
+            ),
+        ))
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.app.name.trim().is_empty() {
+            return Err(self.invalid("app.name", "the app name is empty", "give the app a name"));
+        }
+        for name in self.components.keys() {
+            if !valid_name(name) {
+                return Err(self.invalid(
+                    format!("component.{name}"),
+                    "a component name must be lowercase letters, digits and dashes, starting with a letter",
+                    "rename the component, e.g. [component.renderer]",
+                ));
+            }
+        }
+        for (name, component) in &self.components {
+            if let InstanceMode::Pool(0) = component.instances {
+                return Err(self.invalid(
+                    format!("component.{name}.instances"),
+                    "a pool needs at least one instance",
+                    "write instances = \"pool:4\" (or \"per-call\" / \"singleton\")",
+                ));
+            }
+            if component.restart.max_restarts > 0 && component.restart.window.std().is_zero() {
+                return Err(self.invalid(
+                    format!("component.{name}.restart.window"),
+                    "the restart window is zero",
+                    "give a window such as \"60s\"",
+                ));
+            }
+        }
+        if let Some(entry) = &self.app.entry {
+            self.check_component("app.entry", entry)?;
+        }
+        for (interface, component) in &self.app.exports {
+            self.check_component(&format!("app.exports.\"{interface}\""), component)?;
+        }
+        for (i, link) in self.links.iter().enumerate() {
+            let key = |field: &str| format!("link[{i}].{field}");
+            self.check_component(&key("from"), &link.from)?;
+            self.check_component(&key("to"), &link.to)?;
+            if link.from == link.to {
+                return Err(self.invalid(
+                    key("to"),
+                    "a component cannot be linked to itself",
+                    "link to another component",
+                ));
+            }
+            if !link.import.contains(':') || !link.import.contains('/') {
+                return Err(self.invalid(
+                    key("import"),
+                    format!("{:?} is not a WIT interface name", link.import),
+                    "write it as namespace:package/interface@version, e.g. example:markdown/render@0.1.0",
+                ));
+            }
+            if let OnTrap::Fallback(fallback) = &link.on_trap {
+                self.check_component(&key("on_trap"), fallback)?;
+                if fallback == &link.to || fallback == &link.from {
+                    return Err(self.invalid(
+                        key("on_trap"),
+                        format!("the fallback {fallback:?} must be a third component"),
+                        "name a component other than the link's `from` and `to`",
+                    ));
+                }
+            }
+            if let Some(circuit) = &link.circuit
+                && circuit.failures == 0
+            {
+                return Err(self.invalid(
+                    key("circuit.failures"),
+                    "must be at least 1",
+                    "write failures = 5",
+                ));
+            }
+            if let Some(j) = self.links[..i]
+                .iter()
+                .position(|l| l.from == link.from && l.import == link.import)
+            {
+                return Err(self.invalid(
+                    key("import"),
+                    format!(
+                        "{} of component {:?} is already linked by link[{j}]",
+                        link.import, link.from
+                    ),
+                    "keep one [[link]] per import of a component",
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            self.check_component(&format!("route[{i}].component"), &route.component)?;
+            if !route.path.starts_with('/') {
+                return Err(self.invalid(
+                    format!("route[{i}].path"),
+                    format!("{:?} does not start with /", route.path),
+                    "write a path prefix such as \"/\" or \"/api\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// A TOML error with its line and column, and serde's message (which names the key, and
+/// for an unknown key, the keys that are allowed).
+fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestError {
+    let (line, column) = error
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, column)
+        })
+        .unwrap_or((1, 1));
+    ManifestError::Syntax {
+        file: file.to_owned(),
+        line,
+        column,
+        message: error.message().trim().to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    app: AppSection,
+    #[serde(default)]
+    component: BTreeMap<String, ComponentSpec>,
+    #[serde(default)]
+    link: Vec<LinkSpec>,
+    #[serde(default)]
+    route: Vec<RouteSpec>,
+}
+
+impl FromStr for InstanceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "per-call" => Ok(InstanceMode::PerCall),
+            "singleton" => Ok(InstanceMode::Singleton),
+            _ => s
+                .strip_prefix("pool:")
+                .and_then(|n| n.parse().ok())
+                .map(InstanceMode::Pool)
+                .ok_or_else(|| format!("invalid instances {s:?}: expected \"per-call\", \"singleton\" or \"pool:N\"")),
+        }
+    }
+}
+
+impl fmt::Display for InstanceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceMode::PerCall => f.write_str("per-call"),
+            InstanceMode::Singleton => f.write_str("singleton"),
+            InstanceMode::Pool(n) => write!(f, "pool:{n}"),
+        }
+    }
+}
+
+impl FromStr for OnTrap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || {
+            format!(
+                "invalid on_trap {s:?}: expected \"propagate\", \"retry:N\" or \"fallback:<component>\""
+            )
+        };
+        if s == "propagate" {
+            Ok(OnTrap::Propagate)
+        } else if let Some(n) = s.strip_prefix("retry:") {
+            n.parse().map(OnTrap::Retry).map_err(|_| err())
+        } else if let Some(c) = s.strip_prefix("fallback:") {
+            if c.is_empty() {
+                Err(err())
+            } else {
+                Ok(OnTrap::Fallback(c.to_string()))
+            }
+        } else {
+            Err(err())
+        }
+    }
+}
+
+impl fmt::Display for OnTrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnTrap::Propagate => f.write_str("propagate"),
+            OnTrap::Retry(n) => write!(f, "retry:{n}"),
+            OnTrap::Fallback(c) => write!(f, "fallback:{c}"),
+        }
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("invalid digest {s:?}: expected sha256: followed by 64 hex digits");
+        let hex = s.strip_prefix("sha256:").ok_or_else(err)?;
+        if hex.len() != 64 {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        }
+        Ok(Digest(out))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+serde_via_str!(InstanceMode, OnTrap, Digest);

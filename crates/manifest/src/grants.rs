@@ -1,0 +1,216 @@
+//! The capabilities a component is granted. Everything is empty by default: a component
+//! with `Grants::default()` sees no file, no environment variable, no socket and no name.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grants {
+    /// Host directories preopened for the guest.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables, by name.
+    pub env: BTreeMap<String, String>,
+    /// TCP addresses the guest may connect to.
+    pub allow_tcp: Vec<AddrRule>,
+    /// Whether the guest may resolve names (`wasi:sockets/ip-name-lookup`).
+    pub allow_dns: bool,
+    /// Whether the guest reads the host's standard input.
+    pub stdin: bool,
+}
+
+/// A host directory made visible to the guest at `guest`, read-only or read-write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirMode {
+    /// Read files and list directories; nothing can be created, written, truncated,
+    /// renamed, linked, removed or have its times set.
+    Ro,
+    #[default]
+    Rw,
+}
+
+/// The error for a grant written on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("invalid directory grant {text:?}: expected HOST::GUEST, HOST::GUEST:ro or HOST")]
+    Dir { text: String },
+    #[error(
+        "invalid address rule {text:?}: expected IP:PORT, [IPv6]:PORT, a CIDR such as \
+         10.0.0.0/8 (any port) or CIDR:PORT such as 10.0.0.0/8:443"
+    )]
+    Addr { text: String },
+}
+
+impl FromStr for DirGrant {
+    type Err = GrantError;
+    /// Parses `HOST::GUEST[:ro|:rw]` (wasmtime's `--dir` spelling plus a mode), or a bare
+    /// `HOST`, which appears in the guest at the same path.
+    fn from_str(text: &str) -> Result<Self, GrantError> {
+        let err = || GrantError::Dir {
+            text: text.to_string(),
+        };
+        let (host, guest) = match text.split_once("::") {
+            Some((host, guest)) => (host, guest),
+            None => (text, text),
+        };
+        let (guest, mode) = if let Some(g) = guest.strip_suffix(":ro") {
+            (g, DirMode::Ro)
+        } else if let Some(g) = guest.strip_suffix(":rw") {
+            (g, DirMode::Rw)
+        } else {
+            (guest, DirMode::Rw)
+        };
+        let host = if text.contains("::") { host } else { guest };
+        if host.is_empty() || guest.is_empty() {
+            return Err(err());
+        }
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest: guest.to_string(),
+            mode,
+        })
+    }
+}
+
+/// An address the guest may connect to: one IP or a network, on one port or any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrRule {
+    pub net: IpNet,
+    pub port: Option<u16>,
+}
+
+impl AddrRule {
+    pub fn allows(&self, addr: SocketAddr) -> bool {
+        let ip = canonical_ip(addr.ip());
+        self.net.contains(&ip) && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are the IPv4 address they carry, so a
+/// rule cannot be dodged by spelling the same host another way.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for AddrRule {
+    type Err = GrantError;
+    fn from_str(text: &str) -> Result<Self, GrantError> {
+        let err = || GrantError::Addr {
+            text: text.to_string(),
+        };
+        let text_t = text.trim();
+        // `[v6 or v6/len]:port` or `[v6]`
+        let (addr, port) = if let Some(rest) = text_t.strip_prefix('[') {
+            let (inner, after) = rest.split_once(']').ok_or_else(err)?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(err)?),
+            };
+            (inner, port)
+        } else if text_t.matches(':').count() == 1 {
+            let (a, p) = text_t.split_once(':').unwrap();
+            (a, Some(p))
+        } else {
+            (text_t, None)
+        };
+        let port = match port {
+            None | Some("*") => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| err())?),
+        };
+        let net = if addr.contains('/') {
+            addr.parse::<IpNet>().map_err(|_| err())?.trunc()
+        } else {
+            IpNet::from(canonical_ip(addr.parse::<IpAddr>().map_err(|_| err())?))
+        };
+        Ok(AddrRule { net, port })
+    }
+}
+
+impl fmt::Display for AddrRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let single = self.net.prefix_len() == self.net.max_prefix_len();
+        let addr = if single {
+            self.net.addr().to_string()
+        } else {
+            self.net.to_string()
+        };
+        match (self.port, self.net) {
+            (Some(p), IpNet::V6(_)) => write!(f, "[{addr}]:{p}"),
+            (Some(p), IpNet::V4(_)) => write!(f, "{addr}:{p}"),
+            (None, _) => f.write_str(&addr),
+        }
+    }
+}
+
+serde_via_str!(AddrRule);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_grants_parse_wasmtime_spelling_with_a_mode() {
+        let g: DirGrant = "./data::/data:ro".parse().unwrap();
+        assert_eq!(
+            (g.host, g.guest.as_str(), g.mode),
+            (PathBuf::from("./data"), "/data", DirMode::Ro)
+        );
+        let g: DirGrant = "/tmp/x::/x".parse().unwrap();
+        assert_eq!(g.mode, DirMode::Rw);
+        let g: DirGrant = "/srv".parse().unwrap();
+        assert_eq!((g.host, g.guest.as_str()), (PathBuf::from("/srv"), "/srv"));
+        assert!("::/x".parse::<DirGrant>().is_err());
+        assert!("/x::".parse::<DirGrant>().is_err());
+    }
+
+    #[test]
+    fn addr_rules_match_exact_addresses_networks_and_ports() {
+        let one: AddrRule = "127.0.0.1:8080".parse().unwrap();
+        assert!(one.allows("127.0.0.1:8080".parse().unwrap()));
+        assert!(!one.allows("127.0.0.1:8081".parse().unwrap()));
+        assert!(!one.allows("127.0.0.2:8080".parse().unwrap()));
+        // The mapped spelling of the same host is the same host.
+        assert!(one.allows("[::ffff:127.0.0.1]:8080".parse().unwrap()));
+
+        let net: AddrRule = "10.0.0.0/8:443".parse().unwrap();
+        assert!(net.allows("10.1.2.3:443".parse().unwrap()));
+        assert!(!net.allows("11.1.2.3:443".parse().unwrap()));
+        let any_port: AddrRule = "192.168.1.0/24".parse().unwrap();
+        assert!(any_port.allows("192.168.1.9:1".parse().unwrap()));
+
+        let v6: AddrRule = "[::1]:80".parse().unwrap();
+        assert!(v6.allows("[::1]:80".parse().unwrap()));
+        let v6net: AddrRule = "[fc00::/7]:443".parse().unwrap();
+        assert!(v6net.allows("[fd00::1]:443".parse().unwrap()));
+        assert_eq!(v6net.to_string(), "[fc00::/7]:443");
+        assert_eq!(one.to_string(), "127.0.0.1:8080");
+
+        for bad in [
+            "localhost:80",
+            "1.2.3.4:99999",
+            "1.2.3.4:x",
+            "[::1",
+            "300.1.1.1:80",
+        ] {
+            assert!(bad.parse::<AddrRule>().is_err(), "{bad} should not parse");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! What an app asks for, as data: the `membrane.toml` manifest, sizes and durations, the
+//! grants a component holds and the limits it runs under. Parsing and validation only; no
+//! wasmtime, no I/O beyond reading the manifest file.
+
+/// Types written as one string in TOML and flags (`"64MiB"`, `"retry:3"`) deserialize and
+/// serialize through their `FromStr` and `Display`.
+macro_rules! serde_via_str {
+    ($($ty:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+
+mod app;
+mod grants;
+mod limits;
+mod units;
+
+pub use app::{
+    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, ManifestError,
+    OnTrap, RestartPolicy, RouteSpec,
+};
+pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
+pub use limits::Limits;
+pub use units::{ByteSize, Duration, UnitError};

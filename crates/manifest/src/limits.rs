@@ -1,0 +1,47 @@
+//! The limits a component runs under, with safe defaults.
+
+use crate::units::{ByteSize, Duration};
+use serde::{Deserialize, Serialize};
+
+/// Limits on one component instance. `None` means "no limit of this kind" for the optional
+/// ones; the others always hold and default to values safe for untrusted code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Total linear memory of all the component's core memories.
+    pub memory: ByteSize,
+    /// Elements of any one table.
+    pub table_elements: u64,
+    /// Core instances, memories and tables the component may create.
+    pub instances: u32,
+    /// CPU time the component may use (checked at epoch ticks).
+    pub cpu: Option<Duration>,
+    /// Deterministic instruction budget (wasmtime fuel).
+    pub fuel: Option<u64>,
+    /// Wall-clock time, including time blocked in host calls.
+    pub timeout: Option<Duration>,
+    /// Native stack the guest's wasm may use.
+    pub wasm_stack: ByteSize,
+}
+
+impl Limits {
+    pub const DEFAULT_MEMORY: ByteSize = ByteSize::mib(256);
+    pub const DEFAULT_TABLE_ELEMENTS: u64 = 100_000;
+    pub const DEFAULT_INSTANCES: u32 = 1_000;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_WASM_STACK: ByteSize = ByteSize::kib(512);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: Self::DEFAULT_MEMORY,
+            table_elements: Self::DEFAULT_TABLE_ELEMENTS,
+            instances: Self::DEFAULT_INSTANCES,
+            cpu: None,
+            fuel: None,
+            timeout: Some(Self::DEFAULT_TIMEOUT),
+            wasm_stack: Self::DEFAULT_WASM_STACK,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Which capability stands behind each import a component can have. One table, used by
+//! `inspect` (to tell a user what a component could reach) and by the check that refuses,
+//! before anything runs, an import nothing can satisfy.
+
+use serde::Serialize;
+
+/// What membrane does for one imported interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Capability {
+    /// Always linked and harmless: clocks, randomness, streams, stdout and stderr, exit.
+    Always { what: &'static str },
+    /// Always linked, but holds nothing until granted.
+    Grant {
+        what: &'static str,
+        /// The `membrane run` flag that grants it.
+        flag: &'static str,
+        /// The manifest key that grants it.
+        key: &'static str,
+    },
+    /// Linked and always refused: membrane has no grant for it yet.
+    Refused { what: &'static str },
+    /// Nothing in membrane supplies it: it needs a link to another component.
+    Unsatisfied { reason: String },
+}
+
+impl Capability {
+    pub fn is_satisfied(&self) -> bool {
+        !matches!(self, Capability::Unsatisfied { .. })
+    }
+
+    /// The text `inspect` shows beside the import.
+    pub fn describe(&self) -> String {
+        match self {
+            Capability::Always { what } => format!("always available ({what})"),
+            Capability::Grant { what, flag, key } => format!("{flag} / {key} ({what})"),
+            Capability::Refused { what } => format!("always refused ({what})"),
+            Capability::Unsatisfied { reason } => format!("unsatisfied: {reason}"),
+        }
+    }
+}
+
+/// The capability behind `import`, an interface name such as
+/// `wasi:filesystem/preopens@0.2.3`.
+pub fn of_import(import: &str) -> Capability {
+    let (path, version) = import.split_once('@').unwrap_or((import, ""));
+    let Some((package, interface)) = path.split_once('/') else {
+        return Capability::Unsatisfied {
+            reason: "a bare function or instance import; only interfaces are linked".into(),
+        };
+    };
+    if package.starts_with("wasi:") && !version.starts_with("0.2.") {
+        return Capability::Unsatisfied {
+            reason: format!(
+                "membrane links WASI 0.2 (0.2.0 to 0.2.x); this component wants version {}",
+                if version.is_empty() {
+                    "(none)"
+                } else {
+                    version
+                }
+            ),
+        };
+    }
+    use Capability::{Always, Grant, Refused};
+    match (package, interface) {
+        ("wasi:io", _) => Always {
+            what: "streams and polling",
+        },
+        ("wasi:clocks", _) => Always { what: "clocks" },
+        ("wasi:random", _) => Always {
+            what: "random numbers",
+        },
+        ("wasi:cli", "exit") => Always {
+            what: "exit with a status",
+        },
+        ("wasi:cli", "stdout" | "stderr") => Always {
+            what: "standard output and error",
+        },
+        ("wasi:cli", i) if i.starts_with("terminal-") => Always {
+            what: "terminal detection",
+        },
+        ("wasi:cli", "stdin") => Grant {
+            what: "standard input",
+            flag: "--stdin",
+            key: "grants.stdin",
+        },
+        ("wasi:cli", "environment") => Grant {
+            what: "environment variables and arguments",
+            flag: "--env",
+            key: "grants.env",
+        },
+        ("wasi:filesystem", _) => Grant {
+            what: "files in preopened directories",
+            flag: "--dir",
+            key: "grants.dirs",
+        },
+        ("wasi:sockets", "ip-name-lookup") => Grant {
+            what: "DNS lookups",
+            flag: "--allow-dns",
+            key: "grants.allow_dns",
+        },
+        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network") => Grant {
+            what: "TCP connections",
+            flag: "--allow-tcp",
+            key: "grants.allow_tcp",
+        },
+        ("wasi:sockets", "udp" | "udp-create-socket") => Refused {
+            what: "UDP sockets",
+        },
+        ("wasi:http", _) => Capability::Unsatisfied {
+            reason: "wasi:http is served by `membrane serve`, not `membrane run`".into(),
+        },
+        _ => Capability::Unsatisfied {
+            reason: "no WASI interface or membrane host interface supplies it; \
+                     link it to a component that exports it with a [[link]] in membrane.toml"
+                .into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasi_imports_map_to_their_grants() {
+        assert_eq!(
+            of_import("wasi:filesystem/preopens@0.2.3"),
+            Capability::Grant {
+                what: "files in preopened directories",
+                flag: "--dir",
+                key: "grants.dirs"
+            }
+        );
+        assert!(matches!(
+            of_import("wasi:cli/environment@0.2.0"),
+            Capability::Grant { flag: "--env", .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/tcp@0.2.0"),
+            Capability::Grant {
+                flag: "--allow-tcp",
+                ..
+            }
+        ));
+        assert!(matches!(
+            of_import("wasi:clocks/monotonic-clock@0.2.6"),
+            Capability::Always { .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/udp@0.2.0"),
+            Capability::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_and_future_interfaces_are_unsatisfied() {
+        assert!(!of_import("example:markdown/render@0.1.0").is_satisfied());
+        assert!(!of_import("wasi:cli/environment@0.3.0").is_satisfied());
+        assert!(!of_import("my-func").is_satisfied());
+    }
+}

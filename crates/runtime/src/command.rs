@@ -1,0 +1,162 @@
+//! Running a `wasi:cli/run` component once, start to finish, behind its membrane.
+
+use crate::audit::Audit;
+use crate::capability;
+use crate::engine::MembraneEngine;
+use crate::fault::{Fault, FaultKind};
+use crate::sandbox::{self, GrantError};
+use membrane_manifest::{Grants, Limits};
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// Why a command did not run to an exit status of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("{}", unsatisfied_message(component, imports))]
+    Unsatisfied {
+        component: String,
+        imports: Vec<(String, String)>,
+    },
+    #[error(
+        "component `{component}` does not export wasi:cli/run, so it is not a command; \
+         it exports: {}{hint}",
+        if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") },
+        hint = if exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler")) {
+            "; it is an HTTP handler: serve it with `membrane serve`"
+        } else {
+            ""
+        }
+    )]
+    NotCommand {
+        component: String,
+        exports: Vec<String>,
+    },
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+fn unsatisfied_message(component: &str, imports: &[(String, String)]) -> String {
+    let mut text = format!("component `{component}` cannot start: ");
+    for (i, (import, reason)) in imports.iter().enumerate() {
+        if i > 0 {
+            text.push_str("; ");
+        }
+        text.push_str(&format!("it imports {import}, but {reason}"));
+    }
+    text
+}
+
+/// The imports of `component` that nothing in membrane can satisfy, with the reason.
+pub fn unsatisfied_imports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Vec<(String, String)> {
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| match capability::of_import(name) {
+            capability::Capability::Unsatisfied { reason } => Some((name.to_string(), reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One `membrane run` of a command component.
+pub struct Command<'a> {
+    pub engine: &'a MembraneEngine,
+    pub name: &'a str,
+    pub component: &'a Component,
+    pub grants: &'a Grants,
+    pub limits: &'a Limits,
+    /// The guest's argv, program name first.
+    pub args: &'a [String],
+    pub audit: &'a Audit,
+}
+
+impl Command<'_> {
+    /// Runs the command to completion and returns its exit status: 0 for success, the
+    /// guest's own code when it called `exit`, 1 when `run` returned an error.
+    pub async fn run(self) -> Result<i32, RunError> {
+        let engine = self.engine.engine();
+        let missing = unsatisfied_imports(engine, self.component);
+        if !missing.is_empty() {
+            return Err(RunError::Unsatisfied {
+                component: self.name.to_string(),
+                imports: missing,
+            });
+        }
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .expect("WASI links once into a new linker");
+        let pre = linker
+            .instantiate_pre(self.component)
+            .map_err(|e| RunError::Unsatisfied {
+                component: self.name.to_string(),
+                imports: vec![(
+                    "an interface".into(),
+                    format!("the host's linker refused it: {e:#}"),
+                )],
+            })?;
+        let command = CommandPre::new(pre).map_err(|_| RunError::NotCommand {
+            component: self.name.to_string(),
+            exports: self
+                .component
+                .component_type()
+                .exports(engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        })?;
+
+        let mut store = sandbox::new_store(
+            engine,
+            self.name,
+            self.grants,
+            self.limits,
+            self.args,
+            self.audit,
+        )?;
+        let cpu = store.data().cpu.clone();
+        let outcome = {
+            let call = cpu.meter(async {
+                let instance = command.instantiate_async(&mut store).await?;
+                instance.wasi_cli_run().call_run(&mut store).await
+            });
+            match self.limits.timeout {
+                Some(limit) => tokio::time::timeout(limit.std(), call)
+                    .await
+                    .map_err(|_| limit),
+                None => Ok(call.await),
+            }
+        };
+        let fault = |kind| Fault {
+            component: self.name.to_string(),
+            kind,
+            backtrace: Vec::new(),
+        };
+        let result = match outcome {
+            Err(limit) => Err(fault(FaultKind::Timeout(limit.std()))),
+            Ok(Ok(Ok(()))) => Ok(0),
+            Ok(Ok(Err(()))) => Ok(1),
+            Ok(Err(error)) => match error.downcast_ref::<I32Exit>() {
+                Some(exit) => Ok(exit.0),
+                None => Err(Fault::classify(
+                    self.name,
+                    &error,
+                    store.data().limiter.hit(),
+                )),
+            },
+        };
+        if let Err(fault) = &result {
+            self.audit.record(
+                self.name,
+                "trap",
+                fault.kind.name(),
+                &fault.kind.to_string(),
+            );
+        }
+        Ok(result?)
+    }
+}

@@ -1,0 +1,90 @@
+//! The wasmtime engine membrane runs everything on, and the epoch ticker that lets the
+//! host interrupt, meter and time out guest code.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances. Every deadline and CPU check is a multiple of it,
+/// so it bounds how far a guest can overrun a limit.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide settings. Two engines with equal settings compile identically, which is why
+/// these (and not per-component limits) are part of the compile cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineSettings {
+    /// Count fuel in compiled code (needed only when some component has a fuel limit).
+    pub fuel: bool,
+    /// Native stack wasm may use, in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            fuel: false,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// A wasmtime engine with epoch interruption driven by a background thread.
+#[derive(Clone)]
+pub struct MembraneEngine {
+    engine: Engine,
+    settings: EngineSettings,
+    _ticker: Arc<Ticker>,
+}
+
+impl MembraneEngine {
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(settings.fuel)
+            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable)
+            // The async stack must hold the wasm stack plus room for host frames.
+            .max_wasm_stack(settings.max_wasm_stack)
+            .async_stack_size(settings.max_wasm_stack + (1 << 20));
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let ticker = Ticker::start(&engine);
+        Ok(MembraneEngine {
+            engine,
+            settings,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the last engine handle is gone.
+struct Ticker;
+
+impl Ticker {
+    fn start(engine: &Engine) -> Arc<Ticker> {
+        let ticker = Arc::new(Ticker);
+        let alive: Weak<Ticker> = Arc::downgrade(&ticker);
+        let engine = engine.weak();
+        std::thread::Builder::new()
+            .name("membrane-epoch".into())
+            .spawn(move || {
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        ticker
+    }
+}

@@ -1,0 +1,20 @@
+//! The membrane host: the engine and its compile cache, grants turned into WASI contexts,
+//! limits enforced in each store, faults made into data, and component inspection.
+
+pub mod audit;
+pub mod cache;
+pub mod capability;
+pub mod command;
+pub mod engine;
+pub mod fault;
+pub mod inspect;
+pub mod limits;
+pub mod load;
+pub mod sandbox;
+
+pub use audit::Audit;
+pub use cache::{CacheOutcome, CompileCache};
+pub use command::{Command, RunError};
+pub use engine::{EngineSettings, MembraneEngine};
+pub use fault::{Fault, FaultKind};
+pub use load::{ComponentFile, LoadError};

@@ -1,0 +1,227 @@
+//! Enforcing [`Limits`] inside a store: a resource limiter that sums all of a component's
+//! memories, and a CPU meter that counts the time the guest really runs.
+
+use membrane_manifest::Limits;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+/// Which limit stopped a guest, when one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// A `memory.grow` was refused; the guest held `held` bytes and asked for `wanted`.
+    Memory {
+        held: u64,
+        wanted: u64,
+        limit: u64,
+    },
+    Table {
+        wanted: u64,
+        limit: u64,
+    },
+}
+
+/// A `ResourceLimiter` for one component instance.
+///
+/// wasmtime's `StoreLimits` caps each memory on its own; a component is several core
+/// instances, each with memories, so the budget must be the sum. Refused growth makes
+/// `memory.grow` return -1 as the spec says; the refusal is remembered so that a trap
+/// which follows (a Rust guest aborts on allocation failure) is reported as the limit.
+#[derive(Debug)]
+pub struct ComponentLimiter {
+    memory_limit: u64,
+    memory_in_use: u64,
+    table_elements: u64,
+    instances: usize,
+    hit: Option<LimitHit>,
+}
+
+impl ComponentLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        ComponentLimiter {
+            memory_limit: limits.memory.bytes(),
+            memory_in_use: 0,
+            table_elements: limits.table_elements,
+            instances: limits.instances as usize,
+            hit: None,
+        }
+    }
+
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory_in_use
+    }
+
+    pub fn hit(&self) -> Option<LimitHit> {
+        self.hit
+    }
+}
+
+impl wasmtime::ResourceLimiter for ComponentLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = (desired - current) as u64;
+        let total = self.memory_in_use.saturating_add(growth);
+        if total > self.memory_limit {
+            self.hit = Some(LimitHit::Memory {
+                held: self.memory_in_use,
+                wanted: total,
+                limit: self.memory_limit,
+            });
+            return Ok(false);
+        }
+        self.memory_in_use = total;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.table_elements {
+            self.hit = Some(LimitHit::Table {
+                wanted: desired as u64,
+                limit: self.table_elements,
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
+
+/// Counts the CPU time spent polling a sandbox's futures: wasm and the host calls it makes.
+///
+/// The wall clock would charge a guest for time it spends waiting on its host calls or on
+/// other tasks; the thread's CPU clock, read around each poll, charges only work done.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    used_ns: AtomicU64,
+    /// The thread CPU clock when the current poll began; 0 when not being polled.
+    poll_started_ns: AtomicU64,
+}
+
+impl CpuMeter {
+    /// CPU time used so far, including the poll in progress on this thread.
+    pub fn used(&self) -> std::time::Duration {
+        let mut used = self.used_ns.load(Ordering::Relaxed);
+        let started = self.poll_started_ns.load(Ordering::Relaxed);
+        if started != 0 {
+            used += thread_cpu_ns().saturating_sub(started);
+        }
+        std::time::Duration::from_nanos(used)
+    }
+
+    /// Wraps a future so that every poll of it is charged to this meter.
+    pub fn meter<F: Future>(self: &Arc<Self>, inner: F) -> Metered<F> {
+        Metered {
+            meter: self.clone(),
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+pub struct Metered<F> {
+    meter: Arc<CpuMeter>,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = thread_cpu_ns().max(1);
+        self.meter.poll_started_ns.store(start, Ordering::Relaxed);
+        let out = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_ns().saturating_sub(start);
+        self.meter.poll_started_ns.store(0, Ordering::Relaxed);
+        self.meter.used_ns.fetch_add(spent, Ordering::Relaxed);
+        out
+    }
+}
+
+/// The calling thread's CPU clock in nanoseconds.
+///
+/// Neither std nor tokio exposes a thread CPU clock; `clock_gettime` is the one call that
+/// reads it, so it is made here directly.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant the
+    // platform defines.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use membrane_manifest::ByteSize;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_budget_is_the_sum_of_all_memories() {
+        let limits = Limits {
+            memory: ByteSize::mib(4),
+            ..Limits::default()
+        };
+        let mut limiter = ComponentLimiter::new(&limits);
+        assert!(limiter.memory_growing(0, 3 << 20, None).unwrap());
+        // A second memory may not take the total past the budget.
+        assert!(!limiter.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(matches!(limiter.hit(), Some(LimitHit::Memory { held, .. }) if held == 3 << 20));
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(limiter.memory_in_use(), 4 << 20);
+    }
+
+    #[test]
+    fn cpu_meter_charges_busy_polls() {
+        let meter = Arc::new(CpuMeter::default());
+        let busy = meter.meter(async {
+            let start = std::time::Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < std::time::Duration::from_millis(30) {
+                x = std::hint::black_box(x + 1);
+            }
+        });
+        futures_lite_block_on(busy);
+        assert!(
+            meter.used() >= std::time::Duration::from_millis(20),
+            "{:?}",
+            meter.used()
+        );
+    }
+
+    fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}

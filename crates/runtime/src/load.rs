@@ -1,0 +1,125 @@
+//! Reading a component from disk: telling a component from everything that is not one,
+//! and compiling it through the cache.
+
+use crate::cache::{CacheOutcome, CompileCache};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Why a file could not be loaded as a component. Each names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: no such file; check the path (relative paths start in the current directory)")]
+    NotFound { path: PathBuf },
+    #[error("{path}: cannot read it: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not WebAssembly: it does not start with the `\\0asm` magic bytes; \
+         membrane runs WebAssembly components (a .wasm file built for wasm32-wasip2)"
+    )]
+    NotWasm { path: PathBuf },
+    #[error(
+        "{path} is a core WebAssembly module, not a component; build a component instead \
+         (Rust: `cargo build --target wasm32-wasip2`), or turn a WASI preview 1 module into \
+         one with `wasm-tools component new module.wasm --adapt \
+         wasi_snapshot_preview1.command.wasm -o component.wasm`"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{path} is not a valid component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The bytes of a component file, checked to be a component binary.
+#[derive(Debug, Clone)]
+pub struct ComponentFile {
+    /// A short name for messages: the file name without `.wasm`.
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub sha256: [u8; 32],
+}
+
+impl ComponentFile {
+    /// Reads `path`, accepting a component binary or its text (WAT) form.
+    pub fn read(path: &Path) -> Result<ComponentFile, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound {
+                path: path.to_owned(),
+            },
+            _ => LoadError::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Self::from_bytes(name, path, bytes)
+    }
+
+    pub fn from_bytes(
+        name: String,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<ComponentFile, LoadError> {
+        let bytes = if looks_like_text(&bytes) {
+            wat::parse_bytes(&bytes)
+                .map_err(|e| LoadError::Invalid {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?
+                .into_owned()
+        } else {
+            bytes
+        };
+        if wasmparser::Parser::is_core_wasm(&bytes) {
+            return Err(LoadError::CoreModule {
+                path: path.to_owned(),
+            });
+        }
+        if !wasmparser::Parser::is_component(&bytes) {
+            return Err(LoadError::NotWasm {
+                path: path.to_owned(),
+            });
+        }
+        let sha256 = Sha256::digest(&bytes).into();
+        Ok(ComponentFile {
+            name,
+            path: path.to_owned(),
+            bytes,
+            sha256,
+        })
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// Compiles the component for `engine`, through `cache`.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        cache: &CompileCache,
+    ) -> Result<(Component, CacheOutcome), LoadError> {
+        cache
+            .load(engine, &self.bytes, &self.sha256)
+            .map_err(|e| LoadError::Invalid {
+                path: self.path.clone(),
+                reason: format!("{e:#}"),
+            })
+    }
+}
+
+/// WAT starts with `(` after optional whitespace and comments; binaries start with `\0asm`.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    !bytes.starts_with(b"\0asm")
+        && std::str::from_utf8(&bytes[..bytes.len().min(4096)]).is_ok_and(|s| {
+            let s = s.trim_start();
+            s.starts_with('(') || s.starts_with(";;")
+        })
+}

@@ -1,0 +1,138 @@
+//! A sandbox: one wasmtime store holding one component instance's state, its WASI context
+//! built from its grants, and the limiter, CPU meter and deadlines that enforce its limits.
+
+use crate::audit::Audit;
+use crate::fault::CpuTimeExceeded;
+use crate::limits::{ComponentLimiter, CpuMeter};
+use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// A grant that cannot be honoured as written.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(
+        "component `{component}`: cannot grant directory {host} (as {guest}): {source}; \
+         create the directory or fix the host path"
+    )]
+    Dir {
+        component: String,
+        host: PathBuf,
+        guest: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a sandbox's store holds.
+pub struct SandboxState {
+    pub component: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: ComponentLimiter,
+    pub cpu: Arc<CpuMeter>,
+}
+
+impl WasiView for SandboxState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Builds the store for one instance of `component`: WASI from `grants`, `limits` enforced.
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    component: &str,
+    grants: &Grants,
+    limits: &Limits,
+    args: &[String],
+    audit: &Audit,
+) -> Result<Store<SandboxState>, GrantError> {
+    let state = SandboxState {
+        component: component.into(),
+        wasi: wasi_ctx(component, grants, args, audit)?,
+        table: ResourceTable::new(),
+        limiter: ComponentLimiter::new(limits),
+        cpu: Arc::default(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    if let Some(fuel) = limits.fuel {
+        store
+            .set_fuel(fuel)
+            .expect("the engine counts fuel when a fuel limit is set");
+    }
+    let cpu_limit = limits.cpu.map(|d| d.std());
+    // Every tick: stop a guest over its CPU budget, else yield so the executor can run
+    // other tasks and fire wall-clock timeouts even while the guest never calls the host.
+    store.epoch_deadline_callback(move |store| {
+        if let Some(limit) = cpu_limit
+            && store.data().cpu.used() > limit
+        {
+            return Err(CpuTimeExceeded(limit).into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    Ok(store)
+}
+
+/// The WASI context for `grants`: nothing but what is granted.
+fn wasi_ctx(
+    component: &str,
+    grants: &Grants,
+    args: &[String],
+    audit: &Audit,
+) -> Result<WasiCtx, GrantError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.inherit_stdout().inherit_stderr().args(args);
+    if grants.stdin {
+        builder.inherit_stdin();
+    }
+    for (name, value) in &grants.env {
+        builder.env(name, value);
+    }
+    for dir in &grants.dirs {
+        let perms = match dir.mode {
+            DirMode::Ro => FsPerms::ReadOnly,
+            DirMode::Rw => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| GrantError::Dir {
+                component: component.to_string(),
+                host: dir.host.clone(),
+                guest: dir.guest.clone(),
+                source: std::io::Error::other(format!("{e:#}")),
+            })?;
+    }
+    builder.allow_ip_name_lookup(grants.allow_dns);
+    builder.allow_udp(false);
+    // TCP is switched on so that every attempt reaches the address check below, which
+    // refuses (and audits) whatever no rule allows.
+    builder.allow_tcp(true);
+    let rules: Arc<[AddrRule]> = grants.allow_tcp.clone().into();
+    let audit = audit.clone();
+    let name: Arc<str> = component.into();
+    builder.socket_addr_check(move |addr, usage| {
+        let allowed = match usage {
+            SocketAddrUse::TcpConnect => rules.iter().any(|r| r.allows(addr)),
+            // The OS binds a connecting socket to a wildcard address first; wasmtime asks
+            // about that implicit bind too. Explicit binds, listens and accepts stay denied.
+            SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+            _ => false,
+        };
+        if !allowed {
+            let what = format!("{usage:?} {addr}");
+            audit.record(&name, "denied", &what, "no grants.allow_tcp rule matches");
+        }
+        Box::pin(std::future::ready(allowed))
+    });
+    Ok(builder.build())
+}

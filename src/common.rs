@@ -1,0 +1,191 @@
+//! Flags shared by every verb that runs components: grants, limits and the compile cache.
+//! Flattened into each verb, never copied.
+
+use anyhow::Context;
+use clap::Args;
+use membrane_manifest::{AddrRule, ByteSize, DirGrant, Duration, Grants, Limits};
+use membrane_runtime::{Audit, CompileCache, EngineSettings};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(Args, Debug)]
+pub struct RunCommon {
+    #[command(flatten)]
+    pub grants: GrantFlags,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/membrane, else
+    /// ~/.cache/membrane].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "MEMBRANE_CACHE_DIR",
+        help_heading = "Cache"
+    )]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every time; read and write no cache.
+    #[arg(long, help_heading = "Cache")]
+    pub no_cache: bool,
+
+    /// Append audit events (denials, traps) as JSON lines to FILE [default: none; events
+    /// still go to the log].
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// What the guest may reach. Nothing unless granted here.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Grants (deny by default)")]
+pub struct GrantFlags {
+    /// Preopen host directory HOST as GUEST; add `:ro` for read-only (no write, truncate,
+    /// create, rename, link, unlink or set-times). Repeatable [default: no directories].
+    #[arg(long = "dir", value_name = "HOST::GUEST[:ro]")]
+    pub dirs: Vec<DirGrant>,
+
+    /// Give the guest environment variable NAME, with VALUE or, when `=VALUE` is left out,
+    /// the host's value. Repeatable [default: an empty environment].
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Allow TCP connections to an address: IP:PORT, [IPv6]:PORT, a CIDR (any port) or
+    /// CIDR:PORT. Repeatable [default: no connections].
+    #[arg(long = "allow-tcp", value_name = "ADDR")]
+    pub allow_tcp: Vec<AddrRule>,
+
+    /// Allow DNS lookups through wasi:sockets/ip-name-lookup [default: refused].
+    #[arg(long)]
+    pub allow_dns: bool,
+
+    /// Connect the guest's standard input to membrane's [default: empty stdin].
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+/// How much the guest may use before it is stopped.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitFlags {
+    /// Total linear memory of the component, all its memories together.
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT_MEMORY)]
+    pub max_memory: ByteSize,
+
+    /// Elements in any one table.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_TABLE_ELEMENTS)]
+    pub max_table_elements: u64,
+
+    /// Core instances (and memories and tables) the component may create.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_INSTANCES)]
+    pub max_instances: u32,
+
+    /// CPU time the guest may use, e.g. 500ms [default: no CPU limit; --timeout still holds].
+    #[arg(long, value_name = "DURATION")]
+    pub cpu_time: Option<Duration>,
+
+    /// Instruction budget (wasmtime fuel); deterministic, unlike --cpu-time [default: none].
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+
+    /// Wall-clock limit, including time blocked in host calls; `none` for no limit.
+    #[arg(long, value_name = "DURATION", default_value_t = Timeout(Some(Limits::DEFAULT_TIMEOUT)))]
+    pub timeout: Timeout,
+
+    /// Native stack the guest's wasm may use.
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT_WASM_STACK)]
+    pub max_wasm_stack: ByteSize,
+}
+
+/// A duration, or `none`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeout(pub Option<Duration>);
+
+impl FromStr for Timeout {
+    type Err = membrane_manifest::UnitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" | "0" => Ok(Timeout(None)),
+            s => s.parse().map(|d| Timeout(Some(d))),
+        }
+    }
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(d) => d.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+impl GrantFlags {
+    pub fn to_grants(&self) -> anyhow::Result<Grants> {
+        let mut env = std::collections::BTreeMap::new();
+        for item in &self.env {
+            let (name, value) = match item.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => {
+                    let value = std::env::var(item).with_context(|| {
+                        format!("--env {item}: the host has no variable {item}; give a value with --env {item}=VALUE")
+                    })?;
+                    (item.clone(), value)
+                }
+            };
+            anyhow::ensure!(!name.is_empty(), "--env {item}: the variable name is empty");
+            env.insert(name, value);
+        }
+        Ok(Grants {
+            dirs: self.dirs.clone(),
+            env,
+            allow_tcp: self.allow_tcp.clone(),
+            allow_dns: self.allow_dns,
+            stdin: self.stdin,
+        })
+    }
+}
+
+impl LimitFlags {
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            memory: self.max_memory,
+            table_elements: self.max_table_elements,
+            instances: self.max_instances,
+            cpu: self.cpu_time,
+            fuel: self.fuel,
+            timeout: self.timeout.0,
+            wasm_stack: self.max_wasm_stack,
+        }
+    }
+}
+
+impl RunCommon {
+    pub fn cache(&self) -> CompileCache {
+        if self.no_cache {
+            return CompileCache::disabled();
+        }
+        match self.cache_dir.clone().or_else(CompileCache::default_dir) {
+            Some(dir) => CompileCache::at(dir),
+            None => CompileCache::disabled(),
+        }
+    }
+
+    pub fn engine_settings(&self, limits: &Limits) -> EngineSettings {
+        EngineSettings {
+            fuel: limits.fuel.is_some(),
+            max_wasm_stack: limits.wasm_stack.bytes() as usize,
+        }
+    }
+
+    pub fn audit(&self) -> anyhow::Result<Audit> {
+        match &self.audit_log {
+            Some(path) => Audit::to_file(path).with_context(|| {
+                format!(
+                    "--audit-log {}: cannot open it for appending",
+                    path.display()
+                )
+            }),
+            None => Ok(Audit::default()),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! membrane's own exit codes, one per kind of failure, so scripts can tell them apart.
+//! A guest's own exit status passes through unchanged; membrane's codes start at 70.
+
+use membrane_runtime::{FaultKind, LoadError, RunError};
+
+pub const INTERNAL: u8 = 70;
+pub const NOT_FOUND: u8 = 71;
+pub const NOT_WASM: u8 = 72;
+pub const CORE_MODULE: u8 = 73;
+pub const INVALID_COMPONENT: u8 = 74;
+pub const UNSATISFIED_IMPORT: u8 = 75;
+pub const NOT_A_COMMAND: u8 = 76;
+pub const BAD_GRANT: u8 = 77;
+pub const TRAP: u8 = 80;
+pub const OUT_OF_FUEL: u8 = 81;
+pub const CPU_TIME: u8 = 82;
+pub const TIMEOUT: u8 = 83;
+pub const MEMORY_LIMIT: u8 = 84;
+pub const STACK_OVERFLOW: u8 = 85;
+pub const TABLE_LIMIT: u8 = 86;
+
+/// The table printed under `membrane run --help`.
+pub const HELP: &str = "\
+Exit status:
+  the guest's own      when it exits (a Rust guest's std::process::exit(n), n != 0, arrives as 1)
+  70  internal error   71  file not found      72  not WebAssembly
+  73  core module, not a component            74  invalid component
+  75  import nothing can satisfy              76  not a command (no wasi:cli/run export)
+  77  a grant cannot be honoured (e.g. a --dir host path that does not exist)
+  80  trap (panic, unreachable, out-of-bounds, ...)   81  out of fuel
+  82  CPU time limit      83  wall-clock timeout      84  memory limit
+  85  stack overflow      86  table limit";
+
+pub fn code_for(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(load) = cause.downcast_ref::<LoadError>() {
+            return match load {
+                LoadError::NotFound { .. } => NOT_FOUND,
+                LoadError::Unreadable { .. } => NOT_FOUND,
+                LoadError::NotWasm { .. } => NOT_WASM,
+                LoadError::CoreModule { .. } => CORE_MODULE,
+                LoadError::Invalid { .. } => INVALID_COMPONENT,
+            };
+        }
+        if let Some(run) = cause.downcast_ref::<RunError>() {
+            return match run {
+                RunError::Grant(_) => BAD_GRANT,
+                RunError::Unsatisfied { .. } => UNSATISFIED_IMPORT,
+                RunError::NotCommand { .. } => NOT_A_COMMAND,
+                RunError::Fault(fault) => fault_code(&fault.kind),
+            };
+        }
+    }
+    INTERNAL
+}
+
+fn fault_code(kind: &FaultKind) -> u8 {
+    match kind {
+        FaultKind::OutOfFuel => OUT_OF_FUEL,
+        FaultKind::CpuTime(_) => CPU_TIME,
+        FaultKind::Timeout(_) => TIMEOUT,
+        FaultKind::MemoryLimit { .. } => MEMORY_LIMIT,
+        FaultKind::TableLimit { .. } => TABLE_LIMIT,
+        FaultKind::StackOverflow => STACK_OVERFLOW,
+        FaultKind::Unreachable | FaultKind::Trap(_) | FaultKind::Host(_) => TRAP,
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the real `membrane` binary against real guest components built from
+//! `guests/`.
+
+mod util;
+
+// `membrane run`: each grant works when given and is denied when not.
+mod grants;
+// `membrane run`: each limit stops its guest with the right error and exit code.
+mod limits;
+// Bad inputs: each gets its message and its exit code.
+mod errors;
+// `membrane inspect`: imports, exports, capabilities, size and digest.
+mod inspect;
+// The compile cache: hits, misses, corruption.
+mod cache;
