@@ -31,7 +31,7 @@ pub struct RunCommon {
 
     /// Append audit events (denials, traps) as JSON lines to FILE [default: none; events
     /// still go to the log].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Audit")]
     pub audit_log: Option<PathBuf>,
 }
 

@@ -11,9 +11,6 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(after_help = crate::exit::HELP)]
 pub struct RunCommand {
-    #[command(flatten)]
-    pub common: RunCommon,
-
     /// The component to run (.wasm, or its .wat text form).
     #[arg(value_name = "COMPONENT")]
     pub component: PathBuf,
@@ -25,6 +22,9 @@ pub struct RunCommand {
         value_name = "ARGS"
     )]
     pub args: Vec<String>,
+
+    #[command(flatten)]
+    pub common: RunCommon,
 }
 
 impl RunCommand {

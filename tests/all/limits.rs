@@ -93,3 +93,30 @@ fn the_guest_exit_status_passes_through() {
         .assert_code(1)
         .assert_stderr_has("exiting with 3");
 }
+
+/// A command component in WAT whose `run` grows a table by a million elements and traps
+/// with `unreachable` if the growth is refused.
+const TABLE_BOMB: &str = r#"(component
+  (core module $m
+    (table $t 1 funcref)
+    (func (export "run") (result i32)
+      (if (i32.eq (table.grow $t (ref.null func) (i32.const 1000000)) (i32.const -1))
+        (then unreachable))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $run-instance (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $run-instance)))"#;
+
+#[test]
+fn a_table_grow_bomb_is_stopped_by_the_table_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table-bomb.wat");
+    std::fs::write(&path, TABLE_BOMB).unwrap();
+    membrane_with(["run", "--max-table-elements", "10000", path.to_str().unwrap()])
+        .assert_code(86)
+        .assert_stderr_has("component `table-bomb` stopped: table limit reached")
+        .assert_stderr_has("10000 elements");
+    // With room for it, the same growth succeeds.
+    membrane_with(["run", "--max-table-elements", "2000000", path.to_str().unwrap()]).assert_code(0);
+}
