@@ -15,24 +15,27 @@ pub struct RunCommon {
     #[command(flatten)]
     pub limits: LimitFlags,
 
-    /// Where compiled components are cached [default: $XDG_CACHE_HOME/membrane, else
-    /// ~/.cache/membrane].
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "MEMBRANE_CACHE_DIR",
-        help_heading = "Cache"
-    )]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile every time; read and write no cache.
-    #[arg(long, help_heading = "Cache")]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheFlags,
 
     /// Append audit events (denials, traps) as JSON lines to FILE [default: none; events
     /// still go to the log].
     #[arg(long, value_name = "FILE", help_heading = "Audit")]
     pub audit_log: Option<PathBuf>,
+}
+
+/// Where compiled components are kept between runs.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Cache")]
+pub struct CacheFlags {
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/membrane, else
+    /// ~/.cache/membrane].
+    #[arg(long, value_name = "DIR", env = "MEMBRANE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every time; read and write no cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// What the guest may reach. Nothing unless granted here.
@@ -120,6 +123,15 @@ impl std::fmt::Display for Timeout {
 }
 
 impl GrantFlags {
+    /// Whether any grant was given on the command line.
+    pub fn any(&self) -> bool {
+        !self.dirs.is_empty()
+            || !self.env.is_empty()
+            || !self.allow_tcp.is_empty()
+            || self.allow_dns
+            || self.stdin
+    }
+
     pub fn to_grants(&self) -> anyhow::Result<Grants> {
         let mut env = std::collections::BTreeMap::new();
         for item in &self.env {
@@ -159,7 +171,7 @@ impl LimitFlags {
     }
 }
 
-impl RunCommon {
+impl CacheFlags {
     pub fn cache(&self) -> CompileCache {
         if self.no_cache {
             return CompileCache::disabled();
@@ -169,6 +181,12 @@ impl RunCommon {
             None => CompileCache::disabled(),
         }
     }
+}
+
+impl RunCommon {
+    pub fn cache(&self) -> CompileCache {
+        self.cache.cache()
+    }
 
     pub fn engine_settings(&self, limits: &Limits) -> EngineSettings {
         EngineSettings {
@@ -177,13 +195,12 @@ impl RunCommon {
         }
     }
 
-    pub fn audit(&self) -> anyhow::Result<Audit> {
-        match &self.audit_log {
+    /// The audit sink: `--audit-log`, else `fallback` (an app's `[app] audit`), else the
+    /// log only.
+    pub fn audit(&self, fallback: Option<&std::path::Path>) -> anyhow::Result<Audit> {
+        match self.audit_log.as_deref().or(fallback) {
             Some(path) => Audit::to_file(path).with_context(|| {
-                format!(
-                    "--audit-log {}: cannot open it for appending",
-                    path.display()
-                )
+                format!("audit log {}: cannot open it for appending", path.display())
             }),
             None => Ok(Audit::default()),
         }

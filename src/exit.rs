@@ -1,7 +1,7 @@
 //! membrane's own exit codes, one per kind of failure, so scripts can tell them apart.
 //! A guest's own exit status passes through unchanged; membrane's codes start at 70.
 
-use membrane_runtime::{FaultKind, LoadError, RunError};
+use membrane_runtime::{AppError, FaultKind, LoadError, RunError};
 
 pub const INTERNAL: u8 = 70;
 pub const NOT_FOUND: u8 = 71;
@@ -18,6 +18,9 @@ pub const TIMEOUT: u8 = 83;
 pub const MEMORY_LIMIT: u8 = 84;
 pub const STACK_OVERFLOW: u8 = 85;
 pub const TABLE_LIMIT: u8 = 86;
+pub const LINK_FAILED: u8 = 87;
+pub const BAD_MANIFEST: u8 = 78;
+pub const APP_CHECK: u8 = 79;
 
 /// The table printed under `membrane run --help`.
 pub const HELP: &str = "\
@@ -29,10 +32,24 @@ Exit status:
   77  a grant cannot be honoured (e.g. a --dir host path that does not exist)
   80  trap (panic, unreachable, out-of-bounds, ...)   81  out of fuel
   82  CPU time limit      83  wall-clock timeout      84  memory limit
-  85  stack overflow      86  table limit";
+  85  stack overflow      86  table limit        87  a call through a link failed
+  78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests)";
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if let Some(app) = cause.downcast_ref::<AppError>() {
+            match app {
+                AppError::Manifest(_) | AppError::NoEntry { .. } => return BAD_MANIFEST,
+                AppError::Check { .. }
+                | AppError::Digest { .. }
+                | AppError::Wit { .. }
+                | AppError::Link { .. } => {
+                    return APP_CHECK;
+                }
+                AppError::Run(run) => return run_code(run),
+                AppError::Load { .. } => {}
+            }
+        }
         if let Some(load) = cause.downcast_ref::<LoadError>() {
             return match load {
                 LoadError::NotFound { .. } => NOT_FOUND,
@@ -43,15 +60,19 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
             };
         }
         if let Some(run) = cause.downcast_ref::<RunError>() {
-            return match run {
-                RunError::Grant(_) => BAD_GRANT,
-                RunError::Unsatisfied { .. } => UNSATISFIED_IMPORT,
-                RunError::NotCommand { .. } => NOT_A_COMMAND,
-                RunError::Fault(fault) => fault_code(&fault.kind),
-            };
+            return run_code(run);
         }
     }
     INTERNAL
+}
+
+fn run_code(run: &RunError) -> u8 {
+    match run {
+        RunError::Grant(_) => BAD_GRANT,
+        RunError::Unsatisfied { .. } => UNSATISFIED_IMPORT,
+        RunError::NotCommand { .. } => NOT_A_COMMAND,
+        RunError::Fault(fault) => fault_code(&fault.kind),
+    }
 }
 
 fn fault_code(kind: &FaultKind) -> u8 {
@@ -62,6 +83,7 @@ fn fault_code(kind: &FaultKind) -> u8 {
         FaultKind::MemoryLimit { .. } => MEMORY_LIMIT,
         FaultKind::TableLimit { .. } => TABLE_LIMIT,
         FaultKind::StackOverflow => STACK_OVERFLOW,
+        FaultKind::Link(_) => LINK_FAILED,
         FaultKind::Unreachable | FaultKind::Trap(_) | FaultKind::Host(_) => TRAP,
     }
 }

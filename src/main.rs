@@ -21,6 +21,7 @@ struct Cli {
 enum Verb {
     Run(Box<commands::run::RunCommand>),
     Inspect(commands::inspect::InspectCommand),
+    Check(commands::check::CheckCommand),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Verb::Run(cmd) => cmd.execute(),
         Verb::Inspect(cmd) => cmd.execute().map(|()| 0),
+        Verb::Check(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

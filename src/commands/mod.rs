@@ -1,4 +1,5 @@
 //! One module per verb.
 
+pub mod check;
 pub mod inspect;
 pub mod run;

@@ -3,16 +3,19 @@
 use crate::common::RunCommon;
 use anyhow::Context;
 use clap::Parser;
+use membrane_manifest::AppSpec;
+use membrane_runtime::app::{self, App};
 use membrane_runtime::{Command, ComponentFile, MembraneEngine};
 use std::path::PathBuf;
 
-/// Run a wasi:cli/run component. It sees no file, environment variable or socket unless
-/// granted, and is stopped by its limits.
+/// Run a wasi:cli/run component, or the entry of an app (a membrane.toml). A component sees
+/// no file, environment variable or socket unless granted, and is stopped by its limits.
+/// For an app, each component's grants and limits come from its manifest.
 #[derive(Parser, Debug)]
 #[command(after_help = crate::exit::HELP)]
 pub struct RunCommand {
-    /// The component to run (.wasm, or its .wat text form).
-    #[arg(value_name = "COMPONENT")]
+    /// The component to run (.wasm, or its .wat text form), or an app's membrane.toml.
+    #[arg(value_name = "COMPONENT|APP.toml")]
     pub component: PathBuf,
 
     /// Arguments for the guest, after the component (use `--` before ones that start with `-`).
@@ -29,10 +32,13 @@ pub struct RunCommand {
 
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
+        if self.component.extension().is_some_and(|e| e == "toml") {
+            return self.execute_app();
+        }
         // Everything is validated before the guest starts.
         let grants = self.common.grants.to_grants()?;
         let limits = self.common.limits.to_limits();
-        let audit = self.common.audit()?;
+        let audit = self.common.audit(None)?;
         let file = ComponentFile::read(&self.component)?;
         let engine = MembraneEngine::new(self.common.engine_settings(&limits))?;
         let (component, outcome) = file.compile(engine.engine(), &self.common.cache())?;
@@ -44,11 +50,7 @@ impl RunCommand {
                 .map_or(file.name.clone(), |n| n.to_string_lossy().into_owned()),
         ];
         argv.extend(self.args);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let status = runtime.block_on(
+        let status = runtime()?.block_on(
             Command {
                 engine: &engine,
                 name: &file.name,
@@ -64,4 +66,31 @@ impl RunCommand {
         // code is truncated the same way the OS would.
         Ok(status as u8)
     }
+
+    /// Runs an app's entry component, every other component instantiated as its manifest says.
+    fn execute_app(self) -> anyhow::Result<u8> {
+        anyhow::ensure!(
+            !self.common.grants.any(),
+            "{}: grants for the components of an app are set in the manifest, as \
+             [component.NAME] grants = {{ ... }}; remove the grant flags",
+            self.component.display()
+        );
+        let spec = AppSpec::load(&self.component)?;
+        let audit = self.common.audit(spec.app.audit.as_deref())?;
+        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
+        let app = App::load(spec, &engine, &self.common.cache(), audit)?;
+        let entry = app.spec.app.entry.clone().unwrap_or_default();
+        let mut argv = vec![entry];
+        argv.extend(self.args);
+        let status = runtime()?.block_on(app.run_entry(&argv))?;
+        Ok(status as u8)
+    }
+}
+
+/// One thread: the guest's CPU time is then the thread's, and a command needs no more.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

@@ -113,10 +113,21 @@ fn a_table_grow_bomb_is_stopped_by_the_table_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("table-bomb.wat");
     std::fs::write(&path, TABLE_BOMB).unwrap();
-    membrane_with(["run", "--max-table-elements", "10000", path.to_str().unwrap()])
-        .assert_code(86)
-        .assert_stderr_has("component `table-bomb` stopped: table limit reached")
-        .assert_stderr_has("10000 elements");
+    membrane_with([
+        "run",
+        "--max-table-elements",
+        "10000",
+        path.to_str().unwrap(),
+    ])
+    .assert_code(86)
+    .assert_stderr_has("component `table-bomb` stopped: table limit reached")
+    .assert_stderr_has("10000 elements");
     // With room for it, the same growth succeeds.
-    membrane_with(["run", "--max-table-elements", "2000000", path.to_str().unwrap()]).assert_code(0);
+    membrane_with([
+        "run",
+        "--max-table-elements",
+        "2000000",
+        path.to_str().unwrap(),
+    ])
+    .assert_code(0);
 }

@@ -4,9 +4,10 @@ use crate::audit::Audit;
 use crate::capability;
 use crate::engine::MembraneEngine;
 use crate::fault::{Fault, FaultKind};
-use crate::sandbox::{self, GrantError};
+use crate::sandbox::{self, GrantError, SandboxState};
 use membrane_manifest::{Grants, Limits};
-use wasmtime::component::{Component, Linker};
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -64,7 +65,14 @@ pub fn unsatisfied_imports(
         .collect()
 }
 
-/// One `membrane run` of a command component.
+/// A linker with every standard WASI 0.2 interface, holding nothing until granted.
+pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links once into a new linker");
+    linker
+}
+
+/// One `membrane run` of a single command component.
 pub struct Command<'a> {
     pub engine: &'a MembraneEngine,
     pub name: &'a str,
@@ -77,8 +85,7 @@ pub struct Command<'a> {
 }
 
 impl Command<'_> {
-    /// Runs the command to completion and returns its exit status: 0 for success, the
-    /// guest's own code when it called `exit`, 1 when `run` returned an error.
+    /// Runs the command to completion; see [`execute`] for the status.
     pub async fn run(self) -> Result<i32, RunError> {
         let engine = self.engine.engine();
         let missing = unsatisfied_imports(engine, self.component);
@@ -88,10 +95,7 @@ impl Command<'_> {
                 imports: missing,
             });
         }
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .expect("WASI links once into a new linker");
-        let pre = linker
+        let pre = wasi_linker(engine)
             .instantiate_pre(self.component)
             .map_err(|e| RunError::Unsatisfied {
                 component: self.name.to_string(),
@@ -100,17 +104,7 @@ impl Command<'_> {
                     format!("the host's linker refused it: {e:#}"),
                 )],
             })?;
-        let command = CommandPre::new(pre).map_err(|_| RunError::NotCommand {
-            component: self.name.to_string(),
-            exports: self
-                .component
-                .component_type()
-                .exports(engine)
-                .map(|(n, _)| n.to_string())
-                .collect(),
-        })?;
-
-        let mut store = sandbox::new_store(
+        let store = sandbox::new_store(
             engine,
             self.name,
             self.grants,
@@ -118,45 +112,58 @@ impl Command<'_> {
             self.args,
             self.audit,
         )?;
-        let cpu = store.data().cpu.clone();
-        let outcome = {
-            let call = cpu.meter(async {
-                let instance = command.instantiate_async(&mut store).await?;
-                instance.wasi_cli_run().call_run(&mut store).await
-            });
-            match self.limits.timeout {
-                Some(limit) => tokio::time::timeout(limit.std(), call)
-                    .await
-                    .map_err(|_| limit),
-                None => Ok(call.await),
-            }
-        };
-        let fault = |kind| Fault {
-            component: self.name.to_string(),
-            kind,
-            backtrace: Vec::new(),
-        };
-        let result = match outcome {
-            Err(limit) => Err(fault(FaultKind::Timeout(limit.std()))),
-            Ok(Ok(Ok(()))) => Ok(0),
-            Ok(Ok(Err(()))) => Ok(1),
-            Ok(Err(error)) => match error.downcast_ref::<I32Exit>() {
-                Some(exit) => Ok(exit.0),
-                None => Err(Fault::classify(
-                    self.name,
-                    &error,
-                    store.data().limiter.hit(),
-                )),
-            },
-        };
-        if let Err(fault) = &result {
-            self.audit.record(
-                self.name,
-                "trap",
-                fault.kind.name(),
-                &fault.kind.to_string(),
-            );
-        }
-        Ok(result?)
+        execute(self.name, pre, store, self.limits, self.audit).await
     }
+}
+
+/// Instantiates `pre` in `store` and calls `wasi:cli/run`, within the wall-clock limit.
+/// Returns 0 for success, the guest's own code when it called `exit`, 1 when `run`
+/// returned an error.
+pub async fn execute(
+    name: &str,
+    pre: InstancePre<SandboxState>,
+    mut store: Store<SandboxState>,
+    limits: &Limits,
+    audit: &Audit,
+) -> Result<i32, RunError> {
+    let component = pre.component().clone();
+    let command = CommandPre::new(pre).map_err(|_| RunError::NotCommand {
+        component: name.to_string(),
+        exports: component
+            .component_type()
+            .exports(store.engine())
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    })?;
+    let cpu = store.data().cpu.clone();
+    let outcome = {
+        let call = cpu.meter(async {
+            let instance = command.instantiate_async(&mut store).await?;
+            instance.wasi_cli_run().call_run(&mut store).await
+        });
+        match limits.timeout {
+            Some(limit) => tokio::time::timeout(limit.std(), call)
+                .await
+                .map_err(|_| limit),
+            None => Ok(call.await),
+        }
+    };
+    let fault = |kind| Fault {
+        component: name.to_string(),
+        kind,
+        backtrace: Vec::new(),
+    };
+    let result = match outcome {
+        Err(limit) => Err(fault(FaultKind::Timeout(limit.std()))),
+        Ok(Ok(Ok(()))) => Ok(0),
+        Ok(Ok(Err(()))) => Ok(1),
+        Ok(Err(error)) => match error.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(Fault::classify(name, &error, store.data().limiter.hit())),
+        },
+    };
+    if let Err(fault) = &result {
+        audit.record(name, "trap", fault.kind.name(), &fault.kind.to_string());
+    }
+    Ok(result?)
 }

@@ -25,6 +25,8 @@ pub enum FaultKind {
     Unreachable,
     /// Any other wasm trap (out-of-bounds access, division by zero, …).
     Trap(String),
+    /// A call it made through a link failed, and the link's policy passed that on.
+    Link(String),
     /// The host refused or failed a call it made.
     Host(String),
 }
@@ -41,6 +43,7 @@ impl FaultKind {
             FaultKind::StackOverflow => "stack_overflow",
             FaultKind::Unreachable => "unreachable",
             FaultKind::Trap(_) => "trap",
+            FaultKind::Link(_) => "link_failed",
             FaultKind::Host(_) => "host_error",
         }
     }
@@ -82,6 +85,7 @@ impl fmt::Display for FaultKind {
                 f.write_str("wasm `unreachable` executed: the guest panicked or aborted")
             }
             FaultKind::Trap(message) => write!(f, "trap: {message}"),
+            FaultKind::Link(message) => f.write_str(message),
             FaultKind::Host(message) => write!(f, "host error: {message}"),
         }
     }
@@ -127,7 +131,12 @@ impl Fault {
                 bt.frames()
                     .iter()
                     .map(|frame| {
-                        let func = frame.func_name().unwrap_or("<unnamed>");
+                        // `{:#}` leaves out the hash suffix; names that are not Rust
+                        // symbols pass through unchanged.
+                        let func = frame.func_name().map_or_else(
+                            || "<unnamed>".to_string(),
+                            |n| format!("{:#}", rustc_demangle::demangle(n)),
+                        );
                         match frame
                             .symbols()
                             .first()
@@ -140,7 +149,9 @@ impl Fault {
                     .collect()
             })
             .unwrap_or_default();
-        let kind = if let Some(exceeded) = error.downcast_ref::<CpuTimeExceeded>() {
+        let kind = if let Some(link) = error.downcast_ref::<crate::link::LinkError>() {
+            FaultKind::Link(link.to_string())
+        } else if let Some(exceeded) = error.downcast_ref::<CpuTimeExceeded>() {
             FaultKind::CpuTime(exceeded.0)
         } else if let Some(trap) = error.downcast_ref::<Trap>() {
             match (trap, hit) {

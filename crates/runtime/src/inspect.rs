@@ -112,7 +112,7 @@ impl fmt::Display for Inspection {
     }
 }
 
-fn signature(resolve: &Resolve, func: &Function) -> String {
+pub fn signature(resolve: &Resolve, func: &Function) -> String {
     let resource = |id: &TypeId| resolve.types[*id].name.clone().unwrap_or_default();
     let (name, is_async) = match &func.kind {
         FunctionKind::Freestanding => (func.name.clone(), false),

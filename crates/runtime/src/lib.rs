@@ -1,6 +1,7 @@
 //! The membrane host: the engine and its compile cache, grants turned into WASI contexts,
 //! limits enforced in each store, faults made into data, and component inspection.
 
+pub mod app;
 pub mod audit;
 pub mod cache;
 pub mod capability;
@@ -9,9 +10,14 @@ pub mod engine;
 pub mod fault;
 pub mod inspect;
 pub mod limits;
+pub mod link;
 pub mod load;
+pub mod pool;
 pub mod sandbox;
+pub mod stats;
+pub mod wit_compat;
 
+pub use app::{App, AppError};
 pub use audit::Audit;
 pub use cache::{CacheOutcome, CompileCache};
 pub use command::{Command, RunError};

@@ -134,6 +134,11 @@ impl CpuMeter {
         std::time::Duration::from_nanos(used)
     }
 
+    /// Starts counting from zero: budgets are per call.
+    pub fn reset(&self) {
+        self.used_ns.store(0, Ordering::Relaxed);
+    }
+
     /// Wraps a future so that every poll of it is charged to this meter.
     pub fn meter<F: Future>(self: &Arc<Self>, inner: F) -> Metered<F> {
         Metered {

@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
+use crate::pool::CallChain;
 use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub enum GrantError {
 /// Everything a sandbox's store holds.
 pub struct SandboxState {
     pub component: Arc<str>,
+    /// The components the call being served has passed through, this one last.
+    pub chain: CallChain,
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: ComponentLimiter,
@@ -56,6 +59,7 @@ pub fn new_store(
 ) -> Result<Store<SandboxState>, GrantError> {
     let state = SandboxState {
         component: component.into(),
+        chain: Arc::new([Arc::from(component)]),
         wasi: wasi_ctx(component, grants, args, audit)?,
         table: ResourceTable::new(),
         limiter: ComponentLimiter::new(limits),

@@ -1,0 +1,393 @@
+//! Everything that can be known about an app before it runs: each link type-checked
+//! against both components' WIT, every import satisfied, the entry runnable, cycles found.
+//! `membrane check` prints this; loading an app refuses to start on any error in it.
+
+use crate::capability;
+use crate::wit_compat::{self, ComponentWit};
+use membrane_manifest::{AppSpec, InstanceMode, OnTrap};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What loading found about one component, for checking.
+pub struct Checked<'a> {
+    pub wit: &'a ComponentWit,
+    /// The component's imports, exactly as named in its binary.
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding, naming the manifest key it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{level}: {}: {}", self.key, self.message)
+    }
+}
+
+/// A link as it will be built: the names under which each side really has it.
+#[derive(Debug, Clone, Default)]
+pub struct LinkPlan {
+    pub import: String,
+    pub export: String,
+    pub fallback_export: Option<String>,
+}
+
+/// The result of checking: one plan per link (in manifest order) and the findings.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub links: Vec<LinkPlan>,
+    pub problems: Vec<Problem>,
+    pub cycles: Vec<Vec<String>>,
+}
+
+impl Report {
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+}
+
+pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
+    let mut report = Report::default();
+    let mut error = |key: String, message: String| {
+        report.problems.push(Problem {
+            severity: Severity::Error,
+            key,
+            message,
+        });
+    };
+    let mut links = Vec::new();
+    for (i, link) in spec.links.iter().enumerate() {
+        let key = |field: &str| format!("link[{i}].{field}");
+        let consumer = &components[&link.from];
+        let provider = &components[&link.to];
+        let mut plan = LinkPlan::default();
+        let Some(wanted) = consumer.wit.import(&link.import) else {
+            error(
+                key("import"),
+                format!(
+                    "component `{}` does not import {}; its imports that need a link are: {}",
+                    link.from,
+                    link.import,
+                    list(
+                        consumer
+                            .imports
+                            .iter()
+                            .filter(|i| !capability::of_import(i).is_satisfied())
+                    )
+                ),
+            );
+            links.push(plan);
+            continue;
+        };
+        plan.import = consumer.wit.name_of(wanted);
+        match provider.wit.export(&link.import) {
+            None => error(
+                key("to"),
+                format!(
+                    "component `{}` does not export {}; it exports: {}",
+                    link.to,
+                    link.import,
+                    list(provider.exports.iter())
+                ),
+            ),
+            Some(offered) => {
+                plan.export = provider.wit.name_of(offered);
+                if let Err(m) = wit_compat::check(wanted, offered) {
+                    error(
+                        key("to"),
+                        mismatch_message(&link.from, &link.to, &plan.import, &m),
+                    );
+                }
+                if wit_compat::has_resources(offered)
+                    && spec.components[&link.to].instances != InstanceMode::Singleton
+                {
+                    error(
+                        format!("component.{}.instances", link.to),
+                        format!(
+                            "{} has resource types, and a resource lives in the instance that made it; \
+                             set instances = \"singleton\" for `{}`",
+                            plan.export, link.to
+                        ),
+                    );
+                }
+            }
+        }
+        if let OnTrap::Fallback(fallback) = &link.on_trap {
+            let backup = &components[fallback];
+            match backup.wit.export(&link.import) {
+                None => error(
+                    key("on_trap"),
+                    format!(
+                        "the fallback `{fallback}` does not export {}; it exports: {}",
+                        link.import,
+                        list(backup.exports.iter())
+                    ),
+                ),
+                Some(offered) => {
+                    plan.fallback_export = Some(backup.wit.name_of(offered));
+                    if let Err(m) = wit_compat::check(wanted, offered) {
+                        error(
+                            key("on_trap"),
+                            mismatch_message(&link.from, fallback, &plan.import, &m),
+                        );
+                    }
+                    if wit_compat::has_resources(offered) {
+                        error(
+                            key("on_trap"),
+                            format!(
+                                "{} has resource types; a fallback cannot take over resources another instance made",
+                                plan.import
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        links.push(plan);
+    }
+    report.links = links;
+
+    for (name, component) in components {
+        for import in &component.imports {
+            let linked = spec
+                .links
+                .iter()
+                .any(|l| &l.from == name && wit_compat::same_interface(&l.import, import));
+            if let capability::Capability::Unsatisfied { reason } = capability::of_import(import)
+                && !linked
+            {
+                let providers: Vec<&String> = components
+                    .iter()
+                    .filter(|(other, c)| {
+                        *other != name
+                            && c.exports
+                                .iter()
+                                .any(|e| wit_compat::same_interface(e, import))
+                    })
+                    .map(|(other, _)| other)
+                    .collect();
+                let fix = match providers.first() {
+                    Some(p) => format!(
+                        "add [[link]] from = \"{name}\", import = \"{import}\", to = \"{p}\" ({} exports it)",
+                        list(providers.iter())
+                    ),
+                    None => format!("{reason}; no component of this app exports it"),
+                };
+                report.problems.push(Problem {
+                    severity: Severity::Error,
+                    key: format!("component.{name}"),
+                    message: format!("`{name}` imports {import}, which nothing supplies; {fix}"),
+                });
+            }
+        }
+    }
+
+    if let Some(entry) = &spec.app.entry
+        && !components[entry]
+            .exports
+            .iter()
+            .any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
+    {
+        report.problems.push(Problem {
+            severity: Severity::Error,
+            key: "app.entry".into(),
+            message: format!(
+                "the entry `{entry}` does not export wasi:cli/run, so it cannot be run; it exports: {}",
+                list(components[entry].exports.iter())
+            ),
+        });
+    }
+
+    for (name, component) in &spec.components {
+        for (j, dir) in component.grants.dirs.iter().enumerate() {
+            if !dir.host.is_dir() {
+                report.problems.push(Problem {
+                    severity: Severity::Error,
+                    key: format!("component.{name}.grants.dirs[{j}].host"),
+                    message: format!(
+                        "{} is not a directory; create it or fix the path",
+                        dir.host.display()
+                    ),
+                });
+            }
+        }
+    }
+
+    report.cycles = cycles(spec);
+    for cycle in &report.cycles {
+        let held: Vec<&String> = cycle
+            .iter()
+            .filter(|c| {
+                spec.components[*c].instances != InstanceMode::PerCall
+                    || spec.app.entry.as_ref() == Some(*c)
+            })
+            .collect();
+        let mut path = cycle.clone();
+        path.push(cycle[0].clone());
+        let message = if held.is_empty() {
+            format!(
+                "link cycle {}: every component on it is per-call, so each call around it gets a fresh instance (at most 32 deep)",
+                path.join(" -> ")
+            )
+        } else {
+            format!(
+                "link cycle {}: a call around it re-enters {}, which is busy serving the call, so it fails as a reentrant call; make them per-call or break the cycle",
+                path.join(" -> "),
+                list(held.iter())
+            )
+        };
+        report.problems.push(Problem {
+            severity: Severity::Warning,
+            key: "link".into(),
+            message,
+        });
+    }
+    report
+}
+
+fn mismatch_message(
+    consumer: &str,
+    provider: &str,
+    import: &str,
+    m: &wit_compat::Mismatch,
+) -> String {
+    match &m.provider {
+        None => format!(
+            "`{provider}` cannot serve {import} to `{consumer}`: it has no function `{}`\n    `{consumer}` imports: {}",
+            m.function, m.consumer
+        ),
+        Some(offered) => format!(
+            "`{provider}` cannot serve {import} to `{consumer}`: function `{}` differs\n    `{consumer}` imports: {}\n    `{provider}` exports: {offered}",
+            m.function, m.consumer
+        ),
+    }
+}
+
+fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Every elementary cycle of the link graph, each once, starting at its smallest name.
+pub fn cycles(spec: &AppSpec) -> Vec<Vec<String>> {
+    let edges = |from: &str| -> Vec<String> {
+        let mut to: Vec<String> = spec
+            .links
+            .iter()
+            .filter(|l| l.from == from)
+            .map(|l| l.to.clone())
+            .collect();
+        to.sort();
+        to.dedup();
+        to
+    };
+    let mut found = Vec::new();
+    for start in spec.components.keys() {
+        let mut stack = vec![(start.clone(), vec![start.clone()])];
+        while let Some((node, path)) = stack.pop() {
+            for next in edges(&node) {
+                if &next == start {
+                    found.push(path.clone());
+                } else if next > *start && !path.contains(&next) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push((next, longer));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The app as text: components with their membranes, and the links out of each.
+pub fn graph_text(spec: &AppSpec) -> String {
+    let mut out = format!("app {}\n", spec.app.name);
+    for (name, component) in &spec.components {
+        let entry = if spec.app.entry.as_deref() == Some(name) {
+            ", entry"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  {name} ({}{entry})\n", component.instances));
+        for link in spec.links.iter().filter(|l| &l.from == name) {
+            let mut policy = vec![link.on_trap.to_string()];
+            if let Some(t) = link.timeout {
+                policy.push(format!("timeout {t}"));
+            }
+            if let Some(c) = link.circuit {
+                policy.push(format!("circuit {} failures / {}", c.failures, c.cooldown));
+            }
+            out.push_str(&format!(
+                "    {} -> {} [{}]\n",
+                link.import,
+                link.to,
+                policy.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The app in Graphviz dot.
+pub fn graph_dot(spec: &AppSpec) -> String {
+    let mut out = format!(
+        "digraph {:?} {{\n  rankdir=LR;\n  node [shape=box];\n",
+        spec.app.name
+    );
+    for (name, component) in &spec.components {
+        let shape = if spec.app.entry.as_deref() == Some(name) {
+            ", style=bold"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {name:?} [label=\"{name}\\n{}\"{shape}];\n",
+            component.instances
+        ));
+    }
+    for link in &spec.links {
+        out.push_str(&format!(
+            "  {:?} -> {:?} [label={:?}];\n",
+            link.from,
+            link.to,
+            format!("{}\n{}", link.import, link.on_trap)
+        ));
+        if let OnTrap::Fallback(f) = &link.on_trap {
+            out.push_str(&format!(
+                "  {:?} -> {f:?} [style=dashed, label=\"fallback\"];\n",
+                link.from
+            ));
+        }
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,510 @@
+//! A running app: every component with its own instances behind its membrane, and the
+//! links between them, built from a checked `membrane.toml`.
+
+pub mod check;
+
+use crate::audit::Audit;
+use crate::cache::{CacheOutcome, CompileCache};
+use crate::command::{self, RunError};
+use crate::engine::{EngineSettings, MembraneEngine};
+use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
+use crate::load::{ComponentFile, LoadError};
+use crate::pool::{CallChain, CallError, Instances};
+use crate::stats::{ComponentSnapshot, LinkSnapshot};
+use crate::wit_compat::ComponentWit;
+use check::{Checked, Problem, Report};
+use membrane_manifest::{AppSpec, ManifestError, OnTrap};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use wasmtime::AsContextMut;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, ResourceType, Val};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("component `{component}`: {source}")]
+    Load {
+        component: String,
+        #[source]
+        source: LoadError,
+    },
+    #[error(
+        "component `{component}`: digest mismatch: membrane.toml pins {expected} but {path} is \
+         sha256:{actual}; if the new file is intended, update `digest` in [component.{component}]"
+    )]
+    Digest {
+        component: String,
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("component `{component}`: cannot read its WIT: {reason}")]
+    Wit { component: String, reason: String },
+    #[error("{file}: the app cannot start:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Check {
+        file: String,
+        problems: Vec<Problem>,
+    },
+    #[error(
+        "{file}: the app has no entry to run; set [app] entry = \"<a component that exports wasi:cli/run>\""
+    )]
+    NoEntry { file: String },
+    #[error("component `{component}`: the host could not link it: {reason}")]
+    Link { component: String, reason: String },
+    #[error(transparent)]
+    Run(Box<RunError>),
+}
+
+/// One component read, verified and compiled.
+pub struct LoadedComponent {
+    pub file: ComponentFile,
+    pub component: Component,
+    pub cache: CacheOutcome,
+    pub wit: ComponentWit,
+}
+
+/// The engine settings an app needs: fuel counting if any component has a fuel limit,
+/// and a stack as large as the largest limit (the stack is engine-wide in wasmtime).
+pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
+    let components = spec.components.values();
+    EngineSettings {
+        fuel: components.clone().any(|c| c.limits.fuel.is_some()),
+        max_wasm_stack: components
+            .map(|c| c.limits.wasm_stack.bytes() as usize)
+            .max()
+            .unwrap_or(EngineSettings::default().max_wasm_stack),
+    }
+}
+
+/// Reads, verifies (digest pins) and compiles every component of `spec`.
+pub fn load_components(
+    spec: &AppSpec,
+    engine: &MembraneEngine,
+    cache: &CompileCache,
+) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
+    let mut loaded = BTreeMap::new();
+    for (name, component) in &spec.components {
+        let load_error = |source| AppError::Load {
+            component: name.clone(),
+            source,
+        };
+        let file = ComponentFile::read(&component.source).map_err(load_error)?;
+        if let Some(pin) = &component.digest
+            && pin.0 != file.sha256
+        {
+            return Err(AppError::Digest {
+                component: name.clone(),
+                path: component.source.display().to_string(),
+                expected: pin.to_string(),
+                actual: file.sha256_hex(),
+            });
+        }
+        let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
+        let wit = ComponentWit::decode(&file.bytes).map_err(|e| AppError::Wit {
+            component: name.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        loaded.insert(
+            name.clone(),
+            LoadedComponent {
+                file,
+                component: compiled,
+                cache,
+                wit,
+            },
+        );
+    }
+    Ok(loaded)
+}
+
+/// Checks an app whose components are loaded.
+pub fn check_app(
+    spec: &AppSpec,
+    engine: &MembraneEngine,
+    loaded: &BTreeMap<String, LoadedComponent>,
+) -> Report {
+    let checked: BTreeMap<String, Checked<'_>> = loaded
+        .iter()
+        .map(|(name, c)| {
+            let ty = c.component.component_type();
+            let imports = ty
+                .imports(engine.engine())
+                .map(|(n, _)| n.to_string())
+                .collect();
+            let exports = ty
+                .exports(engine.engine())
+                .map(|(n, _)| n.to_string())
+                .collect();
+            (
+                name.clone(),
+                Checked {
+                    wit: &c.wit,
+                    imports,
+                    exports,
+                },
+            )
+        })
+        .collect();
+    check::check(spec, &checked)
+}
+
+/// The components and links of a running app, as links reach them.
+pub struct AppInner {
+    components: Vec<Instances>,
+    index: BTreeMap<String, usize>,
+    links: Vec<Arc<LinkRuntime<AppInner>>>,
+}
+
+impl Components for AppInner {
+    fn instances(&self, index: usize) -> &Instances {
+        &self.components[index]
+    }
+}
+
+/// A loaded, checked and linked app.
+pub struct App {
+    pub spec: AppSpec,
+    engine: MembraneEngine,
+    audit: Audit,
+    inner: Arc<AppInner>,
+}
+
+/// Proxy handle types must differ between links, and between apps in one process.
+static NEXT_RESOURCE_TYPE: AtomicU32 = AtomicU32::new(1);
+
+impl App {
+    /// Loads every component, checks the whole app and links it. Nothing runs yet.
+    pub fn load(
+        spec: AppSpec,
+        engine: &MembraneEngine,
+        cache: &CompileCache,
+        audit: Audit,
+    ) -> Result<App, AppError> {
+        let loaded = load_components(&spec, engine, cache)?;
+        let report = check_app(&spec, engine, &loaded);
+        if !report.is_ok() {
+            return Err(AppError::Check {
+                file: spec.file.display().to_string(),
+                problems: report.errors().cloned().collect(),
+            });
+        }
+        let index: BTreeMap<String, usize> = spec
+            .components
+            .keys()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        let names: Vec<Arc<str>> = spec
+            .components
+            .keys()
+            .map(|n| Arc::from(n.as_str()))
+            .collect();
+
+        let mut links = Vec::new();
+        for (i, (link, plan)) in spec.links.iter().zip(&report.links).enumerate() {
+            let consumer = &loaded[&link.from].component;
+            let provider = &loaded[&link.to].component;
+            let iface = provider
+                .get_export_index(None, plan.export.as_str())
+                .expect("checked export");
+            let fallback = match &link.on_trap {
+                OnTrap::Fallback(f) => {
+                    let c = &loaded[f].component;
+                    let export = plan.fallback_export.as_deref().expect("checked fallback");
+                    Some((
+                        c,
+                        c.get_export_index(None, export)
+                            .expect("checked fallback export"),
+                    ))
+                }
+                _ => None,
+            };
+            let lookup = |c: &Component, at: &ComponentExportIndex, name: &str| {
+                c.get_export_index(Some(at), name)
+            };
+            let Some(ComponentItem::ComponentInstance(ty)) = consumer
+                .component_type()
+                .get_import(engine.engine(), &plan.import)
+                .map(|e| e.ty)
+            else {
+                unreachable!("checked import {}", plan.import)
+            };
+            let mut funcs = Vec::new();
+            for (name, item) in ty.exports(engine.engine()) {
+                if let ComponentItem::ComponentFunc(f) = item.ty {
+                    let missing = || AppError::Link {
+                        component: link.to.clone(),
+                        reason: format!("{} has no function {name}", plan.export),
+                    };
+                    funcs.push(LinkedFunc {
+                        name: name.to_string(),
+                        results: f.results().len(),
+                        provider: lookup(provider, &iface, name).ok_or_else(missing)?,
+                        fallback: match &fallback {
+                            Some((c, at)) => Some(lookup(c, at, name).ok_or_else(missing)?),
+                            None => None,
+                        },
+                    });
+                }
+            }
+            let policy = match &link.on_trap {
+                OnTrap::Propagate => Policy::Propagate,
+                OnTrap::Retry(n) => Policy::Retry(*n),
+                OnTrap::Fallback(f) => Policy::Fallback(index[f]),
+            };
+            links.push(Arc::new(LinkRuntime::new(
+                i,
+                names[index[&link.from]].clone(),
+                plan.import.clone(),
+                index[&link.to],
+                names[index[&link.to]].clone(),
+                policy,
+                link.timeout.map(|t| t.std()),
+                link.circuit,
+                funcs,
+                NEXT_RESOURCE_TYPE.fetch_add(1, Ordering::Relaxed),
+                audit.clone(),
+            )));
+        }
+
+        let mut components = Vec::new();
+        for (name, spec_c) in &spec.components {
+            let loaded_c = &loaded[name];
+            let mut linker = command::wasi_linker(engine.engine());
+            for link in links.iter().filter(|l| *l.consumer == **name) {
+                let Some(ComponentItem::ComponentInstance(ty)) = loaded_c
+                    .component
+                    .component_type()
+                    .get_import(engine.engine(), &link.import)
+                    .map(|e| e.ty)
+                else {
+                    unreachable!("checked import")
+                };
+                let link_error = |e: wasmtime::Error| AppError::Link {
+                    component: name.clone(),
+                    reason: format!("{e:#}"),
+                };
+                let mut instance = linker.instance(&link.import).map_err(link_error)?;
+                for (item_name, item) in ty.exports(engine.engine()) {
+                    if let ComponentItem::Resource(_) = item.ty {
+                        let link = link.clone();
+                        instance
+                            .resource_async(
+                                item_name,
+                                ResourceType::host_dynamic(link.resource_type),
+                                move |_, rep| {
+                                    let link = link.clone();
+                                    Box::new(async move { link.drop_proxy(rep).await })
+                                },
+                            )
+                            .map_err(link_error)?;
+                    }
+                }
+                for (func, linked) in link.funcs.iter().enumerate() {
+                    let link = link.clone();
+                    instance
+                        .func_new_async(&linked.name, move |mut store, _ty, params, results| {
+                            let link = link.clone();
+                            Box::new(async move {
+                                link.forward(&mut store, func, params, results).await
+                            })
+                        })
+                        .map_err(link_error)?;
+                }
+            }
+            let pre = linker
+                .instantiate_pre(&loaded_c.component)
+                .map_err(|e| AppError::Link {
+                    component: name.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+            components.push(Instances::new(
+                names[index[name]].clone(),
+                spec_c.instances,
+                spec_c.grants.clone(),
+                spec_c.limits.clone(),
+                spec_c.restart,
+                engine.engine().clone(),
+                pre,
+                audit.clone(),
+            ));
+        }
+        let inner = Arc::new(AppInner {
+            components,
+            index,
+            links,
+        });
+        for link in &inner.links {
+            link.attach(Arc::downgrade(&inner));
+        }
+        Ok(App {
+            spec,
+            engine: engine.clone(),
+            audit,
+            inner,
+        })
+    }
+
+    pub fn engine(&self) -> &MembraneEngine {
+        &self.engine
+    }
+
+    fn instances(&self, component: &str) -> Option<&Instances> {
+        self.inner
+            .index
+            .get(component)
+            .map(|i| &self.inner.components[*i])
+    }
+
+    /// Runs the app's entry component as a command with `args` (program name first).
+    pub async fn run_entry(&self, args: &[String]) -> Result<i32, AppError> {
+        let entry = self
+            .spec
+            .app
+            .entry
+            .as_deref()
+            .ok_or_else(|| AppError::NoEntry {
+                file: self.spec.file.display().to_string(),
+            })?;
+        let instances = self.instances(entry).expect("the entry was checked");
+        let store = instances.new_store(args);
+        command::execute(
+            entry,
+            instances.pre().clone(),
+            store,
+            &instances.limits,
+            &self.audit,
+        )
+        .await
+        .map_err(|e| AppError::Run(Box::new(e)))
+    }
+
+    /// Calls `function` of `interface` exported by `component`, as the host: the call goes
+    /// through the component's instance mode and supervision, but through no link.
+    pub async fn call(
+        &self,
+        component: &str,
+        interface: &str,
+        function: &str,
+        params: &[Val],
+    ) -> Result<Vec<Val>, CallError> {
+        let no_export = || CallError::NoSuchExport {
+            component: component.to_string(),
+            export: format!("{interface}#{function}"),
+        };
+        let instances = self.instances(component).ok_or_else(no_export)?;
+        let c = instances.pre().component();
+        let iface = c.get_export_index(None, interface).ok_or_else(no_export)?;
+        let func = c
+            .get_export_index(Some(&iface), function)
+            .ok_or_else(no_export)?;
+        let Some(ComponentItem::ComponentFunc(ty)) = c
+            .component_type()
+            .get_export(self.engine.engine(), interface)
+            .and_then(|e| match e.ty {
+                ComponentItem::ComponentInstance(i) => {
+                    i.get_export(self.engine.engine(), function).map(|f| f.ty)
+                }
+                _ => None,
+            })
+        else {
+            return Err(no_export());
+        };
+        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let chain: CallChain = Arc::new([]);
+        instances
+            .call(&chain, func, None, params, &mut results)
+            .await?;
+        Ok(results)
+    }
+
+    /// Calls `function` through the link that serves `consumer`'s `import`, as if
+    /// `consumer` had called it: with the link's policy, timeout and circuit.
+    pub async fn call_link(
+        &self,
+        consumer: &str,
+        import: &str,
+        function: &str,
+        params: &[Val],
+    ) -> wasmtime::Result<Vec<Val>> {
+        let link = self
+            .inner
+            .links
+            .iter()
+            .find(|l| {
+                *l.consumer == *consumer && crate::wit_compat::same_interface(&l.import, import)
+            })
+            .ok_or_else(|| wasmtime::format_err!("no link serves {import} of `{consumer}`"))?;
+        let func = link
+            .funcs
+            .iter()
+            .position(|f| f.name == function)
+            .ok_or_else(|| wasmtime::format_err!("{import} has no function {function}"))?;
+        let instances = self
+            .instances(consumer)
+            .expect("links name known components");
+        let mut store = instances.new_store(&[consumer.to_string()]);
+        let mut results = vec![Val::Bool(false); link.funcs[func].results];
+        link.forward(&mut store.as_context_mut(), func, params, &mut results)
+            .await?;
+        Ok(results)
+    }
+
+    /// Restarts a component: a failed singleton is cleared and pooled instances dropped.
+    pub async fn restart(&self, component: &str) -> bool {
+        match self.instances(component) {
+            Some(instances) => {
+                instances.reset().await;
+                self.audit
+                    .record(component, "restart", "operator", "cleared");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counters of every component and link.
+    pub fn stats(&self) -> AppStats {
+        AppStats {
+            components: self
+                .inner
+                .components
+                .iter()
+                .map(|c| (c.name().to_string(), c.stats.snapshot()))
+                .collect(),
+            links: self
+                .inner
+                .links
+                .iter()
+                .map(|l| LinkStatsEntry {
+                    from: l.consumer.to_string(),
+                    import: l.import.clone(),
+                    to: l.provider_name.to_string(),
+                    circuit: l.circuit_state(),
+                    stats: l.stats.snapshot(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStats {
+    pub components: BTreeMap<String, ComponentSnapshot>,
+    pub links: Vec<LinkStatsEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkStatsEntry {
+    pub from: String,
+    pub import: String,
+    pub to: String,
+    pub circuit: Option<&'static str>,
+    #[serde(flatten)]
+    pub stats: LinkSnapshot,
+}

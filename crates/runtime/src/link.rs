@@ -1,0 +1,522 @@
+//! A link: one consumer import served by a provider's export, through the host. Every
+//! call is counted, timed out, audited and subject to the link's policy (propagate, retry,
+//! fallback) and circuit breaker. Resources the provider owns reach the consumer as proxy
+//! handles that the host maps back on every call and whose drop it forwards.
+
+use crate::audit::Audit;
+use crate::fault::{Fault, FaultKind};
+use crate::pool::{CallChain, CallError, Generation, Instances};
+use crate::sandbox::SandboxState;
+use crate::stats::LinkStats;
+use membrane_manifest::CircuitSpec;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
+
+/// What a link does when its provider fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Propagate,
+    Retry(u32),
+    /// Call the same function on this component (an index into the app's components).
+    Fallback(usize),
+}
+
+/// A consumer's call through a link that failed, naming both sides and the cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("its call to `{provider}` through {import} ({function}) failed: {cause}")]
+pub struct LinkError {
+    pub consumer: String,
+    pub provider: String,
+    pub import: String,
+    pub function: String,
+    pub cause: LinkCause,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkCause {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(
+        "the link's circuit is open after {failures} consecutive failures; calls fail fast until {cooldown} pass"
+    )]
+    CircuitOpen {
+        failures: u32,
+        cooldown: membrane_manifest::Duration,
+    },
+    #[error("the resource handle belongs to an instance of `{0}` that has since been discarded")]
+    StaleResource(String),
+    #[error("unknown resource handle {0}")]
+    UnknownResource(u32),
+    #[error("the app is shutting down")]
+    ShuttingDown,
+}
+
+/// The app as links see it: its components, by index.
+pub trait Components: Send + Sync + 'static {
+    fn instances(&self, index: usize) -> &Instances;
+}
+
+/// One function of the linked interface, with where it lives in the provider (and in the
+/// fallback, when there is one).
+#[derive(Debug, Clone)]
+pub struct LinkedFunc {
+    pub name: String,
+    /// How many results the function returns (0 or 1).
+    pub results: usize,
+    pub provider: ComponentExportIndex,
+    pub fallback: Option<ComponentExportIndex>,
+}
+
+struct Proxy {
+    generation: Generation,
+    resource: ResourceAny,
+}
+
+pub struct LinkRuntime<A: Components> {
+    pub index: usize,
+    pub consumer: Arc<str>,
+    /// The interface name as the consumer imports it.
+    pub import: String,
+    pub provider: usize,
+    pub provider_name: Arc<str>,
+    pub policy: Policy,
+    pub timeout: Option<Duration>,
+    pub funcs: Vec<LinkedFunc>,
+    /// The `ResourceType::host_dynamic` payload of this link's proxy handles.
+    pub resource_type: u32,
+    pub stats: LinkStats,
+    circuit: Option<Circuit>,
+    proxies: Mutex<HashMap<u32, Proxy>>,
+    next_proxy: AtomicU32,
+    audit: Audit,
+    app: OnceLock<Weak<A>>,
+}
+
+impl<A: Components> LinkRuntime<A> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        index: usize,
+        consumer: Arc<str>,
+        import: String,
+        provider: usize,
+        provider_name: Arc<str>,
+        policy: Policy,
+        timeout: Option<Duration>,
+        circuit: Option<CircuitSpec>,
+        funcs: Vec<LinkedFunc>,
+        resource_type: u32,
+        audit: Audit,
+    ) -> Self {
+        LinkRuntime {
+            index,
+            consumer,
+            import,
+            provider,
+            provider_name,
+            policy,
+            timeout,
+            funcs,
+            resource_type,
+            stats: LinkStats::default(),
+            circuit: circuit.map(Circuit::new),
+            proxies: Mutex::default(),
+            next_proxy: AtomicU32::new(1),
+            audit,
+            app: OnceLock::new(),
+        }
+    }
+
+    /// Connects the link to the app it belongs to, once the app exists.
+    pub fn attach(&self, app: Weak<A>) {
+        let _ = self.app.set(app);
+    }
+
+    fn app(&self) -> Option<Arc<A>> {
+        self.app.get().and_then(Weak::upgrade)
+    }
+
+    /// Whether the circuit is open (calls fail fast), for status reports.
+    pub fn circuit_state(&self) -> Option<&'static str> {
+        self.circuit.as_ref().map(Circuit::state_name)
+    }
+
+    fn error(&self, func: usize, cause: impl Into<LinkCause>) -> LinkError {
+        LinkError {
+            consumer: self.consumer.to_string(),
+            provider: self.provider_name.to_string(),
+            import: self.import.clone(),
+            function: self.funcs[func].name.clone(),
+            cause: cause.into(),
+        }
+    }
+
+    /// Serves the consumer's call of function `func` with `params`, writing `results`.
+    pub async fn forward(
+        &self,
+        consumer: &mut StoreContextMut<'_, SandboxState>,
+        func: usize,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let outcome = self.call(consumer, func, params, results).await;
+        outcome.map_err(|error| {
+            self.stats.errors.fetch_add(1, Relaxed);
+            wasmtime::Error::new(error)
+        })
+    }
+
+    async fn call(
+        &self,
+        consumer: &mut StoreContextMut<'_, SandboxState>,
+        func: usize,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), LinkError> {
+        self.stats.calls.fetch_add(1, Relaxed);
+        let app = self
+            .app()
+            .ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
+        let chain = consumer.data().chain.clone();
+        let (params, generation) = self
+            .params_to_provider(consumer, params)
+            .map_err(|c| self.error(func, c))?;
+        if let Some(circuit) = &self.circuit
+            && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
+        {
+            self.stats.rejected.fetch_add(1, Relaxed);
+            return Err(self.error(func, cause));
+        }
+        let started = Instant::now();
+        let provider = app.instances(self.provider);
+        let mut attempt = 0;
+        let outcome = loop {
+            let result = self
+                .call_once(
+                    provider,
+                    &chain,
+                    self.funcs[func].provider,
+                    generation,
+                    &params,
+                    results,
+                )
+                .await;
+            let Err(error) = result else { break result };
+            self.count_failure(&error);
+            match self.policy {
+                Policy::Retry(n) if attempt < n && retriable(&error) => {
+                    attempt += 1;
+                    self.stats.retries.fetch_add(1, Relaxed);
+                    self.audit.record(
+                        &self.consumer,
+                        "retry",
+                        &self.import,
+                        &format!("attempt {} of {n}: {error}", attempt + 1),
+                    );
+                }
+                Policy::Fallback(fallback) if retriable(&error) => {
+                    let fallback = app.instances(fallback);
+                    self.stats.fallbacks.fetch_add(1, Relaxed);
+                    self.audit.record(
+                        &self.consumer,
+                        "fallback",
+                        &self.import,
+                        &format!(
+                            "`{}` failed ({error}); answered by `{}`",
+                            self.provider_name,
+                            fallback.name()
+                        ),
+                    );
+                    let index = self.funcs[func]
+                        .fallback
+                        .expect("fallback exports were checked at load");
+                    break self
+                        .call_once(fallback, &chain, index, None, &params, results)
+                        .await;
+                }
+                _ => break Err(error),
+            }
+        };
+        self.stats.record_latency(started.elapsed());
+        match outcome {
+            Ok(generation) => {
+                if let Some(circuit) = &self.circuit {
+                    circuit.success(&self.audit, &self.consumer, &self.import);
+                }
+                self.results_to_consumer(consumer, results, generation)
+                    .map_err(|c| self.error(func, c))
+            }
+            Err(error) => {
+                if let Some(circuit) = &self.circuit {
+                    circuit.failure(&self.audit, &self.consumer, &self.import);
+                }
+                Err(self.error(func, error))
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        instances: &Instances,
+        chain: &CallChain,
+        func: ComponentExportIndex,
+        generation: Option<Generation>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<Generation, CallError> {
+        let limit = match (self.timeout, instances.limits.timeout.map(|d| d.std())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let call = instances.call(chain, func, generation, params, results);
+        match limit {
+            None => call.await,
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    instances.audit_trap(&FaultKind::Timeout(limit));
+                    Err(CallError::Fault(instances.fault(FaultKind::Timeout(limit))))
+                }
+            },
+        }
+    }
+
+    fn count_failure(&self, error: &CallError) {
+        match error {
+            CallError::Fault(Fault {
+                kind: FaultKind::Timeout(_),
+                ..
+            }) => self.stats.timeouts.fetch_add(1, Relaxed),
+            CallError::Fault(_) => self.stats.traps.fetch_add(1, Relaxed),
+            _ => self.stats.rejected.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// Replaces each proxy handle among `params` with the provider's own resource. An
+    /// owned handle moves to the provider and leaves the proxy table.
+    fn params_to_provider(
+        &self,
+        consumer: &mut StoreContextMut<'_, SandboxState>,
+        params: &[Val],
+    ) -> Result<(Vec<Val>, Option<Generation>), LinkCause> {
+        let mut generation = None;
+        let mut mapped = Vec::with_capacity(params.len());
+        for param in params {
+            mapped.push(map_resources(param.clone(), &mut |resource| {
+                let handle = ResourceDynamic::try_from_resource_any(resource, &mut *consumer)
+                    .map_err(|_| LinkCause::UnknownResource(0))?;
+                let mut proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+                let proxy = if handle.owned() {
+                    proxies.remove(&handle.rep())
+                } else {
+                    proxies.get(&handle.rep()).map(|p| Proxy {
+                        generation: p.generation,
+                        resource: p.resource,
+                    })
+                };
+                let proxy = proxy.ok_or(LinkCause::UnknownResource(handle.rep()))?;
+                match generation {
+                    Some(g) if g != proxy.generation => {
+                        return Err(LinkCause::StaleResource(self.provider_name.to_string()));
+                    }
+                    _ => generation = Some(proxy.generation),
+                }
+                Ok(proxy.resource)
+            })?);
+        }
+        Ok((mapped, generation))
+    }
+
+    /// Replaces each resource the provider returned with a new proxy handle in the
+    /// consumer's store.
+    fn results_to_consumer(
+        &self,
+        consumer: &mut StoreContextMut<'_, SandboxState>,
+        results: &mut [Val],
+        generation: Generation,
+    ) -> Result<(), LinkCause> {
+        for result in results.iter_mut() {
+            let value = std::mem::replace(result, Val::Bool(false));
+            *result = map_resources(value, &mut |resource| {
+                let rep = self.next_proxy.fetch_add(1, Relaxed);
+                self.proxies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        rep,
+                        Proxy {
+                            generation,
+                            resource,
+                        },
+                    );
+                ResourceDynamic::new_own(rep, self.resource_type)
+                    .try_into_resource_any(&mut *consumer)
+                    .map_err(|_| LinkCause::UnknownResource(rep))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The consumer dropped its proxy handle `rep`: drop the provider's resource.
+    pub async fn drop_proxy(&self, rep: u32) -> wasmtime::Result<()> {
+        let proxy = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rep);
+        let (Some(proxy), Some(app)) = (proxy, self.app()) else {
+            return Ok(());
+        };
+        app.instances(self.provider)
+            .drop_resource(proxy.generation, proxy.resource)
+            .await
+    }
+}
+
+/// Faults are worth another try elsewhere; a refused call (reentrancy, a failed
+/// component) is not going to change by trying again.
+fn retriable(error: &CallError) -> bool {
+    matches!(error, CallError::Fault(_) | CallError::Failed { .. })
+}
+
+/// Rebuilds `value` with every resource in it passed through `f`.
+fn map_resources<E>(
+    value: Val,
+    f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>,
+) -> Result<Val, E> {
+    let mut each = |values: Vec<Val>| {
+        values
+            .into_iter()
+            .map(|v| map_resources(v, &mut *f))
+            .collect::<Result<Vec<_>, E>>()
+    };
+    Ok(match value {
+        Val::Resource(resource) => return Ok(Val::Resource(f(resource)?)),
+        Val::List(values) => Val::List(each(values)?),
+        Val::FixedLengthList(values) => Val::FixedLengthList(each(values)?),
+        Val::Tuple(values) => Val::Tuple(each(values)?),
+        Val::Record(fields) => Val::Record(
+            fields
+                .into_iter()
+                .map(|(name, v)| map_resources(v, &mut *f).map(|v| (name, v)))
+                .collect::<Result<_, E>>()?,
+        ),
+        Val::Map(pairs) => Val::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| Ok((map_resources(k, &mut *f)?, map_resources(v, &mut *f)?)))
+                .collect::<Result<_, E>>()?,
+        ),
+        Val::Variant(case, payload) => Val::Variant(case, map_boxed(payload, f)?),
+        Val::Option(payload) => Val::Option(map_boxed(payload, f)?),
+        Val::Result(Ok(payload)) => Val::Result(Ok(map_boxed(payload, f)?)),
+        Val::Result(Err(payload)) => Val::Result(Err(map_boxed(payload, f)?)),
+        other => other,
+    })
+}
+
+fn map_boxed<E>(
+    value: Option<Box<Val>>,
+    f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>,
+) -> Result<Option<Box<Val>>, E> {
+    value
+        .map(|v| map_resources(*v, f).map(Box::new))
+        .transpose()
+}
+
+/// A circuit breaker: open after `failures` consecutive failures; while open, calls fail
+/// fast; after `cooldown` one probe goes through and its outcome closes or reopens it.
+struct Circuit {
+    spec: CircuitSpec,
+    state: Mutex<CircuitState>,
+    opened: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CircuitState {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+impl Circuit {
+    fn new(spec: CircuitSpec) -> Circuit {
+        Circuit {
+            spec,
+            state: Mutex::new(CircuitState::Closed { failures: 0 }),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CircuitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_name(&self) -> &'static str {
+        match *self.lock() {
+            CircuitState::Closed { .. } => "closed",
+            CircuitState::Open { .. } => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+
+    fn admit(&self, audit: &Audit, consumer: &str, import: &str) -> Result<(), LinkCause> {
+        let mut state = self.lock();
+        match *state {
+            CircuitState::Closed { .. } => Ok(()),
+            CircuitState::Open { until } if Instant::now() >= until => {
+                *state = CircuitState::HalfOpen;
+                audit.record(
+                    consumer,
+                    "circuit",
+                    import,
+                    "half-open: letting one probe through",
+                );
+                Ok(())
+            }
+            CircuitState::Open { .. } | CircuitState::HalfOpen => Err(LinkCause::CircuitOpen {
+                failures: self.spec.failures,
+                cooldown: self.spec.cooldown,
+            }),
+        }
+    }
+
+    fn success(&self, audit: &Audit, consumer: &str, import: &str) {
+        let mut state = self.lock();
+        if matches!(*state, CircuitState::HalfOpen) {
+            audit.record(consumer, "circuit", import, "closed: the probe succeeded");
+        }
+        *state = CircuitState::Closed { failures: 0 };
+    }
+
+    fn failure(&self, audit: &Audit, consumer: &str, import: &str) {
+        let mut state = self.lock();
+        let open = match *state {
+            CircuitState::Closed { failures } if failures + 1 >= self.spec.failures => true,
+            CircuitState::Closed { failures } => {
+                *state = CircuitState::Closed {
+                    failures: failures + 1,
+                };
+                false
+            }
+            CircuitState::HalfOpen => true,
+            CircuitState::Open { .. } => false,
+        };
+        if open {
+            *state = CircuitState::Open {
+                until: Instant::now() + self.spec.cooldown.std(),
+            };
+            self.opened.fetch_add(1, Relaxed);
+            audit.record(
+                consumer,
+                "circuit",
+                import,
+                &format!("open for {}", self.spec.cooldown),
+            );
+        }
+    }
+}

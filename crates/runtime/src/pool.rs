@@ -1,0 +1,369 @@
+//! How a component's instances are made, reused and supervised: a fresh instance per call,
+//! one long-lived singleton restarted with backoff within a budget, or a pool of up to N.
+//! Every instance is a [`Sandbox`] with its own store.
+
+use crate::audit::Audit;
+use crate::fault::{Fault, FaultKind};
+use crate::sandbox::{self, SandboxState};
+use crate::stats::ComponentStats;
+use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny, Val};
+use wasmtime::{Engine, Store};
+
+/// Calls may nest this deep across links before they are refused.
+pub const MAX_CALL_DEPTH: usize = 32;
+
+/// The components a call has passed through, outermost first.
+pub type CallChain = Arc<[Arc<str>]>;
+
+/// Why a call into a component did not return a value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Fault(#[from] Fault),
+    #[error(
+        "reentrant call into component `{component}` (call chain: {}); a {mode} instance is \
+         busy serving the call that led here, so it cannot take another; make `{component}` \
+         per-call or break the cycle of links",
+        chain.join(" -> ")
+    )]
+    Reentrant {
+        component: String,
+        mode: InstanceMode,
+        chain: Vec<String>,
+    },
+    #[error("call chain deeper than {MAX_CALL_DEPTH} components: {}", chain.join(" -> "))]
+    TooDeep { chain: Vec<String> },
+    #[error(
+        "component `{component}` has failed: it trapped and was restarted {restarts} times \
+         within {window}; restart it from the admin API or fix the cause"
+    )]
+    Failed {
+        component: String,
+        restarts: u32,
+        window: membrane_manifest::Duration,
+    },
+    #[error(
+        "a resource handle passed to `{component}` belongs to an instance that has since \
+         been discarded (it trapped or was restarted)"
+    )]
+    StaleResource { component: String },
+    #[error("component `{component}` has no export {export}")]
+    NoSuchExport { component: String, export: String },
+}
+
+/// One instance of a component and the store that owns it.
+pub struct Sandbox {
+    pub store: Store<SandboxState>,
+    instance: Instance,
+    generation: u64,
+    stats: Arc<ComponentStats>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stats.live.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Sandbox {
+    /// Calls one exported function. CPU time and fuel budgets are per call, so they are
+    /// reset first.
+    async fn call(
+        &mut self,
+        func: ComponentExportIndex,
+        chain: CallChain,
+        fuel: Option<u64>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        self.store.data_mut().chain = chain;
+        self.store.data().cpu.reset();
+        if let Some(fuel) = fuel {
+            self.store.set_fuel(fuel)?;
+        }
+        let f = self
+            .instance
+            .get_func(&mut self.store, func)
+            .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
+        let cpu = self.store.data().cpu.clone();
+        cpu.meter(f.call_async(&mut self.store, params, results))
+            .await
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    sandbox: Option<Sandbox>,
+    /// How many instances this slot has started.
+    generation: u64,
+    restarts: VecDeque<Instant>,
+    failed: bool,
+}
+
+/// Everything needed to make and keep instances of one component.
+pub struct Instances {
+    pub name: Arc<str>,
+    pub mode: InstanceMode,
+    pub grants: Grants,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+    pub stats: Arc<ComponentStats>,
+    engine: Engine,
+    pre: InstancePre<SandboxState>,
+    audit: Audit,
+    slot: tokio::sync::Mutex<Slot>,
+    idle: std::sync::Mutex<Vec<Sandbox>>,
+    permits: tokio::sync::Semaphore,
+}
+
+/// The identity of the singleton instance a resource handle came from.
+pub type Generation = u64;
+
+impl Instances {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: Arc<str>,
+        mode: InstanceMode,
+        grants: Grants,
+        limits: Limits,
+        restart: RestartPolicy,
+        engine: Engine,
+        pre: InstancePre<SandboxState>,
+        audit: Audit,
+    ) -> Instances {
+        let permits = match mode {
+            InstanceMode::Pool(n) => n as usize,
+            _ => tokio::sync::Semaphore::MAX_PERMITS,
+        };
+        Instances {
+            name,
+            mode,
+            grants,
+            limits,
+            restart,
+            stats: Arc::default(),
+            engine,
+            pre,
+            audit,
+            slot: tokio::sync::Mutex::default(),
+            idle: std::sync::Mutex::default(),
+            permits: tokio::sync::Semaphore::new(permits),
+        }
+    }
+
+    pub fn pre(&self) -> &InstancePre<SandboxState> {
+        &self.pre
+    }
+
+    /// A store for an instance of this component, with its grants and limits.
+    pub fn new_store(&self, args: &[String]) -> Store<SandboxState> {
+        sandbox::new_store(
+            &self.engine,
+            &self.name,
+            &self.grants,
+            &self.limits,
+            args,
+            &self.audit,
+        )
+        .expect("grants were checked when the app was loaded")
+    }
+
+    async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
+        let mut store = self.new_store(&[self.name.to_string()]);
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit()))
+        })?;
+        self.stats.instantiations.fetch_add(1, Relaxed);
+        self.stats.live.fetch_add(1, Relaxed);
+        Ok(Sandbox {
+            store,
+            instance,
+            generation,
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Calls `func` on an instance chosen by the instance mode. A trapped instance is
+    /// discarded, since wasmtime forbids entering it again.
+    pub async fn call(
+        &self,
+        chain: &CallChain,
+        func: ComponentExportIndex,
+        resources_from: Option<Generation>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<Generation, CallError> {
+        let names = || {
+            chain
+                .iter()
+                .map(|c| c.to_string())
+                .chain([self.name.to_string()])
+                .collect()
+        };
+        if chain.len() >= MAX_CALL_DEPTH {
+            return Err(CallError::TooDeep { chain: names() });
+        }
+        if self.mode != InstanceMode::PerCall && chain.iter().any(|c| *c == self.name) {
+            return Err(CallError::Reentrant {
+                component: self.name.to_string(),
+                mode: self.mode,
+                chain: names(),
+            });
+        }
+        let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
+        let fuel = self.limits.fuel;
+        match self.mode {
+            InstanceMode::PerCall => {
+                let mut sandbox = self.instantiate(0).await?;
+                let result = sandbox.call(func, chain, fuel, params, results).await;
+                self.settle(&sandbox, result).map(|()| 0)
+            }
+            InstanceMode::Singleton => {
+                // Held across the call: calls into a singleton are serialized. If this
+                // future is dropped mid-call (a timeout), the sandbox goes with it and the
+                // next call starts a new instance.
+                let mut slot = self.slot.lock().await;
+                let mut sandbox = match slot.sandbox.take() {
+                    Some(sandbox) => sandbox,
+                    None => self.start_singleton(&mut slot).await?,
+                };
+                // Resources live in the instance that made them; another store must
+                // never see them.
+                if resources_from.is_some_and(|g| g != sandbox.generation) {
+                    slot.sandbox = Some(sandbox);
+                    return Err(CallError::StaleResource {
+                        component: self.name.to_string(),
+                    });
+                }
+                let result = sandbox.call(func, chain, fuel, params, results).await;
+                let generation = sandbox.generation;
+                self.settle(&sandbox, result)?;
+                slot.sandbox = Some(sandbox);
+                Ok(generation)
+            }
+            InstanceMode::Pool(_) => {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("the pool's semaphore is never closed");
+                let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut sandbox = match idle {
+                    Some(sandbox) => sandbox,
+                    None => self.instantiate(0).await?,
+                };
+                let result = sandbox.call(func, chain, fuel, params, results).await;
+                self.settle(&sandbox, result)?;
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(sandbox);
+                Ok(0)
+            }
+        }
+    }
+
+    /// Turns a call's outcome into ours, counting and auditing a trap.
+    fn settle(&self, sandbox: &Sandbox, result: wasmtime::Result<()>) -> Result<(), CallError> {
+        let Err(error) = result else { return Ok(()) };
+        let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
+        self.audit_trap(&fault.kind);
+        Err(CallError::Fault(fault))
+    }
+
+    /// Counts and audits a fault of this component.
+    pub fn audit_trap(&self, kind: &FaultKind) {
+        self.stats.traps.fetch_add(1, Relaxed);
+        self.audit
+            .record(&self.name, "trap", kind.name(), &kind.to_string());
+    }
+
+    /// Starts the singleton: the first time at once, afterwards as a restart with
+    /// exponential backoff, refused once the restart budget for the window is spent.
+    async fn start_singleton(&self, slot: &mut Slot) -> Result<Sandbox, CallError> {
+        let failed = || CallError::Failed {
+            component: self.name.to_string(),
+            restarts: self.restart.max_restarts,
+            window: self.restart.window,
+        };
+        if slot.failed {
+            return Err(failed());
+        }
+        if slot.generation > 0 {
+            let now = Instant::now();
+            let window = self.restart.window.std();
+            slot.restarts.retain(|t| now.duration_since(*t) < window);
+            if slot.restarts.len() >= self.restart.max_restarts as usize {
+                slot.failed = true;
+                self.audit.record(
+                    &self.name,
+                    "failed",
+                    "restart budget",
+                    "component marked failed",
+                );
+                return Err(failed());
+            }
+            let backoff =
+                self.restart.backoff.std() * 2u32.saturating_pow(slot.restarts.len() as u32);
+            tokio::time::sleep(backoff).await;
+            slot.restarts.push_back(Instant::now());
+            self.stats.restarts.fetch_add(1, Relaxed);
+            self.audit.record(
+                &self.name,
+                "restart",
+                "singleton",
+                &format!("after {backoff:?} backoff"),
+            );
+        }
+        slot.generation += 1;
+        self.instantiate(slot.generation).await
+    }
+
+    /// Clears a failed singleton so the next call starts it afresh.
+    pub async fn reset(&self) {
+        let mut slot = self.slot.lock().await;
+        *slot = Slot {
+            generation: slot.generation,
+            ..Slot::default()
+        };
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Drops a resource the singleton instance of `generation` owns, running its
+    /// destructor there. A resource of an instance that is gone is gone with it.
+    pub async fn drop_resource(
+        &self,
+        generation: Generation,
+        resource: ResourceAny,
+    ) -> wasmtime::Result<()> {
+        let mut slot = self.slot.lock().await;
+        match slot.sandbox.as_mut() {
+            Some(sandbox) if sandbox.generation == generation => {
+                resource.resource_drop_async(&mut sandbox.store).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a call would find this component failed.
+    pub async fn is_failed(&self) -> bool {
+        self.slot.lock().await.failed
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fault(&self, kind: FaultKind) -> Fault {
+        Fault {
+            component: self.name.to_string(),
+            kind,
+            backtrace: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Counters for everything that crosses a membrane, kept in atomics so that counting
+//! never takes a lock on the call path. Read as serializable snapshots.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Latency buckets are powers of two of nanoseconds: bucket `i` holds calls that took
+/// less than 2^i ns. 40 buckets reach past 18 minutes.
+const BUCKETS: usize = 40;
+
+#[derive(Debug)]
+pub struct LinkStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub fallbacks: AtomicU64,
+    pub rejected: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+impl Default for LinkStats {
+    fn default() -> Self {
+        LinkStats {
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            traps: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A point-in-time copy of a link's counters.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LinkSnapshot {
+    pub calls: u64,
+    pub errors: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub retries: u64,
+    pub fallbacks: u64,
+    /// Calls refused without reaching the provider (open circuit, reentrancy, failed
+    /// component).
+    pub rejected: u64,
+    /// Upper bounds of the bucket holding the median and the 99th percentile call.
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+}
+
+impl LinkStats {
+    pub fn record_latency(&self, took: Duration) {
+        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
+        let bucket = (64 - ns.leading_zeros() as usize).min(BUCKETS - 1);
+        self.latency[bucket].fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> LinkSnapshot {
+        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let quantile = |q: f64| -> u64 {
+            if total == 0 {
+                return 0;
+            }
+            let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, count) in counts.iter().enumerate() {
+                seen += count;
+                if seen >= rank {
+                    return 1u64 << i;
+                }
+            }
+            1u64 << (BUCKETS - 1)
+        };
+        LinkSnapshot {
+            calls: self.calls.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            traps: self.traps.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            fallbacks: self.fallbacks.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            p50_ns: quantile(0.5),
+            p99_ns: quantile(0.99),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ComponentStats {
+    /// Instances created, first starts and restarts together.
+    pub instantiations: AtomicU64,
+    pub restarts: AtomicU64,
+    pub traps: AtomicU64,
+    /// Instances alive now (idle in a pool, held by a singleton, or serving a call).
+    pub live: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ComponentSnapshot {
+    pub instantiations: u64,
+    pub restarts: u64,
+    pub traps: u64,
+    pub live: u64,
+}
+
+impl ComponentStats {
+    pub fn snapshot(&self) -> ComponentSnapshot {
+        ComponentSnapshot {
+            instantiations: self.instantiations.load(Relaxed),
+            restarts: self.restarts.load(Relaxed),
+            traps: self.traps.load(Relaxed),
+            live: self.live.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let stats = LinkStats::default();
+        for _ in 0..98 {
+            stats.record_latency(Duration::from_nanos(300));
+        }
+        stats.record_latency(Duration::from_micros(50));
+        stats.record_latency(Duration::from_micros(50));
+        let snap = stats.snapshot();
+        assert_eq!(snap.p50_ns, 512);
+        assert_eq!(snap.p99_ns, 65_536);
+    }
+}

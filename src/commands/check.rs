@@ -1,0 +1,56 @@
+//! `membrane check`: everything about an app that can be known before it runs.
+
+use clap::{Parser, ValueEnum};
+use membrane_manifest::AppSpec;
+use membrane_runtime::MembraneEngine;
+use membrane_runtime::app::{self, check};
+use std::path::PathBuf;
+
+/// Load every component of an app, verify digests, type-check every link against both
+/// sides' WIT, report imports nothing satisfies and link cycles, and print the graph.
+/// Exits 0 only when the app would start.
+#[derive(Parser, Debug)]
+pub struct CheckCommand {
+    /// The app's manifest.
+    #[arg(value_name = "APP.toml")]
+    pub manifest: PathBuf,
+
+    /// How to print the graph [default: text].
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+
+    #[command(flatten)]
+    pub cache: crate::common::CacheFlags,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+}
+
+impl CheckCommand {
+    pub fn execute(self) -> anyhow::Result<u8> {
+        let spec = AppSpec::load(&self.manifest)?;
+        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
+        let loaded = app::load_components(&spec, &engine, &self.cache.cache())?;
+        let report = app::check_app(&spec, &engine, &loaded);
+        match self.format {
+            GraphFormat::Text => print!("{}", check::graph_text(&spec)),
+            GraphFormat::Dot => print!("{}", check::graph_dot(&spec)),
+        }
+        for problem in &report.problems {
+            eprintln!("{problem}");
+        }
+        let errors = report.errors().count();
+        if errors > 0 {
+            eprintln!(
+                "{}: {errors} error(s); the app would not start",
+                self.manifest.display()
+            );
+            return Ok(crate::exit::APP_CHECK);
+        }
+        eprintln!("{}: ok, the app would start", self.manifest.display());
+        Ok(0)
+    }
+}
