@@ -13,3 +13,5 @@ mod errors;
 mod inspect;
 // The compile cache: hits, misses, corruption.
 mod cache;
+// Apps of linked components: isolation, instance modes, policies, resources, checks.
+mod compose;

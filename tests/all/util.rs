@@ -76,3 +76,70 @@ where
 {
     output(membrane().args(args))
 }
+
+/// An app written to a temporary folder: `membrane.toml` with `{guest}` placeholders
+/// (e.g. `{caller}`) replaced by the paths of the built guests.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn new(manifest: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = manifest.to_string();
+        for (name, path) in guests::ALL {
+            text = text.replace(&format!("{{{name}}}"), path);
+        }
+        std::fs::write(dir.path().join("membrane.toml"), text).unwrap();
+        TestApp { dir }
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.path().join("membrane.toml")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `membrane run membrane.toml -- <args>`.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let manifest = self.manifest();
+        let mut all = vec!["run", manifest.to_str().unwrap(), "--"];
+        all.extend_from_slice(args);
+        membrane_with(all)
+    }
+
+    pub fn check(&self, extra: &[&str]) -> Outcome {
+        let manifest = self.manifest();
+        let mut all = vec!["check"];
+        all.extend_from_slice(extra);
+        all.push(manifest.to_str().unwrap());
+        membrane_with(all)
+    }
+
+    /// The audit events written to `audit.jsonl` in the app's folder.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The caller linked to one provider for all three of its imports, with `provider` settings
+/// and `link` settings given as TOML lines.
+pub fn caller_app(provider: &str, link: &str) -> String {
+    let mut text = format!(
+        "[app]\nname = \"test\"\nentry = \"caller\"\naudit = \"audit.jsonl\"\n\n\
+         [component.caller]\nsource = \"{{caller}}\"\n\n\
+         [component.provider]\nsource = \"{{provider}}\"\n{provider}\n"
+    );
+    for iface in ["counter", "memory", "faults"] {
+        text.push_str(&format!(
+            "\n[[link]]\nfrom = \"caller\"\nimport = \"membrane:test/{iface}@0.1.0\"\nto = \"provider\"\n{link}\n"
+        ));
+    }
+    text
+}

@@ -166,7 +166,8 @@ impl Fault {
             match hit {
                 Some(LimitHit::Memory { limit, .. }) => FaultKind::MemoryLimit { limit },
                 Some(LimitHit::Table { limit, .. }) => FaultKind::TableLimit { limit },
-                None => FaultKind::Host(format!("{error:#}")),
+                // The outer layers are wasmtime's backtrace context; the cause is innermost.
+                None => FaultKind::Host(error.root_cause().to_string()),
             }
         };
         Fault {

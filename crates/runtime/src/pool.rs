@@ -39,8 +39,8 @@ pub enum CallError {
     #[error("call chain deeper than {MAX_CALL_DEPTH} components: {}", chain.join(" -> "))]
     TooDeep { chain: Vec<String> },
     #[error(
-        "component `{component}` has failed: it trapped and was restarted {restarts} times \
-         within {window}; restart it from the admin API or fix the cause"
+        "component `{component}` has failed: it trapped again after {restarts} restarts within \
+         {window}, its restart budget; fix the cause, then restart it"
     )]
     Failed {
         component: String,

@@ -1,0 +1,349 @@
+use crate::util::{TestApp, caller_app};
+
+const LINK_FAILED: i32 = 87;
+const APP_CHECK: i32 = 79;
+
+#[test]
+fn memories_are_separate() {
+    let app = TestApp::new(&caller_app("instances = \"singleton\"", ""));
+    let out = app.run(&["canary"]);
+    out.assert_code(0);
+    // The provider's canary is at an address that, in the consumer, holds something else.
+    out.assert_stdout_has("consumer sees at").assert_stdout_has(": false");
+    out.assert_stdout_has("provider has at").assert_stdout_has(": canary-7f3a");
+}
+
+#[test]
+fn values_cross_as_copies() {
+    let app = TestApp::new(&caller_app("", ""));
+    // The provider reversed its copy in place; the caller's list is as it was.
+    app.run(&["copies"]).assert_code(0).assert_stdout_has("sent [1, 2, 3, 4], got [4, 3, 2, 1]");
+}
+
+#[test]
+fn per_call_instances_start_fresh_and_a_singleton_keeps_state() {
+    let per_call = TestApp::new(&caller_app("instances = \"per-call\"", ""));
+    per_call.run(&["count", "4"]).assert_code(0).assert_stdout_has("counts: 1,1,1,1");
+    let singleton = TestApp::new(&caller_app("instances = \"singleton\"", ""));
+    singleton.run(&["count", "4"]).assert_code(0).assert_stdout_has("counts: 1,2,3,4");
+    let pool = TestApp::new(&caller_app("instances = \"pool:2\"", ""));
+    // Calls from one caller come one at a time, so the pool reuses one instance.
+    pool.run(&["count", "4"]).assert_code(0).assert_stdout_has("counts: 1,2,3,4");
+}
+
+#[test]
+fn propagate_names_the_provider_the_function_and_the_trap() {
+    let app = TestApp::new(&caller_app("instances = \"singleton\"", "on_trap = \"propagate\""));
+    let out = app.run(&["trap"]);
+    out.assert_code(LINK_FAILED)
+        .assert_stderr_has("component `caller` stopped: its call to `provider` through membrane:test/faults@0.1.0 (maybe-trap) failed")
+        .assert_stderr_has("component `provider` stopped: wasm `unreachable` executed")
+        .assert_stderr_has("provider asked to trap");
+    let audit = app.audit();
+    assert!(audit.iter().any(|e| e["component"] == "provider" && e["event"] == "trap" && e["what"] == "unreachable"), "{audit:?}");
+}
+
+/// The caller and a provider with a writable /state for the flaky function, plus extra
+/// TOML for the faults link and extra components.
+fn flaky_app(state: &std::path::Path, faults_link: &str, extra: &str) -> TestApp {
+    TestApp::new(&format!(
+        r#"[app]
+name = "flaky"
+entry = "caller"
+audit = "audit.jsonl"
+
+[component.caller]
+source = "{{caller}}"
+
+[component.provider]
+source = "{{provider}}"
+grants.dirs = [{{ host = "{state}", guest = "/state" }}]
+
+[[link]]
+from = "caller"
+import = "membrane:test/counter@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/memory@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/faults@0.1.0"
+to = "provider"
+{faults_link}
+{extra}
+"#,
+        state = state.display()
+    ))
+}
+
+#[test]
+fn retry_succeeds_after_transient_traps() {
+    let state = tempfile::tempdir().unwrap();
+    let app = flaky_app(state.path(), "on_trap = \"retry:2\"", "");
+    app.run(&["flaky", "2"]).assert_code(0).assert_stdout_has("answer: ok after 3 attempts");
+    let retries = app.audit().iter().filter(|e| e["event"] == "retry").count();
+    assert_eq!(retries, 2);
+
+    // One retry is not enough for two failures.
+    let state = tempfile::tempdir().unwrap();
+    let app = flaky_app(state.path(), "on_trap = \"retry:1\"", "");
+    app.run(&["flaky", "2"]).assert_code(LINK_FAILED).assert_stderr_has("transient failure 2 of 2");
+}
+
+#[test]
+fn a_fallback_answers_when_the_provider_traps() {
+    // The primary provider has no /state, so `flaky` traps there; the fallback has one.
+    let state = tempfile::tempdir().unwrap();
+    let app = TestApp::new(&format!(
+        r#"[app]
+name = "fallback"
+entry = "caller"
+audit = "audit.jsonl"
+
+[component.caller]
+source = "{{caller}}"
+
+[component.provider]
+source = "{{provider}}"
+
+[component.backup]
+source = "{{provider}}"
+grants.dirs = [{{ host = "{}", guest = "/state" }}]
+
+[[link]]
+from = "caller"
+import = "membrane:test/counter@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/memory@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/faults@0.1.0"
+to = "provider"
+on_trap = "fallback:backup"
+"#,
+        state.path().display()
+    ));
+    app.run(&["flaky", "0"]).assert_code(0).assert_stdout_has("answer: ok after 1 attempts");
+    let audit = app.audit();
+    assert!(audit.iter().any(|e| e["event"] == "trap" && e["component"] == "provider"), "{audit:?}");
+    let fallback = audit.iter().find(|e| e["event"] == "fallback").expect("a fallback event");
+    assert_eq!(fallback["component"], "caller");
+    assert!(fallback["outcome"].as_str().unwrap().contains("answered by `backup`"), "{fallback}");
+}
+
+#[test]
+fn reentrancy_into_a_singleton_fails_clearly_and_per_call_is_served() {
+    let manifest = |mode: &str| {
+        format!(
+            r#"[app]
+name = "loop"
+entry = "reentrant"
+
+[component.reentrant]
+source = "{{reentrant}}"
+instances = "{mode}"
+
+[component.relay]
+source = "{{relay}}"
+
+[[link]]
+from = "reentrant"
+import = "membrane:test/relay@0.1.0"
+to = "relay"
+
+[[link]]
+from = "relay"
+import = "membrane:test/callback@0.1.0"
+to = "reentrant"
+"#
+        )
+    };
+    let singleton = TestApp::new(&manifest("singleton"));
+    singleton
+        .run(&[])
+        .assert_code(LINK_FAILED)
+        .assert_stderr_has("reentrant call into component `reentrant` (call chain: reentrant -> relay -> reentrant)");
+    singleton.check(&[]).assert_code(0).assert_stderr_has("warning: link: link cycle reentrant -> relay -> reentrant");
+
+    let per_call = TestApp::new(&manifest("per-call"));
+    per_call.run(&[]).assert_code(0).assert_stdout_has("relayed: pong from reentrant");
+}
+
+#[test]
+fn resources_are_proxied_across_a_link() {
+    let app = TestApp::new(
+        r#"[app]
+name = "kv"
+entry = "client"
+
+[component.client]
+source = "{kv-client}"
+
+[component.store]
+source = "{provider}"
+instances = "singleton"
+
+[[link]]
+from = "client"
+import = "membrane:test/kv@0.1.0"
+to = "store"
+"#,
+    );
+    let out = app.run(&["resources"]);
+    out.assert_code(0);
+    for line in [
+        "a is named a",
+        "a.colour = Some(\"teal\")",
+        "merged 1",
+        "a.shape = Some(\"hexagon\")",
+        "live while held: 2",
+        "consumed b",
+        "live after consume: 1",
+        // Dropping the consumer's handle ran the provider's destructor.
+        "live after drop: 0",
+    ] {
+        out.assert_stdout_has(line);
+    }
+    // A handle number from anywhere else names nothing in this consumer's table.
+    let out = app.run(&["forge", "1"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    out.assert_stderr_has("component `client` stopped: host error: handle index 1");
+    assert!(!out.stdout.contains("name:"), "{}", out.stdout);
+}
+
+#[test]
+fn resources_need_a_singleton_provider() {
+    let app = TestApp::new(
+        r#"[app]
+name = "kv"
+entry = "client"
+
+[component.client]
+source = "{kv-client}"
+
+[component.store]
+source = "{provider}"
+
+[[link]]
+from = "client"
+import = "membrane:test/kv@0.1.0"
+to = "store"
+"#,
+    );
+    app.check(&[]).assert_code(APP_CHECK).assert_stderr_has("set instances = \"singleton\" for `store`");
+}
+
+/// A component that exports membrane:test/counter with `increment` returning u32, not u64.
+const WRONG_COUNTER: &str = r#"(component
+  (core module $m (func (export "inc") (result i32) i32.const 1))
+  (core instance $i (instantiate $m))
+  (func $inc (result u32) (canon lift (core func $i "inc")))
+  (instance $c (export "increment" (func $inc)))
+  (export "membrane:test/counter@0.1.0" (instance $c)))"#;
+
+#[test]
+fn a_wit_mismatch_shows_both_sides() {
+    let app = TestApp::new(
+        r#"[app]
+name = "mismatch"
+entry = "caller"
+
+[component.caller]
+source = "{caller}"
+
+[component.provider]
+source = "{provider}"
+
+[component.wrong]
+source = "wrong.wat"
+
+[[link]]
+from = "caller"
+import = "membrane:test/counter@0.1.0"
+to = "wrong"
+
+[[link]]
+from = "caller"
+import = "membrane:test/memory@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/faults@0.1.0"
+to = "provider"
+"#,
+    );
+    std::fs::write(app.path("wrong.wat"), WRONG_COUNTER).unwrap();
+    let out = app.check(&[]);
+    out.assert_code(APP_CHECK)
+        .assert_stderr_has("error: link[0].to: `wrong` cannot serve membrane:test/counter@0.1.0 to `caller`: function `increment` differs")
+        .assert_stderr_has("`caller` imports: increment: func() -> u64")
+        .assert_stderr_has("`wrong` exports: increment: func() -> u32");
+    // Running refuses the same way, before anything starts.
+    app.run(&["count"]).assert_code(APP_CHECK).assert_stderr_has("function `increment` differs");
+}
+
+#[test]
+fn an_unlinked_import_names_a_component_that_could_serve_it() {
+    let app = TestApp::new(
+        r#"[app]
+name = "unlinked"
+entry = "caller"
+
+[component.caller]
+source = "{caller}"
+
+[component.provider]
+source = "{provider}"
+
+[[link]]
+from = "caller"
+import = "membrane:test/counter@0.1.0"
+to = "provider"
+
+[[link]]
+from = "caller"
+import = "membrane:test/memory@0.1.0"
+to = "provider"
+"#,
+    );
+    app.check(&[]).assert_code(APP_CHECK).assert_stderr_has(
+        "`caller` imports membrane:test/faults@0.1.0, which nothing supplies; add [[link]] from = \"caller\", \
+         import = \"membrane:test/faults@0.1.0\", to = \"provider\"",
+    );
+}
+
+#[test]
+fn a_digest_pin_that_does_not_match_refuses_to_start() {
+    let pinned = format!("instances = \"singleton\"\ndigest = \"sha256:{}\"", "ab".repeat(32));
+    let app = TestApp::new(&caller_app(&pinned, ""));
+    app.run(&["count"])
+        .assert_code(APP_CHECK)
+        .assert_stderr_has("component `provider`: digest mismatch: membrane.toml pins sha256:abab")
+        .assert_stderr_has("update `digest` in [component.provider]");
+}
+
+#[test]
+fn check_prints_the_graph_as_text_and_dot() {
+    let app = TestApp::new(&caller_app("instances = \"singleton\"", "timeout = \"100ms\""));
+    let out = app.check(&[]);
+    out.assert_code(0)
+        .assert_stdout_has("app test")
+        .assert_stdout_has("  caller (per-call, entry)")
+        .assert_stdout_has("    membrane:test/faults@0.1.0 -> provider [propagate, timeout 100ms]")
+        .assert_stdout_has("  provider (singleton)")
+        .assert_stderr_has("ok, the app would start");
+    let dot = app.check(&["--format", "dot"]);
+    dot.assert_code(0)
+        .assert_stdout_has("digraph \"test\" {")
+        .assert_stdout_has("\"caller\" -> \"provider\" [label=\"membrane:test/counter@0.1.0\\npropagate\"];");
+}
