@@ -365,12 +365,11 @@ fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestErr
             (line, column)
         })
         .unwrap_or((1, 1));
-    ManifestError::Syntax {
-        file: file.to_owned(),
-        line,
-        column,
-        message: error.message().trim().to_string(),
+    let mut message = error.message().trim().to_string();
+    if message == "missing field `app`" {
+        message.push_str("; a membrane.toml starts with an [app] table, e.g. [app] name = \"notes\"");
     }
+    ManifestError::Syntax { file: file.to_owned(), line, column, message }
 }
 
 #[derive(Deserialize)]
