@@ -347,3 +347,82 @@ fn check_prints_the_graph_as_text_and_dot() {
         .assert_stdout_has("digraph \"test\" {")
         .assert_stdout_has("\"caller\" -> \"provider\" [label=\"membrane:test/counter@0.1.0\\npropagate\"];");
 }
+
+/// An inner app exporting the provider's interfaces, granted `inner_grants`.
+const INNER: &str = r#"[app]
+name = "inner"
+
+[app.exports]
+"membrane:test/counter@0.1.0" = "store"
+"membrane:test/memory@0.1.0" = "store"
+"membrane:test/faults@0.1.0" = "store"
+
+[component.store]
+source = "{provider}"
+instances = "singleton"
+"#;
+
+fn outer_app(outer_grants: &str, inner_grants: &str) -> TestApp {
+    let app = TestApp::new(&format!(
+        r#"[app]
+name = "outer"
+entry = "caller"
+
+[component.caller]
+source = "{{caller}}"
+
+[component.services]
+source = "inner/membrane.toml"
+{outer_grants}
+
+[[link]]
+from = "caller"
+import = "membrane:test/counter@0.1.0"
+to = "services"
+
+[[link]]
+from = "caller"
+import = "membrane:test/memory@0.1.0"
+to = "services"
+
+[[link]]
+from = "caller"
+import = "membrane:test/faults@0.1.0"
+to = "services"
+"#
+    ));
+    std::fs::create_dir_all(app.path("inner")).unwrap();
+    let mut inner = INNER.to_string();
+    for (name, path) in crate::util::guests::ALL {
+        inner = inner.replace(&format!("{{{name}}}"), path);
+    }
+    inner.push_str(inner_grants);
+    std::fs::write(app.path("inner/membrane.toml"), inner).unwrap();
+    app
+}
+
+#[test]
+fn a_nested_app_serves_the_interfaces_it_exports() {
+    let app = outer_app("", "");
+    app.run(&["count", "3"]).assert_code(0).assert_stdout_has("counts: 1,2,3");
+    app.check(&[]).assert_code(0).assert_stdout_has("  services.store (singleton)");
+}
+
+#[test]
+fn a_nested_app_cannot_grant_more_than_it_is_given() {
+    let shared = tempfile::tempdir().unwrap();
+    let inner_grant = format!("grants.dirs = [{{ host = \"{}\", guest = \"/data\" }}]\n", shared.path().display());
+    // Nothing granted outside: the inner grant is a violation.
+    let app = outer_app("", &inner_grant);
+    app.run(&["count"])
+        .assert_code(78)
+        .assert_stderr_has("component.store.grants.dirs[0]: grants")
+        .assert_stderr_has("which")
+        .assert_stderr_has("does not grant `services`; an inner app can only narrow what it is given");
+    // Read-only outside and read-write inside is still more.
+    let ro = format!("grants.dirs = [{{ host = \"{}\", guest = \"/data\", mode = \"ro\" }}]", shared.path().display());
+    outer_app(&ro, &inner_grant).run(&["count"]).assert_code(78);
+    // The same directory read-write outside: allowed.
+    let rw = format!("grants.dirs = [{{ host = \"{}\", guest = \"/data\" }}]", shared.path().display());
+    outer_app(&rw, &inner_grant).run(&["count", "2"]).assert_code(0).assert_stdout_has("counts: 1,2");
+}

@@ -168,13 +168,17 @@ pub enum ManifestError {
 }
 
 impl AppSpec {
-    /// Reads and validates `file`.
+    /// Reads and validates `file`, folding nested apps into it.
     pub fn load(file: &Path) -> Result<AppSpec, ManifestError> {
+        Self::load_at_depth(file, 0)
+    }
+
+    pub(crate) fn load_at_depth(file: &Path, depth: usize) -> Result<AppSpec, ManifestError> {
         let text = std::fs::read_to_string(file).map_err(|e| ManifestError::Unreadable {
             file: file.to_owned(),
             reason: e.to_string(),
         })?;
-        Self::parse(file, &text)
+        Self::parse(file, &text)?.expand_nested(depth)
     }
 
     /// Parses and validates `text`, read from `file` (used to resolve relative paths).
@@ -201,7 +205,7 @@ impl AppSpec {
         Ok(spec)
     }
 
-    fn invalid(
+    pub(crate) fn invalid(
         &self,
         key: impl Into<String>,
         message: impl Into<String>,

@@ -22,6 +22,7 @@ macro_rules! serde_via_str {
 mod app;
 mod grants;
 mod limits;
+mod nested;
 mod units;
 
 pub use app::{
