@@ -33,3 +33,16 @@ show run "$guests/panicky.wasm"
 echo
 echo "What could it reach if granted? inspect tells, before anything runs."
 show inspect "$guests/fs-probe.wasm"
+
+echo
+echo "An app of linked components: a document pipeline with an untrusted plugin."
+echo "The plugin has no grants and sees only the text it is handed; when it crashes on a"
+echo "document, the host answers that call with the plain fallback and the pipeline goes on."
+mkdir -p target/pipeline-out
+show check examples/pipeline/membrane.toml
+show run --audit-log target/pipeline-audit.jsonl examples/pipeline/membrane.toml
+printf '\n\033[1m$ %s\033[0m\n' "head target/pipeline-out/*.html"
+head -n 3 target/pipeline-out/*.html
+printf '\n\033[1m$ %s\033[0m\n' "cat target/pipeline-audit.jsonl   # what crossed the membranes"
+cat target/pipeline-audit.jsonl
+rm -f target/pipeline-audit.jsonl

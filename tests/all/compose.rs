@@ -426,3 +426,29 @@ fn a_nested_app_cannot_grant_more_than_it_is_given() {
     let rw = format!("grants.dirs = [{{ host = \"{}\", guest = \"/data\" }}]", shared.path().display());
     outer_app(&rw, &inner_grant).run(&["count", "2"]).assert_code(0).assert_stdout_has("counts: 1,2");
 }
+
+#[test]
+fn the_pipeline_example_falls_back_from_a_crashing_plugin_and_carries_on() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/pipeline-out");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let audit = tempfile::tempdir().unwrap();
+    let audit_log = audit.path().join("audit.jsonl");
+    let manifest = root.join("examples/pipeline/membrane.toml");
+    let run = crate::util::membrane_with(["run", "--audit-log", audit_log.to_str().unwrap(), manifest.to_str().unwrap()]);
+    run.assert_code(0)
+        .assert_stdout_has("/docs/welcome.md -> /out/welcome.html")
+        .assert_stdout_has("/docs/untrusted.md -> /out/untrusted.html");
+    let welcome = std::fs::read_to_string(out.join("welcome.html")).unwrap();
+    assert!(welcome.contains("rendered by the fancy plugin; it sees 0 env vars; files: denied"), "{welcome}");
+    assert!(welcome.contains("<em>third-party plugin</em>"), "{welcome}");
+    let untrusted = std::fs::read_to_string(out.join("untrusted.html")).unwrap();
+    assert!(untrusted.contains("rendered by the plain fallback"), "{untrusted}");
+    assert!(untrusted.contains("&lt;script&gt;"), "{untrusted}");
+    let audit = std::fs::read_to_string(&audit_log).unwrap();
+    assert!(audit.contains(r#""component":"fancy","event":"trap""#), "{audit}");
+    assert!(audit.contains("answered by `plain`"), "{audit}");
+}

@@ -215,7 +215,7 @@ impl<A: Components> LinkRuntime<A> {
                         &self.consumer,
                         "retry",
                         &self.import,
-                        &format!("attempt {} of {n}: {error}", attempt + 1),
+                        &format!("attempt {} of {n}: {}", attempt + 1, error.summary()),
                     );
                 }
                 Policy::Fallback(fallback) if retriable(&error) => {
@@ -226,8 +226,9 @@ impl<A: Components> LinkRuntime<A> {
                         "fallback",
                         &self.import,
                         &format!(
-                            "`{}` failed ({error}); answered by `{}`",
+                            "`{}` failed ({}); answered by `{}`",
                             self.provider_name,
+                            error.summary(),
                             fallback.name()
                         ),
                     );

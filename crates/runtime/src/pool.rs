@@ -56,6 +56,16 @@ pub enum CallError {
     NoSuchExport { component: String, export: String },
 }
 
+impl CallError {
+    /// One line, for audit records: a fault without its backtrace.
+    pub fn summary(&self) -> String {
+        match self {
+            CallError::Fault(fault) => format!("component `{}` stopped: {}", fault.component, fault.kind),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One instance of a component and the store that owns it.
 pub struct Sandbox {
     pub store: Store<SandboxState>,
