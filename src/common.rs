@@ -192,6 +192,7 @@ impl RunCommon {
         EngineSettings {
             fuel: limits.fuel.is_some(),
             max_wasm_stack: limits.wasm_stack.bytes() as usize,
+            pooling: None,
         }
     }
 

@@ -37,7 +37,10 @@ Exit status:
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.downcast_ref::<membrane_manifest::ManifestError>().is_some() {
+        if cause
+            .downcast_ref::<membrane_manifest::ManifestError>()
+            .is_some()
+        {
             return BAD_MANIFEST;
         }
         if let Some(app) = cause.downcast_ref::<AppError>() {

@@ -251,6 +251,19 @@ fn denied_connections_are_audited() {
             && e["what"].as_str().unwrap().contains(&addr)),
         "{text}"
     );
+    // An allowed outbound connection is audited too.
+    let line = net_probe(
+        &["--audit-log", log.to_str().unwrap(), "--allow-tcp", &addr],
+        "connect",
+        &addr,
+    );
+    assert!(line.starts_with("ok:"), "{line}");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#""event":"granted""#) && l.contains(&addr)),
+        "{text}"
+    );
 }
 
 #[test]

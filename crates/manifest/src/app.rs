@@ -371,9 +371,15 @@ fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestErr
         .unwrap_or((1, 1));
     let mut message = error.message().trim().to_string();
     if message == "missing field `app`" {
-        message.push_str("; a membrane.toml starts with an [app] table, e.g. [app] name = \"notes\"");
+        message
+            .push_str("; a membrane.toml starts with an [app] table, e.g. [app] name = \"notes\"");
     }
-    ManifestError::Syntax { file: file.to_owned(), line, column, message }
+    ManifestError::Syntax {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
 }
 
 #[derive(Deserialize)]

@@ -22,7 +22,11 @@ impl AppSpec {
             let outer = self.components.remove(&name).expect("listed above");
             let key = format!("component.{name}.source");
             if depth >= MAX_DEPTH {
-                return Err(self.invalid(key, format!("apps nest more than {MAX_DEPTH} deep"), "check that no app includes itself"));
+                return Err(self.invalid(
+                    key,
+                    format!("apps nest more than {MAX_DEPTH} deep"),
+                    "check that no app includes itself",
+                ));
             }
             if outer.digest.is_some() {
                 return Err(self.invalid(
@@ -33,7 +37,14 @@ impl AppSpec {
             }
             let inner = AppSpec::load_at_depth(&outer.source, depth + 1)?;
             for (inner_name, component) in &inner.components {
-                check_attenuation(&inner.file, inner_name, &component.grants, &self.file, &name, &outer.grants)?;
+                check_attenuation(
+                    &inner.file,
+                    inner_name,
+                    &component.grants,
+                    &self.file,
+                    &name,
+                    &outer.grants,
+                )?;
             }
             let rename = |n: &str| format!("{name}.{n}");
             // Links into the nested app go to the component that exports the interface.
@@ -42,8 +53,11 @@ impl AppSpec {
                     return Err(ManifestError::Invalid {
                         file: self.file.clone(),
                         key: format!("link[{i}].from"),
-                        message: format!("`{name}` is a nested app, which imports nothing from outside"),
-                        fix: "link the inner app's components to each other in its own manifest".into(),
+                        message: format!(
+                            "`{name}` is a nested app, which imports nothing from outside"
+                        ),
+                        fix: "link the inner app's components to each other in its own manifest"
+                            .into(),
                     });
                 }
                 let exported = |target: &str| -> Result<String, ManifestError> {
@@ -56,7 +70,10 @@ impl AppSpec {
                         .ok_or_else(|| ManifestError::Invalid {
                             file: self.file.clone(),
                             key: format!("link[{i}].{target}"),
-                            message: format!("the nested app `{name}` does not export {}", link.import),
+                            message: format!(
+                                "the nested app `{name}` does not export {}",
+                                link.import
+                            ),
                             fix: format!(
                                 "add \"{}\" = \"<component>\" to [app.exports] in {}",
                                 link.import,
@@ -72,7 +89,11 @@ impl AppSpec {
                 }
             }
             if self.app.entry.as_deref() == Some(name.as_str()) {
-                return Err(self.invalid("app.entry", format!("`{name}` is a nested app"), "make a component of this app the entry"));
+                return Err(self.invalid(
+                    "app.entry",
+                    format!("`{name}` is a nested app"),
+                    "make a component of this app the entry",
+                ));
             }
             for (inner_name, component) in inner.components {
                 self.components.insert(rename(&inner_name), component);
@@ -107,22 +128,41 @@ fn check_attenuation(
     let refuse = |key: String, what: String| ManifestError::Invalid {
         file: inner_file.to_owned(),
         key: format!("component.{inner_name}.grants.{key}"),
-        message: format!("grants {what}, which {} does not grant `{outer_name}`; an inner app can only narrow what it is given", outer_file.display()),
-        fix: format!("grant it to [component.{outer_name}] in {} or remove it here", outer_file.display()),
+        message: format!(
+            "grants {what}, which {} does not grant `{outer_name}`; an inner app can only narrow what it is given",
+            outer_file.display()
+        ),
+        fix: format!(
+            "grant it to [component.{outer_name}] in {} or remove it here",
+            outer_file.display()
+        ),
     };
     for (i, dir) in inner.dirs.iter().enumerate() {
         if !outer.dirs.iter().any(|o| dir_within(dir, o)) {
-            let mode = if dir.mode == DirMode::Ro { "read-only" } else { "read-write" };
-            return Err(refuse(format!("dirs[{i}]"), format!("{} {mode}", dir.host.display())));
+            let mode = if dir.mode == DirMode::Ro {
+                "read-only"
+            } else {
+                "read-write"
+            };
+            return Err(refuse(
+                format!("dirs[{i}]"),
+                format!("{} {mode}", dir.host.display()),
+            ));
         }
     }
     for (name, value) in &inner.env {
         if outer.env.get(name) != Some(value) {
-            return Err(refuse(format!("env.{name}"), format!("environment variable {name}")));
+            return Err(refuse(
+                format!("env.{name}"),
+                format!("environment variable {name}"),
+            ));
         }
     }
     for (i, rule) in inner.allow_tcp.iter().enumerate() {
-        let covered = outer.allow_tcp.iter().any(|o| o.net.contains(&rule.net) && (o.port.is_none() || o.port == rule.port));
+        let covered = outer
+            .allow_tcp
+            .iter()
+            .any(|o| o.net.contains(&rule.net) && (o.port.is_none() || o.port == rule.port));
         if !covered {
             return Err(refuse(format!("allow_tcp[{i}]"), format!("TCP to {rule}")));
         }

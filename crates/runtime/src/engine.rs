@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the engine's epoch advances. Every deadline and CPU check is a multiple of it,
 /// so it bounds how far a guest can overrun a limit.
@@ -17,6 +17,21 @@ pub struct EngineSettings {
     pub fuel: bool,
     /// Native stack wasm may use, in bytes.
     pub max_wasm_stack: usize,
+    /// Preallocate slots for this many instances (wasmtime's pooling allocator with
+    /// copy-on-write memory images), so a fresh instance or a call's fiber stack costs
+    /// microseconds; `None` allocates on demand, which suits a single short run.
+    pub pooling: Option<Pooling>,
+}
+
+/// Sizes of the pooling allocator's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pooling {
+    /// Component instances alive at once, across the whole engine.
+    pub instances: u32,
+    /// The largest linear memory any one instance may have, in bytes.
+    pub max_memory: usize,
+    /// The most elements any one table may have.
+    pub table_elements: usize,
 }
 
 impl Default for EngineSettings {
@@ -24,6 +39,7 @@ impl Default for EngineSettings {
         EngineSettings {
             fuel: false,
             max_wasm_stack: 512 << 10,
+            pooling: None,
         }
     }
 }
@@ -47,6 +63,29 @@ impl MembraneEngine {
             // The async stack must hold the wasm stack plus room for host frames.
             .max_wasm_stack(settings.max_wasm_stack)
             .async_stack_size(settings.max_wasm_stack + (1 << 20));
+        if let Some(pooling) = settings.pooling {
+            let n = pooling.instances;
+            let mut pool = PoolingAllocationConfig::new();
+            // A Rust component is a handful of core instances (program, adapter, shims);
+            // the per-component maxima leave room for larger toolchains' output.
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(8))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(4))
+                .total_stacks(n)
+                .total_gc_heaps(1)
+                .max_core_instances_per_component(64)
+                .max_memories_per_component(16)
+                .max_tables_per_component(32)
+                .max_memory_size(pooling.max_memory)
+                .table_elements(pooling.table_elements)
+                // A call's fiber stack is reused at once; returning its pages to the OS
+                // after every call would cost a system call and page faults each time.
+                .async_stack_keep_resident(settings.max_wasm_stack + (1 << 20));
+            config
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+                .memory_init_cow(true);
+        }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let ticker = Ticker::start(&engine);
         Ok(MembraneEngine {

@@ -4,7 +4,6 @@
 use membrane_manifest::Limits;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
@@ -118,12 +117,21 @@ impl wasmtime::ResourceLimiter for ComponentLimiter {
 /// other tasks; the thread's CPU clock, read around each poll, charges only work done.
 #[derive(Debug, Default)]
 pub struct CpuMeter {
+    /// Reading the thread CPU clock is a system call; without a CPU limit it is skipped.
+    enabled: bool,
     used_ns: AtomicU64,
     /// The thread CPU clock when the current poll began; 0 when not being polled.
     poll_started_ns: AtomicU64,
 }
 
 impl CpuMeter {
+    pub fn new(enabled: bool) -> Self {
+        CpuMeter {
+            enabled,
+            ..CpuMeter::default()
+        }
+    }
+
     /// CPU time used so far, including the poll in progress on this thread.
     pub fn used(&self) -> std::time::Duration {
         let mut used = self.used_ns.load(Ordering::Relaxed);
@@ -140,28 +148,32 @@ impl CpuMeter {
     }
 
     /// Wraps a future so that every poll of it is charged to this meter.
-    pub fn meter<F: Future>(self: &Arc<Self>, inner: F) -> Metered<F> {
-        Metered {
-            meter: self.clone(),
-            inner: Box::pin(inner),
-        }
+    pub fn meter<F: Future>(&self, inner: F) -> Metered<'_, F> {
+        Metered { meter: self, inner }
     }
 }
 
-pub struct Metered<F> {
-    meter: Arc<CpuMeter>,
-    inner: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    pub struct Metered<'a, F> {
+        meter: &'a CpuMeter,
+        #[pin]
+        inner: F,
+    }
 }
 
-impl<F: Future> Future for Metered<F> {
+impl<F: Future> Future for Metered<'_, F> {
     type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !this.meter.enabled {
+            return this.inner.poll(cx);
+        }
         let start = thread_cpu_ns().max(1);
-        self.meter.poll_started_ns.store(start, Ordering::Relaxed);
-        let out = self.inner.as_mut().poll(cx);
+        this.meter.poll_started_ns.store(start, Ordering::Relaxed);
+        let out = this.inner.poll(cx);
         let spent = thread_cpu_ns().saturating_sub(start);
-        self.meter.poll_started_ns.store(0, Ordering::Relaxed);
-        self.meter.used_ns.fetch_add(spent, Ordering::Relaxed);
+        this.meter.poll_started_ns.store(0, Ordering::Relaxed);
+        this.meter.used_ns.fetch_add(spent, Ordering::Relaxed);
         out
     }
 }
@@ -207,7 +219,7 @@ mod tests {
 
     #[test]
     fn cpu_meter_charges_busy_polls() {
-        let meter = Arc::new(CpuMeter::default());
+        let meter = CpuMeter::new(true);
         let busy = meter.meter(async {
             let start = std::time::Instant::now();
             let mut x = 0u64;

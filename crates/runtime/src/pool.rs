@@ -60,7 +60,9 @@ impl CallError {
     /// One line, for audit records: a fault without its backtrace.
     pub fn summary(&self) -> String {
         match self {
-            CallError::Fault(fault) => format!("component `{}` stopped: {}", fault.component, fault.kind),
+            CallError::Fault(fault) => {
+                format!("component `{}` stopped: {}", fault.component, fault.kind)
+            }
             other => other.to_string(),
         }
     }
@@ -218,7 +220,7 @@ impl Instances {
         if chain.len() >= MAX_CALL_DEPTH {
             return Err(CallError::TooDeep { chain: names() });
         }
-        if self.mode != InstanceMode::PerCall && chain.iter().any(|c| *c == self.name) {
+        if self.mode != InstanceMode::PerCall && chain.contains(&self.name) {
             return Err(CallError::Reentrant {
                 component: self.name.to_string(),
                 mode: self.mode,

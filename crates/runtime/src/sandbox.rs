@@ -63,7 +63,7 @@ pub fn new_store(
         wasi: wasi_ctx(component, grants, args, audit)?,
         table: ResourceTable::new(),
         limiter: ComponentLimiter::new(limits),
-        cpu: Arc::default(),
+        cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -132,9 +132,21 @@ fn wasi_ctx(
             SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
             _ => false,
         };
+        // Outbound connections are a sensitive use of a grant: audited either way.
         if !allowed {
-            let what = format!("{usage:?} {addr}");
-            audit.record(&name, "denied", &what, "no grants.allow_tcp rule matches");
+            audit.record(
+                &name,
+                "denied",
+                &format!("{usage:?} {addr}"),
+                "no grants.allow_tcp rule matches",
+            );
+        } else if matches!(usage, SocketAddrUse::TcpConnect) {
+            audit.record(
+                &name,
+                "granted",
+                &format!("{usage:?} {addr}"),
+                "allowed by grants.allow_tcp",
+            );
         }
         Box::pin(std::future::ready(allowed))
     });

@@ -6,7 +6,7 @@ pub mod check;
 use crate::audit::Audit;
 use crate::cache::{CacheOutcome, CompileCache};
 use crate::command::{self, RunError};
-use crate::engine::{EngineSettings, MembraneEngine};
+use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
@@ -74,11 +74,27 @@ pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
     EngineSettings {
         fuel: components.clone().any(|c| c.limits.fuel.is_some()),
         max_wasm_stack: components
+            .clone()
             .map(|c| c.limits.wasm_stack.bytes() as usize)
             .max()
             .unwrap_or(EngineSettings::default().max_wasm_stack),
+        pooling: Some(Pooling {
+            instances: APP_INSTANCE_SLOTS,
+            max_memory: components
+                .clone()
+                .map(|c| c.limits.memory.bytes() as usize)
+                .max()
+                .unwrap_or(0),
+            table_elements: components
+                .map(|c| c.limits.table_elements as usize)
+                .max()
+                .unwrap_or(0),
+        }),
     }
 }
+
+/// Instance slots an app's engine preallocates (virtual memory only until used).
+pub const APP_INSTANCE_SLOTS: u32 = 1000;
 
 /// Reads, verifies (digest pins) and compiles every component of `spec`.
 pub fn load_components(
