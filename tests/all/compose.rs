@@ -1,4 +1,4 @@
-use crate::util::{TestApp, caller_app};
+use crate::util::{COUNTER, FAULTS, MEMORY, TestApp, caller_app, manifest};
 
 const LINK_FAILED: i32 = 87;
 const APP_CHECK: i32 = 79;
@@ -63,47 +63,28 @@ fn propagate_names_the_provider_the_function_and_the_trap() {
     );
 }
 
-/// The caller and a provider with a writable /state for the flaky function, plus extra
-/// TOML for the faults link and extra components.
-fn flaky_app(state: &std::path::Path, faults_link: &str, extra: &str) -> TestApp {
-    TestApp::new(&format!(
-        r#"[app]
-name = "flaky"
-entry = "caller"
-audit = "audit.jsonl"
-
-[component.caller]
-source = "{{caller}}"
-
-[component.provider]
-source = "{{provider}}"
-grants.dirs = [{{ host = "{state}", guest = "/state" }}]
-
-[[link]]
-from = "caller"
-import = "membrane:test/counter@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/memory@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/faults@0.1.0"
-to = "provider"
-{faults_link}
-{extra}
-"#,
-        state = state.display()
+/// The caller and a provider with a writable /state for the flaky function, with
+/// `faults_link` settings on the faults link.
+fn flaky_app(state: &std::path::Path, faults_link: &str) -> TestApp {
+    let provider = format!(
+        "grants.dirs = [{{ host = \"{}\", guest = \"/state\" }}]",
+        state.display()
+    );
+    TestApp::new(&manifest(
+        "caller",
+        &[("caller", ""), ("provider", &provider)],
+        &[
+            ("caller", COUNTER, "provider", ""),
+            ("caller", MEMORY, "provider", ""),
+            ("caller", FAULTS, "provider", faults_link),
+        ],
     ))
 }
 
 #[test]
 fn retry_succeeds_after_transient_traps() {
     let state = tempfile::tempdir().unwrap();
-    let app = flaky_app(state.path(), "on_trap = \"retry:2\"", "");
+    let app = flaky_app(state.path(), "on_trap = \"retry:2\"");
     app.run(&["flaky", "2"])
         .assert_code(0)
         .assert_stdout_has("answer: ok after 3 attempts");
@@ -112,7 +93,7 @@ fn retry_succeeds_after_transient_traps() {
 
     // One retry is not enough for two failures.
     let state = tempfile::tempdir().unwrap();
-    let app = flaky_app(state.path(), "on_trap = \"retry:1\"", "");
+    let app = flaky_app(state.path(), "on_trap = \"retry:1\"");
     app.run(&["flaky", "2"])
         .assert_code(LINK_FAILED)
         .assert_stderr_has("transient failure 2 of 2");
@@ -122,39 +103,23 @@ fn retry_succeeds_after_transient_traps() {
 fn a_fallback_answers_when_the_provider_traps() {
     // The primary provider has no /state, so `flaky` traps there; the fallback has one.
     let state = tempfile::tempdir().unwrap();
-    let app = TestApp::new(&format!(
-        r#"[app]
-name = "fallback"
-entry = "caller"
-audit = "audit.jsonl"
-
-[component.caller]
-source = "{{caller}}"
-
-[component.provider]
-source = "{{provider}}"
-
-[component.backup]
-source = "{{provider}}"
-grants.dirs = [{{ host = "{}", guest = "/state" }}]
-
-[[link]]
-from = "caller"
-import = "membrane:test/counter@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/memory@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/faults@0.1.0"
-to = "provider"
-on_trap = "fallback:backup"
-"#,
+    let backup = format!(
+        "source = \"{{provider}}\"\ngrants.dirs = [{{ host = \"{}\", guest = \"/state\" }}]",
         state.path().display()
+    );
+    let app = TestApp::new(&manifest(
+        "caller",
+        &[("caller", ""), ("provider", ""), ("backup", &backup)],
+        &[
+            ("caller", COUNTER, "provider", ""),
+            ("caller", MEMORY, "provider", ""),
+            (
+                "caller",
+                FAULTS,
+                "provider",
+                "on_trap = \"fallback:backup\"",
+            ),
+        ],
     ));
     app.run(&["flaky", "0"])
         .assert_code(0)
@@ -182,32 +147,20 @@ on_trap = "fallback:backup"
 
 #[test]
 fn reentrancy_into_a_singleton_fails_clearly_and_per_call_is_served() {
-    let manifest = |mode: &str| {
-        format!(
-            r#"[app]
-name = "loop"
-entry = "reentrant"
-
-[component.reentrant]
-source = "{{reentrant}}"
-instances = "{mode}"
-
-[component.relay]
-source = "{{relay}}"
-
-[[link]]
-from = "reentrant"
-import = "membrane:test/relay@0.1.0"
-to = "relay"
-
-[[link]]
-from = "relay"
-import = "membrane:test/callback@0.1.0"
-to = "reentrant"
-"#
-        )
+    let app = |mode: &str| {
+        TestApp::new(&manifest(
+            "reentrant",
+            &[
+                ("reentrant", &format!("instances = \"{mode}\"")),
+                ("relay", ""),
+            ],
+            &[
+                ("reentrant", "membrane:test/relay@0.1.0", "relay", ""),
+                ("relay", "membrane:test/callback@0.1.0", "reentrant", ""),
+            ],
+        ))
     };
-    let singleton = TestApp::new(&manifest("singleton"));
+    let singleton = app("singleton");
     singleton
         .run(&[])
         .assert_code(LINK_FAILED)
@@ -217,33 +170,27 @@ to = "reentrant"
         .assert_code(0)
         .assert_stderr_has("warning: link: link cycle reentrant -> relay -> reentrant");
 
-    let per_call = TestApp::new(&manifest("per-call"));
+    let per_call = app("per-call");
     per_call
         .run(&[])
         .assert_code(0)
         .assert_stdout_has("relayed: pong from reentrant");
 }
 
+fn kv_app(store: &str) -> TestApp {
+    TestApp::new(&manifest(
+        "client",
+        &[
+            ("client", "source = \"{kv-client}\""),
+            ("store", &format!("source = \"{{provider}}\"\n{store}")),
+        ],
+        &[("client", "membrane:test/kv@0.1.0", "store", "")],
+    ))
+}
+
 #[test]
 fn resources_are_proxied_across_a_link() {
-    let app = TestApp::new(
-        r#"[app]
-name = "kv"
-entry = "client"
-
-[component.client]
-source = "{kv-client}"
-
-[component.store]
-source = "{provider}"
-instances = "singleton"
-
-[[link]]
-from = "client"
-import = "membrane:test/kv@0.1.0"
-to = "store"
-"#,
-    );
+    let app = kv_app("instances = \"singleton\"");
     let out = app.run(&["resources"]);
     out.assert_code(0);
     for line in [
@@ -268,24 +215,8 @@ to = "store"
 
 #[test]
 fn resources_need_a_singleton_provider() {
-    let app = TestApp::new(
-        r#"[app]
-name = "kv"
-entry = "client"
-
-[component.client]
-source = "{kv-client}"
-
-[component.store]
-source = "{provider}"
-
-[[link]]
-from = "client"
-import = "membrane:test/kv@0.1.0"
-to = "store"
-"#,
-    );
-    app.check(&[])
+    kv_app("")
+        .check(&[])
         .assert_code(APP_CHECK)
         .assert_stderr_has("set instances = \"singleton\" for `store`");
 }
@@ -300,40 +231,26 @@ const WRONG_COUNTER: &str = r#"(component
 
 #[test]
 fn a_wit_mismatch_shows_both_sides() {
-    let app = TestApp::new(
-        r#"[app]
-name = "mismatch"
-entry = "caller"
-
-[component.caller]
-source = "{caller}"
-
-[component.provider]
-source = "{provider}"
-
-[component.wrong]
-source = "wrong.wat"
-
-[[link]]
-from = "caller"
-import = "membrane:test/counter@0.1.0"
-to = "wrong"
-
-[[link]]
-from = "caller"
-import = "membrane:test/memory@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/faults@0.1.0"
-to = "provider"
-"#,
-    );
+    let app = TestApp::new(&manifest(
+        "caller",
+        &[
+            ("caller", ""),
+            ("provider", ""),
+            ("wrong", "source = \"wrong.wat\""),
+        ],
+        &[
+            ("caller", COUNTER, "wrong", ""),
+            ("caller", MEMORY, "provider", ""),
+            ("caller", FAULTS, "provider", ""),
+        ],
+    ));
     std::fs::write(app.path("wrong.wat"), WRONG_COUNTER).unwrap();
-    let out = app.check(&[]);
-    out.assert_code(APP_CHECK)
-        .assert_stderr_has("error: link[0].to: `wrong` cannot serve membrane:test/counter@0.1.0 to `caller`: function `increment` differs")
+    app.check(&[])
+        .assert_code(APP_CHECK)
+        .assert_stderr_has(
+            "error: link[0].to: `wrong` cannot serve membrane:test/counter@0.1.0 to `caller`: \
+             function `increment` differs",
+        )
         .assert_stderr_has("`caller` imports: increment: func() -> u64")
         .assert_stderr_has("`wrong` exports: increment: func() -> u32");
     // Running refuses the same way, before anything starts.
@@ -344,28 +261,14 @@ to = "provider"
 
 #[test]
 fn an_unlinked_import_names_a_component_that_could_serve_it() {
-    let app = TestApp::new(
-        r#"[app]
-name = "unlinked"
-entry = "caller"
-
-[component.caller]
-source = "{caller}"
-
-[component.provider]
-source = "{provider}"
-
-[[link]]
-from = "caller"
-import = "membrane:test/counter@0.1.0"
-to = "provider"
-
-[[link]]
-from = "caller"
-import = "membrane:test/memory@0.1.0"
-to = "provider"
-"#,
-    );
+    let app = TestApp::new(&manifest(
+        "caller",
+        &[("caller", ""), ("provider", "")],
+        &[
+            ("caller", COUNTER, "provider", ""),
+            ("caller", MEMORY, "provider", ""),
+        ],
+    ));
     app.check(&[]).assert_code(APP_CHECK).assert_stderr_has(
         "`caller` imports membrane:test/faults@0.1.0, which nothing supplies; add [[link]] from = \"caller\", \
          import = \"membrane:test/faults@0.1.0\", to = \"provider\"",
@@ -421,33 +324,15 @@ instances = "singleton"
 "#;
 
 fn outer_app(outer_grants: &str, inner_grants: &str) -> TestApp {
-    let app = TestApp::new(&format!(
-        r#"[app]
-name = "outer"
-entry = "caller"
-
-[component.caller]
-source = "{{caller}}"
-
-[component.services]
-source = "inner/membrane.toml"
-{outer_grants}
-
-[[link]]
-from = "caller"
-import = "membrane:test/counter@0.1.0"
-to = "services"
-
-[[link]]
-from = "caller"
-import = "membrane:test/memory@0.1.0"
-to = "services"
-
-[[link]]
-from = "caller"
-import = "membrane:test/faults@0.1.0"
-to = "services"
-"#
+    let services = format!("source = \"inner/membrane.toml\"\n{outer_grants}");
+    let app = TestApp::new(&manifest(
+        "caller",
+        &[("caller", ""), ("services", &services)],
+        &[
+            ("caller", COUNTER, "services", ""),
+            ("caller", MEMORY, "services", ""),
+            ("caller", FAULTS, "services", ""),
+        ],
     ));
     std::fs::create_dir_all(app.path("inner")).unwrap();
     let mut inner = INNER.to_string();

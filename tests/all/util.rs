@@ -128,18 +128,47 @@ impl TestApp {
     }
 }
 
-/// The caller linked to one provider for all three of its imports, with `provider` settings
-/// and `link` settings given as TOML lines.
-pub fn caller_app(provider: &str, link: &str) -> String {
-    let mut text = format!(
-        "[app]\nname = \"test\"\nentry = \"caller\"\naudit = \"audit.jsonl\"\n\n\
-         [component.caller]\nsource = \"{{caller}}\"\n\n\
-         [component.provider]\nsource = \"{{provider}}\"\n{provider}\n"
-    );
-    for iface in ["counter", "memory", "faults"] {
+/// A `membrane.toml` for an app whose entry is `entry`: each component as
+/// `(name, extra TOML lines)` with `source = "{name's guest}"` unless the lines set one,
+/// and each link as `(from, interface, to, extra TOML lines)`. The audit log goes to
+/// `audit.jsonl` beside the manifest.
+pub fn manifest(
+    entry: &str,
+    components: &[(&str, &str)],
+    links: &[(&str, &str, &str, &str)],
+) -> String {
+    let mut text =
+        format!("[app]\nname = \"test\"\nentry = \"{entry}\"\naudit = \"audit.jsonl\"\n");
+    for (name, extra) in components {
+        text.push_str(&format!("\n[component.{name}]\n"));
+        if !extra.contains("source =") {
+            text.push_str(&format!("source = \"{{{name}}}\"\n"));
+        }
+        text.push_str(extra);
+        text.push('\n');
+    }
+    for (from, iface, to, extra) in links {
         text.push_str(&format!(
-            "\n[[link]]\nfrom = \"caller\"\nimport = \"membrane:test/{iface}@0.1.0\"\nto = \"provider\"\n{link}\n"
+            "\n[[link]]\nfrom = \"{from}\"\nimport = \"{iface}\"\nto = \"{to}\"\n{extra}\n"
         ));
     }
     text
+}
+
+pub const COUNTER: &str = "membrane:test/counter@0.1.0";
+pub const MEMORY: &str = "membrane:test/memory@0.1.0";
+pub const FAULTS: &str = "membrane:test/faults@0.1.0";
+
+/// The caller linked to one provider for all three of its imports, with `provider` settings
+/// and `link` settings given as TOML lines.
+pub fn caller_app(provider: &str, link: &str) -> String {
+    manifest(
+        "caller",
+        &[("caller", ""), ("provider", provider)],
+        &[
+            ("caller", COUNTER, "provider", link),
+            ("caller", MEMORY, "provider", link),
+            ("caller", FAULTS, "provider", link),
+        ],
+    )
 }
