@@ -57,6 +57,12 @@ pub struct GrantFlags {
     #[arg(long = "allow-tcp", value_name = "ADDR")]
     pub allow_tcp: Vec<AddrRule>,
 
+    /// Allow outbound HTTP requests (wasi:http) to an origin: scheme://host[:port], with
+    /// `*.` wildcards; loopback and private addresses only when named as IPs. Repeatable
+    /// [default: none].
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    pub allow_http: Vec<membrane_manifest::OutboundRule>,
+
     /// Allow DNS lookups through wasi:sockets/ip-name-lookup [default: refused].
     #[arg(long)]
     pub allow_dns: bool,
@@ -153,6 +159,7 @@ impl GrantFlags {
             allow_tcp: self.allow_tcp.clone(),
             allow_dns: self.allow_dns,
             stdin: self.stdin,
+            outbound_http: self.allow_http.clone(),
         })
     }
 }

@@ -22,15 +22,21 @@ enum Verb {
     Run(Box<commands::run::RunCommand>),
     Inspect(commands::inspect::InspectCommand),
     Check(commands::check::CheckCommand),
+    Serve(Box<commands::serve::ServeCommand>),
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // A server logs its address, its access log and shutdown; the other verbs only warnings.
+    init_logging(match cli.command {
+        Verb::Serve(_) => "warn,membrane::access=info,membrane::serve=info",
+        _ => "warn",
+    });
     let result = match cli.command {
         Verb::Run(cmd) => cmd.execute(),
         Verb::Inspect(cmd) => cmd.execute().map(|()| 0),
         Verb::Check(cmd) => cmd.execute(),
+        Verb::Serve(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -45,11 +51,12 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `MEMBRANE_LOG` sets the filter (e.g. `debug`, `membrane_runtime=debug`).
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEMBRANE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(true)
         .init();

@@ -22,6 +22,8 @@ pub struct Grants {
     pub allow_dns: bool,
     /// Whether the guest reads the host's standard input.
     pub stdin: bool,
+    /// Origins the guest may send HTTP requests to (wasi:http/outgoing-handler).
+    pub outbound_http: Vec<crate::OutboundRule>,
 }
 
 /// A host directory made visible to the guest at `guest`, read-only or read-write.

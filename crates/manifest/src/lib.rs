@@ -23,6 +23,7 @@ mod app;
 mod grants;
 mod limits;
 mod nested;
+mod outbound;
 mod units;
 
 pub use app::{
@@ -31,4 +32,5 @@ pub use app::{
 };
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
 pub use limits::Limits;
+pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};
 pub use units::{ByteSize, Duration, UnitError};

@@ -107,8 +107,11 @@ pub fn of_import(import: &str) -> Capability {
         ("wasi:sockets", "udp" | "udp-create-socket") => Refused {
             what: "UDP sockets",
         },
-        ("wasi:http", _) => Capability::Unsatisfied {
-            reason: "wasi:http is served by `membrane serve`, not `membrane run`".into(),
+        ("wasi:http", "types") => Always { what: "HTTP types" },
+        ("wasi:http", "outgoing-handler") => Grant {
+            what: "outbound HTTP requests",
+            flag: "--allow-http",
+            key: "grants.outbound_http",
         },
         _ => Capability::Unsatisfied {
             reason: "no WASI interface or membrane host interface supplies it; \

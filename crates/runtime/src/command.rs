@@ -65,10 +65,13 @@ pub fn unsatisfied_imports(
         .collect()
 }
 
-/// A linker with every standard WASI 0.2 interface, holding nothing until granted.
+/// A linker with every standard WASI 0.2 interface and wasi:http's client side, holding
+/// nothing until granted.
 pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links once into a new linker");
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .expect("wasi:http links once into a new linker");
     linker
 }
 

@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod limits;
 pub mod link;
 pub mod load;
+pub mod outbound;
 pub mod pool;
 pub mod sandbox;
 pub mod stats;

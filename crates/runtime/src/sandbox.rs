@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
+use crate::outbound::Outbound;
 use crate::pool::CallChain;
 use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// A grant that cannot be honoured as written.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,18 @@ pub struct SandboxState {
     table: ResourceTable,
     pub limiter: ComponentLimiter,
     pub cpu: Arc<CpuMeter>,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+}
+
+impl WasiHttpView for SandboxState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for SandboxState {
@@ -64,6 +78,13 @@ pub fn new_store(
         table: ResourceTable::new(),
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
+        http: WasiHttpCtx::new(),
+        outbound: Outbound::new(
+            component.into(),
+            &grants.outbound_http,
+            audit.clone(),
+            limits.timeout.map(|t| t.std()),
+        ),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

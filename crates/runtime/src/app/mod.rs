@@ -370,7 +370,12 @@ impl App {
         &self.engine
     }
 
-    fn instances(&self, component: &str) -> Option<&Instances> {
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The instances of `component`, for ingress that instantiates it per request.
+    pub fn instances(&self, component: &str) -> Option<&Instances> {
         self.inner
             .index
             .get(component)

@@ -1,0 +1,81 @@
+//! Request bodies cut off at a byte limit while they stream, and the small bodies of the
+//! responses the host itself writes.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use wasmtime_wasi_http::Error as HttpError;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// A request body that fails, and raises `exceeded`, once more than `limit` bytes have
+/// arrived: a body larger than allowed is refused without ever being held whole.
+pub struct LimitedBody {
+    inner: hyper::body::Incoming,
+    remaining: u64,
+    limit: u64,
+    pub exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    pub fn new(inner: hyper::body::Incoming, limit: u64) -> Self {
+        LimitedBody {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded: Arc::default(),
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(HttpError::from(error)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > self.remaining {
+                self.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.limit)))));
+            }
+            self.remaining -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response the host writes itself: a status and a short plain-text body that never
+/// carries internals.
+pub fn plain(status: http::StatusCode, text: &str) -> http::Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(format!("{text}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

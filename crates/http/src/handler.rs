@@ -1,0 +1,189 @@
+//! One request: routed, admitted, answered by a fresh instance of its component in a
+//! store of its own, within the request deadline. Whatever the guest does, the client gets
+//! a response and the host keeps serving.
+
+use crate::body::{LimitedBody, plain};
+use crate::server::Server;
+use http::StatusCode;
+use membrane_runtime::{Fault, FaultKind};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+type Response = http::Response<HyperOutgoingBody>;
+
+impl Server {
+    pub(crate) async fn handle(&self, request: http::Request<hyper::body::Incoming>) -> Response {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()));
+        let path = request.uri().path().to_string();
+        let (response, component) = self.respond(request, host.as_deref(), &path).await;
+        tracing::info!(
+            target: "membrane::access",
+            %method,
+            host = host.as_deref().unwrap_or("-"),
+            path,
+            component = component.unwrap_or("-"),
+            status = response.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+        );
+        response
+    }
+
+    async fn respond<'a>(
+        &'a self,
+        request: http::Request<hyper::body::Incoming>,
+        host: Option<&str>,
+        path: &str,
+    ) -> (Response, Option<&'a str>) {
+        let limits = &self.limits;
+        let target_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target_len > limits.max_url_bytes {
+            return (
+                plain(StatusCode::URI_TOO_LONG, "request target too long"),
+                None,
+            );
+        }
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes) {
+            return (
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                None,
+            );
+        }
+        let Some(route) = self.router.route(host, path) else {
+            return (plain(StatusCode::NOT_FOUND, "no route"), None);
+        };
+        let component = route.component.as_str();
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again");
+            busy.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return (busy, Some(component));
+        };
+        let handler = &self.handlers[component];
+        let instances = self
+            .app
+            .instances(component)
+            .expect("routes name loaded components");
+        let request = request.map(|body| LimitedBody::new(body, limits.max_body_bytes));
+        let (parts, body) = request.into_parts();
+        let exceeded = body.exceeded.clone();
+        let request = http::Request::from_parts(parts, body);
+
+        let mut store = instances.new_store(&[component.to_string()]);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let Ok((req, out)) = prepared else {
+            return (
+                plain(StatusCode::BAD_REQUEST, "malformed request"),
+                Some(component),
+            );
+        };
+        let pre = handler.clone();
+        let name = instances.name.clone();
+        let guest_timeout = instances.limits.timeout.map(|t| t.std());
+        let audit = self.app.audit().clone();
+        // The guest runs in its own task: it may keep streaming the body after the
+        // response headers are sent, and it must not hold the connection's task.
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let cpu = store.data().cpu.clone();
+            let call = cpu.meter(async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            });
+            let result = match guest_timeout {
+                Some(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(result) => {
+                        result.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit()))
+                    }
+                    Err(_) => Err(Fault {
+                        component: name.to_string(),
+                        kind: FaultKind::Timeout(limit),
+                        backtrace: vec![],
+                    }),
+                },
+                None => call
+                    .await
+                    .map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
+            };
+            if let Err(fault) = &result {
+                audit.record(&name, "trap", fault.kind.name(), &fault.kind.to_string());
+            }
+            result
+        });
+
+        let response = match tokio::time::timeout(limits.request_timeout, receiver).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                tracing::warn!(component, ?code, "the handler answered with an error");
+                if exceeded.load(Ordering::Relaxed) {
+                    plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                } else {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            }
+            // The guest ended without setting a response: it trapped or returned early.
+            Ok(Err(_)) => match task.await {
+                Ok(Err(fault)) => {
+                    tracing::error!(component, "{fault}");
+                    match fault.kind {
+                        _ if exceeded.load(Ordering::Relaxed) => {
+                            plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                        }
+                        FaultKind::Timeout(_) | FaultKind::CpuTime(_) => {
+                            plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
+                        }
+                        _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                    }
+                }
+                Ok(Ok(())) => {
+                    tracing::error!(component, "the handler returned without setting a response");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+                Err(join) => {
+                    tracing::error!(component, "the handler's task failed: {join}");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            },
+            Err(_) => {
+                task.abort();
+                tracing::warn!(
+                    component,
+                    "request timed out after {:?}",
+                    limits.request_timeout
+                );
+                plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
+            }
+        };
+        (response, Some(component))
+    }
+}

@@ -1,0 +1,13 @@
+//! membrane's HTTP ingress: `wasi:http/incoming-handler` components served over HTTP/1.1
+//! and HTTP/2 (h2c), one fresh isolated instance per request, routed by host and path
+//! prefix, behind limits that keep hostile clients and guests from spending the host.
+
+mod body;
+mod handler;
+mod ingress;
+mod router;
+mod server;
+
+pub use ingress::IngressLimits;
+pub use router::{Route, Router};
+pub use server::{Server, ServerError};

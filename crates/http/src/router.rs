@@ -1,0 +1,95 @@
+//! Which component answers a request: by `Host` (when a route names one) and the longest
+//! matching path prefix.
+
+/// One `[[route]]`: an optional host, a path prefix, and the component behind it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub host: Option<String>,
+    pub prefix: String,
+    pub component: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new(mut routes: Vec<Route>) -> Router {
+        for route in &mut routes {
+            route.host = route.host.take().map(|h| h.to_ascii_lowercase());
+            if route.prefix != "/" {
+                route.prefix = route.prefix.trim_end_matches('/').to_string();
+            }
+        }
+        Router { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for `host` (a `Host` header, port allowed) and `path`. A route with a host
+    /// beats one without; among those, the longest prefix wins. A prefix matches whole
+    /// segments only: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
+        self.routes
+            .iter()
+            .filter(|r| r.host.is_none() || r.host == host)
+            .filter(|r| {
+                r.prefix == "/"
+                    || path == r.prefix
+                    || path
+                        .strip_prefix(r.prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let route = |host: Option<&str>, prefix: &str, component: &str| Route {
+            host: host.map(str::to_string),
+            prefix: prefix.into(),
+            component: component.into(),
+        };
+        Router::new(vec![
+            route(None, "/", "site"),
+            route(None, "/api", "api"),
+            route(None, "/api/admin/", "admin"),
+            route(Some("Notes.localhost"), "/", "notes"),
+        ])
+    }
+
+    #[test]
+    fn host_then_longest_prefix_wins() {
+        let r = router();
+        let at = |host: Option<&str>, path: &str| r.route(host, path).map(|r| r.component.as_str());
+        assert_eq!(at(None, "/"), Some("site"));
+        assert_eq!(at(None, "/api"), Some("api"));
+        assert_eq!(at(None, "/api/x"), Some("api"));
+        assert_eq!(at(None, "/apix"), Some("site"));
+        assert_eq!(at(None, "/api/admin/users"), Some("admin"));
+        assert_eq!(at(Some("notes.localhost:8080"), "/api"), Some("notes"));
+        assert_eq!(at(Some("other.localhost"), "/api"), Some("api"));
+        assert_eq!(Router::new(vec![]).route(None, "/"), None);
+    }
+}

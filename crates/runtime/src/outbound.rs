@@ -1,0 +1,173 @@
+//! Outbound HTTP through the membrane: every request a guest sends through
+//! `wasi:http/outgoing-handler` is checked against its `grants.outbound_http`, the name is
+//! resolved here in the host, and only vetted addresses are connected to. Loopback,
+//! private, link-local and metadata addresses are refused unless a grant names the IP.
+
+use crate::audit::Audit;
+use membrane_manifest::{OutboundRule, is_restricted};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// How long a name lookup may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outbound policy of one sandbox.
+#[derive(Clone)]
+pub struct Outbound {
+    component: Arc<str>,
+    rules: Arc<[OutboundRule]>,
+    audit: Audit,
+    /// Guest-set timeouts are clamped to this (the component's wall-clock limit).
+    max_timeout: Option<Duration>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<HyperOutgoingBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl Outbound {
+    pub fn new(
+        component: Arc<str>,
+        rules: &[OutboundRule],
+        audit: Audit,
+        max_timeout: Option<Duration>,
+    ) -> Self {
+        Outbound {
+            component,
+            rules: rules.into(),
+            audit,
+            max_timeout,
+        }
+    }
+
+    fn deny(&self, what: &str, why: String) -> HttpError {
+        tracing::warn!(component = %self.component, request = what, "outbound HTTP denied: {why}");
+        self.audit.record(&self.component, "denied", what, &why);
+        HttpError::HttpRequestDenied
+    }
+
+    /// Checks the request against the grants and resolves its host to an address it may
+    /// reach. For plain HTTP the request is pointed at that address, so no second lookup
+    /// can lead elsewhere.
+    async fn vet(&self, request: &mut http::Request<WasiBody>) -> Result<SocketAddr, HttpError> {
+        let uri = request.uri().clone();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let what = format!(
+            "{} {}://{host}:{port}{}",
+            request.method(),
+            if https { "https" } else { "http" },
+            uri.path()
+        );
+        let Some(rule) = self.rules.iter().find(|r| r.allows(https, &host, port)) else {
+            let origin = match host.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                _ => host.clone(),
+            };
+            let scheme = if https { "https" } else { "http" };
+            return Err(self.deny(
+                &what,
+                format!(
+                    "no grants.outbound_http rule matches; add \"{scheme}://{origin}:{port}\" to grants.outbound_http of [component.{}] (or --allow-http)",
+                    self.component
+                ),
+            ));
+        };
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(membrane_manifest::canonical(ip), port)],
+            Err(_) => match tokio::time::timeout(
+                DNS_TIMEOUT,
+                tokio::net::lookup_host((host.as_str(), port)),
+            )
+            .await
+            {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(_)) => return Err(HttpError::DestinationNotFound),
+                Err(_) => return Err(HttpError::DnsTimeout),
+            },
+        };
+        let Some(addr) = addrs
+            .iter()
+            .copied()
+            .find(|a| !is_restricted(a.ip()) || rule.names_ip(a.ip()))
+        else {
+            let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+            self.deny(
+                &what,
+                format!(
+                    "{host} resolves to {}, a loopback, private or link-local address, which only a grant naming the IP literally reaches",
+                    ips.join(", ")
+                ),
+            );
+            return Err(HttpError::DestinationIpProhibited);
+        };
+        if !https {
+            let mut parts = uri.into_parts();
+            parts.authority = Some(
+                addr.to_string()
+                    .parse()
+                    .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+            );
+            *request.uri_mut() =
+                http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        }
+        self.audit.record(
+            &self.component,
+            "granted",
+            &what,
+            &format!("connecting to {addr} under {rule}"),
+        );
+        Ok(addr)
+    }
+
+    /// The guest's timeouts, no longer than the component's own wall-clock limit.
+    fn clamp(&self, options: Option<RequestOptions>) -> Option<RequestOptions> {
+        let Some(max) = self.max_timeout else {
+            return options;
+        };
+        let clamp = |t: Option<Duration>| Some(t.map_or(max, |t| t.min(max)));
+        let mut options = options.unwrap_or_default();
+        options.connect_timeout = clamp(options.connect_timeout);
+        options.first_byte_timeout = clamp(options.first_byte_timeout);
+        options.between_bytes_timeout = clamp(options.between_bytes_timeout);
+        Some(options)
+    }
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let policy = self.clone();
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            policy.vet(&mut request).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, policy.clamp(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

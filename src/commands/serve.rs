@@ -1,0 +1,180 @@
+//! `membrane serve`: wasi:http components over HTTP, a fresh isolated instance per request.
+
+use crate::common::RunCommon;
+use anyhow::Context;
+use clap::{Args, Parser};
+use membrane_http::{IngressLimits, Route, Router, Server};
+use membrane_manifest::{
+    AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec,
+};
+use membrane_runtime::app::{self, App};
+use membrane_runtime::{ComponentFile, MembraneEngine};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Serve a wasi:http/incoming-handler component, or the routes of an app (a
+/// membrane.toml), over HTTP/1.1 and HTTP/2 (h2c). Every request gets a fresh instance in
+/// a store of its own; a trap or a limit fails that request alone.
+#[derive(Parser, Debug)]
+pub struct ServeCommand {
+    /// The component to serve, or an app's membrane.toml with [[route]]s.
+    #[arg(value_name = "COMPONENT|APP.toml")]
+    pub target: PathBuf,
+
+    /// Address to listen on; port 0 picks a free port. The bound address is printed as
+    /// `serving http://ADDR`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub ingress: IngressFlags,
+
+    /// For a single component: its grants, limits and the cache. For an app, grants and
+    /// limits come from the manifest.
+    #[command(flatten)]
+    pub common: RunCommon,
+}
+
+/// What a client may make the server hold.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Ingress limits")]
+pub struct IngressFlags {
+    /// Time a client has to send a request's headers (slowloris defence).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub header_timeout: Duration,
+    /// Bytes of request headers; larger gets 431.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB")]
+    pub max_header_bytes: ByteSize,
+    /// Bytes of the request target (path and query); longer gets 414.
+    #[arg(long, value_name = "SIZE", default_value = "8KiB")]
+    pub max_url_bytes: ByteSize,
+    /// Bytes of request body, enforced while streaming; more gets 413.
+    #[arg(long, value_name = "SIZE", default_value = "10MiB")]
+    pub max_body_bytes: ByteSize,
+    /// Time until the response's headers; longer gets 504.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub request_timeout: Duration,
+    /// Requests in flight at once; more get 503 with Retry-After at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_concurrent: usize,
+    /// On SIGINT or SIGTERM, how long to let requests in flight finish.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub drain_timeout: Duration,
+}
+
+impl IngressFlags {
+    fn limits(&self) -> IngressLimits {
+        IngressLimits {
+            header_timeout: self.header_timeout.std(),
+            max_header_bytes: self.max_header_bytes.bytes() as usize,
+            max_url_bytes: self.max_url_bytes.bytes() as usize,
+            max_body_bytes: self.max_body_bytes.bytes(),
+            request_timeout: self.request_timeout.std(),
+            max_concurrent: self.max_concurrent.max(1),
+            drain_timeout: self.drain_timeout.std(),
+        }
+    }
+}
+
+impl ServeCommand {
+    pub fn execute(self) -> anyhow::Result<u8> {
+        // Everything is loaded and checked before a socket is bound.
+        let spec = if self.target.extension().is_some_and(|e| e == "toml") {
+            anyhow::ensure!(
+                !self.common.grants.any(),
+                "{}: grants for the components of an app are set in the manifest; remove the grant flags",
+                self.target.display()
+            );
+            AppSpec::load(&self.target)?
+        } else {
+            self.single_component_app()?
+        };
+        let audit = self.common.audit(spec.app.audit.as_deref())?;
+        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
+        let routes = spec
+            .routes
+            .iter()
+            .map(|r| Route {
+                host: r.host.clone(),
+                prefix: r.path.clone(),
+                component: r.component.clone(),
+            })
+            .collect();
+        let app = App::load(spec, &engine, &self.common.cache(), audit)?;
+        let server = Arc::new(Server::new(
+            app,
+            Router::new(routes),
+            self.ingress.limits(),
+        )?);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("--listen {}: cannot bind it", self.listen))?;
+            let bound = listener.local_addr()?;
+            println!("serving http://{bound}");
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            server.serve(listener, shutdown_signal()).await?;
+            anyhow::Ok(())
+        })?;
+        Ok(0)
+    }
+
+    /// A one-component app: the file, served at `/`, with the flags' grants and limits.
+    fn single_component_app(&self) -> anyhow::Result<AppSpec> {
+        // Read it now so a missing file or a core module is reported as such.
+        let file = ComponentFile::read(&self.target)?;
+        let name: String = file
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let component = ComponentSpec {
+            source: self.target.clone(),
+            digest: None,
+            instances: InstanceMode::PerCall,
+            grants: self.common.grants.to_grants()?,
+            limits: self.common.limits.to_limits(),
+            restart: Default::default(),
+        };
+        Ok(AppSpec {
+            file: self.target.clone(),
+            app: AppSection {
+                name: name.clone(),
+                entry: None,
+                audit: None,
+                exports: BTreeMap::new(),
+            },
+            components: BTreeMap::from([(name.clone(), component)]),
+            links: Vec::new(),
+            routes: vec![RouteSpec {
+                host: None,
+                path: "/".into(),
+                component: name,
+            }],
+        })
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
