@@ -15,3 +15,5 @@ mod inspect;
 mod cache;
 // Apps of linked components: isolation, instance modes, policies, resources, checks.
 mod compose;
+// `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
+mod serve;

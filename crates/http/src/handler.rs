@@ -142,6 +142,10 @@ impl Server {
         });
 
         let response = match tokio::time::timeout(limits.request_timeout, receiver).await {
+            // A body over the limit is refused whatever the guest made of its truncation.
+            Ok(Ok(Ok(_))) if exceeded.load(Ordering::Relaxed) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            }
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(code))) => {
                 tracing::warn!(component, ?code, "the handler answered with an error");
