@@ -46,3 +46,36 @@ head -n 3 target/pipeline-out/*.html
 printf '\n\033[1m$ %s\033[0m\n' "cat target/pipeline-audit.jsonl   # what crossed the membranes"
 cat target/pipeline-audit.jsonl
 rm -f target/pipeline-audit.jsonl
+
+if ! command -v curl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing curl for the HTTP part of the demo" >&2
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  else
+    echo "curl is missing: install it to see the HTTP part of the demo"; exit 0
+  fi
+fi
+
+echo
+echo "The same renderers behind HTTP: every request gets fresh, isolated instances."
+"$membrane" serve --listen 127.0.0.1:0 examples/docs-web/membrane.toml > target/demo-serve.out 2> target/demo-serve.log &
+server=$!
+trap 'kill $server 2>/dev/null' EXIT
+for _ in $(seq 50); do grep -q serving target/demo-serve.out 2>/dev/null && break; sleep 0.1; done
+base=$(sed -n 's/^serving //p' target/demo-serve.out)
+try() {
+  printf '\n\033[1m$ curl %s\033[0m   # %s\n' "$1" "$2"
+  curl -s "$1" || true
+}
+try "$base/?doc=%23+Hello%0AThis+is+*fancy*" "rendered by the untrusted plugin"
+try "$base/?doc=%3Cscript%3Ealert(1)%3C/script%3E" "the plugin crashes; the fallback answers"
+try "$base/hello/world" "a second component on its own route"
+try "$base/hello/fetch?url=http://169.254.169.254/latest/meta-data/" "outbound HTTP to a metadata address: denied"
+try "$base/hello/trap" "a trapping handler: a 500 for this request only"
+echo
+echo "(curl -w ' %{http_code}' adds the status; the server's access log is in target/demo-serve.log)"
+if [ -t 0 ]; then
+  echo
+  echo "Serving $base until Ctrl-C. Try the lines above."
+  wait $server
+fi

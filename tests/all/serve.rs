@@ -497,3 +497,24 @@ fn sigterm_drains_a_request_in_flight_and_exits_cleanly() {
         "still accepting after shutdown"
     );
 }
+
+#[test]
+fn the_docs_web_example_renders_falls_back_and_contains_faults() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs-web/membrane.toml");
+    let server = Served::start(&[manifest.to_str().unwrap()]);
+    let addr = server.addr;
+    let (status, html) = get(addr, "/?doc=%23+Hello%0AThis+is+*fancy*");
+    assert_eq!(status, 200);
+    assert!(html.contains("rendered by the fancy plugin; it sees 0 env vars; files: denied"), "{html}");
+    assert!(html.contains("<h1>Hello</h1>") && html.contains("<em>fancy</em>"), "{html}");
+    let (status, html) = get(addr, "/?doc=%3Cscript%3Ealert(1)%3C/script%3E");
+    assert_eq!(status, 200);
+    assert!(html.contains("rendered by the plain fallback") && html.contains("&lt;script&gt;"), "{html}");
+    assert_eq!(get(addr, "/hello/world").1, "hello from /hello/world (the hello handler); request #1 of this instance");
+    assert_eq!(
+        get(addr, "/hello/fetch?url=http://169.254.169.254/latest/meta-data/").1,
+        "denied: ErrorCode::HttpRequestDenied"
+    );
+    assert_eq!(get(addr, "/hello/trap"), (500, "internal error".into()));
+    assert_eq!(get(addr, "/hello/after").0, 200);
+}

@@ -1,6 +1,6 @@
-//! A wasi:http handler for membrane's serving tests. Routes by path:
-//! `/trap` panics, `/spin` never returns, `/slow?ms=N` sleeps, `/echo` reads the body,
-//! `/fetch?url=URL` calls out through wasi:http (following one redirect), and anything
+//! A wasi:http handler for membrane's serving tests. Acts on the last path segment:
+//! `…/trap` panics, `…/spin` never returns, `…/slow?ms=N` sleeps, `…/echo` reads the body,
+//! `…/fetch?url=URL` calls out through wasi:http (following one redirect), and anything
 //! else says hello (naming `$WHO` when granted) with how many requests this instance has
 //! served.
 
@@ -27,18 +27,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         let param = |name: &str| {
             query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_string)
         };
-        let (status, body) = match path {
-            "/trap" => panic!("the handler was asked to trap"),
-            "/spin" => loop {
+        // The last segment picks the action, so the handler works behind any route prefix.
+        let action = path.rsplit('/').next().unwrap_or_default();
+        let (status, body) = match action {
+            "trap" => panic!("the handler was asked to trap"),
+            "spin" => loop {
                 std::hint::black_box(served);
             },
-            "/slow" => {
+            "slow" => {
                 let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(500);
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 (200, format!("slept {ms} ms"))
             }
-            "/echo" => (200, format!("read {} bytes", read_body(&request))),
-            "/fetch" => match param("url") {
+            "echo" => (200, format!("read {} bytes", read_body(&request))),
+            "fetch" => match param("url") {
                 Some(url) => fetch(&url, 1),
                 None => (400, "give ?url=".into()),
             },
