@@ -38,13 +38,7 @@ to = "provider"
     std::fs::write(&path, manifest).unwrap();
     let spec = AppSpec::load(&path).unwrap();
     let engine = MembraneEngine::new(app::engine_settings(&spec)).unwrap();
-    App::load(
-        spec,
-        &engine,
-        &CompileCache::at(dir.join("cache")),
-        Audit::default(),
-    )
-    .unwrap()
+    App::load(spec, &engine, &CompileCache::at(dir.join("cache")), Audit::default()).unwrap()
 }
 
 /// The provider's `increment`, natively: the work a call does, without any membrane.
@@ -56,15 +50,10 @@ fn increment(count: &mut u64) -> u64 {
 
 fn calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let app = load_app(dir.path());
     // Start both singletons before measuring.
-    runtime
-        .block_on(app.call("driver", DRIVER, "calls", &[Val::U32(1)]))
-        .unwrap();
+    runtime.block_on(app.call("driver", DRIVER, "calls", &[Val::U32(1)])).unwrap();
 
     let mut group = c.benchmark_group("call");
     group.bench_function("direct in-process Rust call", |b| {
@@ -72,19 +61,13 @@ fn calls(c: &mut Criterion) {
         b.iter(|| increment(black_box(&mut count)))
     });
     group.bench_function("host into a guest", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(app.call("provider", COUNTER, "increment", &[]))
-                .unwrap()
-        })
+        b.iter(|| runtime.block_on(app.call("provider", COUNTER, "increment", &[])).unwrap())
     });
     group.bench_function("guest to guest across a link", |b| {
         // One host call drives `iters` link calls from inside the driver guest.
         b.iter_custom(|iters| {
             let start = Instant::now();
-            runtime
-                .block_on(app.call("driver", DRIVER, "calls", &[Val::U32(iters as u32)]))
-                .unwrap();
+            runtime.block_on(app.call("driver", DRIVER, "calls", &[Val::U32(iters as u32)])).unwrap();
             start.elapsed()
         })
     });

@@ -131,11 +131,7 @@ impl std::fmt::Display for Timeout {
 impl GrantFlags {
     /// Whether any grant was given on the command line.
     pub fn any(&self) -> bool {
-        !self.dirs.is_empty()
-            || !self.env.is_empty()
-            || !self.allow_tcp.is_empty()
-            || self.allow_dns
-            || self.stdin
+        !self.dirs.is_empty() || !self.env.is_empty() || !self.allow_tcp.is_empty() || self.allow_dns || self.stdin
     }
 
     pub fn to_grants(&self) -> anyhow::Result<Grants> {
@@ -207,9 +203,8 @@ impl RunCommon {
     /// log only.
     pub fn audit(&self, fallback: Option<&std::path::Path>) -> anyhow::Result<Audit> {
         match self.audit_log.as_deref().or(fallback) {
-            Some(path) => Audit::to_file(path).with_context(|| {
-                format!("audit log {}: cannot open it for appending", path.display())
-            }),
+            Some(path) => Audit::to_file(path)
+                .with_context(|| format!("audit log {}: cannot open it for appending", path.display())),
             None => Ok(Audit::default()),
         }
     }

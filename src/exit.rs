@@ -37,19 +37,13 @@ Exit status:
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause
-            .downcast_ref::<membrane_manifest::ManifestError>()
-            .is_some()
-        {
+        if cause.downcast_ref::<membrane_manifest::ManifestError>().is_some() {
             return BAD_MANIFEST;
         }
         if let Some(app) = cause.downcast_ref::<AppError>() {
             match app {
                 AppError::Manifest(_) | AppError::NoEntry { .. } => return BAD_MANIFEST,
-                AppError::Check { .. }
-                | AppError::Digest { .. }
-                | AppError::Wit { .. }
-                | AppError::Link { .. } => {
+                AppError::Check { .. } | AppError::Digest { .. } | AppError::Wit { .. } | AppError::Link { .. } => {
                     return APP_CHECK;
                 }
                 AppError::Run(run) => return run_code(run),

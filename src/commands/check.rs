@@ -44,10 +44,7 @@ impl CheckCommand {
         }
         let errors = report.errors().count();
         if errors > 0 {
-            eprintln!(
-                "{}: {errors} error(s); the app would not start",
-                self.manifest.display()
-            );
+            eprintln!("{}: {errors} error(s); the app would not start", self.manifest.display());
             return Ok(crate::exit::APP_CHECK);
         }
         eprintln!("{}: ok, the app would start", self.manifest.display());

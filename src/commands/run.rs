@@ -19,11 +19,7 @@ pub struct RunCommand {
     pub component: PathBuf,
 
     /// Arguments for the guest, after the component (use `--` before ones that start with `-`).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub args: Vec<String>,
 
     #[command(flatten)]
@@ -44,11 +40,7 @@ impl RunCommand {
         let (component, outcome) = file.compile(engine.engine(), &self.common.cache())?;
         tracing::debug!(component = %file.name, cache = ?outcome, "compiled");
 
-        let mut argv = vec![
-            file.path
-                .file_name()
-                .map_or(file.name.clone(), |n| n.to_string_lossy().into_owned()),
-        ];
+        let mut argv = vec![file.path.file_name().map_or(file.name.clone(), |n| n.to_string_lossy().into_owned())];
         argv.extend(self.args);
         let status = runtime()?.block_on(
             Command {
@@ -89,8 +81,5 @@ impl RunCommand {
 
 /// One thread: the guest's CPU time is then the thread's, and a command needs no more.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }

@@ -4,9 +4,7 @@ use crate::common::RunCommon;
 use anyhow::Context;
 use clap::{Args, Parser};
 use membrane_http::{IngressLimits, Route, Router, Server};
-use membrane_manifest::{
-    AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec,
-};
+use membrane_manifest::{AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec};
 use membrane_runtime::app::{self, App};
 use membrane_runtime::{ComponentFile, MembraneEngine};
 use std::collections::BTreeMap;
@@ -96,23 +94,13 @@ impl ServeCommand {
         let routes = spec
             .routes
             .iter()
-            .map(|r| Route {
-                host: r.host.clone(),
-                prefix: r.path.clone(),
-                component: r.component.clone(),
-            })
+            .map(|r| Route { host: r.host.clone(), prefix: r.path.clone(), component: r.component.clone() })
             .collect();
         let app = App::load(spec, &engine, &self.common.cache(), audit)?;
-        let server = Arc::new(Server::new(
-            app,
-            Router::new(routes),
-            self.ingress.limits(),
-        )?);
+        let server = Arc::new(Server::new(app, Router::new(routes), self.ingress.limits())?);
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
@@ -131,17 +119,8 @@ impl ServeCommand {
     fn single_component_app(&self) -> anyhow::Result<AppSpec> {
         // Read it now so a missing file or a core module is reported as such.
         let file = ComponentFile::read(&self.target)?;
-        let name: String = file
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let name: String =
+            file.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
         let component = ComponentSpec {
             source: self.target.clone(),
             digest: None,
@@ -152,19 +131,11 @@ impl ServeCommand {
         };
         Ok(AppSpec {
             file: self.target.clone(),
-            app: AppSection {
-                name: name.clone(),
-                entry: None,
-                audit: None,
-                exports: BTreeMap::new(),
-            },
+            app: AppSection { name: name.clone(), entry: None, audit: None, exports: BTreeMap::new() },
             components: BTreeMap::from([(name.clone(), component)]),
             links: Vec::new(),
-            routes: vec![RouteSpec {
-                host: None,
-                path: "/".into(),
-                component: name,
-            }],
+            routes: vec![RouteSpec { host: None, path: "/".into(), component: name }],
+            tenants: BTreeMap::new(),
         })
     }
 }

@@ -8,15 +8,12 @@ fn run_hello(cache: &Path) -> crate::util::Outcome {
             .env("MEMBRANE_LOG", "membrane_runtime=debug")
             .args(["run", guests::HELLO]),
     );
-    out.assert_code(0)
-        .assert_stdout_has("hello from inside a membrane");
+    out.assert_code(0).assert_stdout_has("hello from inside a membrane");
     out
 }
 
 fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(cache)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default()
+    std::fs::read_dir(cache).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
 }
 
 #[test]
@@ -36,9 +33,7 @@ fn a_corrupt_entry_is_detected_and_replaced() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entry, &bytes).unwrap();
-    run_hello(cache.path())
-        .assert_stderr_has("compile cache entry rejected")
-        .assert_stderr_has("checksum mismatch");
+    run_hello(cache.path()).assert_stderr_has("compile cache entry rejected").assert_stderr_has("checksum mismatch");
     run_hello(cache.path()).assert_stderr_has("compile cache hit");
     // A truncated entry is rejected the same way.
     std::fs::write(&entry, b"membrane").unwrap();
@@ -49,10 +44,11 @@ fn a_corrupt_entry_is_detected_and_replaced() {
 fn no_cache_writes_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let out = output(
-        membrane()
-            .env("MEMBRANE_CACHE_DIR", cache.path())
-            .env("MEMBRANE_LOG", "membrane_runtime=debug")
-            .args(["run", "--no-cache", guests::HELLO]),
+        membrane().env("MEMBRANE_CACHE_DIR", cache.path()).env("MEMBRANE_LOG", "membrane_runtime=debug").args([
+            "run",
+            "--no-cache",
+            guests::HELLO,
+        ]),
     );
     out.assert_code(0);
     assert!(!out.stderr.contains("compile cache"), "{}", out.stderr);

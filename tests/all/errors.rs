@@ -13,20 +13,14 @@ fn a_file_that_is_not_wasm_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.wasm");
     fs::write(&path, "just some text").unwrap();
-    membrane_with(["run", path.to_str().unwrap()])
-        .assert_code(72)
-        .assert_stderr_has("is not WebAssembly");
+    membrane_with(["run", path.to_str().unwrap()]).assert_code(72).assert_stderr_has("is not WebAssembly");
 }
 
 #[test]
 fn a_core_module_is_explained_with_how_to_make_a_component() {
     let dir = tempfile::tempdir().unwrap();
     let binary = dir.path().join("core.wasm");
-    fs::write(
-        &binary,
-        wat::parse_str("(module (func (export \"_start\")))").unwrap(),
-    )
-    .unwrap();
+    fs::write(&binary, wat::parse_str("(module (func (export \"_start\")))").unwrap()).unwrap();
     let text = dir.path().join("core.wat");
     fs::write(&text, "(module)").unwrap();
     for path in [&binary, &text] {
@@ -45,9 +39,7 @@ fn a_broken_component_is_invalid() {
     let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
     bytes.extend_from_slice(&[0x07, 0x20, 0xff, 0xff]);
     fs::write(&path, bytes).unwrap();
-    membrane_with(["run", path.to_str().unwrap()])
-        .assert_code(74)
-        .assert_stderr_has("is not a valid component");
+    membrane_with(["run", path.to_str().unwrap()]).assert_code(74).assert_stderr_has("is not a valid component");
 }
 
 #[test]
@@ -74,9 +66,7 @@ fn a_component_without_wasi_cli_run_is_not_a_command() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("library.wat");
     fs::write(&path, "(component)").unwrap();
-    membrane_with(["run", path.to_str().unwrap()])
-        .assert_code(76)
-        .assert_stderr_has("does not export wasi:cli/run");
+    membrane_with(["run", path.to_str().unwrap()]).assert_code(76).assert_stderr_has("does not export wasi:cli/run");
 }
 
 #[test]

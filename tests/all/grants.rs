@@ -39,11 +39,7 @@ fn hello_runs_with_no_grants_and_sees_nothing() {
 
 #[test]
 fn env_vars_are_visible_only_when_granted() {
-    let out = output(
-        membrane()
-            .env("HOST_ONLY", "leaked")
-            .args(["run", guests::HELLO]),
-    );
+    let out = output(membrane().env("HOST_ONLY", "leaked").args(["run", guests::HELLO]));
     out.assert_code(0).assert_stdout_has("env: (none)");
     assert!(!out.stdout.contains("leaked"));
 
@@ -74,22 +70,10 @@ fn files_are_unreachable_without_a_dir_grant() {
 fn a_read_write_dir_grant_reads_and_writes_inside_it() {
     let root = tree();
     let dir = dir_flag(&root.path().join("data"), "/data", "");
-    assert_eq!(
-        fs_probe(&["--dir", &dir], &["read", "/data/hello.txt"]),
-        "ok: read 8 bytes: hi there"
-    );
-    assert_eq!(
-        fs_probe(&["--dir", &dir], &["write", "/data/new.txt", "made inside"]),
-        "ok: wrote /data/new.txt"
-    );
-    assert_eq!(
-        fs::read_to_string(root.path().join("data/new.txt")).unwrap(),
-        "made inside"
-    );
-    assert_eq!(
-        fs_probe(&["--dir", &dir], &["list", "/data"]),
-        "ok: entries: hello.txt,new.txt,sub"
-    );
+    assert_eq!(fs_probe(&["--dir", &dir], &["read", "/data/hello.txt"]), "ok: read 8 bytes: hi there");
+    assert_eq!(fs_probe(&["--dir", &dir], &["write", "/data/new.txt", "made inside"]), "ok: wrote /data/new.txt");
+    assert_eq!(fs::read_to_string(root.path().join("data/new.txt")).unwrap(), "made inside");
+    assert_eq!(fs_probe(&["--dir", &dir], &["list", "/data"]), "ok: entries: hello.txt,new.txt,sub");
     // Outside the preopen nothing is reachable, even by a path that climbs out of it.
     let line = fs_probe(&["--dir", &dir], &["read", "/data/../secret.txt"]);
     assert!(line.starts_with("denied:"), "{line}");
@@ -110,21 +94,13 @@ fn symlinks_do_not_escape_a_preopen() {
     std::os::unix::fs::symlink("..", data.join("chain2")).unwrap();
     std::os::unix::fs::symlink(root.path(), data.join("abs-dir")).unwrap();
     let dir = dir_flag(&data, "/data", "");
-    for path in [
-        "/data/abs-link",
-        "/data/rel-link",
-        "/data/chain1/secret.txt",
-        "/data/abs-dir/secret.txt",
-    ] {
+    for path in ["/data/abs-link", "/data/rel-link", "/data/chain1/secret.txt", "/data/abs-dir/secret.txt"] {
         let line = fs_probe(&["--dir", &dir], &["read", path]);
         assert!(line.starts_with("denied:"), "{path}: {line}");
         assert!(!line.contains("top secret"), "{path}: {line}");
     }
     // Writing through an escaping link must not create or change anything outside.
-    let line = fs_probe(
-        &["--dir", &dir],
-        &["write", "/data/abs-link", "overwritten"],
-    );
+    let line = fs_probe(&["--dir", &dir], &["write", "/data/abs-link", "overwritten"]);
     assert!(line.starts_with("denied:"), "{line}");
     assert_eq!(fs::read_to_string(&secret).unwrap(), "top secret");
 }
@@ -137,14 +113,8 @@ fn a_read_only_dir_refuses_every_mutation() {
     let scratch = tempfile::tempdir().unwrap();
     let rw = dir_flag(scratch.path(), "/rw", "");
     let flags = ["--dir", ro.as_str(), "--dir", rw.as_str()];
-    assert_eq!(
-        fs_probe(&flags, &["read", "/ro/hello.txt"]),
-        "ok: read 8 bytes: hi there"
-    );
-    assert_eq!(
-        fs_probe(&flags, &["list", "/ro"]),
-        "ok: entries: hello.txt,sub"
-    );
+    assert_eq!(fs_probe(&flags, &["read", "/ro/hello.txt"]), "ok: read 8 bytes: hi there");
+    assert_eq!(fs_probe(&flags, &["list", "/ro"]), "ok: entries: hello.txt,sub");
     let attempts: &[&[&str]] = &[
         &["write", "/ro/hello.txt", "changed"],
         &["append", "/ro/hello.txt", "more"],
@@ -164,21 +134,12 @@ fn a_read_only_dir_refuses_every_mutation() {
         assert!(line.starts_with("denied:"), "{op:?} was allowed: {line}");
     }
     // Nothing on the host changed.
-    assert_eq!(
-        fs::read_to_string(data.join("hello.txt")).unwrap(),
-        "hi there"
-    );
-    let mut names: Vec<_> = fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    assert_eq!(fs::read_to_string(data.join("hello.txt")).unwrap(), "hi there");
+    let mut names: Vec<_> = fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, ["hello.txt", "sub"]);
     assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
-    let mtime = fs::metadata(data.join("hello.txt"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let mtime = fs::metadata(data.join("hello.txt")).unwrap().modified().unwrap();
     assert_ne!(mtime, std::time::SystemTime::UNIX_EPOCH);
 }
 
@@ -188,10 +149,7 @@ fn a_hard_link_from_read_only_into_writable_is_refused() {
     let ro = dir_flag(&root.path().join("data"), "/ro", ":ro");
     let scratch = tempfile::tempdir().unwrap();
     let rw = dir_flag(scratch.path(), "/rw", "");
-    let line = fs_probe(
-        &["--dir", &ro, "--dir", &rw],
-        &["link", "/ro/hello.txt", "/rw/linked.txt"],
-    );
+    let line = fs_probe(&["--dir", &ro, "--dir", &rw], &["link", "/ro/hello.txt", "/rw/linked.txt"]);
     assert!(line.starts_with("denied:"), "{line}");
     assert!(!scratch.path().join("linked.txt").exists());
 }
@@ -241,10 +199,7 @@ fn denied_connections_are_audited() {
     let line = net_probe(&["--audit-log", log.to_str().unwrap()], "connect", &addr);
     assert!(line.starts_with("denied:"), "{line}");
     let text = fs::read_to_string(&log).unwrap();
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(
         events.iter().any(|e| e["event"] == "denied"
             && e["component"] == "net-probe"
@@ -252,18 +207,10 @@ fn denied_connections_are_audited() {
         "{text}"
     );
     // An allowed outbound connection is audited too.
-    let line = net_probe(
-        &["--audit-log", log.to_str().unwrap(), "--allow-tcp", &addr],
-        "connect",
-        &addr,
-    );
+    let line = net_probe(&["--audit-log", log.to_str().unwrap(), "--allow-tcp", &addr], "connect", &addr);
     assert!(line.starts_with("ok:"), "{line}");
     let text = fs::read_to_string(&log).unwrap();
-    assert!(
-        text.lines()
-            .any(|l| l.contains(r#""event":"granted""#) && l.contains(&addr)),
-        "{text}"
-    );
+    assert!(text.lines().any(|l| l.contains(r#""event":"granted""#) && l.contains(&addr)), "{text}");
 }
 
 #[test]
@@ -283,12 +230,7 @@ fn stdin_is_empty_unless_granted() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"typed by the host\n")
-            .unwrap();
+        child.stdin.take().unwrap().write_all(b"typed by the host\n").unwrap();
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

@@ -26,26 +26,15 @@ fn a_spinning_guest_is_stopped_by_its_wall_clock_timeout() {
 #[test]
 fn the_timeout_includes_time_blocked_in_host_calls_and_cpu_time_does_not() {
     // Sleeping uses no CPU, so only the wall clock can end it.
-    membrane_with([
-        "run",
-        "--cpu-time",
-        "50ms",
-        "--timeout",
-        "500ms",
-        guests::SPIN,
-        "--",
-        "sleep",
-    ])
-    .assert_code(TIMEOUT)
-    .assert_stdout_has("sleeping")
-    .assert_stderr_has("timed out");
+    membrane_with(["run", "--cpu-time", "50ms", "--timeout", "500ms", guests::SPIN, "--", "sleep"])
+        .assert_code(TIMEOUT)
+        .assert_stdout_has("sleeping")
+        .assert_stderr_has("timed out");
 }
 
 #[test]
 fn a_guest_runs_out_of_fuel() {
-    membrane_with(["run", "--fuel", "5000000", guests::SPIN])
-        .assert_code(OUT_OF_FUEL)
-        .assert_stderr_has("out of fuel");
+    membrane_with(["run", "--fuel", "5000000", guests::SPIN]).assert_code(OUT_OF_FUEL).assert_stderr_has("out of fuel");
 }
 
 #[test]
@@ -89,9 +78,7 @@ fn too_few_instances_refuse_instantiation() {
 fn the_guest_exit_status_passes_through() {
     membrane_with(["run", guests::HELLO, "--", "--exit", "0"]).assert_code(0);
     // Rust's std reports any non-zero exit through WASI's `exit(err)`, which is 1.
-    membrane_with(["run", guests::HELLO, "--", "--exit", "3"])
-        .assert_code(1)
-        .assert_stderr_has("exiting with 3");
+    membrane_with(["run", guests::HELLO, "--", "--exit", "3"]).assert_code(1).assert_stderr_has("exiting with 3");
 }
 
 /// A command component in WAT whose `run` grows a table by a million elements and traps
@@ -113,21 +100,10 @@ fn a_table_grow_bomb_is_stopped_by_the_table_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("table-bomb.wat");
     std::fs::write(&path, TABLE_BOMB).unwrap();
-    membrane_with([
-        "run",
-        "--max-table-elements",
-        "10000",
-        path.to_str().unwrap(),
-    ])
-    .assert_code(86)
-    .assert_stderr_has("component `table-bomb` stopped: table limit reached")
-    .assert_stderr_has("10000 elements");
+    membrane_with(["run", "--max-table-elements", "10000", path.to_str().unwrap()])
+        .assert_code(86)
+        .assert_stderr_has("component `table-bomb` stopped: table limit reached")
+        .assert_stderr_has("10000 elements");
     // With room for it, the same growth succeeds.
-    membrane_with([
-        "run",
-        "--max-table-elements",
-        "2000000",
-        path.to_str().unwrap(),
-    ])
-    .assert_code(0);
+    membrane_with(["run", "--max-table-elements", "2000000", path.to_str().unwrap()]).assert_code(0);
 }

@@ -33,31 +33,18 @@ impl Served {
                 if n == 0 {
                     break;
                 }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("serving http://")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address line; stdout: {line:?}; stderr: {}",
-                    stderr.lock().unwrap()
-                )
-            })
+            .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
             .parse()
             .unwrap();
-        Served {
-            child,
-            addr,
-            stderr,
-        }
+        Served { child, addr, stderr }
     }
 
     fn stderr(&self) -> String {
@@ -74,18 +61,13 @@ impl Drop for Served {
 
 /// `GET path` over a fresh HTTP/1.1 connection: status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-    )
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
 }
 
 /// Sends raw bytes and reads the whole response: status and body.
 fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     stream.write_all(raw.as_bytes()).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -93,15 +75,8 @@ fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
 }
 
 fn parse(response: &str) -> (u16, String) {
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     (status, dechunk(body))
 }
 
@@ -119,18 +94,11 @@ fn dechunk(body: &str) -> String {
         out.push_str(&after[..size]);
         rest = after[size..].trim_start_matches("\r\n");
     }
-    if out.is_empty() {
-        body.trim().to_string()
-    } else {
-        out.trim().to_string()
-    }
+    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
 fn app(dir: &std::path::Path, text: &str) -> String {
@@ -178,31 +146,12 @@ component = "admin"
 "#,
     );
     let server = Served::start(&[&manifest]);
-    assert_eq!(
-        get(server.addr, "/web/page"),
-        (
-            200,
-            "hello from /web/page (web); request #1 of this instance".into()
-        )
-    );
-    assert_eq!(
-        get(server.addr, "/web/api/x").1,
-        "hello from /web/api/x (api); request #1 of this instance"
-    );
+    assert_eq!(get(server.addr, "/web/page"), (200, "hello from /web/page (web); request #1 of this instance".into()));
+    assert_eq!(get(server.addr, "/web/api/x").1, "hello from /web/api/x (api); request #1 of this instance");
     assert_eq!(get(server.addr, "/other"), (404, "no route".into()));
-    let admin = request(
-        server.addr,
-        "GET /web/x HTTP/1.1\r\nHost: admin.localhost:80\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(
-        admin.1,
-        "hello from /web/x (admin); request #1 of this instance"
-    );
-    assert!(
-        server.stderr().contains("membrane::access"),
-        "{}",
-        server.stderr()
-    );
+    let admin = request(server.addr, "GET /web/x HTTP/1.1\r\nHost: admin.localhost:80\r\nConnection: close\r\n\r\n");
+    assert_eq!(admin.1, "hello from /web/x (admin); request #1 of this instance");
+    assert!(server.stderr().contains("membrane::access"), "{}", server.stderr());
 }
 
 #[test]
@@ -212,9 +161,7 @@ fn every_request_gets_a_fresh_instance_over_keep_alive_and_http2() {
     runtime().block_on(async move {
         // 100 requests over one HTTP/1.1 keep-alive connection.
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         for i in 0..100 {
             sender.ready().await.unwrap();
@@ -225,31 +172,21 @@ fn every_request_gets_a_fresh_instance_over_keep_alive_and_http2() {
             let res = sender.send_request(req).await.unwrap();
             assert_eq!(res.status(), 200);
             let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(
-                String::from_utf8_lossy(&body).trim(),
-                format!("hello from /n{i}; request #1 of this instance")
-            );
+            assert_eq!(String::from_utf8_lossy(&body).trim(), format!("hello from /n{i}; request #1 of this instance"));
         }
         // HTTP/2 with prior knowledge (h2c).
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
-        let req = hyper::Request::get(format!("http://{addr}/h2"))
-            .body(Full::<Bytes>::default())
-            .unwrap();
+        let req = hyper::Request::get(format!("http://{addr}/h2")).body(Full::<Bytes>::default()).unwrap();
         let res = sender.send_request(req).await.unwrap();
         assert_eq!(res.version(), hyper::Version::HTTP_2);
         assert_eq!(res.status(), 200);
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(
-            String::from_utf8_lossy(&body).trim(),
-            "hello from /h2; request #1 of this instance"
-        );
+        assert_eq!(String::from_utf8_lossy(&body).trim(), "hello from /h2; request #1 of this instance");
     });
 }
 
@@ -267,13 +204,10 @@ fn upstream(body: &'static str) -> (SocketAddr, std::thread::JoinHandle<()>) {
             let head = String::from_utf8_lossy(&buf[..n]).to_string();
             let target = head.split(' ').nth(1).unwrap_or("/").to_string();
             let response = match target.strip_prefix("/redirect?to=") {
-                Some(to) => format!(
-                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                ),
-                None => format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                ),
+                Some(to) => {
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                }
+                None => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
             };
             let _ = stream.write_all(response.as_bytes());
         }
@@ -299,15 +233,9 @@ fn outbound_http_reaches_only_granted_vetted_addresses() {
     let fetch = |url: &str| get(server.addr, &format!("/fetch?url={url}")).1;
 
     // Granted by IP literal: allowed.
-    assert_eq!(
-        fetch(&format!("http://127.0.0.1:{port}/x")),
-        "upstream 200: from upstream"
-    );
+    assert_eq!(fetch(&format!("http://127.0.0.1:{port}/x")), "upstream 200: from upstream");
     // Granted by a name that resolves to loopback: refused, only the IP literal reaches it.
-    assert_eq!(
-        fetch(&format!("http://localhost:{port}/x")),
-        "denied: ErrorCode::DestinationIpProhibited"
-    );
+    assert_eq!(fetch(&format!("http://localhost:{port}/x")), "denied: ErrorCode::DestinationIpProhibited");
     // Not granted: refused, whatever the spelling.
     for url in [
         format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
@@ -322,10 +250,7 @@ fn outbound_http_reaches_only_granted_vetted_addresses() {
     let redirect = format!("http://127.0.0.1:{port}/redirect?to=http://127.0.0.2:{port}/");
     assert_eq!(fetch(&redirect), "denied: ErrorCode::HttpRequestDenied");
     let log = server.stderr();
-    assert!(
-        log.contains("add \\\"http://127.0.0.2:") || log.contains("add \"http://127.0.0.2:"),
-        "{log}"
-    );
+    assert!(log.contains("add \\\"http://127.0.0.2:") || log.contains("add \"http://127.0.0.2:"), "{log}");
 }
 
 #[test]
@@ -346,25 +271,18 @@ fn ingress_limits_answer_with_their_status_codes() {
     let big = "x".repeat(2048);
     let declared = request(
         addr,
-        &format!(
-            "POST /echo HTTP/1.1\r\nHost: l\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n{big}"
-        ),
+        &format!("POST /echo HTTP/1.1\r\nHost: l\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n{big}"),
     );
     assert_eq!(declared.0, 413);
-    let small = request(
-        addr,
-        "POST /echo HTTP/1.1\r\nHost: l\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-    );
+    let small = request(addr, "POST /echo HTTP/1.1\r\nHost: l\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     assert_eq!(small, (200, "read 5 bytes".into()));
     // Chunked, no length declared: refused while streaming.
     let chunked = format!(
         "POST /echo HTTP/1.1\r\nHost: l\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n800\r\n{big}\r\n0\r\n\r\n"
     );
     assert_eq!(request(addr, &chunked).0, 413);
-    let huge_header = format!(
-        "GET / HTTP/1.1\r\nHost: l\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
-        "h".repeat(16 << 10)
-    );
+    let huge_header =
+        format!("GET / HTTP/1.1\r\nHost: l\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "h".repeat(16 << 10));
     assert_eq!(request(addr, &huge_header).0, 431);
     // Slowloris: headers that never finish are cut off.
     let mut slow = TcpStream::connect(addr).unwrap();
@@ -373,10 +291,7 @@ fn ingress_limits_answer_with_their_status_codes() {
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the slow connection was not closed"
-    );
+    assert!(started.elapsed() < Duration::from_secs(4), "the slow connection was not closed");
     // The server still serves.
     assert_eq!(get(addr, "/after").0, 200);
 }
@@ -386,21 +301,12 @@ fn a_trapping_route_fails_alone_under_load_and_memory_stays_bounded() {
     let server = Served::start(&["--request-timeout", "2s", guests::HTTP_HELLO]);
     let addr = server.addr;
     let rss = || -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches(" kB")
-            .parse()
-            .unwrap()
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
     };
     let (ok, failed) = runtime().block_on(async move {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
         let mut ok = 0;
         let mut failed = 0;
         for round in 0..25 {
@@ -409,9 +315,7 @@ fn a_trapping_route_fails_alone_under_load_and_memory_stays_bounded() {
                 let path = if i % 2 == 0 { "/trap" } else { "/healthy" };
                 let client = client.clone();
                 let uri: hyper::Uri = format!("http://{addr}{path}?{round}").parse().unwrap();
-                calls.push(tokio::spawn(async move {
-                    (path, client.get(uri).await.unwrap().status())
-                }));
+                calls.push(tokio::spawn(async move { (path, client.get(uri).await.unwrap().status()) }));
             }
             for call in calls {
                 match call.await.unwrap() {
@@ -431,9 +335,8 @@ fn a_trapping_route_fails_alone_under_load_and_memory_stays_bounded() {
     assert_eq!((ok, failed), (500, 500));
     let before = rss();
     let client_rounds = runtime().block_on(async move {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
         for _ in 0..2000 {
             let uri: hyper::Uri = format!("http://{addr}/trap").parse().unwrap();
             assert_eq!(client.get(uri).await.unwrap().status(), 500);
@@ -443,40 +346,22 @@ fn a_trapping_route_fails_alone_under_load_and_memory_stays_bounded() {
     let after = rss();
     assert_eq!(client_rounds, 2000);
     // 2,000 more trapped requests: the host's memory does not grow with them.
-    assert!(
-        after < before + 64 * 1024,
-        "RSS grew from {before} kB to {after} kB"
-    );
+    assert!(after < before + 64 * 1024, "RSS grew from {before} kB to {after} kB");
 }
 
 #[test]
 fn a_spinning_handler_times_out_and_concurrency_beyond_the_limit_gets_503() {
-    let server = Served::start(&[
-        "--request-timeout",
-        "500ms",
-        "--max-concurrent",
-        "2",
-        "--timeout",
-        "1s",
-        guests::HTTP_HELLO,
-    ]);
+    let server =
+        Served::start(&["--request-timeout", "500ms", "--max-concurrent", "2", "--timeout", "1s", guests::HTTP_HELLO]);
     let addr = server.addr;
     assert_eq!(get(addr, "/spin").0, 504);
     let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..6)
-            .map(|_| scope.spawn(move || get(addr, "/slow?ms=400").0))
-            .collect();
+        let calls: Vec<_> = (0..6).map(|_| scope.spawn(move || get(addr, "/slow?ms=400").0)).collect();
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
-    assert!(
-        statuses.iter().filter(|s| **s == 200).count() >= 2,
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 2, "{statuses:?}");
     assert!(statuses.contains(&503), "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 503),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
     // Afterwards the server answers as before.
     assert_eq!(get(addr, "/again").0, 200);
 }
@@ -492,10 +377,7 @@ fn sigterm_drains_a_request_in_flight_and_exits_cleanly() {
     assert_eq!(slow.join().unwrap(), (200, "slept 1000 ms".into()));
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", server.stderr());
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "still accepting after shutdown"
-    );
+    assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
 }
 
 #[test]

@@ -16,32 +16,19 @@ pub struct Outcome {
 impl Outcome {
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "unexpected exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
     #[track_caller]
     pub fn assert_stdout_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stdout.contains(text),
-            "stdout lacks {text:?}:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
     #[track_caller]
     pub fn assert_stderr_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}:\n{}",
-            self.stderr
-        );
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
         self
     }
 }
@@ -54,8 +41,7 @@ pub fn shared_cache() -> PathBuf {
 /// The binary, with a clean environment apart from the shared cache.
 pub fn membrane() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_membrane"));
-    cmd.env_remove("MEMBRANE_LOG")
-        .env("MEMBRANE_CACHE_DIR", shared_cache());
+    cmd.env_remove("MEMBRANE_LOG").env("MEMBRANE_CACHE_DIR", shared_cache());
     cmd
 }
 
@@ -132,13 +118,8 @@ impl TestApp {
 /// `(name, extra TOML lines)` with `source = "{name's guest}"` unless the lines set one,
 /// and each link as `(from, interface, to, extra TOML lines)`. The audit log goes to
 /// `audit.jsonl` beside the manifest.
-pub fn manifest(
-    entry: &str,
-    components: &[(&str, &str)],
-    links: &[(&str, &str, &str, &str)],
-) -> String {
-    let mut text =
-        format!("[app]\nname = \"test\"\nentry = \"{entry}\"\naudit = \"audit.jsonl\"\n");
+pub fn manifest(entry: &str, components: &[(&str, &str)], links: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = format!("[app]\nname = \"test\"\nentry = \"{entry}\"\naudit = \"audit.jsonl\"\n");
     for (name, extra) in components {
         text.push_str(&format!("\n[component.{name}]\n"));
         if !extra.contains("source =") {
@@ -148,9 +129,7 @@ pub fn manifest(
         text.push('\n');
     }
     for (from, iface, to, extra) in links {
-        text.push_str(&format!(
-            "\n[[link]]\nfrom = \"{from}\"\nimport = \"{iface}\"\nto = \"{to}\"\n{extra}\n"
-        ));
+        text.push_str(&format!("\n[[link]]\nfrom = \"{from}\"\nimport = \"{iface}\"\nto = \"{to}\"\n{extra}\n"));
     }
     text
 }

@@ -22,12 +22,7 @@ pub struct LimitedBody {
 
 impl LimitedBody {
     pub fn new(inner: hyper::body::Incoming, limit: u64) -> Self {
-        LimitedBody {
-            inner,
-            remaining: limit,
-            limit,
-            exceeded: Arc::default(),
-        }
+        LimitedBody { inner, remaining: limit, limit, exceeded: Arc::default() }
     }
 }
 
@@ -35,10 +30,7 @@ impl Body for LimitedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(HttpError::from(error)))),
@@ -68,14 +60,11 @@ impl Body for LimitedBody {
 /// A response the host writes itself: a status and a short plain-text body that never
 /// carries internals.
 pub fn plain(status: http::StatusCode, text: &str) -> http::Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(format!("{text}\n")))
-        .map_err(|never| match never {})
-        .boxed_unsync();
+    let body = Full::new(Bytes::from(format!("{text}\n"))).map_err(|never| match never {}).boxed_unsync();
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }

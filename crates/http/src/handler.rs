@@ -45,15 +45,9 @@ impl Server {
         path: &str,
     ) -> (Response, Option<&'a str>) {
         let limits = &self.limits;
-        let target_len = request
-            .uri()
-            .path_and_query()
-            .map_or(0, |p| p.as_str().len());
+        let target_len = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if target_len > limits.max_url_bytes {
-            return (
-                plain(StatusCode::URI_TOO_LONG, "request target too long"),
-                None,
-            );
+            return (plain(StatusCode::URI_TOO_LONG, "request target too long"), None);
         }
         let declared = request
             .headers()
@@ -61,10 +55,7 @@ impl Server {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
-            return (
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-                None,
-            );
+            return (plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"), None);
         }
         let Some(route) = self.router.route(host, path) else {
             return (plain(StatusCode::NOT_FOUND, "no route"), None);
@@ -72,17 +63,11 @@ impl Server {
         let component = route.component.as_str();
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again");
-            busy.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
+            busy.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
             return (busy, Some(component));
         };
         let handler = &self.handlers[component];
-        let instances = self
-            .app
-            .instances(component)
-            .expect("routes name loaded components");
+        let instances = self.app.instances(component).expect("routes name loaded components");
         let request = request.map(|body| LimitedBody::new(body, limits.max_body_bytes));
         let (parts, body) = request.into_parts();
         let exceeded = body.exceeded.clone();
@@ -91,18 +76,12 @@ impl Server {
         let mut store = instances.new_store(&[component.to_string()]);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(Scheme::Http, request)?;
+            let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
             Ok((req, out))
         })();
         let Ok((req, out)) = prepared else {
-            return (
-                plain(StatusCode::BAD_REQUEST, "malformed request"),
-                Some(component),
-            );
+            return (plain(StatusCode::BAD_REQUEST, "malformed request"), Some(component));
         };
         let pre = handler.clone();
         let name = instances.name.clone();
@@ -115,25 +94,16 @@ impl Server {
             let cpu = store.data().cpu.clone();
             let call = cpu.meter(async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             });
             let result = match guest_timeout {
                 Some(limit) => match tokio::time::timeout(limit, call).await {
-                    Ok(result) => {
-                        result.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit()))
+                    Ok(result) => result.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
+                    Err(_) => {
+                        Err(Fault { component: name.to_string(), kind: FaultKind::Timeout(limit), backtrace: vec![] })
                     }
-                    Err(_) => Err(Fault {
-                        component: name.to_string(),
-                        kind: FaultKind::Timeout(limit),
-                        backtrace: vec![],
-                    }),
                 },
-                None => call
-                    .await
-                    .map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
+                None => call.await.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
             };
             if let Err(fault) = &result {
                 audit.record(&name, "trap", fault.kind.name(), &fault.kind.to_string());
@@ -180,11 +150,7 @@ impl Server {
             },
             Err(_) => {
                 task.abort();
-                tracing::warn!(
-                    component,
-                    "request timed out after {:?}",
-                    limits.request_timeout
-                );
+                tracing::warn!(component, "request timed out after {:?}", limits.request_timeout);
                 plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
             }
         };

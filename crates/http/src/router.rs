@@ -40,9 +40,7 @@ impl Router {
             .filter(|r| {
                 r.prefix == "/"
                     || path == r.prefix
-                    || path
-                        .strip_prefix(r.prefix.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
+                    || path.strip_prefix(r.prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
             })
             .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
     }
@@ -52,13 +50,7 @@ fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
-    host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    })
+    host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host })
 }
 
 #[cfg(test)]

@@ -22,9 +22,7 @@ pub enum ServerError {
          it exports: {exports}"
     )]
     NotHandler { component: String, exports: String },
-    #[error(
-        "the app has no [[route]]; add one, e.g. [[route]] path = \"/\" component = \"frontend\""
-    )]
+    #[error("the app has no [[route]]; add one, e.g. [[route]] path = \"/\" component = \"frontend\"")]
     NoRoutes,
 }
 
@@ -47,37 +45,24 @@ impl Server {
             let Some(instances) = app.instances(&route.component) else {
                 return Err(ServerError::UnknownComponent {
                     component: route.component.clone(),
-                    known: app
-                        .spec
-                        .components
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known: app.spec.components.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             };
-            let pre =
-                ProxyPre::new(instances.pre().clone()).map_err(|_| ServerError::NotHandler {
-                    component: route.component.clone(),
-                    exports: instances
-                        .pre()
-                        .component()
-                        .component_type()
-                        .exports(app.engine().engine())
-                        .map(|(n, _)| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
+            let pre = ProxyPre::new(instances.pre().clone()).map_err(|_| ServerError::NotHandler {
+                component: route.component.clone(),
+                exports: instances
+                    .pre()
+                    .component()
+                    .component_type()
+                    .exports(app.engine().engine())
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
             handlers.insert(route.component.clone(), pre);
         }
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
-        Ok(Server {
-            app,
-            router,
-            handlers,
-            limits,
-            permits,
-        })
+        Ok(Server { app, router, handlers, limits, permits })
     }
 
     pub fn app(&self) -> &App {
@@ -98,10 +83,7 @@ impl Server {
             .header_read_timeout(self.limits.header_timeout)
             .max_buf_size(self.limits.max_header_bytes.max(8192))
             .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(self.limits.max_header_bytes as u32);
+        builder.http2().timer(TokioTimer::new()).max_header_list_size(self.limits.max_header_bytes as u32);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -123,9 +105,7 @@ impl Server {
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(request).await) }
             });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
@@ -135,10 +115,7 @@ impl Server {
         }
         drop(listener);
         tracing::info!(target: "membrane::serve", "shutting down: draining requests in flight");
-        if tokio::time::timeout(self.limits.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.limits.drain_timeout, graceful.shutdown()).await.is_err() {
             tracing::warn!(target: "membrane::serve", "drain timeout reached; closing remaining connections");
         }
         Ok(())

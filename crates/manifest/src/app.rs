@@ -19,6 +19,30 @@ pub struct AppSpec {
     pub components: BTreeMap<String, ComponentSpec>,
     pub links: Vec<LinkSpec>,
     pub routes: Vec<RouteSpec>,
+    pub tenants: BTreeMap<String, TenantSpec>,
+}
+
+/// A tenant: the requests whose `Host` is one of `hosts`, with quotas of their own so
+/// that one tenant's load never starves another's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub hosts: Vec<String>,
+    /// Requests in flight at once; more get 503 with `Retry-After`.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Sustained requests per second (a token bucket); more get 429.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
+    /// Requests allowed in a burst above the rate [default: the rate].
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// CPU time per request, capping the component's own limit.
+    #[serde(default)]
+    pub cpu: Option<Duration>,
+    /// Linear memory per request, capping the component's own limit.
+    #[serde(default)]
+    pub memory: Option<crate::units::ByteSize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,11 +104,7 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        RestartPolicy {
-            max_restarts: 5,
-            window: Duration::from_secs(60),
-            backoff: Duration::from_millis(10),
-        }
+        RestartPolicy { max_restarts: 5, window: Duration::from_secs(60), backoff: Duration::from_millis(10) }
     }
 }
 
@@ -152,19 +172,9 @@ pub enum ManifestError {
     #[error("{file}: cannot read it: {reason}")]
     Unreadable { file: PathBuf, reason: String },
     #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { file: PathBuf, line: usize, column: usize, message: String },
     #[error("{file}: {key}: {message}; {fix}")]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        message: String,
-        fix: String,
-    },
+    Invalid { file: PathBuf, key: String, message: String, fix: String },
 }
 
 impl AppSpec {
@@ -174,10 +184,8 @@ impl AppSpec {
     }
 
     pub(crate) fn load_at_depth(file: &Path, depth: usize) -> Result<AppSpec, ManifestError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ManifestError::Unreadable {
-            file: file.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ManifestError::Unreadable { file: file.to_owned(), reason: e.to_string() })?;
         Self::parse(file, &text)?.expand_nested(depth)
     }
 
@@ -191,6 +199,7 @@ impl AppSpec {
             components: raw.component,
             links: raw.link,
             routes: raw.route,
+            tenants: raw.tenant,
         };
         for component in spec.components.values_mut() {
             component.source = resolve(base, &component.source);
@@ -211,21 +220,12 @@ impl AppSpec {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> ManifestError {
-        ManifestError::Invalid {
-            file: self.file.clone(),
-            key: key.into(),
-            message: message.into(),
-            fix: fix.into(),
-        }
+        ManifestError::Invalid { file: self.file.clone(), key: key.into(), message: message.into(), fix: fix.into() }
     }
 
     fn known_components(&self) -> String {
         let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
-        if names.is_empty() {
-            "none are declared".into()
-        } else {
-            format!("declared: {}", names.join(", "))
-        }
+        if names.is_empty() { "none are declared".into() } else { format!("declared: {}", names.join(", ")) }
     }
 
     fn check_component(&self, key: &str, name: &str) -> Result<(), ManifestError> {
@@ -235,10 +235,7 @@ impl AppSpec {
         Err(self.invalid(
             key,
             format!("no component named {name:?}"),
-            format!(
-                "declare [component.{name}] or use one of the components ({})",
-                self.known_components()
-            ),
+            format!("declare [component.{name}] or use one of the components ({})", self.known_components()),
         ))
     }
 
@@ -308,23 +305,39 @@ impl AppSpec {
             if let Some(circuit) = &link.circuit
                 && circuit.failures == 0
             {
-                return Err(self.invalid(
-                    key("circuit.failures"),
-                    "must be at least 1",
-                    "write failures = 5",
-                ));
+                return Err(self.invalid(key("circuit.failures"), "must be at least 1", "write failures = 5"));
             }
-            if let Some(j) = self.links[..i]
-                .iter()
-                .position(|l| l.from == link.from && l.import == link.import)
-            {
+            if let Some(j) = self.links[..i].iter().position(|l| l.from == link.from && l.import == link.import) {
                 return Err(self.invalid(
                     key("import"),
-                    format!(
-                        "{} of component {:?} is already linked by link[{j}]",
-                        link.import, link.from
-                    ),
+                    format!("{} of component {:?} is already linked by link[{j}]", link.import, link.from),
                     "keep one [[link]] per import of a component",
+                ));
+            }
+        }
+        let mut seen_hosts: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, tenant) in &self.tenants {
+            if tenant.hosts.is_empty() {
+                return Err(self.invalid(
+                    format!("tenant.{name}.hosts"),
+                    "a tenant needs at least one host",
+                    "write hosts = [\"acme.example.com\"]",
+                ));
+            }
+            for host in &tenant.hosts {
+                if let Some(other) = seen_hosts.insert(host.to_ascii_lowercase(), name) {
+                    return Err(self.invalid(
+                        format!("tenant.{name}.hosts"),
+                        format!("{host} already belongs to tenant {other:?}"),
+                        "give each host to one tenant",
+                    ));
+                }
+            }
+            if tenant.requests_per_second == Some(0) || tenant.max_concurrent == Some(0) {
+                return Err(self.invalid(
+                    format!("tenant.{name}"),
+                    "a quota of 0 would refuse every request",
+                    "leave the quota out for no limit, or give at least 1",
                 ));
             }
         }
@@ -344,17 +357,11 @@ impl AppSpec {
 
 fn valid_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
+    if path.is_absolute() { path.to_owned() } else { base.join(path) }
 }
 
 /// A TOML error with its line and column, and serde's message (which names the key, and
@@ -371,15 +378,9 @@ fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestErr
         .unwrap_or((1, 1));
     let mut message = error.message().trim().to_string();
     if message == "missing field `app`" {
-        message
-            .push_str("; a membrane.toml starts with an [app] table, e.g. [app] name = \"notes\"");
+        message.push_str("; a membrane.toml starts with an [app] table, e.g. [app] name = \"notes\"");
     }
-    ManifestError::Syntax {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    }
+    ManifestError::Syntax { file: file.to_owned(), line, column, message }
 }
 
 #[derive(Deserialize)]
@@ -392,6 +393,8 @@ struct RawManifest {
     link: Vec<LinkSpec>,
     #[serde(default)]
     route: Vec<RouteSpec>,
+    #[serde(default)]
+    tenant: BTreeMap<String, TenantSpec>,
 }
 
 impl FromStr for InstanceMode {
@@ -400,11 +403,11 @@ impl FromStr for InstanceMode {
         match s {
             "per-call" => Ok(InstanceMode::PerCall),
             "singleton" => Ok(InstanceMode::Singleton),
-            _ => s
-                .strip_prefix("pool:")
-                .and_then(|n| n.parse().ok())
-                .map(InstanceMode::Pool)
-                .ok_or_else(|| format!("invalid instances {s:?}: expected \"per-call\", \"singleton\" or \"pool:N\"")),
+            _ => {
+                s.strip_prefix("pool:").and_then(|n| n.parse().ok()).map(InstanceMode::Pool).ok_or_else(|| {
+                    format!("invalid instances {s:?}: expected \"per-call\", \"singleton\" or \"pool:N\"")
+                })
+            }
         }
     }
 }
@@ -422,21 +425,13 @@ impl fmt::Display for InstanceMode {
 impl FromStr for OnTrap {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = || {
-            format!(
-                "invalid on_trap {s:?}: expected \"propagate\", \"retry:N\" or \"fallback:<component>\""
-            )
-        };
+        let err = || format!("invalid on_trap {s:?}: expected \"propagate\", \"retry:N\" or \"fallback:<component>\"");
         if s == "propagate" {
             Ok(OnTrap::Propagate)
         } else if let Some(n) = s.strip_prefix("retry:") {
             n.parse().map(OnTrap::Retry).map_err(|_| err())
         } else if let Some(c) = s.strip_prefix("fallback:") {
-            if c.is_empty() {
-                Err(err())
-            } else {
-                Ok(OnTrap::Fallback(c.to_string()))
-            }
+            if c.is_empty() { Err(err()) } else { Ok(OnTrap::Fallback(c.to_string())) }
         } else {
             Err(err())
         }

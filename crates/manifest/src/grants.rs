@@ -63,9 +63,7 @@ impl FromStr for DirGrant {
     /// Parses `HOST::GUEST[:ro|:rw]` (wasmtime's `--dir` spelling plus a mode), or a bare
     /// `HOST`, which appears in the guest at the same path.
     fn from_str(text: &str) -> Result<Self, GrantError> {
-        let err = || GrantError::Dir {
-            text: text.to_string(),
-        };
+        let err = || GrantError::Dir { text: text.to_string() };
         let (host, guest) = match text.split_once("::") {
             Some((host, guest)) => (host, guest),
             None => (text, text),
@@ -81,11 +79,7 @@ impl FromStr for DirGrant {
         if host.is_empty() || guest.is_empty() {
             return Err(err());
         }
-        Ok(DirGrant {
-            host: PathBuf::from(host),
-            guest: guest.to_string(),
-            mode,
-        })
+        Ok(DirGrant { host: PathBuf::from(host), guest: guest.to_string(), mode })
     }
 }
 
@@ -115,9 +109,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 impl FromStr for AddrRule {
     type Err = GrantError;
     fn from_str(text: &str) -> Result<Self, GrantError> {
-        let err = || GrantError::Addr {
-            text: text.to_string(),
-        };
+        let err = || GrantError::Addr { text: text.to_string() };
         let text_t = text.trim();
         // `[v6 or v6/len]:port` or `[v6]`
         let (addr, port) = if let Some(rest) = text_t.strip_prefix('[') {
@@ -149,11 +141,7 @@ impl FromStr for AddrRule {
 impl fmt::Display for AddrRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let single = self.net.prefix_len() == self.net.max_prefix_len();
-        let addr = if single {
-            self.net.addr().to_string()
-        } else {
-            self.net.to_string()
-        };
+        let addr = if single { self.net.addr().to_string() } else { self.net.to_string() };
         match (self.port, self.net) {
             (Some(p), IpNet::V6(_)) => write!(f, "[{addr}]:{p}"),
             (Some(p), IpNet::V4(_)) => write!(f, "{addr}:{p}"),
@@ -171,10 +159,7 @@ mod tests {
     #[test]
     fn dir_grants_parse_wasmtime_spelling_with_a_mode() {
         let g: DirGrant = "./data::/data:ro".parse().unwrap();
-        assert_eq!(
-            (g.host, g.guest.as_str(), g.mode),
-            (PathBuf::from("./data"), "/data", DirMode::Ro)
-        );
+        assert_eq!((g.host, g.guest.as_str(), g.mode), (PathBuf::from("./data"), "/data", DirMode::Ro));
         let g: DirGrant = "/tmp/x::/x".parse().unwrap();
         assert_eq!(g.mode, DirMode::Rw);
         let g: DirGrant = "/srv".parse().unwrap();
@@ -205,13 +190,7 @@ mod tests {
         assert_eq!(v6net.to_string(), "[fc00::/7]:443");
         assert_eq!(one.to_string(), "127.0.0.1:8080");
 
-        for bad in [
-            "localhost:80",
-            "1.2.3.4:99999",
-            "1.2.3.4:x",
-            "[::1",
-            "300.1.1.1:80",
-        ] {
+        for bad in ["localhost:80", "1.2.3.4:99999", "1.2.3.4:x", "[::1", "300.1.1.1:80"] {
             assert!(bad.parse::<AddrRule>().is_err(), "{bad} should not parse");
         }
     }

@@ -27,8 +27,8 @@ mod outbound;
 mod units;
 
 pub use app::{
-    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, ManifestError,
-    OnTrap, RestartPolicy, RouteSpec,
+    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, ManifestError, OnTrap,
+    RestartPolicy, RouteSpec, TenantSpec,
 };
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
 pub use limits::Limits;

@@ -37,14 +37,7 @@ impl AppSpec {
             }
             let inner = AppSpec::load_at_depth(&outer.source, depth + 1)?;
             for (inner_name, component) in &inner.components {
-                check_attenuation(
-                    &inner.file,
-                    inner_name,
-                    &component.grants,
-                    &self.file,
-                    &name,
-                    &outer.grants,
-                )?;
+                check_attenuation(&inner.file, inner_name, &component.grants, &self.file, &name, &outer.grants)?;
             }
             let rename = |n: &str| format!("{name}.{n}");
             // Links into the nested app go to the component that exports the interface.
@@ -53,11 +46,8 @@ impl AppSpec {
                     return Err(ManifestError::Invalid {
                         file: self.file.clone(),
                         key: format!("link[{i}].from"),
-                        message: format!(
-                            "`{name}` is a nested app, which imports nothing from outside"
-                        ),
-                        fix: "link the inner app's components to each other in its own manifest"
-                            .into(),
+                        message: format!("`{name}` is a nested app, which imports nothing from outside"),
+                        fix: "link the inner app's components to each other in its own manifest".into(),
                     });
                 }
                 let exported = |target: &str| -> Result<String, ManifestError> {
@@ -70,10 +60,7 @@ impl AppSpec {
                         .ok_or_else(|| ManifestError::Invalid {
                             file: self.file.clone(),
                             key: format!("link[{i}].{target}"),
-                            message: format!(
-                                "the nested app `{name}` does not export {}",
-                                link.import
-                            ),
+                            message: format!("the nested app `{name}` does not export {}", link.import),
                             fix: format!(
                                 "add \"{}\" = \"<component>\" to [app.exports] in {}",
                                 link.import,
@@ -132,37 +119,22 @@ fn check_attenuation(
             "grants {what}, which {} does not grant `{outer_name}`; an inner app can only narrow what it is given",
             outer_file.display()
         ),
-        fix: format!(
-            "grant it to [component.{outer_name}] in {} or remove it here",
-            outer_file.display()
-        ),
+        fix: format!("grant it to [component.{outer_name}] in {} or remove it here", outer_file.display()),
     };
     for (i, dir) in inner.dirs.iter().enumerate() {
         if !outer.dirs.iter().any(|o| dir_within(dir, o)) {
-            let mode = if dir.mode == DirMode::Ro {
-                "read-only"
-            } else {
-                "read-write"
-            };
-            return Err(refuse(
-                format!("dirs[{i}]"),
-                format!("{} {mode}", dir.host.display()),
-            ));
+            let mode = if dir.mode == DirMode::Ro { "read-only" } else { "read-write" };
+            return Err(refuse(format!("dirs[{i}]"), format!("{} {mode}", dir.host.display())));
         }
     }
     for (name, value) in &inner.env {
         if outer.env.get(name) != Some(value) {
-            return Err(refuse(
-                format!("env.{name}"),
-                format!("environment variable {name}"),
-            ));
+            return Err(refuse(format!("env.{name}"), format!("environment variable {name}")));
         }
     }
     for (i, rule) in inner.allow_tcp.iter().enumerate() {
-        let covered = outer
-            .allow_tcp
-            .iter()
-            .any(|o| o.net.contains(&rule.net) && (o.port.is_none() || o.port == rule.port));
+        let covered =
+            outer.allow_tcp.iter().any(|o| o.net.contains(&rule.net) && (o.port.is_none() || o.port == rule.port));
         if !covered {
             return Err(refuse(format!("allow_tcp[{i}]"), format!("TCP to {rule}")));
         }

@@ -66,10 +66,7 @@ impl OutboundRule {
 }
 
 fn normalize_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// An IP literal in the forms URL parsers accept, including IPv6 with brackets.
@@ -125,9 +122,7 @@ pub fn is_restricted(ip: IpAddr) -> bool {
 impl FromStr for OutboundRule {
     type Err = OutboundRuleError;
     fn from_str(text: &str) -> Result<Self, OutboundRuleError> {
-        let err = || OutboundRuleError {
-            text: text.to_string(),
-        };
+        let err = || OutboundRuleError { text: text.to_string() };
         let (scheme, rest) = text.split_once("://").ok_or_else(err)?;
         let https = match scheme.to_ascii_lowercase().as_str() {
             "https" => true,
@@ -152,9 +147,7 @@ impl FromStr for OutboundRule {
                 None => (rest.to_string(), None),
             }
         };
-        let port = port
-            .map(|p| p.parse::<u16>().map_err(|_| err()))
-            .transpose()?;
+        let port = port.map(|p| p.parse::<u16>().map_err(|_| err())).transpose()?;
         let host = normalize_host(&host);
         let host = if let Some(ip) = parse_ip(&host) {
             HostPattern::Ip(ip)
@@ -212,12 +205,7 @@ mod tests {
 
     #[test]
     fn rules_parse_and_print() {
-        for text in [
-            "https://api.example.com",
-            "http://127.0.0.1:9000",
-            "https://*.example.com",
-            "http://[::1]:8080",
-        ] {
+        for text in ["https://api.example.com", "http://127.0.0.1:9000", "https://*.example.com", "http://[::1]:8080"] {
             assert_eq!(rule(text).to_string(), text);
         }
         for bad in [

@@ -6,9 +6,7 @@ use std::str::FromStr;
 /// A parse error for a size or a duration, naming the text and what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
-    #[error(
-        "invalid size {text:?}: expected a number with a unit, e.g. 64MiB, 512KiB, 1GiB or 4096B"
-    )]
+    #[error("invalid size {text:?}: expected a number with a unit, e.g. 64MiB, 512KiB, 1GiB or 4096B")]
     Size { text: String },
     #[error("invalid duration {text:?}: expected a number with a unit, e.g. 50ms, 2s, 1m or 1h")]
     Duration { text: String },
@@ -37,9 +35,7 @@ impl ByteSize {
 impl FromStr for ByteSize {
     type Err = UnitError;
     fn from_str(text: &str) -> Result<Self, UnitError> {
-        let err = || UnitError::Size {
-            text: text.to_string(),
-        };
+        let err = || UnitError::Size { text: text.to_string() };
         let (number, unit) = split_number(text.trim()).ok_or_else(err)?;
         let scale: u64 = match unit.to_ascii_lowercase().as_str() {
             "" | "b" => 1,
@@ -88,9 +84,7 @@ impl Duration {
 impl FromStr for Duration {
     type Err = UnitError;
     fn from_str(text: &str) -> Result<Self, UnitError> {
-        let err = || UnitError::Duration {
-            text: text.to_string(),
-        };
+        let err = || UnitError::Duration { text: text.to_string() };
         let (number, unit) = split_number(text.trim()).ok_or_else(err)?;
         let d = match unit {
             "ns" => std::time::Duration::from_nanos(number),
@@ -129,9 +123,7 @@ impl fmt::Display for Duration {
 
 /// Splits `"64MiB"` into `(64, "MiB")`; underscores in the number are allowed.
 fn split_number(text: &str) -> Option<(u64, &str)> {
-    let end = text
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(text.len());
+    let end = text.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(text.len());
     let digits: String = text[..end].chars().filter(|c| *c != '_').collect();
     if digits.is_empty() {
         return None;

@@ -13,11 +13,7 @@ fn invalid_manifests_are_refused_with_their_expected_errors() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     cases.sort();
-    assert!(
-        cases.len() >= 10,
-        "expected the invalid-manifest corpus in {}",
-        dir.display()
-    );
+    assert!(cases.len() >= 10, "expected the invalid-manifest corpus in {}", dir.display());
     let bless = std::env::var_os("BLESS").is_some();
     let mut failures = Vec::new();
     for case in cases {
@@ -34,10 +30,7 @@ fn invalid_manifests_are_refused_with_their_expected_errors() {
         }
         let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
         if expected.trim_end() != error {
-            failures.push(format!(
-                "{name}:\n  expected: {}\n  actual:   {error}",
-                expected.trim_end()
-            ));
+            failures.push(format!("{name}:\n  expected: {}\n  actual:   {error}", expected.trim_end()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -75,40 +68,16 @@ circuit = { failures = 5, cooldown = "10s" }
 "#;
     let spec = AppSpec::parse(Path::new("/srv/notes/membrane.toml"), text).unwrap();
     let frontend = &spec.components["frontend"];
-    assert_eq!(
-        frontend.source,
-        Path::new("/srv/notes/guests/frontend.wasm")
-    );
+    assert_eq!(frontend.source, Path::new("/srv/notes/guests/frontend.wasm"));
     assert_eq!(frontend.limits.memory, membrane_manifest::ByteSize::mib(64));
-    assert_eq!(
-        frontend.limits.cpu,
-        Some(membrane_manifest::Duration::from_millis(50))
-    );
+    assert_eq!(frontend.limits.cpu, Some(membrane_manifest::Duration::from_millis(50)));
     // Limits not written keep their safe defaults.
-    assert_eq!(
-        frontend.limits.wasm_stack,
-        membrane_manifest::Limits::DEFAULT_WASM_STACK
-    );
+    assert_eq!(frontend.limits.wasm_stack, membrane_manifest::Limits::DEFAULT_WASM_STACK);
     assert_eq!(frontend.grants.env["GREETING"], "hi");
-    assert_eq!(
-        spec.components["renderer"].source,
-        Path::new("/abs/renderer.wasm")
-    );
-    assert_eq!(
-        spec.components["renderer"].instances,
-        membrane_manifest::InstanceMode::Pool(4)
-    );
-    assert_eq!(
-        spec.components["renderer"].grants.dirs[0].host,
-        Path::new("/srv/notes/templates")
-    );
-    assert_eq!(
-        spec.app.audit.as_deref(),
-        Some(Path::new("/srv/notes/logs/audit.jsonl"))
-    );
-    assert_eq!(
-        spec.links[0].on_trap,
-        membrane_manifest::OnTrap::Fallback("plain".into())
-    );
+    assert_eq!(spec.components["renderer"].source, Path::new("/abs/renderer.wasm"));
+    assert_eq!(spec.components["renderer"].instances, membrane_manifest::InstanceMode::Pool(4));
+    assert_eq!(spec.components["renderer"].grants.dirs[0].host, Path::new("/srv/notes/templates"));
+    assert_eq!(spec.app.audit.as_deref(), Some(Path::new("/srv/notes/logs/audit.jsonl")));
+    assert_eq!(spec.links[0].on_trap, membrane_manifest::OnTrap::Fallback("plain".into()));
     assert_eq!(spec.links[0].circuit.unwrap().failures, 5);
 }

@@ -2,6 +2,7 @@
 //! Every event also goes to the log (target `membrane::audit`).
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,41 +25,38 @@ pub struct AuditEvent<'a> {
 #[derive(Clone, Default)]
 pub struct Audit {
     file: Option<Arc<Mutex<std::fs::File>>>,
+    /// Events so far by (event, component), for metrics.
+    counts: Arc<Mutex<BTreeMap<(String, String), u64>>>,
 }
 
 impl std::fmt::Debug for Audit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Audit")
-            .field("to_file", &self.file.is_some())
-            .finish()
+        f.debug_struct("Audit").field("to_file", &self.file.is_some()).finish()
     }
 }
 
 impl Audit {
     /// Appends events to `path` as JSON lines, creating it when missing.
     pub fn to_file(path: &Path) -> std::io::Result<Audit> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Audit {
-            file: Some(Arc::new(Mutex::new(file))),
-        })
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Audit { file: Some(Arc::new(Mutex::new(file))), counts: Arc::default() })
+    }
+
+    /// How many events of each (event, component) were recorded.
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn record(&self, component: &str, event: &str, what: &str, outcome: &str) {
-        let ts_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let entry = AuditEvent {
-            ts_ms,
-            component,
-            event,
-            what,
-            outcome,
-        };
+        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let entry = AuditEvent { ts_ms, component, event, what, outcome };
         tracing::info!(target: "membrane::audit", component, event, what, outcome);
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((event.to_string(), component.to_string()))
+            .or_default() += 1;
         if let Some(file) = &self.file {
             let mut line = serde_json::to_vec(&entry).expect("audit events serialize");
             line.push(b'\n');

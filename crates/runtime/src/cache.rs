@@ -38,9 +38,7 @@ impl CompileCache {
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        CompileCache {
-            dir: Some(dir.into()),
-        }
+        CompileCache { dir: Some(dir.into()) }
     }
 
     /// `$XDG_CACHE_HOME/membrane`, else `$HOME/.cache/membrane`; disabled when neither is set.
@@ -59,12 +57,7 @@ impl CompileCache {
     /// The component for `wasm` (whose sha256 is `digest`), from the cache when a verified
     /// entry exists, else compiled and stored. A failure to write the cache is logged and
     /// does not fail the load.
-    pub fn load(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        digest: &[u8; 32],
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(&self, engine: &Engine, wasm: &[u8], digest: &[u8; 32]) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
         };

@@ -53,66 +53,34 @@ pub fn of_import(import: &str) -> Capability {
         return Capability::Unsatisfied {
             reason: format!(
                 "membrane links WASI 0.2 (0.2.0 to 0.2.x); this component wants version {}",
-                if version.is_empty() {
-                    "(none)"
-                } else {
-                    version
-                }
+                if version.is_empty() { "(none)" } else { version }
             ),
         };
     }
     use Capability::{Always, Grant, Refused};
     match (package, interface) {
-        ("wasi:io", _) => Always {
-            what: "streams and polling",
-        },
+        ("wasi:io", _) => Always { what: "streams and polling" },
         ("wasi:clocks", _) => Always { what: "clocks" },
-        ("wasi:random", _) => Always {
-            what: "random numbers",
-        },
-        ("wasi:cli", "exit") => Always {
-            what: "exit with a status",
-        },
-        ("wasi:cli", "stdout" | "stderr") => Always {
-            what: "standard output and error",
-        },
-        ("wasi:cli", i) if i.starts_with("terminal-") => Always {
-            what: "terminal detection",
-        },
-        ("wasi:cli", "stdin") => Grant {
-            what: "standard input",
-            flag: "--stdin",
-            key: "grants.stdin",
-        },
-        ("wasi:cli", "environment") => Grant {
-            what: "environment variables and arguments",
-            flag: "--env",
-            key: "grants.env",
-        },
-        ("wasi:filesystem", _) => Grant {
-            what: "files in preopened directories",
-            flag: "--dir",
-            key: "grants.dirs",
-        },
-        ("wasi:sockets", "ip-name-lookup") => Grant {
-            what: "DNS lookups",
-            flag: "--allow-dns",
-            key: "grants.allow_dns",
-        },
-        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network") => Grant {
-            what: "TCP connections",
-            flag: "--allow-tcp",
-            key: "grants.allow_tcp",
-        },
-        ("wasi:sockets", "udp" | "udp-create-socket") => Refused {
-            what: "UDP sockets",
-        },
+        ("wasi:random", _) => Always { what: "random numbers" },
+        ("wasi:cli", "exit") => Always { what: "exit with a status" },
+        ("wasi:cli", "stdout" | "stderr") => Always { what: "standard output and error" },
+        ("wasi:cli", i) if i.starts_with("terminal-") => Always { what: "terminal detection" },
+        ("wasi:cli", "stdin") => Grant { what: "standard input", flag: "--stdin", key: "grants.stdin" },
+        ("wasi:cli", "environment") => {
+            Grant { what: "environment variables and arguments", flag: "--env", key: "grants.env" }
+        }
+        ("wasi:filesystem", _) => Grant { what: "files in preopened directories", flag: "--dir", key: "grants.dirs" },
+        ("wasi:sockets", "ip-name-lookup") => {
+            Grant { what: "DNS lookups", flag: "--allow-dns", key: "grants.allow_dns" }
+        }
+        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network") => {
+            Grant { what: "TCP connections", flag: "--allow-tcp", key: "grants.allow_tcp" }
+        }
+        ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
         ("wasi:http", "types") => Always { what: "HTTP types" },
-        ("wasi:http", "outgoing-handler") => Grant {
-            what: "outbound HTTP requests",
-            flag: "--allow-http",
-            key: "grants.outbound_http",
-        },
+        ("wasi:http", "outgoing-handler") => {
+            Grant { what: "outbound HTTP requests", flag: "--allow-http", key: "grants.outbound_http" }
+        }
         _ => Capability::Unsatisfied {
             reason: "no WASI interface or membrane host interface supplies it; \
                      link it to a component that exports it with a [[link]] in membrane.toml"
@@ -129,31 +97,12 @@ mod tests {
     fn wasi_imports_map_to_their_grants() {
         assert_eq!(
             of_import("wasi:filesystem/preopens@0.2.3"),
-            Capability::Grant {
-                what: "files in preopened directories",
-                flag: "--dir",
-                key: "grants.dirs"
-            }
+            Capability::Grant { what: "files in preopened directories", flag: "--dir", key: "grants.dirs" }
         );
-        assert!(matches!(
-            of_import("wasi:cli/environment@0.2.0"),
-            Capability::Grant { flag: "--env", .. }
-        ));
-        assert!(matches!(
-            of_import("wasi:sockets/tcp@0.2.0"),
-            Capability::Grant {
-                flag: "--allow-tcp",
-                ..
-            }
-        ));
-        assert!(matches!(
-            of_import("wasi:clocks/monotonic-clock@0.2.6"),
-            Capability::Always { .. }
-        ));
-        assert!(matches!(
-            of_import("wasi:sockets/udp@0.2.0"),
-            Capability::Refused { .. }
-        ));
+        assert!(matches!(of_import("wasi:cli/environment@0.2.0"), Capability::Grant { flag: "--env", .. }));
+        assert!(matches!(of_import("wasi:sockets/tcp@0.2.0"), Capability::Grant { flag: "--allow-tcp", .. }));
+        assert!(matches!(of_import("wasi:clocks/monotonic-clock@0.2.6"), Capability::Always { .. }));
+        assert!(matches!(of_import("wasi:sockets/udp@0.2.0"), Capability::Refused { .. }));
     }
 
     #[test]

@@ -17,10 +17,7 @@ pub enum RunError {
     #[error(transparent)]
     Grant(#[from] GrantError),
     #[error("{}", unsatisfied_message(component, imports))]
-    Unsatisfied {
-        component: String,
-        imports: Vec<(String, String)>,
-    },
+    Unsatisfied { component: String, imports: Vec<(String, String)> },
     #[error(
         "component `{component}` does not export wasi:cli/run, so it is not a command; \
          it exports: {}{hint}",
@@ -31,10 +28,7 @@ pub enum RunError {
             ""
         }
     )]
-    NotCommand {
-        component: String,
-        exports: Vec<String>,
-    },
+    NotCommand { component: String, exports: Vec<String> },
     #[error(transparent)]
     Fault(#[from] Fault),
 }
@@ -51,10 +45,7 @@ fn unsatisfied_message(component: &str, imports: &[(String, String)]) -> String 
 }
 
 /// The imports of `component` that nothing in membrane can satisfy, with the reason.
-pub fn unsatisfied_imports(
-    engine: &wasmtime::Engine,
-    component: &Component,
-) -> Vec<(String, String)> {
+pub fn unsatisfied_imports(engine: &wasmtime::Engine, component: &Component) -> Vec<(String, String)> {
     component
         .component_type()
         .imports(engine)
@@ -70,8 +61,7 @@ pub fn unsatisfied_imports(
 pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links once into a new linker");
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .expect("wasi:http links once into a new linker");
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi:http links once into a new linker");
     linker
 }
 
@@ -93,28 +83,13 @@ impl Command<'_> {
         let engine = self.engine.engine();
         let missing = unsatisfied_imports(engine, self.component);
         if !missing.is_empty() {
-            return Err(RunError::Unsatisfied {
-                component: self.name.to_string(),
-                imports: missing,
-            });
+            return Err(RunError::Unsatisfied { component: self.name.to_string(), imports: missing });
         }
-        let pre = wasi_linker(engine)
-            .instantiate_pre(self.component)
-            .map_err(|e| RunError::Unsatisfied {
-                component: self.name.to_string(),
-                imports: vec![(
-                    "an interface".into(),
-                    format!("the host's linker refused it: {e:#}"),
-                )],
-            })?;
-        let store = sandbox::new_store(
-            engine,
-            self.name,
-            self.grants,
-            self.limits,
-            self.args,
-            self.audit,
-        )?;
+        let pre = wasi_linker(engine).instantiate_pre(self.component).map_err(|e| RunError::Unsatisfied {
+            component: self.name.to_string(),
+            imports: vec![("an interface".into(), format!("the host's linker refused it: {e:#}"))],
+        })?;
+        let store = sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit)?;
         execute(self.name, pre, store, self.limits, self.audit).await
     }
 }
@@ -132,11 +107,7 @@ pub async fn execute(
     let component = pre.component().clone();
     let command = CommandPre::new(pre).map_err(|_| RunError::NotCommand {
         component: name.to_string(),
-        exports: component
-            .component_type()
-            .exports(store.engine())
-            .map(|(n, _)| n.to_string())
-            .collect(),
+        exports: component.component_type().exports(store.engine()).map(|(n, _)| n.to_string()).collect(),
     })?;
     let cpu = store.data().cpu.clone();
     let outcome = {
@@ -145,17 +116,11 @@ pub async fn execute(
             instance.wasi_cli_run().call_run(&mut store).await
         });
         match limits.timeout {
-            Some(limit) => tokio::time::timeout(limit.std(), call)
-                .await
-                .map_err(|_| limit),
+            Some(limit) => tokio::time::timeout(limit.std(), call).await.map_err(|_| limit),
             None => Ok(call.await),
         }
     };
-    let fault = |kind| Fault {
-        component: name.to_string(),
-        kind,
-        backtrace: Vec::new(),
-    };
+    let fault = |kind| Fault { component: name.to_string(), kind, backtrace: Vec::new() };
     let result = match outcome {
         Err(limit) => Err(fault(FaultKind::Timeout(limit.std()))),
         Ok(Ok(Ok(()))) => Ok(0),

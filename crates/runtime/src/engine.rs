@@ -36,11 +36,7 @@ pub struct Pooling {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings {
-            fuel: false,
-            max_wasm_stack: 512 << 10,
-            pooling: None,
-        }
+        EngineSettings { fuel: false, max_wasm_stack: 512 << 10, pooling: None }
     }
 }
 
@@ -82,17 +78,11 @@ impl MembraneEngine {
                 // A call's fiber stack is reused at once; returning its pages to the OS
                 // after every call would cost a system call and page faults each time.
                 .async_stack_keep_resident(settings.max_wasm_stack + (1 << 20));
-            config
-                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-                .memory_init_cow(true);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).memory_init_cow(true);
         }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let ticker = Ticker::start(&engine);
-        Ok(MembraneEngine {
-            engine,
-            settings,
-            _ticker: ticker,
-        })
+        Ok(MembraneEngine { engine, settings, _ticker: ticker })
     }
 
     pub fn engine(&self) -> &Engine {

@@ -52,20 +52,12 @@ impl FaultKind {
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FaultKind::OutOfFuel => {
-                f.write_str("out of fuel: the component used its whole fuel budget")
-            }
+            FaultKind::OutOfFuel => f.write_str("out of fuel: the component used its whole fuel budget"),
             FaultKind::CpuTime(limit) => {
-                write!(
-                    f,
-                    "CPU time limit reached: the component used more than {limit:?} of CPU"
-                )
+                write!(f, "CPU time limit reached: the component used more than {limit:?} of CPU")
             }
             FaultKind::Timeout(limit) => {
-                write!(
-                    f,
-                    "timed out: the component ran longer than its {limit:?} wall-clock limit"
-                )
+                write!(f, "timed out: the component ran longer than its {limit:?} wall-clock limit")
             }
             FaultKind::MemoryLimit { limit } => write!(
                 f,
@@ -73,17 +65,10 @@ impl fmt::Display for FaultKind {
                 membrane_manifest::ByteSize(*limit)
             ),
             FaultKind::TableLimit { limit } => {
-                write!(
-                    f,
-                    "table limit reached: the component tried to grow a table past {limit} elements"
-                )
+                write!(f, "table limit reached: the component tried to grow a table past {limit} elements")
             }
-            FaultKind::StackOverflow => {
-                f.write_str("stack overflow: the component exhausted its wasm stack")
-            }
-            FaultKind::Unreachable => {
-                f.write_str("wasm `unreachable` executed: the guest panicked or aborted")
-            }
+            FaultKind::StackOverflow => f.write_str("stack overflow: the component exhausted its wasm stack"),
+            FaultKind::Unreachable => f.write_str("wasm `unreachable` executed: the guest panicked or aborted"),
             FaultKind::Trap(message) => write!(f, "trap: {message}"),
             FaultKind::Link(message) => f.write_str(message),
             FaultKind::Host(message) => write!(f, "host error: {message}"),
@@ -133,15 +118,10 @@ impl Fault {
                     .map(|frame| {
                         // `{:#}` leaves out the hash suffix; names that are not Rust
                         // symbols pass through unchanged.
-                        let func = frame.func_name().map_or_else(
-                            || "<unnamed>".to_string(),
-                            |n| format!("{:#}", rustc_demangle::demangle(n)),
-                        );
-                        match frame
-                            .symbols()
-                            .first()
-                            .and_then(|s| Some((s.file()?, s.line()?)))
-                        {
+                        let func = frame
+                            .func_name()
+                            .map_or_else(|| "<unnamed>".to_string(), |n| format!("{:#}", rustc_demangle::demangle(n)));
+                        match frame.symbols().first().and_then(|s| Some((s.file()?, s.line()?))) {
                             Some((file, line)) => format!("{func} ({file}:{line})"),
                             None => func.to_string(),
                         }
@@ -170,10 +150,6 @@ impl Fault {
                 None => FaultKind::Host(error.root_cause().to_string()),
             }
         };
-        Fault {
-            component: component.to_string(),
-            kind,
-            backtrace,
-        }
+        Fault { component: component.to_string(), kind, backtrace }
     }
 }

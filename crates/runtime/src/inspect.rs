@@ -5,9 +5,7 @@ use crate::capability::{self, Capability};
 use crate::load::ComponentFile;
 use serde::Serialize;
 use std::fmt::{self, Write};
-use wit_parser::{
-    Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, TypeId, WorldItem, WorldKey,
-};
+use wit_parser::{Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, TypeId, WorldItem, WorldKey};
 
 /// The report `membrane inspect` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -41,9 +39,7 @@ pub fn inspect(file: &ComponentFile) -> anyhow::Result<Inspection> {
             .filter_map(|(key, item)| {
                 let (name, functions) = match item {
                     WorldItem::Interface { id, .. } => {
-                        let name = resolve
-                            .id_of(*id)
-                            .unwrap_or_else(|| resolve.name_world_key(key));
+                        let name = resolve.id_of(*id).unwrap_or_else(|| resolve.name_world_key(key));
                         let funcs = resolve.interfaces[*id].functions.values();
                         (name, funcs.map(|f| signature(resolve, f)).collect())
                     }
@@ -53,11 +49,7 @@ pub fn inspect(file: &ComponentFile) -> anyhow::Result<Inspection> {
                     WorldItem::Type { .. } => return None,
                 };
                 let capability = imports.then(|| capability::of_import(&name));
-                Some(Item {
-                    name,
-                    functions,
-                    capability,
-                })
+                Some(Item { name, functions, capability })
             })
             .collect()
     };
@@ -178,21 +170,14 @@ fn typedef_name(resolve: &Resolve, id: TypeId) -> String {
         TypeDefKind::FixedLengthList(ty, n) => format!("list<{}, {n}>", t(ty)),
         TypeDefKind::Map(k, v) => format!("map<{}, {}>", t(k), t(v)),
         TypeDefKind::Tuple(tuple) => {
-            format!(
-                "tuple<{}>",
-                tuple.types.iter().map(t).collect::<Vec<_>>().join(", ")
-            )
+            format!("tuple<{}>", tuple.types.iter().map(t).collect::<Vec<_>>().join(", "))
         }
         TypeDefKind::Handle(Handle::Own(res)) => typedef_name(resolve, *res),
         TypeDefKind::Handle(Handle::Borrow(res)) => {
             format!("borrow<{}>", typedef_name(resolve, *res))
         }
-        TypeDefKind::Future(ty) => ty
-            .as_ref()
-            .map_or("future".into(), |ty| format!("future<{}>", t(ty))),
-        TypeDefKind::Stream(ty) => ty
-            .as_ref()
-            .map_or("stream".into(), |ty| format!("stream<{}>", t(ty))),
+        TypeDefKind::Future(ty) => ty.as_ref().map_or("future".into(), |ty| format!("future<{}>", t(ty))),
+        TypeDefKind::Stream(ty) => ty.as_ref().map_or("stream".into(), |ty| format!("stream<{}>", t(ty))),
         TypeDefKind::Type(ty) => t(ty),
         _ => "<anonymous type>".into(),
     }

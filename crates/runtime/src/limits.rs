@@ -58,20 +58,11 @@ impl ComponentLimiter {
 }
 
 impl wasmtime::ResourceLimiter for ComponentLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let growth = (desired - current) as u64;
         let total = self.memory_in_use.saturating_add(growth);
         if total > self.memory_limit {
-            self.hit = Some(LimitHit::Memory {
-                held: self.memory_in_use,
-                wanted: total,
-                limit: self.memory_limit,
-            });
+            self.hit = Some(LimitHit::Memory { held: self.memory_in_use, wanted: total, limit: self.memory_limit });
             return Ok(false);
         }
         self.memory_in_use = total;
@@ -82,17 +73,9 @@ impl wasmtime::ResourceLimiter for ComponentLimiter {
         Ok(())
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired as u64 > self.table_elements {
-            self.hit = Some(LimitHit::Table {
-                wanted: desired as u64,
-                limit: self.table_elements,
-            });
+            self.hit = Some(LimitHit::Table { wanted: desired as u64, limit: self.table_elements });
             return Ok(false);
         }
         Ok(true)
@@ -126,10 +109,7 @@ pub struct CpuMeter {
 
 impl CpuMeter {
     pub fn new(enabled: bool) -> Self {
-        CpuMeter {
-            enabled,
-            ..CpuMeter::default()
-        }
+        CpuMeter { enabled, ..CpuMeter::default() }
     }
 
     /// CPU time used so far, including the poll in progress on this thread.
@@ -183,10 +163,7 @@ impl<F: Future> Future for Metered<'_, F> {
 /// Neither std nor tokio exposes a thread CPU clock; `clock_gettime` is the one call that
 /// reads it, so it is made here directly.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant the
     // platform defines.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
@@ -204,10 +181,7 @@ mod tests {
 
     #[test]
     fn memory_budget_is_the_sum_of_all_memories() {
-        let limits = Limits {
-            memory: ByteSize::mib(4),
-            ..Limits::default()
-        };
+        let limits = Limits { memory: ByteSize::mib(4), ..Limits::default() };
         let mut limiter = ComponentLimiter::new(&limits);
         assert!(limiter.memory_growing(0, 3 << 20, None).unwrap());
         // A second memory may not take the total past the budget.
@@ -228,17 +202,10 @@ mod tests {
             }
         });
         futures_lite_block_on(busy);
-        assert!(
-            meter.used() >= std::time::Duration::from_millis(20),
-            "{:?}",
-            meter.used()
-        );
+        assert!(meter.used() >= std::time::Duration::from_millis(20), "{:?}", meter.used());
     }
 
     fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
     }
 }

@@ -41,13 +41,8 @@ pub struct LinkError {
 pub enum LinkCause {
     #[error(transparent)]
     Call(#[from] CallError),
-    #[error(
-        "the link's circuit is open after {failures} consecutive failures; calls fail fast until {cooldown} pass"
-    )]
-    CircuitOpen {
-        failures: u32,
-        cooldown: membrane_manifest::Duration,
-    },
+    #[error("the link's circuit is open after {failures} consecutive failures; calls fail fast until {cooldown} pass")]
+    CircuitOpen { failures: u32, cooldown: membrane_manifest::Duration },
     #[error("the resource handle belongs to an instance of `{0}` that has since been discarded")]
     StaleResource(String),
     #[error("unknown resource handle {0}")]
@@ -178,13 +173,9 @@ impl<A: Components> LinkRuntime<A> {
         results: &mut [Val],
     ) -> Result<(), LinkError> {
         self.stats.calls.fetch_add(1, Relaxed);
-        let app = self
-            .app()
-            .ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
+        let app = self.app().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
         let chain = consumer.data().chain.clone();
-        let (params, generation) = self
-            .params_to_provider(consumer, params)
-            .map_err(|c| self.error(func, c))?;
+        let (params, generation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
         if let Some(circuit) = &self.circuit
             && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
         {
@@ -195,16 +186,8 @@ impl<A: Components> LinkRuntime<A> {
         let provider = app.instances(self.provider);
         let mut attempt = 0;
         let outcome = loop {
-            let result = self
-                .call_once(
-                    provider,
-                    &chain,
-                    self.funcs[func].provider,
-                    generation,
-                    &params,
-                    results,
-                )
-                .await;
+            let result =
+                self.call_once(provider, &chain, self.funcs[func].provider, generation, &params, results).await;
             let Err(error) = result else { break result };
             self.count_failure(&error);
             match self.policy {
@@ -232,12 +215,8 @@ impl<A: Components> LinkRuntime<A> {
                             fallback.name()
                         ),
                     );
-                    let index = self.funcs[func]
-                        .fallback
-                        .expect("fallback exports were checked at load");
-                    break self
-                        .call_once(fallback, &chain, index, None, &params, results)
-                        .await;
+                    let index = self.funcs[func].fallback.expect("fallback exports were checked at load");
+                    break self.call_once(fallback, &chain, index, None, &params, results).await;
                 }
                 _ => break Err(error),
             }
@@ -248,8 +227,7 @@ impl<A: Components> LinkRuntime<A> {
                 if let Some(circuit) = &self.circuit {
                     circuit.success(&self.audit, &self.consumer, &self.import);
                 }
-                self.results_to_consumer(consumer, results, generation)
-                    .map_err(|c| self.error(func, c))
+                self.results_to_consumer(consumer, results, generation).map_err(|c| self.error(func, c))
             }
             Err(error) => {
                 if let Some(circuit) = &self.circuit {
@@ -288,10 +266,7 @@ impl<A: Components> LinkRuntime<A> {
 
     fn count_failure(&self, error: &CallError) {
         match error {
-            CallError::Fault(Fault {
-                kind: FaultKind::Timeout(_),
-                ..
-            }) => self.stats.timeouts.fetch_add(1, Relaxed),
+            CallError::Fault(Fault { kind: FaultKind::Timeout(_), .. }) => self.stats.timeouts.fetch_add(1, Relaxed),
             CallError::Fault(_) => self.stats.traps.fetch_add(1, Relaxed),
             _ => self.stats.rejected.fetch_add(1, Relaxed),
         };
@@ -314,10 +289,7 @@ impl<A: Components> LinkRuntime<A> {
                 let proxy = if handle.owned() {
                     proxies.remove(&handle.rep())
                 } else {
-                    proxies.get(&handle.rep()).map(|p| Proxy {
-                        generation: p.generation,
-                        resource: p.resource,
-                    })
+                    proxies.get(&handle.rep()).map(|p| Proxy { generation: p.generation, resource: p.resource })
                 };
                 let proxy = proxy.ok_or(LinkCause::UnknownResource(handle.rep()))?;
                 match generation {
@@ -344,16 +316,7 @@ impl<A: Components> LinkRuntime<A> {
             let value = std::mem::replace(result, Val::Bool(false));
             *result = map_resources(value, &mut |resource| {
                 let rep = self.next_proxy.fetch_add(1, Relaxed);
-                self.proxies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        rep,
-                        Proxy {
-                            generation,
-                            resource,
-                        },
-                    );
+                self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(rep, Proxy { generation, resource });
                 ResourceDynamic::new_own(rep, self.resource_type)
                     .try_into_resource_any(&mut *consumer)
                     .map_err(|_| LinkCause::UnknownResource(rep))
@@ -364,17 +327,11 @@ impl<A: Components> LinkRuntime<A> {
 
     /// The consumer dropped its proxy handle `rep`: drop the provider's resource.
     pub async fn drop_proxy(&self, rep: u32) -> wasmtime::Result<()> {
-        let proxy = self
-            .proxies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&rep);
+        let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(&rep);
         let (Some(proxy), Some(app)) = (proxy, self.app()) else {
             return Ok(());
         };
-        app.instances(self.provider)
-            .drop_resource(proxy.generation, proxy.resource)
-            .await
+        app.instances(self.provider).drop_resource(proxy.generation, proxy.resource).await
     }
 }
 
@@ -385,16 +342,9 @@ fn retriable(error: &CallError) -> bool {
 }
 
 /// Rebuilds `value` with every resource in it passed through `f`.
-fn map_resources<E>(
-    value: Val,
-    f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>,
-) -> Result<Val, E> {
-    let mut each = |values: Vec<Val>| {
-        values
-            .into_iter()
-            .map(|v| map_resources(v, &mut *f))
-            .collect::<Result<Vec<_>, E>>()
-    };
+fn map_resources<E>(value: Val, f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>) -> Result<Val, E> {
+    let mut each =
+        |values: Vec<Val>| values.into_iter().map(|v| map_resources(v, &mut *f)).collect::<Result<Vec<_>, E>>();
     Ok(match value {
         Val::Resource(resource) => return Ok(Val::Resource(f(resource)?)),
         Val::List(values) => Val::List(each(values)?),
@@ -424,9 +374,7 @@ fn map_boxed<E>(
     value: Option<Box<Val>>,
     f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>,
 ) -> Result<Option<Box<Val>>, E> {
-    value
-        .map(|v| map_resources(*v, f).map(Box::new))
-        .transpose()
+    value.map(|v| map_resources(*v, f).map(Box::new)).transpose()
 }
 
 /// A circuit breaker: open after `failures` consecutive failures; while open, calls fail
@@ -446,11 +394,7 @@ enum CircuitState {
 
 impl Circuit {
     fn new(spec: CircuitSpec) -> Circuit {
-        Circuit {
-            spec,
-            state: Mutex::new(CircuitState::Closed { failures: 0 }),
-            opened: AtomicU64::new(0),
-        }
+        Circuit { spec, state: Mutex::new(CircuitState::Closed { failures: 0 }), opened: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CircuitState> {
@@ -471,18 +415,12 @@ impl Circuit {
             CircuitState::Closed { .. } => Ok(()),
             CircuitState::Open { until } if Instant::now() >= until => {
                 *state = CircuitState::HalfOpen;
-                audit.record(
-                    consumer,
-                    "circuit",
-                    import,
-                    "half-open: letting one probe through",
-                );
+                audit.record(consumer, "circuit", import, "half-open: letting one probe through");
                 Ok(())
             }
-            CircuitState::Open { .. } | CircuitState::HalfOpen => Err(LinkCause::CircuitOpen {
-                failures: self.spec.failures,
-                cooldown: self.spec.cooldown,
-            }),
+            CircuitState::Open { .. } | CircuitState::HalfOpen => {
+                Err(LinkCause::CircuitOpen { failures: self.spec.failures, cooldown: self.spec.cooldown })
+            }
         }
     }
 
@@ -499,25 +437,16 @@ impl Circuit {
         let open = match *state {
             CircuitState::Closed { failures } if failures + 1 >= self.spec.failures => true,
             CircuitState::Closed { failures } => {
-                *state = CircuitState::Closed {
-                    failures: failures + 1,
-                };
+                *state = CircuitState::Closed { failures: failures + 1 };
                 false
             }
             CircuitState::HalfOpen => true,
             CircuitState::Open { .. } => false,
         };
         if open {
-            *state = CircuitState::Open {
-                until: Instant::now() + self.spec.cooldown.std(),
-            };
+            *state = CircuitState::Open { until: Instant::now() + self.spec.cooldown.std() };
             self.opened.fetch_add(1, Relaxed);
-            audit.record(
-                consumer,
-                "circuit",
-                import,
-                &format!("open for {}", self.spec.cooldown),
-            );
+            audit.record(consumer, "circuit", import, &format!("open for {}", self.spec.cooldown));
         }
     }
 }

@@ -13,10 +13,7 @@ pub enum LoadError {
     #[error("{path}: no such file; check the path (relative paths start in the current directory)")]
     NotFound { path: PathBuf },
     #[error("{path}: cannot read it: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error(
         "{path} is not WebAssembly: it does not start with the `\\0asm` magic bytes; \
          membrane runs WebAssembly components (a .wasm file built for wasm32-wasip2)"
@@ -47,53 +44,30 @@ impl ComponentFile {
     /// Reads `path`, accepting a component binary or its text (WAT) form.
     pub fn read(path: &Path) -> Result<ComponentFile, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound {
-                path: path.to_owned(),
-            },
-            _ => LoadError::Unreadable {
-                path: path.to_owned(),
-                source,
-            },
+            std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.to_owned() },
+            _ => LoadError::Unreadable { path: path.to_owned(), source },
         })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let name =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         Self::from_bytes(name, path, bytes)
     }
 
-    pub fn from_bytes(
-        name: String,
-        path: &Path,
-        bytes: Vec<u8>,
-    ) -> Result<ComponentFile, LoadError> {
+    pub fn from_bytes(name: String, path: &Path, bytes: Vec<u8>) -> Result<ComponentFile, LoadError> {
         let bytes = if looks_like_text(&bytes) {
             wat::parse_bytes(&bytes)
-                .map_err(|e| LoadError::Invalid {
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: e.to_string() })?
                 .into_owned()
         } else {
             bytes
         };
         if wasmparser::Parser::is_core_wasm(&bytes) {
-            return Err(LoadError::CoreModule {
-                path: path.to_owned(),
-            });
+            return Err(LoadError::CoreModule { path: path.to_owned() });
         }
         if !wasmparser::Parser::is_component(&bytes) {
-            return Err(LoadError::NotWasm {
-                path: path.to_owned(),
-            });
+            return Err(LoadError::NotWasm { path: path.to_owned() });
         }
         let sha256 = Sha256::digest(&bytes).into();
-        Ok(ComponentFile {
-            name,
-            path: path.to_owned(),
-            bytes,
-            sha256,
-        })
+        Ok(ComponentFile { name, path: path.to_owned(), bytes, sha256 })
     }
 
     pub fn sha256_hex(&self) -> String {
@@ -101,17 +75,10 @@ impl ComponentFile {
     }
 
     /// Compiles the component for `engine`, through `cache`.
-    pub fn compile(
-        &self,
-        engine: &Engine,
-        cache: &CompileCache,
-    ) -> Result<(Component, CacheOutcome), LoadError> {
+    pub fn compile(&self, engine: &Engine, cache: &CompileCache) -> Result<(Component, CacheOutcome), LoadError> {
         cache
             .load(engine, &self.bytes, &self.sha256)
-            .map_err(|e| LoadError::Invalid {
-                path: self.path.clone(),
-                reason: format!("{e:#}"),
-            })
+            .map_err(|e| LoadError::Invalid { path: self.path.clone(), reason: format!("{e:#}") })
     }
 }
 

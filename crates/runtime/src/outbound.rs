@@ -27,28 +27,15 @@ pub struct Outbound {
 type SendFuture = Box<
     dyn Future<
             Output = Result<
-                (
-                    http::Response<HyperOutgoingBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
+                (http::Response<HyperOutgoingBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
                 HttpError,
             >,
         > + Send,
 >;
 
 impl Outbound {
-    pub fn new(
-        component: Arc<str>,
-        rules: &[OutboundRule],
-        audit: Audit,
-        max_timeout: Option<Duration>,
-    ) -> Self {
-        Outbound {
-            component,
-            rules: rules.into(),
-            audit,
-            max_timeout,
-        }
+    pub fn new(component: Arc<str>, rules: &[OutboundRule], audit: Audit, max_timeout: Option<Duration>) -> Self {
+        Outbound { component, rules: rules.into(), audit, max_timeout }
     }
 
     fn deny(&self, what: &str, why: String) -> HttpError {
@@ -63,19 +50,10 @@ impl Outbound {
     async fn vet(&self, request: &mut http::Request<WasiBody>) -> Result<SocketAddr, HttpError> {
         let uri = request.uri().clone();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let what = format!(
-            "{} {}://{host}:{port}{}",
-            request.method(),
-            if https { "https" } else { "http" },
-            uri.path()
-        );
+        let what =
+            format!("{} {}://{host}:{port}{}", request.method(), if https { "https" } else { "http" }, uri.path());
         let Some(rule) = self.rules.iter().find(|r| r.allows(https, &host, port)) else {
             let origin = match host.parse::<IpAddr>() {
                 Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -92,22 +70,13 @@ impl Outbound {
         };
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(membrane_manifest::canonical(ip), port)],
-            Err(_) => match tokio::time::timeout(
-                DNS_TIMEOUT,
-                tokio::net::lookup_host((host.as_str(), port)),
-            )
-            .await
-            {
+            Err(_) => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
                 Ok(Ok(addrs)) => addrs.collect(),
                 Ok(Err(_)) => return Err(HttpError::DestinationNotFound),
                 Err(_) => return Err(HttpError::DnsTimeout),
             },
         };
-        let Some(addr) = addrs
-            .iter()
-            .copied()
-            .find(|a| !is_restricted(a.ip()) || rule.names_ip(a.ip()))
-        else {
+        let Some(addr) = addrs.iter().copied().find(|a| !is_restricted(a.ip()) || rule.names_ip(a.ip())) else {
             let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
             self.deny(
                 &what,
@@ -120,20 +89,10 @@ impl Outbound {
         };
         if !https {
             let mut parts = uri.into_parts();
-            parts.authority = Some(
-                addr.to_string()
-                    .parse()
-                    .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-            );
-            *request.uri_mut() =
-                http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            parts.authority = Some(addr.to_string().parse().map_err(|_| HttpError::HttpRequestUriInvalid)?);
+            *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         }
-        self.audit.record(
-            &self.component,
-            "granted",
-            &what,
-            &format!("connecting to {addr} under {rule}"),
-        );
+        self.audit.record(&self.component, "granted", &what, &format!("connecting to {addr} under {rule}"));
         Ok(addr)
     }
 
@@ -162,12 +121,8 @@ impl WasiHttpHooks for Outbound {
         Box::new(async move {
             use http_body_util::BodyExt;
             policy.vet(&mut request).await?;
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, policy.clamp(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, policy.clamp(options)).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
 }

@@ -31,22 +31,14 @@ pub enum CallError {
          per-call or break the cycle of links",
         chain.join(" -> ")
     )]
-    Reentrant {
-        component: String,
-        mode: InstanceMode,
-        chain: Vec<String>,
-    },
+    Reentrant { component: String, mode: InstanceMode, chain: Vec<String> },
     #[error("call chain deeper than {MAX_CALL_DEPTH} components: {}", chain.join(" -> "))]
     TooDeep { chain: Vec<String> },
     #[error(
         "component `{component}` has failed: it trapped again after {restarts} restarts within \
          {window}, its restart budget; fix the cause, then restart it"
     )]
-    Failed {
-        component: String,
-        restarts: u32,
-        window: membrane_manifest::Duration,
-    },
+    Failed { component: String, restarts: u32, window: membrane_manifest::Duration },
     #[error(
         "a resource handle passed to `{component}` belongs to an instance that has since \
          been discarded (it trapped or was restarted)"
@@ -103,8 +95,7 @@ impl Sandbox {
             .get_func(&mut self.store, func)
             .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
         let cpu = self.store.data().cpu.clone();
-        cpu.meter(f.call_async(&mut self.store, params, results))
-            .await
+        cpu.meter(f.call_async(&mut self.store, params, results)).await
     }
 }
 
@@ -174,30 +165,26 @@ impl Instances {
 
     /// A store for an instance of this component, with its grants and limits.
     pub fn new_store(&self, args: &[String]) -> Store<SandboxState> {
-        sandbox::new_store(
-            &self.engine,
-            &self.name,
-            &self.grants,
-            &self.limits,
-            args,
-            &self.audit,
-        )
-        .expect("grants were checked when the app was loaded")
+        self.new_store_with(args, &self.limits)
+    }
+
+    /// A store with the component's grants and `limits` (a caller's narrower limits, such
+    /// as a tenant's per-request quota).
+    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
+        sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit)
+            .expect("grants were checked when the app was loaded")
     }
 
     async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
         let mut store = self.new_store(&[self.name.to_string()]);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit()))
-        })?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit())))?;
         self.stats.instantiations.fetch_add(1, Relaxed);
         self.stats.live.fetch_add(1, Relaxed);
-        Ok(Sandbox {
-            store,
-            instance,
-            generation,
-            stats: self.stats.clone(),
-        })
+        Ok(Sandbox { store, instance, generation, stats: self.stats.clone() })
     }
 
     /// Calls `func` on an instance chosen by the instance mode. A trapped instance is
@@ -210,22 +197,12 @@ impl Instances {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<Generation, CallError> {
-        let names = || {
-            chain
-                .iter()
-                .map(|c| c.to_string())
-                .chain([self.name.to_string()])
-                .collect()
-        };
+        let names = || chain.iter().map(|c| c.to_string()).chain([self.name.to_string()]).collect();
         if chain.len() >= MAX_CALL_DEPTH {
             return Err(CallError::TooDeep { chain: names() });
         }
         if self.mode != InstanceMode::PerCall && chain.contains(&self.name) {
-            return Err(CallError::Reentrant {
-                component: self.name.to_string(),
-                mode: self.mode,
-                chain: names(),
-            });
+            return Err(CallError::Reentrant { component: self.name.to_string(), mode: self.mode, chain: names() });
         }
         let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
         let fuel = self.limits.fuel;
@@ -248,9 +225,7 @@ impl Instances {
                 // never see them.
                 if resources_from.is_some_and(|g| g != sandbox.generation) {
                     slot.sandbox = Some(sandbox);
-                    return Err(CallError::StaleResource {
-                        component: self.name.to_string(),
-                    });
+                    return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
                 let result = sandbox.call(func, chain, fuel, params, results).await;
                 let generation = sandbox.generation;
@@ -259,11 +234,7 @@ impl Instances {
                 Ok(generation)
             }
             InstanceMode::Pool(_) => {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .expect("the pool's semaphore is never closed");
+                let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
                 let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let mut sandbox = match idle {
                     Some(sandbox) => sandbox,
@@ -271,10 +242,7 @@ impl Instances {
                 };
                 let result = sandbox.call(func, chain, fuel, params, results).await;
                 self.settle(&sandbox, result)?;
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(sandbox);
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
                 Ok(0)
             }
         }
@@ -291,8 +259,7 @@ impl Instances {
     /// Counts and audits a fault of this component.
     pub fn audit_trap(&self, kind: &FaultKind) {
         self.stats.traps.fetch_add(1, Relaxed);
-        self.audit
-            .record(&self.name, "trap", kind.name(), &kind.to_string());
+        self.audit.record(&self.name, "trap", kind.name(), &kind.to_string());
     }
 
     /// Starts the singleton: the first time at once, afterwards as a restart with
@@ -312,25 +279,14 @@ impl Instances {
             slot.restarts.retain(|t| now.duration_since(*t) < window);
             if slot.restarts.len() >= self.restart.max_restarts as usize {
                 slot.failed = true;
-                self.audit.record(
-                    &self.name,
-                    "failed",
-                    "restart budget",
-                    "component marked failed",
-                );
+                self.audit.record(&self.name, "failed", "restart budget", "component marked failed");
                 return Err(failed());
             }
-            let backoff =
-                self.restart.backoff.std() * 2u32.saturating_pow(slot.restarts.len() as u32);
+            let backoff = self.restart.backoff.std() * 2u32.saturating_pow(slot.restarts.len() as u32);
             tokio::time::sleep(backoff).await;
             slot.restarts.push_back(Instant::now());
             self.stats.restarts.fetch_add(1, Relaxed);
-            self.audit.record(
-                &self.name,
-                "restart",
-                "singleton",
-                &format!("after {backoff:?} backoff"),
-            );
+            self.audit.record(&self.name, "restart", "singleton", &format!("after {backoff:?} backoff"));
         }
         slot.generation += 1;
         self.instantiate(slot.generation).await
@@ -339,25 +295,16 @@ impl Instances {
     /// Clears a failed singleton so the next call starts it afresh.
     pub async fn reset(&self) {
         let mut slot = self.slot.lock().await;
-        *slot = Slot {
-            generation: slot.generation,
-            ..Slot::default()
-        };
+        *slot = Slot { generation: slot.generation, ..Slot::default() };
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Drops a resource the singleton instance of `generation` owns, running its
     /// destructor there. A resource of an instance that is gone is gone with it.
-    pub async fn drop_resource(
-        &self,
-        generation: Generation,
-        resource: ResourceAny,
-    ) -> wasmtime::Result<()> {
+    pub async fn drop_resource(&self, generation: Generation, resource: ResourceAny) -> wasmtime::Result<()> {
         let mut slot = self.slot.lock().await;
         match slot.sandbox.as_mut() {
-            Some(sandbox) if sandbox.generation == generation => {
-                resource.resource_drop_async(&mut sandbox.store).await
-            }
+            Some(sandbox) if sandbox.generation == generation => resource.resource_drop_async(&mut sandbox.store).await,
             _ => Ok(()),
         }
     }
@@ -372,10 +319,6 @@ impl Instances {
     }
 
     pub fn fault(&self, kind: FaultKind) -> Fault {
-        Fault {
-            component: self.name.to_string(),
-            kind,
-            backtrace: Vec::new(),
-        }
+        Fault { component: self.name.to_string(), kind, backtrace: Vec::new() }
     }
 }

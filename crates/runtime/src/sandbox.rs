@@ -22,12 +22,7 @@ pub enum GrantError {
         "component `{component}`: cannot grant directory {host} (as {guest}): {source}; \
          create the directory or fix the host path"
     )]
-    Dir {
-        component: String,
-        host: PathBuf,
-        guest: String,
-        source: std::io::Error,
-    },
+    Dir { component: String, host: PathBuf, guest: String, source: std::io::Error },
 }
 
 /// Everything a sandbox's store holds.
@@ -45,20 +40,13 @@ pub struct SandboxState {
 
 impl WasiHttpView for SandboxState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
     }
 }
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -89,9 +77,7 @@ pub fn new_store(
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     if let Some(fuel) = limits.fuel {
-        store
-            .set_fuel(fuel)
-            .expect("the engine counts fuel when a fuel limit is set");
+        store.set_fuel(fuel).expect("the engine counts fuel when a fuel limit is set");
     }
     let cpu_limit = limits.cpu.map(|d| d.std());
     // Every tick: stop a guest over its CPU budget, else yield so the executor can run
@@ -109,12 +95,7 @@ pub fn new_store(
 }
 
 /// The WASI context for `grants`: nothing but what is granted.
-fn wasi_ctx(
-    component: &str,
-    grants: &Grants,
-    args: &[String],
-    audit: &Audit,
-) -> Result<WasiCtx, GrantError> {
+fn wasi_ctx(component: &str, grants: &Grants, args: &[String], audit: &Audit) -> Result<WasiCtx, GrantError> {
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdout().inherit_stderr().args(args);
     if grants.stdin {
@@ -128,14 +109,12 @@ fn wasi_ctx(
             DirMode::Ro => FsPerms::ReadOnly,
             DirMode::Rw => FsPerms::ReadWrite,
         };
-        builder
-            .preopened_dir(&dir.host, &dir.guest, perms)
-            .map_err(|e| GrantError::Dir {
-                component: component.to_string(),
-                host: dir.host.clone(),
-                guest: dir.guest.clone(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })?;
+        builder.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| GrantError::Dir {
+            component: component.to_string(),
+            host: dir.host.clone(),
+            guest: dir.guest.clone(),
+            source: std::io::Error::other(format!("{e:#}")),
+        })?;
     }
     builder.allow_ip_name_lookup(grants.allow_dns);
     builder.allow_udp(false);
@@ -155,19 +134,9 @@ fn wasi_ctx(
         };
         // Outbound connections are a sensitive use of a grant: audited either way.
         if !allowed {
-            audit.record(
-                &name,
-                "denied",
-                &format!("{usage:?} {addr}"),
-                "no grants.allow_tcp rule matches",
-            );
+            audit.record(&name, "denied", &format!("{usage:?} {addr}"), "no grants.allow_tcp rule matches");
         } else if matches!(usage, SocketAddrUse::TcpConnect) {
-            audit.record(
-                &name,
-                "granted",
-                &format!("{usage:?} {addr}"),
-                "allowed by grants.allow_tcp",
-            );
+            audit.record(&name, "granted", &format!("{usage:?} {addr}"), "allowed by grants.allow_tcp");
         }
         Box::pin(std::future::ready(allowed))
     });

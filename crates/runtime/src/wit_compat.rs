@@ -21,9 +21,7 @@ pub struct Side<'a> {
 impl ComponentWit {
     pub fn decode(bytes: &[u8]) -> anyhow::Result<ComponentWit> {
         match wit_component::decode(bytes)? {
-            wit_component::DecodedWasm::Component(resolve, world) => {
-                Ok(ComponentWit { resolve, world })
-            }
+            wit_component::DecodedWasm::Component(resolve, world) => Ok(ComponentWit { resolve, world }),
             wit_component::DecodedWasm::WitPackage(..) => {
                 anyhow::bail!("a WIT package, not a component")
             }
@@ -32,22 +30,12 @@ impl ComponentWit {
 
     fn find(&self, exports: bool, name: &str) -> Option<Side<'_>> {
         let world = &self.resolve.worlds[self.world];
-        let items = if exports {
-            &world.exports
-        } else {
-            &world.imports
-        };
+        let items = if exports { &world.exports } else { &world.imports };
         items.iter().find_map(|(key, item)| match (key, item) {
             (WorldKey::Interface(_), WorldItem::Interface { id, .. })
-                if self
-                    .resolve
-                    .id_of(*id)
-                    .is_some_and(|n| same_interface(&n, name)) =>
+                if self.resolve.id_of(*id).is_some_and(|n| same_interface(&n, name)) =>
             {
-                Some(Side {
-                    resolve: &self.resolve,
-                    interface: *id,
-                })
+                Some(Side { resolve: &self.resolve, interface: *id })
             }
             _ => None,
         })
@@ -120,16 +108,14 @@ pub fn check(consumer: Side<'_>, provider: Side<'_>) -> Result<(), Mismatch> {
     for (name, func) in &consumer.resolve.interfaces[consumer.interface].functions {
         let wanted = inspect::signature(consumer.resolve, func);
         let Some(offered) = theirs.get(name) else {
-            return Err(Mismatch {
-                function: name.clone(),
-                consumer: wanted,
-                provider: None,
-            });
+            return Err(Mismatch { function: name.clone(), consumer: wanted, provider: None });
         };
         let same = func.params.len() == offered.params.len()
-            && func.params.iter().zip(&offered.params).all(|(a, b)| {
-                a.name == b.name && same_type(consumer.resolve, &a.ty, provider.resolve, &b.ty)
-            })
+            && func
+                .params
+                .iter()
+                .zip(&offered.params)
+                .all(|(a, b)| a.name == b.name && same_type(consumer.resolve, &a.ty, provider.resolve, &b.ty))
             && match (&func.result, &offered.result) {
                 (None, None) => true,
                 (Some(a), Some(b)) => same_type(consumer.resolve, a, provider.resolve, b),
@@ -182,47 +168,32 @@ fn same_def(ra: &Resolve, a: wit_parser::TypeId, rb: &Resolve, b: wit_parser::Ty
         (_, TypeDefKind::Type(y)) => same_type(ra, &Type::Id(a), rb, y),
         (TypeDefKind::Record(x), TypeDefKind::Record(y)) => {
             x.fields.len() == y.fields.len()
-                && x.fields
-                    .iter()
-                    .zip(&y.fields)
-                    .all(|(f, g)| f.name == g.name && t(&f.ty, &g.ty))
+                && x.fields.iter().zip(&y.fields).all(|(f, g)| f.name == g.name && t(&f.ty, &g.ty))
         }
         (TypeDefKind::Variant(x), TypeDefKind::Variant(y)) => {
             x.cases.len() == y.cases.len()
-                && x.cases
-                    .iter()
-                    .zip(&y.cases)
-                    .all(|(c, d)| c.name == d.name && opt(&c.ty, &d.ty))
+                && x.cases.iter().zip(&y.cases).all(|(c, d)| c.name == d.name && opt(&c.ty, &d.ty))
         }
-        (TypeDefKind::Enum(x), TypeDefKind::Enum(y)) => x
-            .cases
-            .iter()
-            .map(|c| &c.name)
-            .eq(y.cases.iter().map(|c| &c.name)),
-        (TypeDefKind::Flags(x), TypeDefKind::Flags(y)) => x
-            .flags
-            .iter()
-            .map(|f| &f.name)
-            .eq(y.flags.iter().map(|f| &f.name)),
+        (TypeDefKind::Enum(x), TypeDefKind::Enum(y)) => {
+            x.cases.iter().map(|c| &c.name).eq(y.cases.iter().map(|c| &c.name))
+        }
+        (TypeDefKind::Flags(x), TypeDefKind::Flags(y)) => {
+            x.flags.iter().map(|f| &f.name).eq(y.flags.iter().map(|f| &f.name))
+        }
         (TypeDefKind::Tuple(x), TypeDefKind::Tuple(y)) => {
             x.types.len() == y.types.len() && x.types.iter().zip(&y.types).all(|(p, q)| t(p, q))
         }
         (TypeDefKind::Option(x), TypeDefKind::Option(y)) => t(x, y),
-        (TypeDefKind::Result(x), TypeDefKind::Result(y)) => {
-            opt(&x.ok, &y.ok) && opt(&x.err, &y.err)
-        }
+        (TypeDefKind::Result(x), TypeDefKind::Result(y)) => opt(&x.ok, &y.ok) && opt(&x.err, &y.err),
         (TypeDefKind::List(x), TypeDefKind::List(y)) => t(x, y),
-        (TypeDefKind::FixedLengthList(x, n), TypeDefKind::FixedLengthList(y, m)) => {
-            n == m && t(x, y)
-        }
+        (TypeDefKind::FixedLengthList(x, n), TypeDefKind::FixedLengthList(y, m)) => n == m && t(x, y),
         (TypeDefKind::Map(k1, v1), TypeDefKind::Map(k2, v2)) => t(k1, k2) && t(v1, v2),
-        (TypeDefKind::Future(x), TypeDefKind::Future(y))
-        | (TypeDefKind::Stream(x), TypeDefKind::Stream(y)) => opt(x, y),
+        (TypeDefKind::Future(x), TypeDefKind::Future(y)) | (TypeDefKind::Stream(x), TypeDefKind::Stream(y)) => {
+            opt(x, y)
+        }
         (TypeDefKind::Resource, TypeDefKind::Resource) => da.name == db.name,
         (TypeDefKind::Handle(x), TypeDefKind::Handle(y)) => match (x, y) {
-            (Handle::Own(p), Handle::Own(q)) | (Handle::Borrow(p), Handle::Borrow(q)) => {
-                same_def(ra, *p, rb, *q)
-            }
+            (Handle::Own(p), Handle::Own(q)) | (Handle::Borrow(p), Handle::Borrow(q)) => same_def(ra, *p, rb, *q),
             _ => false,
         },
         _ => false,

@@ -60,9 +60,7 @@ pub struct Report {
 
 impl Report {
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
+        self.problems.iter().filter(|p| p.severity == Severity::Error)
     }
 
     pub fn is_ok(&self) -> bool {
@@ -73,11 +71,7 @@ impl Report {
 pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
     let mut report = Report::default();
     let mut error = |key: String, message: String| {
-        report.problems.push(Problem {
-            severity: Severity::Error,
-            key,
-            message,
-        });
+        report.problems.push(Problem { severity: Severity::Error, key, message });
     };
     let mut links = Vec::new();
     for (i, link) in spec.links.iter().enumerate() {
@@ -92,12 +86,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                     "component `{}` does not import {}; its imports that need a link are: {}",
                     link.from,
                     link.import,
-                    list(
-                        consumer
-                            .imports
-                            .iter()
-                            .filter(|i| !capability::of_import(i).is_satisfied())
-                    )
+                    list(consumer.imports.iter().filter(|i| !capability::of_import(i).is_satisfied()))
                 ),
             );
             links.push(plan);
@@ -117,13 +106,9 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
             Some(offered) => {
                 plan.export = provider.wit.name_of(offered);
                 if let Err(m) = wit_compat::check(wanted, offered) {
-                    error(
-                        key("to"),
-                        mismatch_message(&link.from, &link.to, &plan.import, &m),
-                    );
+                    error(key("to"), mismatch_message(&link.from, &link.to, &plan.import, &m));
                 }
-                if wit_compat::has_resources(offered)
-                    && spec.components[&link.to].instances != InstanceMode::Singleton
+                if wit_compat::has_resources(offered) && spec.components[&link.to].instances != InstanceMode::Singleton
                 {
                     error(
                         format!("component.{}.instances", link.to),
@@ -150,10 +135,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                 Some(offered) => {
                     plan.fallback_export = Some(backup.wit.name_of(offered));
                     if let Err(m) = wit_compat::check(wanted, offered) {
-                        error(
-                            key("on_trap"),
-                            mismatch_message(&link.from, fallback, &plan.import, &m),
-                        );
+                        error(key("on_trap"), mismatch_message(&link.from, fallback, &plan.import, &m));
                     }
                     if wit_compat::has_resources(offered) {
                         error(
@@ -173,20 +155,14 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
 
     for (name, component) in components {
         for import in &component.imports {
-            let linked = spec
-                .links
-                .iter()
-                .any(|l| &l.from == name && wit_compat::same_interface(&l.import, import));
+            let linked = spec.links.iter().any(|l| &l.from == name && wit_compat::same_interface(&l.import, import));
             if let capability::Capability::Unsatisfied { reason } = capability::of_import(import)
                 && !linked
             {
                 let providers: Vec<&String> = components
                     .iter()
                     .filter(|(other, c)| {
-                        *other != name
-                            && c.exports
-                                .iter()
-                                .any(|e| wit_compat::same_interface(e, import))
+                        *other != name && c.exports.iter().any(|e| wit_compat::same_interface(e, import))
                     })
                     .map(|(other, _)| other)
                     .collect();
@@ -207,10 +183,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
     }
 
     if let Some(entry) = &spec.app.entry
-        && !components[entry]
-            .exports
-            .iter()
-            .any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
+        && !components[entry].exports.iter().any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
     {
         report.problems.push(Problem {
             severity: Severity::Error,
@@ -228,10 +201,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                 report.problems.push(Problem {
                     severity: Severity::Error,
                     key: format!("component.{name}.grants.dirs[{j}].host"),
-                    message: format!(
-                        "{} is not a directory; create it or fix the path",
-                        dir.host.display()
-                    ),
+                    message: format!("{} is not a directory; create it or fix the path", dir.host.display()),
                 });
             }
         }
@@ -241,10 +211,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
     for cycle in &report.cycles {
         let held: Vec<&String> = cycle
             .iter()
-            .filter(|c| {
-                spec.components[*c].instances != InstanceMode::PerCall
-                    || spec.app.entry.as_ref() == Some(*c)
-            })
+            .filter(|c| spec.components[*c].instances != InstanceMode::PerCall || spec.app.entry.as_ref() == Some(*c))
             .collect();
         let mut path = cycle.clone();
         path.push(cycle[0].clone());
@@ -260,21 +227,12 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                 list(held.iter())
             )
         };
-        report.problems.push(Problem {
-            severity: Severity::Warning,
-            key: "link".into(),
-            message,
-        });
+        report.problems.push(Problem { severity: Severity::Warning, key: "link".into(), message });
     }
     report
 }
 
-fn mismatch_message(
-    consumer: &str,
-    provider: &str,
-    import: &str,
-    m: &wit_compat::Mismatch,
-) -> String {
+fn mismatch_message(consumer: &str, provider: &str, import: &str, m: &wit_compat::Mismatch) -> String {
     match &m.provider {
         None => format!(
             "`{provider}` cannot serve {import} to `{consumer}`: it has no function `{}`\n    `{consumer}` imports: {}",
@@ -289,22 +247,13 @@ fn mismatch_message(
 
 fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     let items: Vec<String> = items.map(|i| i.to_string()).collect();
-    if items.is_empty() {
-        "nothing".into()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "nothing".into() } else { items.join(", ") }
 }
 
 /// Every elementary cycle of the link graph, each once, starting at its smallest name.
 pub fn cycles(spec: &AppSpec) -> Vec<Vec<String>> {
     let edges = |from: &str| -> Vec<String> {
-        let mut to: Vec<String> = spec
-            .links
-            .iter()
-            .filter(|l| l.from == from)
-            .map(|l| l.to.clone())
-            .collect();
+        let mut to: Vec<String> = spec.links.iter().filter(|l| l.from == from).map(|l| l.to.clone()).collect();
         to.sort();
         to.dedup();
         to
@@ -332,11 +281,7 @@ pub fn cycles(spec: &AppSpec) -> Vec<Vec<String>> {
 pub fn graph_text(spec: &AppSpec) -> String {
     let mut out = format!("app {}\n", spec.app.name);
     for (name, component) in &spec.components {
-        let entry = if spec.app.entry.as_deref() == Some(name) {
-            ", entry"
-        } else {
-            ""
-        };
+        let entry = if spec.app.entry.as_deref() == Some(name) { ", entry" } else { "" };
         out.push_str(&format!("  {name} ({}{entry})\n", component.instances));
         for link in spec.links.iter().filter(|l| &l.from == name) {
             let mut policy = vec![link.on_trap.to_string()];
@@ -346,12 +291,7 @@ pub fn graph_text(spec: &AppSpec) -> String {
             if let Some(c) = link.circuit {
                 policy.push(format!("circuit {} failures / {}", c.failures, c.cooldown));
             }
-            out.push_str(&format!(
-                "    {} -> {} [{}]\n",
-                link.import,
-                link.to,
-                policy.join(", ")
-            ));
+            out.push_str(&format!("    {} -> {} [{}]\n", link.import, link.to, policy.join(", ")));
         }
     }
     out
@@ -359,20 +299,10 @@ pub fn graph_text(spec: &AppSpec) -> String {
 
 /// The app in Graphviz dot.
 pub fn graph_dot(spec: &AppSpec) -> String {
-    let mut out = format!(
-        "digraph {:?} {{\n  rankdir=LR;\n  node [shape=box];\n",
-        spec.app.name
-    );
+    let mut out = format!("digraph {:?} {{\n  rankdir=LR;\n  node [shape=box];\n", spec.app.name);
     for (name, component) in &spec.components {
-        let shape = if spec.app.entry.as_deref() == Some(name) {
-            ", style=bold"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "  {name:?} [label=\"{name}\\n{}\"{shape}];\n",
-            component.instances
-        ));
+        let shape = if spec.app.entry.as_deref() == Some(name) { ", style=bold" } else { "" };
+        out.push_str(&format!("  {name:?} [label=\"{name}\\n{}\"{shape}];\n", component.instances));
     }
     for link in &spec.links {
         out.push_str(&format!(
@@ -382,10 +312,7 @@ pub fn graph_dot(spec: &AppSpec) -> String {
             format!("{}\n{}", link.import, link.on_trap)
         ));
         if let OnTrap::Fallback(f) = &link.on_trap {
-            out.push_str(&format!(
-                "  {:?} -> {f:?} [style=dashed, label=\"fallback\"];\n",
-                link.from
-            ));
+            out.push_str(&format!("  {:?} -> {f:?} [style=dashed, label=\"fallback\"];\n", link.from));
         }
     }
     out.push_str("}\n");

@@ -36,22 +36,12 @@ pub enum AppError {
         "component `{component}`: digest mismatch: membrane.toml pins {expected} but {path} is \
          sha256:{actual}; if the new file is intended, update `digest` in [component.{component}]"
     )]
-    Digest {
-        component: String,
-        path: String,
-        expected: String,
-        actual: String,
-    },
+    Digest { component: String, path: String, expected: String, actual: String },
     #[error("component `{component}`: cannot read its WIT: {reason}")]
     Wit { component: String, reason: String },
     #[error("{file}: the app cannot start:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Check {
-        file: String,
-        problems: Vec<Problem>,
-    },
-    #[error(
-        "{file}: the app has no entry to run; set [app] entry = \"<a component that exports wasi:cli/run>\""
-    )]
+    Check { file: String, problems: Vec<Problem> },
+    #[error("{file}: the app has no entry to run; set [app] entry = \"<a component that exports wasi:cli/run>\"")]
     NoEntry { file: String },
     #[error("component `{component}`: the host could not link it: {reason}")]
     Link { component: String, reason: String },
@@ -80,15 +70,8 @@ pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
             .unwrap_or(EngineSettings::default().max_wasm_stack),
         pooling: Some(Pooling {
             instances: APP_INSTANCE_SLOTS,
-            max_memory: components
-                .clone()
-                .map(|c| c.limits.memory.bytes() as usize)
-                .max()
-                .unwrap_or(0),
-            table_elements: components
-                .map(|c| c.limits.table_elements as usize)
-                .max()
-                .unwrap_or(0),
+            max_memory: components.clone().map(|c| c.limits.memory.bytes() as usize).max().unwrap_or(0),
+            table_elements: components.map(|c| c.limits.table_elements as usize).max().unwrap_or(0),
         }),
     }
 }
@@ -104,10 +87,7 @@ pub fn load_components(
 ) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
     let mut loaded = BTreeMap::new();
     for (name, component) in &spec.components {
-        let load_error = |source| AppError::Load {
-            component: name.clone(),
-            source,
-        };
+        let load_error = |source| AppError::Load { component: name.clone(), source };
         let file = ComponentFile::read(&component.source).map_err(load_error)?;
         if let Some(pin) = &component.digest
             && pin.0 != file.sha256
@@ -120,49 +100,22 @@ pub fn load_components(
             });
         }
         let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
-        let wit = ComponentWit::decode(&file.bytes).map_err(|e| AppError::Wit {
-            component: name.clone(),
-            reason: format!("{e:#}"),
-        })?;
-        loaded.insert(
-            name.clone(),
-            LoadedComponent {
-                file,
-                component: compiled,
-                cache,
-                wit,
-            },
-        );
+        let wit = ComponentWit::decode(&file.bytes)
+            .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
+        loaded.insert(name.clone(), LoadedComponent { file, component: compiled, cache, wit });
     }
     Ok(loaded)
 }
 
 /// Checks an app whose components are loaded.
-pub fn check_app(
-    spec: &AppSpec,
-    engine: &MembraneEngine,
-    loaded: &BTreeMap<String, LoadedComponent>,
-) -> Report {
+pub fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeMap<String, LoadedComponent>) -> Report {
     let checked: BTreeMap<String, Checked<'_>> = loaded
         .iter()
         .map(|(name, c)| {
             let ty = c.component.component_type();
-            let imports = ty
-                .imports(engine.engine())
-                .map(|(n, _)| n.to_string())
-                .collect();
-            let exports = ty
-                .exports(engine.engine())
-                .map(|(n, _)| n.to_string())
-                .collect();
-            (
-                name.clone(),
-                Checked {
-                    wit: &c.wit,
-                    imports,
-                    exports,
-                },
-            )
+            let imports = ty.imports(engine.engine()).map(|(n, _)| n.to_string()).collect();
+            let exports = ty.exports(engine.engine()).map(|(n, _)| n.to_string()).collect();
+            (name.clone(), Checked { wit: &c.wit, imports, exports })
         })
         .collect();
     check::check(spec, &checked)
@@ -194,12 +147,7 @@ static NEXT_RESOURCE_TYPE: AtomicU32 = AtomicU32::new(1);
 
 impl App {
     /// Loads every component, checks the whole app and links it. Nothing runs yet.
-    pub fn load(
-        spec: AppSpec,
-        engine: &MembraneEngine,
-        cache: &CompileCache,
-        audit: Audit,
-    ) -> Result<App, AppError> {
+    pub fn load(spec: AppSpec, engine: &MembraneEngine, cache: &CompileCache, audit: Audit) -> Result<App, AppError> {
         let loaded = load_components(&spec, engine, cache)?;
         let report = check_app(&spec, engine, &loaded);
         if !report.is_ok() {
@@ -208,45 +156,25 @@ impl App {
                 problems: report.errors().cloned().collect(),
             });
         }
-        let index: BTreeMap<String, usize> = spec
-            .components
-            .keys()
-            .cloned()
-            .enumerate()
-            .map(|(i, n)| (n, i))
-            .collect();
-        let names: Vec<Arc<str>> = spec
-            .components
-            .keys()
-            .map(|n| Arc::from(n.as_str()))
-            .collect();
+        let index: BTreeMap<String, usize> = spec.components.keys().cloned().enumerate().map(|(i, n)| (n, i)).collect();
+        let names: Vec<Arc<str>> = spec.components.keys().map(|n| Arc::from(n.as_str())).collect();
 
         let mut links = Vec::new();
         for (i, (link, plan)) in spec.links.iter().zip(&report.links).enumerate() {
             let consumer = &loaded[&link.from].component;
             let provider = &loaded[&link.to].component;
-            let iface = provider
-                .get_export_index(None, plan.export.as_str())
-                .expect("checked export");
+            let iface = provider.get_export_index(None, plan.export.as_str()).expect("checked export");
             let fallback = match &link.on_trap {
                 OnTrap::Fallback(f) => {
                     let c = &loaded[f].component;
                     let export = plan.fallback_export.as_deref().expect("checked fallback");
-                    Some((
-                        c,
-                        c.get_export_index(None, export)
-                            .expect("checked fallback export"),
-                    ))
+                    Some((c, c.get_export_index(None, export).expect("checked fallback export")))
                 }
                 _ => None,
             };
-            let lookup = |c: &Component, at: &ComponentExportIndex, name: &str| {
-                c.get_export_index(Some(at), name)
-            };
-            let Some(ComponentItem::ComponentInstance(ty)) = consumer
-                .component_type()
-                .get_import(engine.engine(), &plan.import)
-                .map(|e| e.ty)
+            let lookup = |c: &Component, at: &ComponentExportIndex, name: &str| c.get_export_index(Some(at), name);
+            let Some(ComponentItem::ComponentInstance(ty)) =
+                consumer.component_type().get_import(engine.engine(), &plan.import).map(|e| e.ty)
             else {
                 unreachable!("checked import {}", plan.import)
             };
@@ -293,31 +221,22 @@ impl App {
             let loaded_c = &loaded[name];
             let mut linker = command::wasi_linker(engine.engine());
             for link in links.iter().filter(|l| *l.consumer == **name) {
-                let Some(ComponentItem::ComponentInstance(ty)) = loaded_c
-                    .component
-                    .component_type()
-                    .get_import(engine.engine(), &link.import)
-                    .map(|e| e.ty)
+                let Some(ComponentItem::ComponentInstance(ty)) =
+                    loaded_c.component.component_type().get_import(engine.engine(), &link.import).map(|e| e.ty)
                 else {
                     unreachable!("checked import")
                 };
-                let link_error = |e: wasmtime::Error| AppError::Link {
-                    component: name.clone(),
-                    reason: format!("{e:#}"),
-                };
+                let link_error =
+                    |e: wasmtime::Error| AppError::Link { component: name.clone(), reason: format!("{e:#}") };
                 let mut instance = linker.instance(&link.import).map_err(link_error)?;
                 for (item_name, item) in ty.exports(engine.engine()) {
                     if let ComponentItem::Resource(_) = item.ty {
                         let link = link.clone();
                         instance
-                            .resource_async(
-                                item_name,
-                                ResourceType::host_dynamic(link.resource_type),
-                                move |_, rep| {
-                                    let link = link.clone();
-                                    Box::new(async move { link.drop_proxy(rep).await })
-                                },
-                            )
+                            .resource_async(item_name, ResourceType::host_dynamic(link.resource_type), move |_, rep| {
+                                let link = link.clone();
+                                Box::new(async move { link.drop_proxy(rep).await })
+                            })
                             .map_err(link_error)?;
                     }
                 }
@@ -326,19 +245,14 @@ impl App {
                     instance
                         .func_new_async(&linked.name, move |mut store, _ty, params, results| {
                             let link = link.clone();
-                            Box::new(async move {
-                                link.forward(&mut store, func, params, results).await
-                            })
+                            Box::new(async move { link.forward(&mut store, func, params, results).await })
                         })
                         .map_err(link_error)?;
                 }
             }
             let pre = linker
                 .instantiate_pre(&loaded_c.component)
-                .map_err(|e| AppError::Link {
-                    component: name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+                .map_err(|e| AppError::Link { component: name.clone(), reason: format!("{e:#}") })?;
             components.push(Instances::new(
                 names[index[name]].clone(),
                 spec_c.instances,
@@ -350,20 +264,11 @@ impl App {
                 audit.clone(),
             ));
         }
-        let inner = Arc::new(AppInner {
-            components,
-            index,
-            links,
-        });
+        let inner = Arc::new(AppInner { components, index, links });
         for link in &inner.links {
             link.attach(Arc::downgrade(&inner));
         }
-        Ok(App {
-            spec,
-            engine: engine.clone(),
-            audit,
-            inner,
-        })
+        Ok(App { spec, engine: engine.clone(), audit, inner })
     }
 
     pub fn engine(&self) -> &MembraneEngine {
@@ -376,10 +281,7 @@ impl App {
 
     /// The instances of `component`, for ingress that instantiates it per request.
     pub fn instances(&self, component: &str) -> Option<&Instances> {
-        self.inner
-            .index
-            .get(component)
-            .map(|i| &self.inner.components[*i])
+        self.inner.index.get(component).map(|i| &self.inner.components[*i])
     }
 
     /// Runs the app's entry component as a command with `args` (program name first).
@@ -389,20 +291,12 @@ impl App {
             .app
             .entry
             .as_deref()
-            .ok_or_else(|| AppError::NoEntry {
-                file: self.spec.file.display().to_string(),
-            })?;
+            .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
         let store = instances.new_store(args);
-        command::execute(
-            entry,
-            instances.pre().clone(),
-            store,
-            &instances.limits,
-            &self.audit,
-        )
-        .await
-        .map_err(|e| AppError::Run(Box::new(e)))
+        command::execute(entry, instances.pre().clone(), store, &instances.limits, &self.audit)
+            .await
+            .map_err(|e| AppError::Run(Box::new(e)))
     }
 
     /// Calls `function` of `interface` exported by `component`, as the host: the call goes
@@ -414,23 +308,15 @@ impl App {
         function: &str,
         params: &[Val],
     ) -> Result<Vec<Val>, CallError> {
-        let no_export = || CallError::NoSuchExport {
-            component: component.to_string(),
-            export: format!("{interface}#{function}"),
-        };
+        let no_export =
+            || CallError::NoSuchExport { component: component.to_string(), export: format!("{interface}#{function}") };
         let instances = self.instances(component).ok_or_else(no_export)?;
         let c = instances.pre().component();
         let iface = c.get_export_index(None, interface).ok_or_else(no_export)?;
-        let func = c
-            .get_export_index(Some(&iface), function)
-            .ok_or_else(no_export)?;
-        let Some(ComponentItem::ComponentFunc(ty)) = c
-            .component_type()
-            .get_export(self.engine.engine(), interface)
-            .and_then(|e| match e.ty {
-                ComponentItem::ComponentInstance(i) => {
-                    i.get_export(self.engine.engine(), function).map(|f| f.ty)
-                }
+        let func = c.get_export_index(Some(&iface), function).ok_or_else(no_export)?;
+        let Some(ComponentItem::ComponentFunc(ty)) =
+            c.component_type().get_export(self.engine.engine(), interface).and_then(|e| match e.ty {
+                ComponentItem::ComponentInstance(i) => i.get_export(self.engine.engine(), function).map(|f| f.ty),
                 _ => None,
             })
         else {
@@ -438,9 +324,7 @@ impl App {
         };
         let mut results = vec![Val::Bool(false); ty.results().len()];
         let chain: CallChain = Arc::new([]);
-        instances
-            .call(&chain, func, None, params, &mut results)
-            .await?;
+        instances.call(&chain, func, None, params, &mut results).await?;
         Ok(results)
     }
 
@@ -457,22 +341,17 @@ impl App {
             .inner
             .links
             .iter()
-            .find(|l| {
-                *l.consumer == *consumer && crate::wit_compat::same_interface(&l.import, import)
-            })
+            .find(|l| *l.consumer == *consumer && crate::wit_compat::same_interface(&l.import, import))
             .ok_or_else(|| wasmtime::format_err!("no link serves {import} of `{consumer}`"))?;
         let func = link
             .funcs
             .iter()
             .position(|f| f.name == function)
             .ok_or_else(|| wasmtime::format_err!("{import} has no function {function}"))?;
-        let instances = self
-            .instances(consumer)
-            .expect("links name known components");
+        let instances = self.instances(consumer).expect("links name known components");
         let mut store = instances.new_store(&[consumer.to_string()]);
         let mut results = vec![Val::Bool(false); link.funcs[func].results];
-        link.forward(&mut store.as_context_mut(), func, params, &mut results)
-            .await?;
+        link.forward(&mut store.as_context_mut(), func, params, &mut results).await?;
         Ok(results)
     }
 
@@ -481,8 +360,7 @@ impl App {
         match self.instances(component) {
             Some(instances) => {
                 instances.reset().await;
-                self.audit
-                    .record(component, "restart", "operator", "cleared");
+                self.audit.record(component, "restart", "operator", "cleared");
                 true
             }
             None => false,
@@ -492,12 +370,7 @@ impl App {
     /// Counters of every component and link.
     pub fn stats(&self) -> AppStats {
         AppStats {
-            components: self
-                .inner
-                .components
-                .iter()
-                .map(|c| (c.name().to_string(), c.stats.snapshot()))
-                .collect(),
+            components: self.inner.components.iter().map(|c| (c.name().to_string(), c.stats.snapshot())).collect(),
             links: self
                 .inner
                 .links
