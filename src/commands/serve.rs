@@ -26,6 +26,10 @@ pub struct ServeCommand {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: no metrics listener].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub ingress: IngressFlags,
 
@@ -105,8 +109,20 @@ impl ServeCommand {
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
                 .with_context(|| format!("--listen {}: cannot bind it", self.listen))?;
+            let metrics = match self.metrics_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("--metrics-listen {addr}: cannot bind it"))?,
+                ),
+                None => None,
+            };
             let bound = listener.local_addr()?;
             println!("serving http://{bound}");
+            if let Some(metrics) = metrics {
+                println!("metrics http://{}/metrics", metrics.local_addr()?);
+                tokio::spawn(server.clone().serve_metrics(metrics));
+            }
             use std::io::Write;
             std::io::stdout().flush()?;
             server.serve(listener, shutdown_signal()).await?;

@@ -11,6 +11,8 @@ use std::time::Duration;
 struct Served {
     child: Child,
     addr: SocketAddr,
+    /// The metrics listener, when `--metrics-listen` was given.
+    metrics: Option<SocketAddr>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -36,15 +38,21 @@ impl Served {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
+        let metrics = args.contains(&"--metrics-listen").then(|| {
+            let mut metrics = String::new();
+            stdout.read_line(&mut metrics).unwrap();
+            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
+        });
         let addr = line
             .trim()
             .strip_prefix("serving http://")
             .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
             .parse()
             .unwrap();
-        Served { child, addr, stderr }
+        Served { child, addr, metrics, stderr }
     }
 
     fn stderr(&self) -> String {
@@ -355,6 +363,8 @@ fn a_spinning_handler_times_out_and_concurrency_beyond_the_limit_gets_503() {
         Served::start(&["--request-timeout", "500ms", "--max-concurrent", "2", "--timeout", "1s", guests::HTTP_HELLO]);
     let addr = server.addr;
     assert_eq!(get(addr, "/spin").0, 504);
+    // The abandoned handler gives its slot back at its next epoch tick, just after the 504.
+    std::thread::sleep(Duration::from_millis(100));
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let calls: Vec<_> = (0..6).map(|_| scope.spawn(move || get(addr, "/slow?ms=400").0)).collect();
         calls.into_iter().map(|c| c.join().unwrap()).collect()
@@ -399,4 +409,68 @@ fn the_docs_web_example_renders_falls_back_and_contains_faults() {
     );
     assert_eq!(get(addr, "/hello/trap"), (500, "internal error".into()));
     assert_eq!(get(addr, "/hello/after").0, 200);
+}
+
+#[test]
+fn a_tenant_over_its_quota_is_throttled_while_another_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(
+        dir.path(),
+        r#"[app]
+name = "tenants"
+
+[component.hello]
+source = "{http-hello}"
+
+[[route]]
+path = "/"
+component = "hello"
+
+[tenant.limited]
+hosts = ["limited.localhost"]
+requests_per_second = 2
+burst = 4
+
+[tenant.single]
+hosts = ["single.localhost"]
+max_concurrent = 1
+
+[tenant.free]
+hosts = ["free.localhost"]
+"#,
+    );
+    let server = Served::start(&["--metrics-listen", "127.0.0.1:0", &manifest]);
+    let addr = server.addr;
+    let host_get = |host: &str, path: &str| {
+        request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).0
+    };
+    let (limited, free): (Vec<u16>, Vec<u16>) = std::thread::scope(|scope| {
+        let limited: Vec<_> = (0..20).map(|_| scope.spawn(|| host_get("limited.localhost", "/x"))).collect();
+        let free: Vec<_> = (0..20).map(|_| scope.spawn(|| host_get("free.localhost", "/x"))).collect();
+        (
+            limited.into_iter().map(|c| c.join().unwrap()).collect(),
+            free.into_iter().map(|c| c.join().unwrap()).collect(),
+        )
+    });
+    assert!(free.iter().all(|s| *s == 200), "{free:?}");
+    let throttled = limited.iter().filter(|s| **s == 429).count();
+    assert!(throttled >= 10, "{limited:?}");
+    assert!(limited.iter().all(|s| *s == 200 || *s == 429), "{limited:?}");
+
+    let single: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..3).map(|_| scope.spawn(|| host_get("single.localhost", "/slow?ms=300"))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(single.contains(&200) && single.contains(&503), "{single:?}");
+
+    // The metrics show what happened.
+    host_get("free.localhost", "/trap");
+    let (status, text) = get(server.metrics.unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(text.contains("membrane_http_requests_total{route=\"/\",status=\"200\"}"), "{text}");
+    assert!(text.contains("membrane_tenant_throttled_total{tenant=\"limited\",reason=\"rate\"}"), "{text}");
+    assert!(text.contains("membrane_tenant_throttled_total{tenant=\"single\",reason=\"concurrency\"}"), "{text}");
+    assert!(text.contains("membrane_traps_total{component=\"hello\",kind=\"unreachable\"} 1"), "{text}");
+    assert!(text.contains("membrane_http_request_duration_seconds_count"), "{text}");
+    assert!(text.contains("membrane_instantiations_total{component=\"hello\"}"), "{text}");
 }

@@ -3,7 +3,9 @@
 //! a response and the host keeps serving.
 
 use crate::body::{LimitedBody, plain};
+use crate::router::Route;
 use crate::server::Server;
+use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
 use membrane_runtime::{Fault, FaultKind};
 use std::sync::atomic::Ordering;
@@ -25,15 +27,19 @@ impl Server {
             .map(str::to_string)
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
         let path = request.uri().path().to_string();
-        let (response, component) = self.respond(request, host.as_deref(), &path).await;
+        let (response, route) = self.respond(request, host.as_deref(), &path).await;
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics.request(route.map_or("-", |r| r.prefix.as_str()), status, took);
         tracing::info!(
             target: "membrane::access",
             %method,
             host = host.as_deref().unwrap_or("-"),
             path,
-            component = component.unwrap_or("-"),
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
+            route = route.map_or("-", |r| r.prefix.as_str()),
+            component = route.map_or("-", |r| r.component.as_str()),
+            status,
+            duration_us = took.as_micros() as u64,
         );
         response
     }
@@ -43,7 +49,7 @@ impl Server {
         request: http::Request<hyper::body::Incoming>,
         host: Option<&str>,
         path: &str,
-    ) -> (Response, Option<&'a str>) {
+    ) -> (Response, Option<&'a Route>) {
         let limits = &self.limits;
         let target_len = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if target_len > limits.max_url_bytes {
@@ -57,14 +63,27 @@ impl Server {
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
             return (plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"), None);
         }
+        let tenant = self.tenants.for_host(host);
+        let tenant_permit = match tenant.map(Tenant::admit) {
+            Some(Err(Throttle::Rate(wait))) => {
+                let tenant = tenant.expect("matched above");
+                self.metrics.throttled(&tenant.name, "rate");
+                return (busy(StatusCode::TOO_MANY_REQUESTS, "over the request rate", wait.as_secs() + 1), None);
+            }
+            Some(Err(Throttle::Concurrency)) => {
+                let tenant = tenant.expect("matched above");
+                self.metrics.throttled(&tenant.name, "concurrency");
+                return (busy(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight", 1), None);
+            }
+            Some(Ok(permit)) => permit,
+            None => None,
+        };
         let Some(route) = self.router.route(host, path) else {
             return (plain(StatusCode::NOT_FOUND, "no route"), None);
         };
         let component = route.component.as_str();
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again");
-            busy.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            return (busy, Some(component));
+            return (busy(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again", 1), Some(route));
         };
         let handler = &self.handlers[component];
         let instances = self.app.instances(component).expect("routes name loaded components");
@@ -73,7 +92,11 @@ impl Server {
         let exceeded = body.exceeded.clone();
         let request = http::Request::from_parts(parts, body);
 
-        let mut store = instances.new_store(&[component.to_string()]);
+        let limits_here = match tenant {
+            Some(tenant) => tenant.narrow(&instances.limits),
+            None => instances.limits.clone(),
+        };
+        let mut store = instances.new_store_with(&[component.to_string()], &limits_here);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
@@ -81,19 +104,22 @@ impl Server {
             Ok((req, out))
         })();
         let Ok((req, out)) = prepared else {
-            return (plain(StatusCode::BAD_REQUEST, "malformed request"), Some(component));
+            return (plain(StatusCode::BAD_REQUEST, "malformed request"), Some(route));
         };
         let pre = handler.clone();
         let name = instances.name.clone();
-        let guest_timeout = instances.limits.timeout.map(|t| t.std());
+        let guest_timeout = limits_here.timeout.map(|t| t.std());
         let audit = self.app.audit().clone();
+        let metrics = self.metrics.clone();
+        let stats = instances.stats.clone();
         // The guest runs in its own task: it may keep streaming the body after the
         // response headers are sent, and it must not hold the connection's task.
         let task = tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, tenant_permit);
             let cpu = store.data().cpu.clone();
             let call = cpu.meter(async {
                 let proxy = pre.instantiate_async(&mut store).await?;
+                stats.instantiations.fetch_add(1, Ordering::Relaxed);
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             });
             let result = match guest_timeout {
@@ -107,6 +133,7 @@ impl Server {
             };
             if let Err(fault) = &result {
                 audit.record(&name, "trap", fault.kind.name(), &fault.kind.to_string());
+                metrics.trap(&name, fault.kind.name());
             }
             result
         });
@@ -154,6 +181,13 @@ impl Server {
                 plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
             }
         };
-        (response, Some(component))
+        (response, Some(route))
     }
+}
+
+/// A refusal that tells the client when to try again.
+fn busy(status: StatusCode, text: &str, retry_after_secs: u64) -> Response {
+    let mut response = plain(status, text);
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_secs));
+    response
 }

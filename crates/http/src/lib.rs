@@ -5,8 +5,10 @@
 mod body;
 mod handler;
 mod ingress;
+mod metrics;
 mod router;
 mod server;
+mod tenants;
 
 pub use ingress::IngressLimits;
 pub use router::{Route, Router};

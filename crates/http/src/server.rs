@@ -2,7 +2,9 @@
 //! stops accepting and drains requests in flight.
 
 use crate::ingress::IngressLimits;
+use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::tenants::Tenants;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use membrane_runtime::App;
 use membrane_runtime::sandbox::SandboxState;
@@ -32,6 +34,8 @@ pub struct Server {
     pub(crate) handlers: HashMap<String, ProxyPre<SandboxState>>,
     pub(crate) limits: IngressLimits,
     pub(crate) permits: Arc<Semaphore>,
+    pub(crate) tenants: Tenants,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -62,7 +66,8 @@ impl Server {
             handlers.insert(route.component.clone(), pre);
         }
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
-        Ok(Server { app, router, handlers, limits, permits })
+        let tenants = Tenants::new(&app.spec.tenants);
+        Ok(Server { app, router, handlers, limits, permits, tenants, metrics: Arc::default() })
     }
 
     pub fn app(&self) -> &App {
@@ -119,5 +124,31 @@ impl Server {
             tracing::warn!(target: "membrane::serve", "drain timeout reached; closing remaining connections");
         }
         Ok(())
+    }
+
+    /// Serves the Prometheus text format at `GET /metrics` on `listener`, until the
+    /// process ends.
+    pub async fn serve_metrics(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let server = self.clone();
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let server = server.clone();
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        let mut r = crate::body::plain(http::StatusCode::OK, &server.metrics.render(&server.app));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    } else {
+                        crate::body::plain(http::StatusCode::NOT_FOUND, "metrics are at /metrics")
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
     }
 }
