@@ -139,6 +139,11 @@ fn check_attenuation(
             return Err(refuse(format!("allow_tcp[{i}]"), format!("TCP to {rule}")));
         }
     }
+    for (i, rule) in inner.outbound_http.iter().enumerate() {
+        if !outer.outbound_http.contains(rule) {
+            return Err(refuse(format!("outbound_http[{i}]"), format!("outbound HTTP to {rule}")));
+        }
+    }
     if inner.allow_dns && !outer.allow_dns {
         return Err(refuse("allow_dns".into(), "DNS lookups".into()));
     }
