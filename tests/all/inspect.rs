@@ -78,3 +78,17 @@ fn inspect_shows_an_unsatisfied_import() {
     out.assert_code(0);
     assert!(line_with(&out.stdout, "example:markdown/render@0.1.0").contains("-> unsatisfied:"));
 }
+
+#[test]
+fn inspect_an_http_handler_shows_the_outbound_http_grant() {
+    let out = membrane_with(["inspect", guests::HTTP_HELLO]);
+    out.assert_code(0);
+    let text = &out.stdout;
+    assert!(
+        line_with(text, "wasi:http/outgoing-handler@0.2.")
+            .ends_with("-> --allow-http / grants.outbound_http (outbound HTTP requests)")
+    );
+    assert!(line_with(text, "wasi:http/types@0.2.").contains("always available (HTTP types)"));
+    let exports = &text[text.find("exports:").unwrap()..];
+    assert!(exports.contains("wasi:http/incoming-handler@0.2."), "{exports}");
+}

@@ -250,6 +250,9 @@ fn outbound_http_reaches_only_granted_vetted_addresses() {
         "http://169.254.169.254/latest/meta-data/".to_string(),
         format!("http://[::ffff:7f00:1]:{}/x", port.wrapping_add(1)),
         "http://10.0.0.1/".to_string(),
+        // Decimal and octal spellings of 127.0.0.1 are names, and no grant names them.
+        format!("http://2130706433:{port}/x"),
+        format!("http://0177.0.0.1:{port}/x"),
         "http://not-granted.example.org/".to_string(),
     ] {
         assert_eq!(fetch(&url), "denied: ErrorCode::HttpRequestDenied", "{url}");

@@ -2,7 +2,7 @@
 //! matching path prefix.
 
 /// One `[[route]]`: an optional host, a path prefix, and the component behind it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub host: Option<String>,
     pub prefix: String,
