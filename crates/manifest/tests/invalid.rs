@@ -20,7 +20,7 @@ fn invalid_manifests_are_refused_with_their_expected_errors() {
         let name = format!("invalid/{}", case.file_name().unwrap().to_string_lossy());
         let text = std::fs::read_to_string(&case).unwrap();
         let error = match AppSpec::parse(Path::new(&name), &text) {
-            Ok(_) => format!("(accepted, but should have been refused)"),
+            Ok(_) => "(accepted, but should have been refused)".to_string(),
             Err(error) => error.to_string(),
         };
         let expected_file = case.with_extension("err");
