@@ -61,6 +61,10 @@ pub struct IngressFlags {
     /// Requests in flight at once; more get 503 with Retry-After at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_concurrent: usize,
+    /// Requests one instance may handle before it is dropped; above 1 this trades the
+    /// isolation between requests for speed, as `wasmtime serve`'s option does.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_instance_reuse: usize,
     /// On SIGINT or SIGTERM, how long to let requests in flight finish.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub drain_timeout: Duration,
@@ -76,6 +80,7 @@ impl IngressFlags {
             request_timeout: self.request_timeout.std(),
             max_concurrent: self.max_concurrent.max(1),
             drain_timeout: self.drain_timeout.std(),
+            max_instance_reuse: self.max_instance_reuse.max(1),
         }
     }
 }

@@ -489,3 +489,21 @@ hosts = ["free.localhost"]
     assert!(text.contains("membrane_http_request_duration_seconds_count"), "{text}");
     assert!(text.contains("membrane_instantiations_total{component=\"hello\"}"), "{text}");
 }
+
+#[test]
+fn with_instance_reuse_on_an_instance_serves_several_requests() {
+    let server = Served::start(&["--max-instance-reuse", "3", guests::HTTP_HELLO]);
+    let bodies: Vec<String> = (0..6).map(|i| get(server.addr, &format!("/r{i}")).1).collect();
+    let counts: Vec<&str> = bodies.iter().map(|b| b.rsplit("request #").next().unwrap()).collect();
+    assert_eq!(
+        counts,
+        [
+            "1 of this instance",
+            "2 of this instance",
+            "3 of this instance",
+            "1 of this instance",
+            "2 of this instance",
+            "3 of this instance"
+        ]
+    );
+}

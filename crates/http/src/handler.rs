@@ -96,7 +96,13 @@ impl Server {
             Some(tenant) => tenant.narrow(&instances.limits),
             None => instances.limits.clone(),
         };
-        let mut store = instances.new_store_with(&[component.to_string()], &limits_here);
+        // With instance reuse on (and no tenant narrowing the limits) an idle instance that
+        // served earlier requests may take this one; by default every request starts fresh.
+        let reusable = if tenant.is_none() { self.reuse.take(component) } else { None };
+        let (mut store, reused) = match reusable {
+            Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
+            None => (instances.new_store_with(&[component.to_string()], &limits_here), None),
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
@@ -112,15 +118,27 @@ impl Server {
         let audit = self.app.audit().clone();
         let metrics = self.metrics.clone();
         let stats = instances.stats.clone();
+        let reuse = self.reuse.clone();
+        let key = component.to_string();
         // The guest runs in its own task: it may keep streaming the body after the
         // response headers are sent, and it must not hold the connection's task.
         let task = tokio::spawn(async move {
             let _permits = (permit, tenant_permit);
             let cpu = store.data().cpu.clone();
+            cpu.reset();
+            let mut served = None;
             let call = cpu.meter(async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                stats.instantiations.fetch_add(1, Ordering::Relaxed);
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                let (proxy, uses) = match reused {
+                    Some(reused) => reused,
+                    None => {
+                        let proxy = pre.instantiate_async(&mut store).await?;
+                        stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                        (proxy, 0)
+                    }
+                };
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
+                served = Some((proxy, uses + 1));
+                Ok(())
             });
             let result = match guest_timeout {
                 Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -134,6 +152,10 @@ impl Server {
             if let Err(fault) = &result {
                 audit.record(&name, "trap", fault.kind.name(), &fault.kind.to_string());
                 metrics.trap(&name, fault.kind.name());
+            }
+            // Only an instance that finished cleanly may serve again.
+            if let Some((proxy, uses)) = served {
+                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses });
             }
             result
         });

@@ -18,6 +18,8 @@ pub struct IngressLimits {
     pub max_concurrent: usize,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Requests one instance may handle; 1 (the default) means a fresh instance for each.
+    pub max_instance_reuse: usize,
 }
 
 impl Default for IngressLimits {
@@ -30,6 +32,7 @@ impl Default for IngressLimits {
             request_timeout: Duration::from_secs(30),
             max_concurrent: 1024,
             drain_timeout: Duration::from_secs(30),
+            max_instance_reuse: 1,
         }
     }
 }

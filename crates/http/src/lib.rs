@@ -6,6 +6,7 @@ mod body;
 mod handler;
 mod ingress;
 mod metrics;
+mod reuse;
 mod router;
 mod server;
 mod tenants;

@@ -3,6 +3,7 @@
 
 use crate::ingress::IngressLimits;
 use crate::metrics::Metrics;
+use crate::reuse::Reuse;
 use crate::router::Router;
 use crate::tenants::Tenants;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -36,6 +37,7 @@ pub struct Server {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) tenants: Tenants,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) reuse: Arc<Reuse>,
 }
 
 impl Server {
@@ -67,7 +69,8 @@ impl Server {
         }
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
         let tenants = Tenants::new(&app.spec.tenants);
-        Ok(Server { app, router, handlers, limits, permits, tenants, metrics: Arc::default() })
+        let reuse = Arc::new(Reuse::new(limits.max_instance_reuse));
+        Ok(Server { app, router, handlers, limits, permits, tenants, metrics: Arc::default(), reuse })
     }
 
     pub fn app(&self) -> &App {
