@@ -58,8 +58,9 @@ pub struct IngressFlags {
     /// Time until the response's headers; longer gets 504.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub request_timeout: Duration,
-    /// Requests in flight at once; more get 503 with Retry-After at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    /// Requests in flight at once; more get 503 with Retry-After at once. Keep it below the
+    /// engine's 1,000 instance slots, less what linked per-call components take.
+    #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_concurrent: usize,
     /// Requests one instance may handle before it is dropped; above 1 this trades the
     /// isolation between requests for speed, as `wasmtime serve`'s option does.

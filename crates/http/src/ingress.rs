@@ -30,7 +30,7 @@ impl Default for IngressLimits {
             max_url_bytes: 8 << 10,
             max_body_bytes: 10 << 20,
             request_timeout: Duration::from_secs(30),
-            max_concurrent: 1024,
+            max_concurrent: 512,
             drain_timeout: Duration::from_secs(30),
             max_instance_reuse: 1,
         }
