@@ -108,6 +108,9 @@ impl Server {
                     continue;
                 }
             };
+            // Responses go out as headers then body: without this, Nagle's algorithm and
+            // the client's delayed ACK hold the second write for ~40 ms.
+            let _ = stream.set_nodelay(true);
             let server = self.clone();
             let service = hyper::service::service_fn(move |request| {
                 let server = server.clone();
