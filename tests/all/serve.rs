@@ -295,6 +295,13 @@ fn ingress_limits_answer_with_their_status_codes() {
     let huge_header =
         format!("GET / HTTP/1.1\r\nHost: l\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "h".repeat(16 << 10));
     assert_eq!(request(addr, &huge_header).0, 431);
+    // Conflicting framing is refused, in whichever order the headers come.
+    for conflicting in [
+        "POST /echo HTTP/1.1\r\nHost: l\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: l\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        assert_eq!(request(addr, conflicting).0, 400, "{conflicting:?}");
+    }
     // Slowloris: headers that never finish are cut off.
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: l\r\n").unwrap();

@@ -3,6 +3,7 @@
 //! prefix, behind limits that keep hostile clients and guests from spending the host.
 
 mod body;
+mod framing;
 mod handler;
 mod ingress;
 mod metrics;

@@ -116,6 +116,11 @@ impl Server {
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(request).await) }
             });
+            let stream = crate::framing::Guarded::new(
+                stream,
+                self.limits.max_header_bytes.max(8192),
+                self.limits.header_timeout,
+            );
             let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
