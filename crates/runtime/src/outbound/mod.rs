@@ -3,6 +3,8 @@
 //! resolved here in the host, and only vetted addresses are connected to. Loopback,
 //! private, link-local and metadata addresses are refused unless a grant names the IP.
 
+mod connect;
+
 use crate::audit::Audit;
 use membrane_manifest::{OutboundRule, is_restricted};
 use std::net::{IpAddr, SocketAddr};
@@ -87,11 +89,6 @@ impl Outbound {
             );
             return Err(HttpError::DestinationIpProhibited);
         };
-        if !https {
-            let mut parts = uri.into_parts();
-            parts.authority = Some(addr.to_string().parse().map_err(|_| HttpError::HttpRequestUriInvalid)?);
-            *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
-        }
         self.audit.record(&self.component, "granted", &what, &format!("connecting to {addr} under {rule}"));
         Ok(addr)
     }
@@ -119,10 +116,10 @@ impl WasiHttpHooks for Outbound {
     ) -> SendFuture {
         let policy = self.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            policy.vet(&mut request).await?;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, policy.clamp(options)).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            let addr = policy.vet(&mut request).await?;
+            let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+            let tls_name = https.then(|| request.uri().host().unwrap_or_default().to_string());
+            connect::send(request, addr, tls_name, policy.clamp(options)).await
         })
     }
 }
