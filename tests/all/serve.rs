@@ -159,7 +159,24 @@ component = "admin"
     assert_eq!(get(server.addr, "/other"), (404, "no route".into()));
     let admin = request(server.addr, "GET /web/x HTTP/1.1\r\nHost: admin.localhost:80\r\nConnection: close\r\n\r\n");
     assert_eq!(admin.1, "hello from /web/x (admin); request #1 of this instance");
-    assert!(server.stderr().contains("membrane::access"), "{}", server.stderr());
+    // The access log names the route, the component, the status and the bytes sent.
+    let find = || {
+        let log = server.stderr();
+        log.lines().find(|l| l.contains("membrane::access") && l.contains("path=\"/web/page\"")).map(str::to_string)
+    };
+    // The entry is written once the body is sent, and read from the child's stderr.
+    let line = (0..50)
+        .find_map(|_| {
+            find().or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        })
+        .unwrap_or_else(|| panic!("no access log line in {}", server.stderr()));
+    let bytes = format!("bytes={}", "hello from /web/page (web); request #1 of this instance\n".len());
+    for field in ["route=\"/web\"", "component=\"web\"", "status=200", bytes.as_str(), "method=\"GET\""] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
 }
 
 #[test]

@@ -68,3 +68,39 @@ pub fn plain(status: http::StatusCode, text: &str) -> http::Response<HyperOutgoi
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
+
+/// A response body that counts the bytes it sends into its access log entry, which is
+/// written when the body is dropped: finished, failed or abandoned by the client.
+pub struct Counted {
+    inner: HyperOutgoingBody,
+    entry: crate::handler::AccessEntry,
+}
+
+impl Counted {
+    pub fn new(inner: HyperOutgoingBody, entry: crate::handler::AccessEntry) -> Self {
+        Counted { inner, entry }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.entry.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

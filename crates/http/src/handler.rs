@@ -28,20 +28,19 @@ impl Server {
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
         let path = request.uri().path().to_string();
         let (response, route) = self.respond(request, host.as_deref(), &path).await;
-        let took = started.elapsed();
-        let status = response.status().as_u16();
-        self.metrics.request(route.map_or("-", |r| r.prefix.as_str()), status, took);
-        tracing::info!(
-            target: "membrane::access",
-            %method,
-            host = host.as_deref().unwrap_or("-"),
+        let entry = AccessEntry {
+            method: method.to_string(),
+            host: host.unwrap_or_else(|| "-".into()),
             path,
-            route = route.map_or("-", |r| r.prefix.as_str()),
-            component = route.map_or("-", |r| r.component.as_str()),
-            status,
-            duration_us = took.as_micros() as u64,
-        );
-        response
+            route: route.map_or("-".into(), |r| r.prefix.clone()),
+            component: route.map_or("-".into(), |r| r.component.clone()),
+            status: response.status().as_u16(),
+            started,
+            bytes: 0,
+            metrics: self.metrics.clone(),
+        };
+        // The entry is written when the body has been sent (or abandoned), with its size.
+        response.map(|body| http_body_util::BodyExt::boxed_unsync(crate::body::Counted::new(body, entry)))
     }
 
     async fn respond<'a>(
@@ -212,4 +211,35 @@ fn busy(status: StatusCode, text: &str, retry_after_secs: u64) -> Response {
     let mut response = plain(status, text);
     response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_secs));
     response
+}
+
+/// One access log line, written when the response body is done.
+pub(crate) struct AccessEntry {
+    method: String,
+    host: String,
+    path: String,
+    route: String,
+    component: String,
+    status: u16,
+    started: Instant,
+    pub(crate) bytes: u64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for AccessEntry {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        self.metrics.request(&self.route, self.status, took);
+        tracing::info!(
+            target: "membrane::access",
+            method = self.method,
+            host = self.host,
+            path = self.path,
+            route = self.route,
+            component = self.component,
+            status = self.status,
+            bytes = self.bytes,
+            duration_us = took.as_micros() as u64,
+        );
+    }
 }
