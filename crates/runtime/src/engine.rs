@@ -54,6 +54,10 @@ impl MembraneEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            // membrane runs WASI 0.2 components, which call and are called synchronously;
+            // without the component-model-async machinery each call takes wasmtime's
+            // direct fiber path.
+            .concurrency_support(false)
             .consume_fuel(settings.fuel)
             .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable)
             // The async stack must hold the wasm stack plus room for host frames.
