@@ -252,10 +252,7 @@ fn outer_app(outer_grants: &str, inner_grants: &str) -> TestApp {
         &[("caller", COUNTER, "services", ""), ("caller", MEMORY, "services", ""), ("caller", FAULTS, "services", "")],
     ));
     std::fs::create_dir_all(app.path("inner")).unwrap();
-    let mut inner = INNER.to_string();
-    for (name, path) in crate::util::guests::ALL {
-        inner = inner.replace(&format!("{{{name}}}"), path);
-    }
+    let mut inner = crate::util::with_guests(INNER);
     inner.push_str(inner_grants);
     std::fs::write(app.path("inner/membrane.toml"), inner).unwrap();
     app

@@ -109,21 +109,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
-fn app(dir: &std::path::Path, text: &str) -> String {
-    let mut text = text.to_string();
-    for (name, path) in guests::ALL {
-        text = text.replace(&format!("{{{name}}}"), path);
-    }
-    let path = dir.join("membrane.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 #[test]
 fn routes_by_host_and_longest_prefix_and_404_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = app(
-        dir.path(),
+    let app = crate::util::TestApp::new(
         r#"[app]
 name = "site"
 
@@ -153,7 +141,7 @@ path = "/"
 component = "admin"
 "#,
     );
-    let server = Served::start(&[&manifest]);
+    let server = Served::start(&[app.manifest().to_str().unwrap()]);
     assert_eq!(get(server.addr, "/web/page"), (200, "hello from /web/page (web); request #1 of this instance".into()));
     assert_eq!(get(server.addr, "/web/api/x").1, "hello from /web/api/x (api); request #1 of this instance");
     assert_eq!(get(server.addr, "/other"), (404, "no route".into()));
@@ -452,9 +440,7 @@ fn the_docs_web_example_renders_falls_back_and_contains_faults() {
 
 #[test]
 fn a_tenant_over_its_quota_is_throttled_while_another_is_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = app(
-        dir.path(),
+    let app = crate::util::TestApp::new(
         r#"[app]
 name = "tenants"
 
@@ -478,7 +464,7 @@ max_concurrent = 1
 hosts = ["free.localhost"]
 "#,
     );
-    let server = Served::start(&["--metrics-listen", "127.0.0.1:0", &manifest]);
+    let server = Served::start(&["--metrics-listen", "127.0.0.1:0", app.manifest().to_str().unwrap()]);
     let addr = server.addr;
     let host_get = |host: &str, path: &str| {
         request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).0

@@ -63,6 +63,15 @@ where
     output(membrane().args(args))
 }
 
+/// `text` with every `{guest}` placeholder (e.g. `{caller}`) replaced by that guest's path.
+pub fn with_guests(text: &str) -> String {
+    let mut text = text.to_string();
+    for (name, path) in guests::ALL {
+        text = text.replace(&format!("{{{name}}}"), path);
+    }
+    text
+}
+
 /// An app written to a temporary folder: `membrane.toml` with `{guest}` placeholders
 /// (e.g. `{caller}`) replaced by the paths of the built guests.
 pub struct TestApp {
@@ -72,11 +81,7 @@ pub struct TestApp {
 impl TestApp {
     pub fn new(manifest: &str) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let mut text = manifest.to_string();
-        for (name, path) in guests::ALL {
-            text = text.replace(&format!("{{{name}}}"), path);
-        }
-        std::fs::write(dir.path().join("membrane.toml"), text).unwrap();
+        std::fs::write(dir.path().join("membrane.toml"), with_guests(manifest)).unwrap();
         TestApp { dir }
     }
 
