@@ -21,6 +21,8 @@ pub const TABLE_LIMIT: u8 = 86;
 pub const LINK_FAILED: u8 = 87;
 pub const BAD_MANIFEST: u8 = 78;
 pub const APP_CHECK: u8 = 79;
+pub const ADMIN_UNREACHABLE: u8 = 88;
+pub const ADMIN_REFUSED: u8 = 89;
 
 /// The table printed under `membrane run --help`.
 pub const HELP: &str = "\
@@ -33,10 +35,18 @@ Exit status:
   80  trap (panic, unreachable, out-of-bounds, ...)   81  out of fuel
   82  CPU time limit      83  wall-clock timeout      84  memory limit
   85  stack overflow      86  table limit        87  a call through a link failed
-  78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests)";
+  78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests)
+  88  (status, swap, rollback, restart) the admin API cannot be reached
+  89  (status, swap, rollback, restart) the admin API refused the change";
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if cause.downcast_ref::<crate::admin_client::Unreachable>().is_some() {
+            return ADMIN_UNREACHABLE;
+        }
+        if cause.downcast_ref::<crate::admin_client::Refused>().is_some() {
+            return ADMIN_REFUSED;
+        }
         if cause.downcast_ref::<membrane_manifest::ManifestError>().is_some() {
             return BAD_MANIFEST;
         }

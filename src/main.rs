@@ -1,9 +1,11 @@
 //! The `membrane` command line: the verbs and their dispatch. Each verb lives in its own
 //! file under `commands/`.
 
+mod admin_client;
 mod commands;
 mod common;
 mod exit;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ enum Verb {
     Inspect(commands::inspect::InspectCommand),
     Check(commands::check::CheckCommand),
     Serve(Box<commands::serve::ServeCommand>),
+    Status(commands::status::StatusCommand),
+    Swap(commands::swap::SwapCommand),
+    Rollback(commands::swap::RollbackCommand),
+    Restart(commands::swap::RestartCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +43,10 @@ fn main() -> ExitCode {
         Verb::Inspect(cmd) => cmd.execute().map(|()| 0),
         Verb::Check(cmd) => cmd.execute(),
         Verb::Serve(cmd) => cmd.execute(),
+        Verb::Status(cmd) => cmd.execute(),
+        Verb::Swap(cmd) => cmd.execute(),
+        Verb::Rollback(cmd) => cmd.execute(),
+        Verb::Restart(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

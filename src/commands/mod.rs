@@ -4,3 +4,5 @@ pub mod check;
 pub mod inspect;
 pub mod run;
 pub mod serve;
+pub mod status;
+pub mod swap;

@@ -3,9 +3,11 @@
 use crate::common::RunCommon;
 use anyhow::Context;
 use clap::{Args, Parser};
-use membrane_http::{IngressLimits, Route, Router, Server};
+use membrane_admin::{AdminState, token};
+use membrane_http::{IngressLimits, Server};
 use membrane_manifest::{AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec};
 use membrane_runtime::app::{self, App};
+use membrane_runtime::deploy::Deployment;
 use membrane_runtime::{ComponentFile, MembraneEngine};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,9 +28,26 @@ pub struct ServeCommand {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: no metrics listener].
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: no metrics listener; the
+    /// admin listener serves /metrics too].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// The admin API and dashboard's address, never the public one; `off` for none. Port 0
+    /// picks a free port. The bound address is printed as `admin http://ADDR`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9900")]
+    pub admin_listen: AdminListen,
+
+    /// A file whose first line is the admin token that swap, rollback and restart need.
+    /// Without it, $MEMBRANE_ADMIN_TOKEN; without that, a random token is written to a
+    /// file only you can read, and its path printed.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Watch the manifest (or the component) and the component files: a change that checks
+    /// is swapped in; one that does not is logged and the running version keeps serving.
+    #[arg(long)]
+    pub watch: bool,
 
     #[command(flatten)]
     pub ingress: IngressFlags,
@@ -71,6 +90,20 @@ pub struct IngressFlags {
     pub drain_timeout: Duration,
 }
 
+/// `--admin-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(AdminListen(None));
+        }
+        s.parse().map(|a| AdminListen(Some(a))).map_err(|e| format!("{e}; give ADDR:PORT, e.g. 127.0.0.1:9900, or off"))
+    }
+}
+
 impl IngressFlags {
     fn limits(&self) -> IngressLimits {
         IngressLimits {
@@ -89,7 +122,16 @@ impl IngressFlags {
 impl ServeCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
         // Everything is loaded and checked before a socket is bound.
-        let spec = if self.target.extension().is_some_and(|e| e == "toml") {
+        if let Some(admin) = self.admin_listen.0
+            && admin == self.listen
+            && admin.port() != 0
+        {
+            anyhow::bail!(
+                "--admin-listen {admin} is the public --listen address; the admin API needs a listener of its own"
+            );
+        }
+        let is_app = self.target.extension().is_some_and(|e| e == "toml");
+        let spec = if is_app {
             anyhow::ensure!(
                 !self.common.grants.any(),
                 "{}: grants for the components of an app are set in the manifest; remove the grant flags",
@@ -101,13 +143,11 @@ impl ServeCommand {
         };
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let routes = spec
-            .routes
-            .iter()
-            .map(|r| Route { host: r.host.clone(), prefix: r.path.clone(), component: r.component.clone() })
-            .collect();
-        let app = App::load(spec, &engine, &self.common.cache(), audit)?;
-        let server = Arc::new(Server::new(app, Router::new(routes), self.ingress.limits())?);
+        let cache = self.common.cache();
+        let app = App::load(spec, &engine, &cache, audit)?;
+        let deployment = Arc::new(Deployment::new(app, cache));
+        let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
+        let token = self.admin_token()?;
 
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
@@ -123,18 +163,64 @@ impl ServeCommand {
                 ),
                 None => None,
             };
+            let admin = match self.admin_listen.0 {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("--admin-listen {addr}: cannot bind it; pick another address (port 0 picks a free one) or pass --admin-listen off")
+                })?),
+                None => None,
+            };
             let bound = listener.local_addr()?;
             println!("serving http://{bound}");
             if let Some(metrics) = metrics {
                 println!("metrics http://{}/metrics", metrics.local_addr()?);
                 tokio::spawn(server.clone().serve_metrics(metrics));
             }
+            if let Some(admin) = admin {
+                let addr = admin.local_addr()?;
+                let token = match token {
+                    Some(token) => token,
+                    None => {
+                        let token = token::generate();
+                        let path = token::default_path(addr.port());
+                        token::write(&path, &token)
+                            .with_context(|| format!("writing the admin token to {}", path.display()))?;
+                        println!("admin token in {}", path.display());
+                        token
+                    }
+                };
+                println!("admin http://{addr}");
+                let mut state = AdminState::new(deployment.clone(), token);
+                state.server = Some(server.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = membrane_admin::serve(admin, state).await {
+                        tracing::error!(target: "membrane::serve", %error, "the admin listener failed");
+                    }
+                });
+            }
+            let _watcher = match self.watch {
+                true => Some(crate::watch::start(deployment.clone(), self.target.clone(), is_app)?),
+                false => None,
+            };
             use std::io::Write;
             std::io::stdout().flush()?;
             server.serve(listener, shutdown_signal()).await?;
             anyhow::Ok(())
         })?;
         Ok(0)
+    }
+
+    /// The admin token from the flag or the environment; `None` to generate one.
+    fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.admin_token_file {
+            let token = token::read(path).with_context(|| {
+                format!(
+                    "--admin-token-file {}: cannot read a token from it; put the token on its first line",
+                    path.display()
+                )
+            })?;
+            return Ok(Some(token));
+        }
+        Ok(std::env::var(token::TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| t.trim().to_string()))
     }
 
     /// A one-component app: the file, served at `/`, with the flags' grants and limits.

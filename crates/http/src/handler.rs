@@ -3,11 +3,13 @@
 //! a response and the host keeps serving.
 
 use crate::body::{LimitedBody, plain};
-use crate::router::Route;
 use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
+use membrane_runtime::App;
+use membrane_runtime::routes::Route;
 use membrane_runtime::{Fault, FaultKind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use wasmtime_wasi_http::WasiHttpView;
@@ -27,7 +29,8 @@ impl Server {
             .map(str::to_string)
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
         let path = request.uri().path().to_string();
-        let (response, route) = self.respond(request, host.as_deref(), &path).await;
+        let app = self.deployment.current();
+        let (response, route) = self.respond(&app, request, host.as_deref(), &path).await;
         let entry = AccessEntry {
             method: method.to_string(),
             host: host.unwrap_or_else(|| "-".into()),
@@ -44,7 +47,8 @@ impl Server {
     }
 
     async fn respond<'a>(
-        &'a self,
+        &self,
+        app: &'a Arc<App>,
         request: http::Request<hyper::body::Incoming>,
         host: Option<&str>,
         path: &str,
@@ -77,15 +81,15 @@ impl Server {
             Some(Ok(permit)) => permit,
             None => None,
         };
-        let Some(route) = self.router.route(host, path) else {
+        let Some(route) = app.router().route(host, path) else {
             return (plain(StatusCode::NOT_FOUND, "no route"), None);
         };
         let component = route.component.as_str();
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return (busy(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again", 1), Some(route));
         };
-        let handler = &self.handlers[component];
-        let instances = self.app.instances(component).expect("routes name loaded components");
+        let handler = app.http_handler(component).expect("routes lead to checked handlers");
+        let instances = app.instances(component).expect("routes name loaded components");
         let request = request.map(|body| LimitedBody::new(body, limits.max_body_bytes));
         let (parts, body) = request.into_parts();
         let exceeded = body.exceeded.clone();
@@ -97,7 +101,8 @@ impl Server {
         };
         // With instance reuse on (and no tenant narrowing the limits) an idle instance that
         // served earlier requests may take this one; by default every request starts fresh.
-        let reusable = if tenant.is_none() { self.reuse.take(component) } else { None };
+        let generation = app.generation();
+        let reusable = if tenant.is_none() { self.reuse.take(component, generation) } else { None };
         let (mut store, reused) = match reusable {
             Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
             None => (instances.new_store_with(&[component.to_string()], &limits_here), None),
@@ -114,7 +119,8 @@ impl Server {
         let pre = handler.clone();
         let name = instances.name.clone();
         let guest_timeout = limits_here.timeout.map(|t| t.std());
-        let audit = self.app.audit().clone();
+        // The task holds its app version until the guest is done, body included.
+        let version = app.clone();
         let metrics = self.metrics.clone();
         let stats = instances.stats.clone();
         let reuse = self.reuse.clone();
@@ -149,12 +155,12 @@ impl Server {
                 None => call.await.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
             };
             if let Err(fault) = &result {
-                audit.record(&name, "trap", fault.kind.name(), &fault.kind.to_string());
+                version.instances(&key).expect("routed component").audit_trap(&fault.kind);
                 metrics.trap(&name, fault.kind.name());
             }
             // Only an instance that finished cleanly may serve again.
             if let Some((proxy, uses)) = served {
-                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses });
+                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation });
             }
             result
         });

@@ -8,10 +8,9 @@ mod handler;
 mod ingress;
 mod metrics;
 mod reuse;
-mod router;
 mod server;
 mod tenants;
 
 pub use ingress::IngressLimits;
-pub use router::{Route, Router};
+pub use membrane_runtime::routes::{Route, Router};
 pub use server::{Server, ServerError};

@@ -42,6 +42,11 @@ impl Metrics {
         self.latency_count.fetch_add(1, Relaxed);
     }
 
+    /// Requests answered so far, by route prefix and status.
+    pub fn requests(&self) -> BTreeMap<(String, u16), u64> {
+        snapshot(&self.requests)
+    }
+
     pub fn trap(&self, component: &str, kind: &'static str) {
         bump(&self.traps, (component.to_string(), kind));
     }

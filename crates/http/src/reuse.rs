@@ -14,6 +14,8 @@ pub struct Idle {
     pub proxy: Proxy,
     /// Requests it has handled.
     pub uses: usize,
+    /// The app version it belongs to: after a swap, instances of the old one are dropped.
+    pub generation: u64,
 }
 
 #[derive(Default)]
@@ -27,11 +29,14 @@ impl Reuse {
         Reuse { max_uses, idle: Mutex::default() }
     }
 
-    pub fn take(&self, component: &str) -> Option<Idle> {
+    pub fn take(&self, component: &str, generation: u64) -> Option<Idle> {
         if self.max_uses <= 1 {
             return None;
         }
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).get_mut(component)?.pop()
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = idle.get_mut(component)?;
+        idle.retain(|i| i.generation == generation);
+        idle.pop()
     }
 
     pub fn give_back(&self, component: &str, idle: Idle) {

@@ -4,35 +4,23 @@
 use crate::ingress::IngressLimits;
 use crate::metrics::Metrics;
 use crate::reuse::Reuse;
-use crate::router::Router;
 use crate::tenants::Tenants;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use membrane_runtime::App;
-use membrane_runtime::sandbox::SandboxState;
-use std::collections::HashMap;
+use membrane_runtime::deploy::Deployment;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("route to `{component}`: no such component; declared: {known}")]
-    UnknownComponent { component: String, known: String },
-    #[error(
-        "component `{component}` cannot serve HTTP: it does not export wasi:http/incoming-handler; \
-         it exports: {exports}"
-    )]
-    NotHandler { component: String, exports: String },
     #[error("the app has no [[route]]; add one, e.g. [[route]] path = \"/\" component = \"frontend\"")]
     NoRoutes,
 }
 
 pub struct Server {
-    pub(crate) app: App,
-    pub(crate) router: Router,
-    pub(crate) handlers: HashMap<String, ProxyPre<SandboxState>>,
+    /// The app version serving now; each request holds the version it started on.
+    pub(crate) deployment: Arc<Deployment>,
     pub(crate) limits: IngressLimits,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) tenants: Tenants,
@@ -41,40 +29,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Checks that every route leads to an HTTP handler, before anything listens.
-    pub fn new(app: App, router: Router, limits: IngressLimits) -> Result<Server, ServerError> {
-        if router.routes().is_empty() {
+    /// Serves the routes of `deployment`'s app (loading it checked that each route leads
+    /// to an HTTP handler). Tenants are read from the app as it starts.
+    pub fn new(deployment: Arc<Deployment>, limits: IngressLimits) -> Result<Server, ServerError> {
+        let app = deployment.current();
+        if app.router().routes().is_empty() {
             return Err(ServerError::NoRoutes);
-        }
-        let mut handlers = HashMap::new();
-        for route in router.routes() {
-            let Some(instances) = app.instances(&route.component) else {
-                return Err(ServerError::UnknownComponent {
-                    component: route.component.clone(),
-                    known: app.spec.components.keys().cloned().collect::<Vec<_>>().join(", "),
-                });
-            };
-            let pre = ProxyPre::new(instances.pre().clone()).map_err(|_| ServerError::NotHandler {
-                component: route.component.clone(),
-                exports: instances
-                    .pre()
-                    .component()
-                    .component_type()
-                    .exports(app.engine().engine())
-                    .map(|(n, _)| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-            handlers.insert(route.component.clone(), pre);
         }
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
         let tenants = Tenants::new(&app.spec.tenants);
         let reuse = Arc::new(Reuse::new(limits.max_instance_reuse));
-        Ok(Server { app, router, handlers, limits, permits, tenants, metrics: Arc::default(), reuse })
+        Ok(Server { deployment, limits, permits, tenants, metrics: Arc::default(), reuse })
     }
 
-    pub fn app(&self) -> &App {
-        &self.app
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.deployment
+    }
+
+    /// Requests answered so far, by route prefix and status.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<(String, u16), u64> {
+        self.metrics.requests()
+    }
+
+    /// The Prometheus text of the server's and the running app's counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.deployment.current())
     }
 
     /// Serves `listener` until `shutdown` resolves, then drains connections for at most
@@ -147,7 +126,7 @@ impl Server {
                 let server = server.clone();
                 async move {
                     let response = if request.uri().path() == "/metrics" {
-                        let mut r = crate::body::plain(http::StatusCode::OK, &server.metrics.render(&server.app));
+                        let mut r = crate::body::plain(http::StatusCode::OK, &server.render_metrics());
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -98,7 +98,7 @@ impl Tenants {
 
     /// The tenant a `Host` header (port allowed) belongs to.
     pub fn for_host(&self, host: Option<&str>) -> Option<&Tenant> {
-        let host = crate::router::strip_port(host?).to_ascii_lowercase();
+        let host = membrane_runtime::routes::strip_port(host?).to_ascii_lowercase();
         self.by_host.get(&host).map(|i| &self.tenants[*i])
     }
 }

@@ -25,6 +25,8 @@ pub enum CacheOutcome {
     Replaced { reason: String },
     /// The cache is turned off.
     Disabled,
+    /// Already compiled in this process (an unchanged component of a running app).
+    Memory,
 }
 
 #[derive(Debug, Clone)]

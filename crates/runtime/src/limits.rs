@@ -1,9 +1,11 @@
 //! Enforcing [`Limits`] inside a store: a resource limiter that sums all of a component's
 //! memories, and a CPU meter that counts the time the guest really runs.
 
+use crate::stats::ComponentStats;
 use membrane_manifest::Limits;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
@@ -35,6 +37,8 @@ pub struct ComponentLimiter {
     table_elements: u64,
     instances: usize,
     hit: Option<LimitHit>,
+    /// Where the component's memory in use across all its instances is summed.
+    gauge: Option<Arc<ComponentStats>>,
 }
 
 impl ComponentLimiter {
@@ -45,7 +49,16 @@ impl ComponentLimiter {
             table_elements: limits.table_elements,
             instances: limits.instances as usize,
             hit: None,
+            gauge: None,
         }
+    }
+
+    /// Counts this instance in `stats.live`, and its memory in `stats.memory_bytes`,
+    /// while the store lives.
+    pub fn report_to(&mut self, stats: Arc<ComponentStats>) {
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        stats.memory_bytes.fetch_add(self.memory_in_use, Ordering::Relaxed);
+        self.gauge = Some(stats);
     }
 
     pub fn memory_in_use(&self) -> u64 {
@@ -54,6 +67,15 @@ impl ComponentLimiter {
 
     pub fn hit(&self) -> Option<LimitHit> {
         self.hit
+    }
+}
+
+impl Drop for ComponentLimiter {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.live.fetch_sub(1, Ordering::Relaxed);
+            gauge.memory_bytes.fetch_sub(self.memory_in_use, Ordering::Relaxed);
+        }
     }
 }
 
@@ -66,6 +88,9 @@ impl wasmtime::ResourceLimiter for ComponentLimiter {
             return Ok(false);
         }
         self.memory_in_use = total;
+        if let Some(gauge) = &self.gauge {
+            gauge.memory_bytes.fetch_add(growth, Ordering::Relaxed);
+        }
         Ok(true)
     }
 

@@ -84,7 +84,7 @@ pub struct LinkRuntime<A: Components> {
     pub funcs: Vec<LinkedFunc>,
     /// The `ResourceType::host_dynamic` payload of this link's proxy handles.
     pub resource_type: u32,
-    pub stats: LinkStats,
+    pub stats: Arc<LinkStats>,
     circuit: Option<Circuit>,
     proxies: Mutex<HashMap<u32, Proxy>>,
     next_proxy: AtomicU32,
@@ -117,7 +117,7 @@ impl<A: Components> LinkRuntime<A> {
             timeout,
             funcs,
             resource_type,
-            stats: LinkStats::default(),
+            stats: Arc::default(),
             circuit: circuit.map(Circuit::new),
             proxies: Mutex::default(),
             next_proxy: AtomicU32::new(1),

@@ -65,13 +65,6 @@ pub struct Sandbox {
     pub store: Store<SandboxState>,
     instance: Instance,
     generation: u64,
-    stats: Arc<ComponentStats>,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.stats.live.fetch_sub(1, Relaxed);
-    }
 }
 
 impl Sandbox {
@@ -171,8 +164,10 @@ impl Instances {
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
     /// as a tenant's per-request quota).
     pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
-        sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit)
-            .expect("grants were checked when the app was loaded")
+        let mut store = sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit)
+            .expect("grants were checked when the app was loaded");
+        store.data_mut().limiter.report_to(self.stats.clone());
+        store
     }
 
     async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
@@ -183,8 +178,7 @@ impl Instances {
             .await
             .map_err(|e| CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit())))?;
         self.stats.instantiations.fetch_add(1, Relaxed);
-        self.stats.live.fetch_add(1, Relaxed);
-        Ok(Sandbox { store, instance, generation, stats: self.stats.clone() })
+        Ok(Sandbox { store, instance, generation })
     }
 
     /// Calls `func` on an instance chosen by the instance mode. A trapped instance is
@@ -258,7 +252,7 @@ impl Instances {
 
     /// Counts and audits a fault of this component.
     pub fn audit_trap(&self, kind: &FaultKind) {
-        self.stats.traps.fetch_add(1, Relaxed);
+        self.stats.trapped(kind.name());
         self.audit.record(&self.name, "trap", kind.name(), &kind.to_string());
     }
 

@@ -97,8 +97,13 @@ pub struct ComponentStats {
     pub instantiations: AtomicU64,
     pub restarts: AtomicU64,
     pub traps: AtomicU64,
-    /// Instances alive now (idle in a pool, held by a singleton, or serving a call).
+    /// Stores alive now, each holding one instance (idle in a pool, held by a singleton,
+    /// serving a call or a request).
     pub live: AtomicU64,
+    /// Linear memory held by all live instances, in bytes.
+    pub memory_bytes: AtomicU64,
+    /// Traps by kind (`FaultKind::name`); taken only when a guest faults.
+    by_kind: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -107,15 +112,24 @@ pub struct ComponentSnapshot {
     pub restarts: u64,
     pub traps: u64,
     pub live: u64,
+    pub memory_bytes: u64,
+    pub traps_by_kind: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl ComponentStats {
+    pub fn trapped(&self, kind: &'static str) {
+        self.traps.fetch_add(1, Relaxed);
+        *self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
     pub fn snapshot(&self) -> ComponentSnapshot {
         ComponentSnapshot {
             instantiations: self.instantiations.load(Relaxed),
             restarts: self.restarts.load(Relaxed),
             traps: self.traps.load(Relaxed),
             live: self.live.load(Relaxed),
+            memory_bytes: self.memory_bytes.load(Relaxed),
+            traps_by_kind: self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -68,6 +68,9 @@ impl Report {
     }
 }
 
+/// The export a routed component must have.
+pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
+
 pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
     let mut report = Report::default();
     let mut error = |key: String, message: String| {
@@ -193,6 +196,22 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                 list(components[entry].exports.iter())
             ),
         });
+    }
+
+    // The manifest checked that routes name declared components; here, that each can serve.
+    for (i, route) in spec.routes.iter().enumerate() {
+        let component = &components[&route.component];
+        if !component.exports.iter().any(|e| wit_compat::same_interface(e, HTTP_HANDLER)) {
+            report.problems.push(Problem {
+                severity: Severity::Error,
+                key: format!("route[{i}].component"),
+                message: format!(
+                    "component `{}` cannot serve HTTP: it does not export wasi:http/incoming-handler; it exports: {}",
+                    route.component,
+                    list(component.exports.iter())
+                ),
+            });
+        }
     }
 
     for (name, component) in &spec.components {

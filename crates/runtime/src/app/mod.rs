@@ -10,6 +10,8 @@ use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
+use crate::routes::{Route, Router};
+use crate::sandbox::SandboxState;
 use crate::stats::{ComponentSnapshot, LinkSnapshot};
 use crate::wit_compat::ComponentWit;
 use check::{Checked, Problem, Report};
@@ -17,10 +19,11 @@ use membrane_manifest::{AppSpec, ManifestError, OnTrap};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use wasmtime::AsContextMut;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, ResourceType, Val};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -51,7 +54,7 @@ pub enum AppError {
 
 /// One component read, verified and compiled.
 pub struct LoadedComponent {
-    pub file: ComponentFile,
+    pub file: Arc<ComponentFile>,
     pub component: Component,
     pub cache: CacheOutcome,
     pub wit: ComponentWit,
@@ -79,15 +82,36 @@ pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
 /// Instance slots an app's engine preallocates (virtual memory only until used).
 pub const APP_INSTANCE_SLOTS: u32 = 1000;
 
+/// Components already read and compiled, by name: a swap's new component and the
+/// unchanged components of the running version, so that nothing is read twice.
+pub type Preloaded = BTreeMap<String, (Arc<ComponentFile>, Component)>;
+
 /// Reads, verifies (digest pins) and compiles every component of `spec`.
 pub fn load_components(
     spec: &AppSpec,
     engine: &MembraneEngine,
     cache: &CompileCache,
 ) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
+    load_components_with(spec, engine, cache, &Preloaded::new())
+}
+
+/// As [`load_components`], taking the components in `preloaded` as they are.
+pub fn load_components_with(
+    spec: &AppSpec,
+    engine: &MembraneEngine,
+    cache: &CompileCache,
+    preloaded: &Preloaded,
+) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
     let mut loaded = BTreeMap::new();
     for (name, component) in &spec.components {
         let load_error = |source| AppError::Load { component: name.clone(), source };
+        if let Some((file, compiled)) = preloaded.get(name) {
+            let wit = ComponentWit::decode(&file.bytes)
+                .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
+            let (file, component) = (file.clone(), compiled.clone());
+            loaded.insert(name.clone(), LoadedComponent { file, component, cache: CacheOutcome::Memory, wit });
+            continue;
+        }
         let file = ComponentFile::read(&component.source).map_err(load_error)?;
         if let Some(pin) = &component.digest
             && pin.0 != file.sha256
@@ -102,7 +126,7 @@ pub fn load_components(
         let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
         let wit = ComponentWit::decode(&file.bytes)
             .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-        loaded.insert(name.clone(), LoadedComponent { file, component: compiled, cache, wit });
+        loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, cache, wit });
     }
     Ok(loaded)
 }
@@ -134,21 +158,68 @@ impl Components for AppInner {
     }
 }
 
-/// A loaded, checked and linked app.
+/// A loaded, checked and linked app: one immutable version of it. A hot swap builds a
+/// new `App` beside the running one and publishes it (see [`crate::deploy`]).
 pub struct App {
     pub spec: AppSpec,
     engine: MembraneEngine,
     audit: Audit,
     inner: Arc<AppInner>,
+    router: Router,
+    handlers: BTreeMap<String, ProxyPre<SandboxState>>,
+    revisions: BTreeMap<String, Revision>,
+    generation: u64,
+}
+
+/// Which build of a component an app version runs.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// 1 for the first build a process loaded; one more for each different build since.
+    pub number: u64,
+    pub file: Arc<ComponentFile>,
+    /// Where it came from: the manifest's path, or `upload` for bytes sent to the admin API.
+    pub origin: String,
+}
+
+impl Revision {
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", self.file.sha256_hex())
+    }
 }
 
 /// Proxy handle types must differ between links, and between apps in one process.
 static NEXT_RESOURCE_TYPE: AtomicU32 = AtomicU32::new(1);
 
+/// App versions built in this process; the number tells versions apart.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// What an app version is built from besides its manifest.
+#[derive(Default)]
+pub struct Build<'a> {
+    /// Components already read and compiled.
+    pub preloaded: Preloaded,
+    /// Where preloaded components came from, when not from the manifest's `source`.
+    pub origins: BTreeMap<String, String>,
+    /// The version this one replaces: revision numbers continue from it and counters carry
+    /// over, so a swap does not reset what the admin API shows.
+    pub previous: Option<&'a App>,
+}
+
 impl App {
     /// Loads every component, checks the whole app and links it. Nothing runs yet.
     pub fn load(spec: AppSpec, engine: &MembraneEngine, cache: &CompileCache, audit: Audit) -> Result<App, AppError> {
-        let loaded = load_components(&spec, engine, cache)?;
+        App::build(spec, engine, cache, audit, Build::default())
+    }
+
+    /// As [`App::load`], from what `build` already holds.
+    pub fn build(
+        spec: AppSpec,
+        engine: &MembraneEngine,
+        cache: &CompileCache,
+        audit: Audit,
+        build: Build<'_>,
+    ) -> Result<App, AppError> {
+        let loaded = load_components_with(&spec, engine, cache, &build.preloaded)?;
         let report = check_app(&spec, engine, &loaded);
         if !report.is_ok() {
             return Err(AppError::Check {
@@ -201,7 +272,7 @@ impl App {
                 OnTrap::Retry(n) => Policy::Retry(*n),
                 OnTrap::Fallback(f) => Policy::Fallback(index[f]),
             };
-            links.push(Arc::new(LinkRuntime::new(
+            let mut runtime = LinkRuntime::new(
                 i,
                 names[index[&link.from]].clone(),
                 plan.import.clone(),
@@ -213,10 +284,15 @@ impl App {
                 funcs,
                 NEXT_RESOURCE_TYPE.fetch_add(1, Ordering::Relaxed),
                 audit.clone(),
-            )));
+            );
+            if let Some(stats) = build.previous.and_then(|p| p.link_stats(&link.from, &plan.import, &link.to)) {
+                runtime.stats = stats;
+            }
+            links.push(Arc::new(runtime));
         }
 
         let mut components = Vec::new();
+        let mut handlers = BTreeMap::new();
         for (name, spec_c) in &spec.components {
             let loaded_c = &loaded[name];
             let mut linker = command::wasi_linker(engine.engine());
@@ -253,7 +329,12 @@ impl App {
             let pre = linker
                 .instantiate_pre(&loaded_c.component)
                 .map_err(|e| AppError::Link { component: name.clone(), reason: format!("{e:#}") })?;
-            components.push(Instances::new(
+            if spec.routes.iter().any(|r| r.component == *name) {
+                let handler = ProxyPre::new(pre.clone())
+                    .map_err(|e| AppError::Link { component: name.clone(), reason: format!("{e:#}") })?;
+                handlers.insert(name.clone(), handler);
+            }
+            let mut instances = Instances::new(
                 names[index[name]].clone(),
                 spec_c.instances,
                 spec_c.grants.clone(),
@@ -262,13 +343,76 @@ impl App {
                 engine.engine().clone(),
                 pre,
                 audit.clone(),
-            ));
+            );
+            if let Some(previous) = build.previous.and_then(|p| p.instances(name)) {
+                instances.stats = previous.stats.clone();
+            }
+            components.push(instances);
         }
         let inner = Arc::new(AppInner { components, index, links });
         for link in &inner.links {
             link.attach(Arc::downgrade(&inner));
         }
-        Ok(App { spec, engine: engine.clone(), audit, inner })
+        let revisions = loaded
+            .into_iter()
+            .map(|(name, c)| {
+                let before = build.previous.and_then(|p| p.revisions.get(&name));
+                let number = match before {
+                    Some(r) if r.file.sha256 == c.file.sha256 => r.number,
+                    Some(r) => r.number + 1,
+                    None => 1,
+                };
+                let origin = match build.origins.get(&name) {
+                    Some(origin) => origin.clone(),
+                    None => spec.components[&name].source.display().to_string(),
+                };
+                (name, Revision { number, file: c.file, origin })
+            })
+            .collect();
+        let router = Router::new(
+            spec.routes
+                .iter()
+                .map(|r| Route { host: r.host.clone(), prefix: r.path.clone(), component: r.component.clone() })
+                .collect(),
+        );
+        Ok(App {
+            spec,
+            engine: engine.clone(),
+            audit,
+            inner,
+            router,
+            handlers,
+            revisions,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Which version of the app this is, unique in the process.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The build each component runs.
+    pub fn revisions(&self) -> &BTreeMap<String, Revision> {
+        &self.revisions
+    }
+
+    /// The app's `[[route]]`s.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The HTTP handler of a routed component, ready to instantiate.
+    pub fn http_handler(&self, component: &str) -> Option<&ProxyPre<SandboxState>> {
+        self.handlers.get(component)
+    }
+
+    fn link_stats(&self, from: &str, import: &str, to: &str) -> Option<Arc<crate::stats::LinkStats>> {
+        self.inner
+            .links
+            .iter()
+            .find(|l| *l.consumer == *from && l.import == import && *l.provider_name == *to)
+            .map(|l| l.stats.clone())
     }
 
     pub fn engine(&self) -> &MembraneEngine {

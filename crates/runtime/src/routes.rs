@@ -46,7 +46,7 @@ impl Router {
     }
 }
 
-pub(crate) fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }

@@ -1,0 +1,67 @@
+//! The admin API and the dashboard, on a listener of their own (never the public one).
+//!
+//! Reads are open to whoever can reach the listener (loopback by default); changes need
+//! `Authorization: Bearer <token>`. [`router`] builds the whole API, so tests drive it
+//! in-process and `membrane serve` puts it on `--admin-listen`.
+
+mod api;
+mod error;
+pub mod token;
+mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use membrane_http::Server;
+use membrane_runtime::deploy::Deployment;
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use views::{AppView, AuditPage, StatsView};
+
+/// The largest component a swap may upload. Components from other toolchains
+/// (componentize-py, jco) are 10–20 MB.
+pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+
+/// A check `/readyz` runs besides "the app is loaded": a name and what it does.
+pub type ReadyCheck = Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// What the admin API reads and changes.
+#[derive(Clone)]
+pub struct AdminState {
+    pub deployment: Arc<Deployment>,
+    /// The HTTP server, when serving: its request metrics join the app's in `/metrics`.
+    pub server: Option<Arc<Server>>,
+    /// The bearer token changes need.
+    pub token: Arc<str>,
+    pub ready_checks: Vec<(String, ReadyCheck)>,
+}
+
+impl AdminState {
+    pub fn new(deployment: Arc<Deployment>, token: impl Into<Arc<str>>) -> AdminState {
+        AdminState { deployment, server: None, token: token.into(), ready_checks: Vec::new() }
+    }
+}
+
+/// Every admin route.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(api::dashboard))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/api/app", get(api::app))
+        .route("/api/stats", get(api::stats))
+        .route("/api/audit", get(api::audit))
+        .route("/api/components/{name}/swap", post(api::swap))
+        .route("/api/components/{name}/rollback", post(api::rollback))
+        .route("/api/components/{name}/restart", post(api::restart))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
