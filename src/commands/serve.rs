@@ -106,7 +106,7 @@ impl ServeCommand {
             .iter()
             .map(|r| Route { host: r.host.clone(), prefix: r.path.clone(), component: r.component.clone() })
             .collect();
-        let app = App::load(spec, &engine, &self.common.cache(), audit)?;
+        let app = App::load_with(spec, &engine, &self.common.cache(), audit, &self.common.state.options())?;
         let server = Arc::new(Server::new(app, Router::new(routes), self.ingress.limits())?);
 
         let runtime =
@@ -150,6 +150,7 @@ impl ServeCommand {
             grants: self.common.grants.to_grants()?,
             limits: self.common.limits.to_limits(),
             restart: Default::default(),
+            config: BTreeMap::new(),
         };
         Ok(AppSpec {
             file: self.target.clone(),
@@ -158,6 +159,7 @@ impl ServeCommand {
             links: Vec::new(),
             routes: vec![RouteSpec { host: None, path: "/".into(), component: name }],
             tenants: BTreeMap::new(),
+            keyvalue: Default::default(),
         })
     }
 }

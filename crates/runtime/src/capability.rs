@@ -78,6 +78,12 @@ pub fn of_import(import: &str) -> Capability {
         }
         ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
         ("wasi:http", "types") => Always { what: "HTTP types" },
+        ("wasi:keyvalue", "store" | "atomics" | "batch") | ("membrane:state", "cas") => {
+            Grant { what: "key-value buckets", flag: "(manifest only)", key: "grants.keyvalue" }
+        }
+        ("wasi:config", "store") => {
+            Grant { what: "configuration values", flag: "(manifest only)", key: "component.<name>.config" }
+        }
         ("wasi:http", "outgoing-handler") => {
             Grant { what: "outbound HTTP requests", flag: "--allow-http", key: "grants.outbound_http" }
         }
@@ -103,6 +109,12 @@ mod tests {
         assert!(matches!(of_import("wasi:sockets/tcp@0.2.0"), Capability::Grant { flag: "--allow-tcp", .. }));
         assert!(matches!(of_import("wasi:clocks/monotonic-clock@0.2.6"), Capability::Always { .. }));
         assert!(matches!(of_import("wasi:sockets/udp@0.2.0"), Capability::Refused { .. }));
+        assert!(matches!(
+            of_import("wasi:keyvalue/store@0.2.0-draft"),
+            Capability::Grant { key: "grants.keyvalue", .. }
+        ));
+        assert!(matches!(of_import("membrane:state/cas@0.1.0"), Capability::Grant { key: "grants.keyvalue", .. }));
+        assert!(matches!(of_import("wasi:config/store@0.2.0-rc.1"), Capability::Grant { .. }));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod load;
 pub mod outbound;
 pub mod pool;
 pub mod sandbox;
+pub mod state;
 pub mod stats;
 pub mod wit_compat;
 

@@ -5,6 +5,7 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::sandbox::{self, SandboxState};
+use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::collections::VecDeque;
@@ -119,6 +120,7 @@ pub struct Instances {
     engine: Engine,
     pre: InstancePre<SandboxState>,
     audit: Audit,
+    state: ComponentState,
     slot: tokio::sync::Mutex<Slot>,
     idle: std::sync::Mutex<Vec<Sandbox>>,
     permits: tokio::sync::Semaphore,
@@ -138,6 +140,7 @@ impl Instances {
         engine: Engine,
         pre: InstancePre<SandboxState>,
         audit: Audit,
+        state: ComponentState,
     ) -> Instances {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
@@ -153,6 +156,7 @@ impl Instances {
             engine,
             pre,
             audit,
+            state,
             slot: tokio::sync::Mutex::default(),
             idle: std::sync::Mutex::default(),
             permits: tokio::sync::Semaphore::new(permits),
@@ -171,7 +175,7 @@ impl Instances {
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
     /// as a tenant's per-request quota).
     pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
-        sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit)
+        sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
             .expect("grants were checked when the app was loaded")
     }
 

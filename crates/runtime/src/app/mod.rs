@@ -10,6 +10,7 @@ use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
+use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
 use crate::stats::{ComponentSnapshot, LinkSnapshot};
 use crate::wit_compat::ComponentWit;
 use check::{Checked, Problem, Report};
@@ -47,6 +48,10 @@ pub enum AppError {
     Link { component: String, reason: String },
     #[error(transparent)]
     Run(Box<RunError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// One component read, verified and compiled.
@@ -140,14 +145,33 @@ pub struct App {
     engine: MembraneEngine,
     audit: Audit,
     inner: Arc<AppInner>,
+    store: Option<Arc<KeyValue>>,
+    configs: BTreeMap<String, ComponentConfig>,
 }
 
 /// Proxy handle types must differ between links, and between apps in one process.
 static NEXT_RESOURCE_TYPE: AtomicU32 = AtomicU32::new(1);
 
 impl App {
-    /// Loads every component, checks the whole app and links it. Nothing runs yet.
+    /// Loads every component, checks the whole app and links it. Nothing runs yet. A
+    /// key-value store, if any component needs one, is opened with the default options.
     pub fn load(spec: AppSpec, engine: &MembraneEngine, cache: &CompileCache, audit: Audit) -> Result<App, AppError> {
+        App::load_with(spec, engine, cache, audit, &StateOptions::default())
+    }
+
+    /// [`App::load`], with the key-value store found through `state`.
+    pub fn load_with(
+        spec: AppSpec,
+        engine: &MembraneEngine,
+        cache: &CompileCache,
+        audit: Audit,
+        state: &StateOptions,
+    ) -> Result<App, AppError> {
+        let mut configs = BTreeMap::new();
+        for (name, component) in &spec.components {
+            configs.insert(name.clone(), ComponentConfig::resolve(name, &component.config)?);
+        }
+        let store = KeyValue::for_app(&spec, state)?.map(Arc::new);
         let loaded = load_components(&spec, engine, cache)?;
         let report = check_app(&spec, engine, &loaded);
         if !report.is_ok() {
@@ -262,13 +286,36 @@ impl App {
                 engine.engine().clone(),
                 pre,
                 audit.clone(),
+                ComponentState {
+                    keyvalue: Arc::new(KeyValueAccess::new(name, store.clone(), &spec_c.grants.keyvalue, &audit)),
+                    config: Arc::new(configs[name].to_wasi()),
+                },
             ));
         }
         let inner = Arc::new(AppInner { components, index, links });
         for link in &inner.links {
             link.attach(Arc::downgrade(&inner));
         }
-        Ok(App { spec, engine: engine.clone(), audit, inner })
+        Ok(App { spec, engine: engine.clone(), audit, inner, store, configs })
+    }
+
+    /// Whether the app can serve: its components are compiled (they are, once loaded) and
+    /// its key-value store, if it has one, answers.
+    pub async fn ready(&self) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.ready().await.map_err(|e| format!("key-value store {}: {e}", store.location)),
+            None => Ok(()),
+        }
+    }
+
+    /// The app's key-value store, if a component holds a bucket grant.
+    pub fn store(&self) -> Option<&Arc<KeyValue>> {
+        self.store.as_ref()
+    }
+
+    /// The resolved config of `component`; its Debug and Serialize redact secrets.
+    pub fn config(&self, component: &str) -> Option<&ComponentConfig> {
+        self.configs.get(component)
     }
 
     pub fn engine(&self) -> &MembraneEngine {
