@@ -212,38 +212,6 @@ impl<'de> Deserialize<'de> for ConfigValue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_passwords_never_show() {
-        let b: Backend = "redis://app:hunter2@db.internal:6379/0".parse().unwrap();
-        assert_eq!(b.to_string(), "redis://app:***@db.internal:6379/0");
-        assert!(!format!("{b:?}").contains("hunter2"));
-        assert!(!serde_json::to_string(&b).unwrap().contains("hunter2"));
-        assert_eq!(b.redis_url(), Some("redis://app:hunter2@db.internal:6379/0"));
-        let b: Backend = "redis://:hunter2@h".parse().unwrap();
-        assert_eq!(b.to_string(), "redis://:***@h");
-        assert_eq!("redis://h:1".parse::<Backend>().unwrap().to_string(), "redis://h:1");
-        let err = "redis://:hunter2@".parse::<Backend>().map(|_| ()).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        for bad in ["", "redis://", "http://h", "memory"] {
-            assert!(bad.parse::<Backend>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn bucket_names_are_plain() {
-        for ok in ["notes", "a", "user-1.cache_v2"] {
-            assert!(valid_bucket_name(ok), "{ok}");
-        }
-        for bad in ["", "Notes", "-x", "a/b", "a:b", "a*", &"x".repeat(65)] {
-            assert!(!valid_bucket_name(bad), "{bad}");
-        }
-    }
-}
-
 impl crate::AppSpec {
     /// Checks a component's bucket grants and config keys.
     pub(crate) fn validate_state(
@@ -301,5 +269,37 @@ impl crate::AppSpec {
             return Err(self.invalid("keyvalue.timeout", "the timeout is zero", "give a timeout such as \"2s\""));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_passwords_never_show() {
+        let b: Backend = "redis://app:hunter2@db.internal:6379/0".parse().unwrap();
+        assert_eq!(b.to_string(), "redis://app:***@db.internal:6379/0");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&b).unwrap().contains("hunter2"));
+        assert_eq!(b.redis_url(), Some("redis://app:hunter2@db.internal:6379/0"));
+        let b: Backend = "redis://:hunter2@h".parse().unwrap();
+        assert_eq!(b.to_string(), "redis://:***@h");
+        assert_eq!("redis://h:1".parse::<Backend>().unwrap().to_string(), "redis://h:1");
+        let err = "redis://:hunter2@".parse::<Backend>().map(|_| ()).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        for bad in ["", "redis://", "http://h", "memory"] {
+            assert!(bad.parse::<Backend>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_names_are_plain() {
+        for ok in ["notes", "a", "user-1.cache_v2"] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["", "Notes", "-x", "a/b", "a:b", "a*", &"x".repeat(65)] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
     }
 }

@@ -105,12 +105,7 @@ enum Op {
 
 impl KeyValueHost<'_> {
     /// The open bucket and the store, if `op` is allowed on it; else the error to return.
-    fn bucket(
-        &self,
-        bucket: &Resource<OpenBucket>,
-        op: Op,
-        what: &str,
-    ) -> wasmtime::Result<Result<(Arc<str>, Arc<KeyValue>), store::Error>> {
+    fn bucket(&self, bucket: &Resource<OpenBucket>, op: Op, what: &str) -> KvResult<(Arc<str>, Arc<KeyValue>)> {
         let open = self.table.get(bucket)?;
         let store = self.access.store.as_ref().expect("a bucket is only opened when there is a store");
         if matches!(op, Op::Write) && !open.access.can_write() {

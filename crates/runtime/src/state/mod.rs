@@ -58,7 +58,7 @@ pub fn namespace(app: &str) -> String {
 
 enum BackendImpl {
     Embedded(embedded::Embedded),
-    Redis(redis::Redis),
+    Redis(Box<redis::Redis>),
 }
 
 /// An app's key-value store. Bucket names given to it are already granted; it only keeps
@@ -109,7 +109,7 @@ impl KeyValue {
             Backend::Redis(url) => {
                 let shown = limits.backend.to_string();
                 let r = redis::Redis::open(url, shown.clone(), &ns, limits.timeout.std())?;
-                (BackendImpl::Redis(r), shown)
+                (BackendImpl::Redis(Box::new(r)), shown)
             }
         };
         Ok(KeyValue { backend, limits, location })
