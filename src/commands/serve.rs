@@ -123,6 +123,14 @@ impl ServeCommand {
                 ),
                 None => None,
             };
+            // A shared store may come up after the node (as in Kubernetes); the node serves
+            // anyway and says so, and its readiness reports the store until it answers.
+            if let Some(store) = server.app().store() {
+                match server.app().ready().await {
+                    Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
+                    Err(error) => eprintln!("warning: {error}; requests that use key-value state fail until it answers"),
+                }
+            }
             let bound = listener.local_addr()?;
             println!("serving http://{bound}");
             if let Some(metrics) = metrics {

@@ -72,9 +72,13 @@ impl Drop for Process {
 
 /// A redis-server of its own, no persistence, on a free loopback port.
 pub fn redis() -> Process {
+    redis_on(free_port())
+}
+
+/// A redis-server of its own on loopback `port`.
+pub fn redis_on(port: u16) -> Process {
     let binary = ensure_installed("redis-server", "redis-server");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut child = Command::new(binary)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")

@@ -252,6 +252,30 @@ fn redis_buckets_are_isolated_by_grant_and_app() {
 }
 
 #[test]
+fn a_node_started_before_redis_warns_and_serves_state_once_redis_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(&dir.path().join("app"), "early", STATE_APP);
+    let port = external::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let node = Node::start(&manifest, &dir.path().join("data"), &["--keyvalue", &url]);
+    let warning = format!("warning: key-value store {url}");
+    for _ in 0..100 {
+        if node.stderr().contains(&warning) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(node.stderr().contains(&warning), "{}", node.stderr());
+    let (status, body) = http(node.addr, "GET", "/kv/notes/x", "");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("redis"), "{body}");
+
+    let _redis = external::redis_on(port);
+    assert_eq!(http(node.addr, "PUT", "/kv/notes/x", "late").0, 200);
+    assert_eq!(http(node.addr, "GET", "/kv/notes/x", ""), (200, "late".into()));
+}
+
+#[test]
 fn embedded_writes_acknowledged_before_sigkill_are_there_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
