@@ -128,7 +128,9 @@ impl ServeCommand {
             if let Some(store) = server.app().store() {
                 match server.app().ready().await {
                     Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
-                    Err(error) => eprintln!("warning: {error}; requests that use key-value state fail until it answers"),
+                    Err(error) => {
+                        eprintln!("warning: {error}; requests that use key-value state fail until it answers")
+                    }
                 }
             }
             let bound = listener.local_addr()?;

@@ -21,3 +21,5 @@ mod serve;
 // config and secrets, several nodes behind nginx.
 mod external;
 mod state;
+// deploy/: the Kubernetes manifests and Dockerfile match the binary.
+mod deploy;
