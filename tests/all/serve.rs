@@ -1,4 +1,4 @@
-use crate::util::{guests, membrane};
+use crate::util::{guests, membrane, request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -70,39 +70,6 @@ impl Drop for Served {
 /// `GET path` over a fresh HTTP/1.1 connection: status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
-}
-
-/// Sends raw bytes and reads the whole response: status and body.
-fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    parse(&String::from_utf8_lossy(&response))
-}
-
-fn parse(response: &str) -> (u16, String) {
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, dechunk(body))
-}
-
-/// Joins a chunked body's chunks (bodies here are small and plain).
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return body.trim().to_string();
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -4,9 +4,9 @@
 //! Redis behind nginx while one of them is killed.
 
 use crate::external;
-use crate::util::{membrane, with_guests};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use crate::util::{membrane, try_request, with_guests};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,41 +78,14 @@ impl Drop for Node {
     }
 }
 
-/// One request over a fresh connection: status and body (0 when the connection failed).
+/// One request over a fresh connection: status and body (status 0 when the connection
+/// failed).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, "connect failed".into());
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    if stream.write_all(raw.as_bytes()).is_err() {
-        return (0, "write failed".into());
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, dechunk(body))
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return body.trim().to_string();
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
+    try_request(addr, &raw).unwrap_or((0, "connection failed".into()))
 }
 
 /// An app folder: `membrane.toml` for app `name` with `body` (guest placeholders expanded)

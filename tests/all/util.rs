@@ -1,7 +1,10 @@
 //! Running the `membrane` binary and reading what it did.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 pub use membrane_test_guests as guests;
 
@@ -155,4 +158,44 @@ pub fn caller_app(provider: &str, link: &str) -> String {
             ("caller", FAULTS, "provider", link),
         ],
     )
+}
+
+/// Sends raw HTTP/1.1 bytes over a fresh connection and reads the whole response: status
+/// and body.
+#[track_caller]
+pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    try_request(addr, raw).unwrap_or_else(|| panic!("cannot connect to {addr}"))
+}
+
+/// [`request`], or `None` when the connection cannot be made or written to.
+pub fn try_request(addr: SocketAddr, raw: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(raw.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    Some(parse(&String::from_utf8_lossy(&response)))
+}
+
+fn parse(response: &str) -> (u16, String) {
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, dechunk(body))
+}
+
+/// Joins a chunked body's chunks (bodies here are small and plain).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.trim().to_string();
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
 }

@@ -101,6 +101,10 @@ impl Embedded {
         self.read(bucket, move |t| Ok(t.get(key.as_str()).map_err(err)?.map(|v| v.value().to_vec())), None).await
     }
 
+    pub async fn exists(&self, bucket: &str, key: String) -> Result<bool, StoreError> {
+        self.read(bucket, move |t| Ok(t.get(key.as_str()).map_err(err)?.is_some()), false).await
+    }
+
     pub async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let n = keys.len();
         self.read(

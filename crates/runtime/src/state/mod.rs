@@ -125,13 +125,7 @@ impl KeyValue {
     }
 
     pub async fn exists(&self, bucket: &str, key: String) -> Result<bool, StoreError> {
-        match &self.backend {
-            BackendImpl::Redis(r) => {
-                let limit = self.limits.timeout.std();
-                tokio::time::timeout(limit, r.exists(bucket, key)).await.map_err(|_| StoreError::Timeout(limit))?
-            }
-            BackendImpl::Embedded(_) => Ok(self.get(bucket, key).await?.is_some()),
-        }
+        timed!(self, |b| b.exists(bucket, key))
     }
 
     pub async fn set(&self, bucket: &str, key: String, value: Vec<u8>) -> Result<(), StoreError> {
