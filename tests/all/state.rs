@@ -147,8 +147,10 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
     assert_eq!(http(a.addr, "GET", "/kv/notes/greeting", ""), (200, "hello from alpha".into()));
     assert_eq!(http(a.addr, "PUT", "/kv/notes/other", "x").0, 200);
     assert_eq!(http(a.addr, "GET", "/list/notes", ""), (200, "greeting\nother".into()));
+    assert_eq!(http(a.addr, "GET", "/exists/notes/other", ""), (200, "true".into()));
     assert_eq!(http(a.addr, "DELETE", "/kv/notes/other", "").0, 200);
     assert_eq!(http(a.addr, "GET", "/kv/notes/other", "").0, 404);
+    assert_eq!(http(a.addr, "GET", "/exists/notes/other", ""), (200, "false".into()));
 
     // The same bucket name in another app is another bucket, both ways.
     assert_eq!(http(b.addr, "GET", "/kv/notes/greeting", "").0, 404);

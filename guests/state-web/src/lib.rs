@@ -5,6 +5,7 @@
 //! - `POST …/incr/BUCKET/KEY?by=N`: atomic increment, answers the new value
 //! - `POST …/count/BUCKET/KEY?id=ID`: an idempotent increment built on compare-and-swap: a
 //!   retried `ID` is counted once, so a client may retry until it gets a 2xx
+//! - `GET …/exists/BUCKET/KEY`: `true` or `false`
 //! - `GET …/list/BUCKET`: every key, one per line
 //! - `POST …/batch/BUCKET?n=N`: set-many of N keys, then get-many of them
 //! - `GET …/config` (the keys this component sees) and `GET …/config/KEY` (one value)
@@ -55,7 +56,7 @@ fn serve(request: &IncomingRequest) -> Result<Reply, store::Error> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let at = segments
         .iter()
-        .position(|s| matches!(*s, "kv" | "incr" | "count" | "list" | "batch" | "config"))
+        .position(|s| matches!(*s, "kv" | "exists" | "incr" | "count" | "list" | "batch" | "config"))
         .unwrap_or(segments.len());
     let args = segments.get(at + 1..).unwrap_or_default();
     let method = request.method();
@@ -78,6 +79,7 @@ fn serve(request: &IncomingRequest) -> Result<Reply, store::Error> {
                 _ => (405, "GET, PUT or DELETE".into()),
             }
         }
+        (Some("exists"), [bucket, key]) => (200, store::open(bucket)?.exists(key)?.to_string()),
         (Some("incr"), [bucket, key]) => {
             let by = param("by").and_then(|b| b.parse().ok()).unwrap_or(1);
             (200, atomics::increment(&store::open(bucket)?, key, by)?.to_string())

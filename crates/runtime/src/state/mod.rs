@@ -177,6 +177,36 @@ fn parse_counter(bytes: &[u8]) -> Result<u64, StoreError> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn embedded_keys_list_in_pages_and_counters_refuse_other_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyValue::open("paged", KeyValueSpec::default(), dir.path()).unwrap();
+        store.ready().await.unwrap();
+        let entries: Vec<(String, Vec<u8>)> = (0..2500).map(|i| (format!("k{i:04}"), vec![1])).collect();
+        for chunk in entries.chunks(1000) {
+            store.set_many("b", chunk.to_vec()).await.unwrap();
+        }
+        let (mut keys, mut cursor) = store.list_keys("b", None).await.unwrap();
+        let mut pages = 1;
+        while let Some(next) = cursor {
+            let (more, after) = store.list_keys("b", Some(next)).await.unwrap();
+            keys.extend(more);
+            cursor = after;
+            pages += 1;
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(keys, entries.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+        assert_eq!(store.list_keys("never-written", None).await.unwrap(), (Vec::new(), None));
+
+        assert!(matches!(store.increment("b", "k0000".into(), 1).await, Err(StoreError::NotACounter)));
+        store.set("b", "n".into(), u64::MAX.to_string().into_bytes()).await.unwrap();
+        assert!(matches!(store.increment("b", "n".into(), 1).await, Err(StoreError::Overflow)));
+        assert!(!store.compare_and_swap("b", "n".into(), None, b"x".to_vec()).await.unwrap());
+        assert!(store.compare_and_swap("b", "new".into(), None, b"x".to_vec()).await.unwrap());
+        assert!(store.compare_and_swap("b", "new".into(), Some(b"x".to_vec()), b"y".to_vec()).await.unwrap());
+        assert_eq!(store.get("b", "new".into()).await.unwrap(), Some(b"y".to_vec()));
+    }
+
     #[test]
     fn namespaces_of_distinct_apps_differ() {
         assert_eq!(namespace("notes"), "notes");
