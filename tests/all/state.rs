@@ -348,6 +348,11 @@ component = "web"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(77), "{stderr}");
     assert!(stderr.contains("config.token") && stderr.contains("token.txt"), "{stderr}");
+    // `membrane check` says so before anything starts.
+    let out = membrane().arg("check").arg(&manifest).env("TEST_REGION", region).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(79), "{text}");
+    assert!(text.contains("component.web.config") && text.contains("token.txt"), "{text}");
 }
 
 /// Three nodes share one Redis behind nginx. Concurrent clients count through nginx with
