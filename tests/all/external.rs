@@ -99,7 +99,8 @@ impl Process {
     }
 }
 
-/// nginx balancing over `upstreams` round-robin, on a free loopback port. A request that
+/// nginx balancing over `upstreams` round-robin, on a free loopback port, as one process
+/// (no master) so that stopping it leaves no worker behind. A request that
 /// cannot reach an upstream (refused, reset before sending) is passed to the next; one
 /// that was sent is not repeated, as nginx does for POST by default.
 pub fn nginx(upstreams: &[SocketAddr]) -> Process {
@@ -109,7 +110,7 @@ pub fn nginx(upstreams: &[SocketAddr]) -> Process {
     let d = dir.path().display();
     let servers: String = upstreams.iter().map(|u| format!("    server {u} max_fails=1 fail_timeout=30s;\n")).collect();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 512; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
