@@ -92,6 +92,59 @@ pub fn redis_on(port: u16) -> Process {
     Process { child, addr, _dir: Some(dir) }
 }
 
+/// A redis-server that speaks only TLS, with a certificate for 127.0.0.1 issued by a CA
+/// of its own; returns the server and the CA certificate's PEM file.
+pub fn redis_tls() -> (Process, PathBuf) {
+    let binary = ensure_installed("redis-server", "redis-server");
+    let openssl = ensure_installed("openssl", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).current_dir(d).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=membrane test CA"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    let port = free_port();
+    let mut child = Command::new(binary)
+        .current_dir(d)
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+        .args(["--tls-auth-clients", "no", "--dir", "."])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting redis-server with TLS");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_listening(addr, &mut child, "redis-server (TLS)");
+    let ca = d.join("ca.pem");
+    (Process { child, addr, _dir: Some(dir) }, ca)
+}
+
 impl Process {
     /// `redis://ADDR` for a redis-server.
     pub fn redis_url(&self) -> String {

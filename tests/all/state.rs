@@ -227,6 +227,29 @@ fn redis_buckets_are_isolated_by_grant_and_app() {
 }
 
 #[test]
+fn redis_over_tls_verifies_the_server_certificate() {
+    let (redis, ca) = external::redis_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(&dir.path().join("app"), "tls", STATE_APP);
+    let url = format!("rediss://127.0.0.1:{}", redis.addr.port());
+    let ca = ca.to_str().unwrap();
+    let trusting = Node::start_env(&manifest, &dir.path().join("d1"), &["--keyvalue", &url], &[("SSL_CERT_FILE", ca)]);
+    assert_eq!(http(trusting.addr, "PUT", "/kv/notes/x", "over tls").0, 200);
+    assert_eq!(http(trusting.addr, "GET", "/kv/notes/x", ""), (200, "over tls".into()));
+
+    // A node that trusts other CAs only refuses the server.
+    let other_ca = dir.path().join("other-ca.pem");
+    let (other, other_pem) = external::redis_tls();
+    std::fs::copy(other_pem, &other_ca).unwrap();
+    drop(other);
+    let env = [("SSL_CERT_FILE", other_ca.to_str().unwrap())];
+    let untrusting = Node::start_env(&manifest, &dir.path().join("d2"), &["--keyvalue", &url], &env);
+    let (status, body) = http(untrusting.addr, "GET", "/kv/notes/x", "");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("redis") && body.contains("certificate"), "{body}");
+}
+
+#[test]
 fn a_node_started_before_redis_warns_and_serves_state_once_redis_is_up() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = app(&dir.path().join("app"), "early", STATE_APP);
