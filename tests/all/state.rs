@@ -17,6 +17,8 @@ use std::time::Duration;
 pub struct Node {
     child: Child,
     pub addr: SocketAddr,
+    /// The metrics listener, when `--metrics-listen` was given.
+    pub metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -50,15 +52,21 @@ impl Node {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
+        let metrics = extra.contains(&"--metrics-listen").then(|| {
+            let mut metrics = String::new();
+            stdout.read_line(&mut metrics).unwrap();
+            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
+        });
         let addr = line
             .trim()
             .strip_prefix("serving http://")
             .unwrap_or_else(|| panic!("no address line: {line:?}; stderr: {}", stderr.lock().unwrap()))
             .parse()
             .unwrap();
-        Node { child, addr, stderr }
+        Node { child, addr, metrics, stderr }
     }
 
     pub fn stderr(&self) -> String {
@@ -139,7 +147,7 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
     let data = dir.path().join("data");
     let alpha = app(&dir.path().join("alpha"), "alpha", STATE_APP);
     let beta = app(&dir.path().join("beta"), "beta", STATE_APP);
-    let a = Node::start(&alpha, &data, extra);
+    let a = Node::start(&alpha, &data, &[extra, &["--metrics-listen", "127.0.0.1:0"]].concat());
     let b = Node::start(&beta, &data, extra);
 
     // Granted rw: write, read, list, delete.
@@ -184,6 +192,17 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
     assert!(has("web", "open bucket private"), "{log}");
     assert!(has("admin", "open bucket notes"), "{log}");
     assert!(has("bare", "open bucket notes"), "{log}");
+
+    // Granted calls are counted per component, refusals as denials.
+    let (_, metrics) = http(a.metrics.unwrap(), "GET", "/metrics", "");
+    for line in [
+        r#"membrane_keyvalue_calls_total{component="admin"} 2"#,
+        r#"membrane_keyvalue_calls_total{component="bare"} 0"#,
+        r#"membrane_denials_total{component="bare"} 1"#,
+        r#"membrane_denials_total{component="web"} 3"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in:\n{metrics}");
+    }
 
     // Limits: key size and keys per batch.
     let long_key = "k".repeat(65);

@@ -141,6 +141,7 @@ impl Instances {
         pre: InstancePre<SandboxState>,
         audit: Audit,
         state: ComponentState,
+        stats: Arc<ComponentStats>,
     ) -> Instances {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
@@ -152,7 +153,7 @@ impl Instances {
             grants,
             limits,
             restart,
-            stats: Arc::default(),
+            stats,
             engine,
             pre,
             audit,

@@ -99,6 +99,8 @@ pub struct ComponentStats {
     pub traps: AtomicU64,
     /// Instances alive now (idle in a pool, held by a singleton, or serving a call).
     pub live: AtomicU64,
+    /// Granted wasi:keyvalue calls (refused ones are audited and counted as denials).
+    pub keyvalue_calls: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -107,6 +109,7 @@ pub struct ComponentSnapshot {
     pub restarts: u64,
     pub traps: u64,
     pub live: u64,
+    pub keyvalue_calls: u64,
 }
 
 impl ComponentStats {
@@ -116,6 +119,7 @@ impl ComponentStats {
             restarts: self.restarts.load(Relaxed),
             traps: self.traps.load(Relaxed),
             live: self.live.load(Relaxed),
+            keyvalue_calls: self.keyvalue_calls.load(Relaxed),
         }
     }
 }

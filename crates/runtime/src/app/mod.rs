@@ -11,7 +11,7 @@ use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
-use crate::stats::{ComponentSnapshot, LinkSnapshot};
+use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
 use crate::wit_compat::ComponentWit;
 use check::{Checked, Problem, Report};
 use membrane_manifest::{AppSpec, ManifestError, OnTrap};
@@ -277,6 +277,7 @@ impl App {
             let pre = linker
                 .instantiate_pre(&loaded_c.component)
                 .map_err(|e| AppError::Link { component: name.clone(), reason: format!("{e:#}") })?;
+            let stats = Arc::new(ComponentStats::default());
             components.push(Instances::new(
                 names[index[name]].clone(),
                 spec_c.instances,
@@ -287,9 +288,16 @@ impl App {
                 pre,
                 audit.clone(),
                 ComponentState {
-                    keyvalue: Arc::new(KeyValueAccess::new(name, store.clone(), &spec_c.grants.keyvalue, &audit)),
+                    keyvalue: Arc::new(KeyValueAccess::new(
+                        name,
+                        store.clone(),
+                        &spec_c.grants.keyvalue,
+                        &audit,
+                        stats.clone(),
+                    )),
                     config: Arc::new(configs[name].to_wasi()),
                 },
+                stats,
             ));
         }
         let inner = Arc::new(AppInner { components, index, links });

@@ -5,6 +5,7 @@
 use super::{KeyValue, StoreError};
 use crate::audit::Audit;
 use crate::sandbox::SandboxState;
+use crate::stats::ComponentStats;
 use membrane_manifest::{Access, BucketGrant};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
@@ -34,11 +35,24 @@ pub struct KeyValueAccess {
     store: Option<Arc<KeyValue>>,
     grants: Vec<BucketGrant>,
     audit: Audit,
+    /// Where granted calls are counted.
+    stats: Arc<ComponentStats>,
 }
 
 impl KeyValueAccess {
-    pub fn new(component: &str, store: Option<Arc<KeyValue>>, grants: &[BucketGrant], audit: &Audit) -> Self {
-        KeyValueAccess { component: component.into(), store, grants: grants.to_vec(), audit: audit.clone() }
+    pub fn new(
+        component: &str,
+        store: Option<Arc<KeyValue>>,
+        grants: &[BucketGrant],
+        audit: &Audit,
+        stats: Arc<ComponentStats>,
+    ) -> Self {
+        KeyValueAccess { component: component.into(), store, grants: grants.to_vec(), audit: audit.clone(), stats }
+    }
+
+    /// Counts one granted call.
+    fn count(&self) {
+        self.stats.keyvalue_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn deny(&self, what: String, why: &str) -> store::Error {
@@ -58,7 +72,7 @@ impl ComponentState {
     /// No buckets and no config: what a component run on its own holds.
     pub fn none(component: &str, audit: &Audit) -> ComponentState {
         ComponentState {
-            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit)),
+            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit, Arc::default())),
             config: Arc::new(WasiConfigVariables::new()),
         }
     }
@@ -114,6 +128,7 @@ impl KeyValueHost<'_> {
                 "the bucket is granted read-only (access = \"ro\")",
             )));
         }
+        self.access.count();
         Ok(Ok((open.name.clone(), store.clone())))
     }
 
@@ -173,6 +188,7 @@ impl store::Host for KeyValueHost<'_> {
                 "no grants.keyvalue entry names this bucket; add { bucket = \"…\", access = \"ro\"|\"rw\" }",
             )));
         };
+        access.count();
         Ok(Ok(self.table.push(OpenBucket { name: identifier.into(), access: grant.access })?))
     }
 }
