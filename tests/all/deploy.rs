@@ -1,7 +1,7 @@
 //! The Kubernetes manifests and Dockerfile in `deploy/` name the image, ports, flags and
 //! probes that the binary really has, and their app manifest is valid and serves.
 
-use crate::state::{Node, http};
+use crate::state::{http, start_node};
 use crate::util::{guests, membrane};
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -120,7 +120,7 @@ fn kubernetes_manifests_match_the_binary_and_its_dockerfile() {
         .replace("/var/run/secrets/membrane/token", dir.path().join("token").to_str().unwrap());
     let manifest = dir.path().join("membrane.toml");
     std::fs::write(&manifest, local).unwrap();
-    let node = Node::start(&manifest, &dir.path().join("data"), &["--keyvalue", "embedded"]);
+    let node = start_node(&manifest, &dir.path().join("data"), &["--keyvalue", "embedded"]);
     assert_eq!(http(node.addr, "POST", "/incr/notes/hits", ""), (200, "1".into()));
     assert_eq!(http(node.addr, "GET", "/config/token", ""), (200, "from-the-secret".into()));
 }

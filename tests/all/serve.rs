@@ -1,71 +1,10 @@
-use crate::util::{guests, membrane, request};
+use crate::util::{Served, guests, request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// A running `membrane serve`, killed when dropped.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    /// The metrics listener, when `--metrics-listen` was given.
-    metrics: Option<SocketAddr>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = membrane()
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let metrics = args.contains(&"--metrics-listen").then(|| {
-            let mut metrics = String::new();
-            stdout.read_line(&mut metrics).unwrap();
-            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
-        });
-        let addr = line
-            .trim()
-            .strip_prefix("serving http://")
-            .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
-            .parse()
-            .unwrap();
-        Served { child, addr, metrics, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `GET path` over a fresh HTTP/1.1 connection: status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {

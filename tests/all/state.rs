@@ -4,86 +4,24 @@
 //! Redis behind nginx while one of them is killed.
 
 use crate::external;
-use crate::util::{membrane, try_request, with_guests};
-use std::io::{BufRead, BufReader, Read};
+use crate::util::{Served, membrane, try_request, with_guests};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A running `membrane serve` node, killed (SIGKILL) when dropped.
-pub struct Node {
-    child: Child,
-    pub addr: SocketAddr,
-    /// The metrics listener, when `--metrics-listen` was given.
-    pub metrics: Option<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
+/// A `membrane serve` node of an app with its data directory, logging at debug level (so
+/// that a secret reaching any log line would show).
+pub fn start_node(manifest: &Path, data_dir: &Path, extra: &[&str]) -> Served {
+    start_node_env(manifest, data_dir, extra, &[])
 }
 
-impl Node {
-    pub fn start(manifest: &Path, data_dir: &Path, extra: &[&str]) -> Node {
-        Node::start_env(manifest, data_dir, extra, &[])
-    }
-
-    pub fn start_env(manifest: &Path, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
-        let mut child = membrane()
-            .arg("serve")
-            .arg(manifest)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .envs(env.iter().copied())
-            .env("MEMBRANE_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let metrics = extra.contains(&"--metrics-listen").then(|| {
-            let mut metrics = String::new();
-            stdout.read_line(&mut metrics).unwrap();
-            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
-        });
-        let addr = line
-            .trim()
-            .strip_prefix("serving http://")
-            .unwrap_or_else(|| panic!("no address line: {line:?}; stderr: {}", stderr.lock().unwrap()))
-            .parse()
-            .unwrap();
-        Node { child, addr, metrics, stderr }
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGKILL: no drain, no flush, no destructor.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
+pub fn start_node_env(manifest: &Path, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut args: Vec<&OsStr> = vec![manifest.as_os_str(), "--data-dir".as_ref(), data_dir.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    Served::start_with(&args, &[env, &[("MEMBRANE_LOG", "debug")]].concat())
 }
 
 /// One request over a fresh connection: status and body (status 0 when the connection
@@ -147,8 +85,8 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
     let data = dir.path().join("data");
     let alpha = app(&dir.path().join("alpha"), "alpha", STATE_APP);
     let beta = app(&dir.path().join("beta"), "beta", STATE_APP);
-    let a = Node::start(&alpha, &data, &[extra, &["--metrics-listen", "127.0.0.1:0"]].concat());
-    let b = Node::start(&beta, &data, extra);
+    let a = start_node(&alpha, &data, &[extra, &["--metrics-listen", "127.0.0.1:0"]].concat());
+    let b = start_node(&beta, &data, extra);
 
     // Granted rw: write, read, list, delete.
     assert_eq!(http(a.addr, "PUT", "/kv/notes/greeting", "hello from alpha"), (200, "set greeting".into()));
@@ -252,7 +190,7 @@ fn redis_over_tls_verifies_the_server_certificate() {
     let manifest = app(&dir.path().join("app"), "tls", STATE_APP);
     let url = format!("rediss://127.0.0.1:{}", redis.addr.port());
     let ca = ca.to_str().unwrap();
-    let trusting = Node::start_env(&manifest, &dir.path().join("d1"), &["--keyvalue", &url], &[("SSL_CERT_FILE", ca)]);
+    let trusting = start_node_env(&manifest, &dir.path().join("d1"), &["--keyvalue", &url], &[("SSL_CERT_FILE", ca)]);
     assert_eq!(http(trusting.addr, "PUT", "/kv/notes/x", "over tls").0, 200);
     assert_eq!(http(trusting.addr, "GET", "/kv/notes/x", ""), (200, "over tls".into()));
 
@@ -262,7 +200,7 @@ fn redis_over_tls_verifies_the_server_certificate() {
     std::fs::copy(other_pem, &other_ca).unwrap();
     drop(other);
     let env = [("SSL_CERT_FILE", other_ca.to_str().unwrap())];
-    let untrusting = Node::start_env(&manifest, &dir.path().join("d2"), &["--keyvalue", &url], &env);
+    let untrusting = start_node_env(&manifest, &dir.path().join("d2"), &["--keyvalue", &url], &env);
     let (status, body) = http(untrusting.addr, "GET", "/kv/notes/x", "");
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("redis") && body.contains("certificate"), "{body}");
@@ -274,7 +212,7 @@ fn a_node_started_before_redis_warns_and_serves_state_once_redis_is_up() {
     let manifest = app(&dir.path().join("app"), "early", STATE_APP);
     let port = external::free_port();
     let url = format!("redis://127.0.0.1:{port}");
-    let node = Node::start(&manifest, &dir.path().join("data"), &["--keyvalue", &url]);
+    let node = start_node(&manifest, &dir.path().join("data"), &["--keyvalue", &url]);
     let warning = format!("warning: key-value store {url}");
     for _ in 0..100 {
         if node.stderr().contains(&warning) {
@@ -297,14 +235,14 @@ fn embedded_writes_acknowledged_before_sigkill_are_there_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let manifest = app(&dir.path().join("app"), "durable", STATE_APP);
-    let mut node = Node::start(&manifest, &data, &[]);
+    let mut node = start_node(&manifest, &data, &[]);
     for i in 0..40 {
         assert_eq!(http(node.addr, "PUT", &format!("/kv/notes/key{i}"), &format!("value {i}")).0, 200);
     }
     assert_eq!(http(node.addr, "POST", "/incr/notes/counter?by=7", ""), (200, "7".into()));
     node.kill();
 
-    let node = Node::start(&manifest, &data, &[]);
+    let node = start_node(&manifest, &data, &[]);
     for i in 0..40 {
         assert_eq!(http(node.addr, "GET", &format!("/kv/notes/key{i}"), ""), (200, format!("value {i}")));
     }
@@ -316,7 +254,7 @@ fn a_second_process_on_the_same_embedded_store_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let manifest = app(&dir.path().join("app"), "single", STATE_APP);
-    let _first = Node::start(&manifest, &data, &[]);
+    let _first = start_node(&manifest, &data, &[]);
     let out = membrane()
         .arg("serve")
         .arg(&manifest)
@@ -358,7 +296,7 @@ path = "/"
 component = "web"
 "#,
     );
-    let node = Node::start_env(&manifest, &dir.path().join("data"), &[], &[("TEST_REGION", region)]);
+    let node = start_node_env(&manifest, &dir.path().join("data"), &[], &[("TEST_REGION", region)]);
     assert_eq!(http(node.addr, "GET", "/config", ""), (200, "api_base\nregion\ntoken".into()));
     assert_eq!(http(node.addr, "GET", "/config/token", ""), (200, secret.into()));
     assert_eq!(http(node.addr, "GET", "/config/region", ""), (200, region.into()));
@@ -406,8 +344,8 @@ fn three_nodes_behind_nginx_share_one_redis_and_survive_a_killed_node() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = app(&dir.path().join("app"), "cluster", STATE_APP);
     let url = redis.redis_url();
-    let mut nodes: Vec<Node> =
-        (0..3).map(|i| Node::start(&manifest, &dir.path().join(format!("data{i}")), &["--keyvalue", &url])).collect();
+    let mut nodes: Vec<Served> =
+        (0..3).map(|i| start_node(&manifest, &dir.path().join(format!("data{i}")), &["--keyvalue", &url])).collect();
     let lb = external::nginx(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>());
 
     // Plain atomic increments through the balancer, spread over all nodes.

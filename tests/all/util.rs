@@ -1,9 +1,10 @@
 //! Running the `membrane` binary and reading what it did.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use membrane_test_guests as guests;
@@ -198,4 +199,76 @@ fn dechunk(body: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
+}
+
+/// A running `membrane serve --listen 127.0.0.1:0`, killed (SIGKILL) when dropped.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The metrics listener, when `--metrics-listen` was given.
+    pub metrics: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Served {
+    pub fn start(args: &[&str]) -> Served {
+        Served::start_with(args, &[])
+    }
+
+    /// With `env` set for the server besides the clean environment of [`membrane`].
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Served {
+        let mut child = membrane()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let metrics = args.iter().any(|a| a.as_ref() == "--metrics-listen").then(|| {
+            let mut metrics = String::new();
+            stdout.read_line(&mut metrics).unwrap();
+            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
+        });
+        let addr = line
+            .trim()
+            .strip_prefix("serving http://")
+            .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
+            .parse()
+            .unwrap();
+        Served { child, addr, metrics, stderr }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: no drain, no flush, no destructor.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
