@@ -54,6 +54,7 @@ const STATE_APP: &str = r#"
 [keyvalue]
 max_batch_keys = 50
 max_key_size = "64B"
+max_value_size = "1KiB"
 
 [component.web]
 source = "{state-web}"
@@ -142,11 +143,15 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
         assert!(metrics.lines().any(|l| l == line), "no {line} in:\n{metrics}");
     }
 
-    // Limits: key size and keys per batch.
+    // Limits: key size, value size and keys per batch.
     let long_key = "k".repeat(65);
     let (status, body) = http(a.addr, "PUT", &format!("/kv/notes/{long_key}"), "x");
     assert_eq!(status, 500);
     assert!(body.contains("max_key_size"), "{body}");
+    assert_eq!(http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(1024)).0, 200);
+    let (status, body) = http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(1025));
+    assert_eq!(status, 500);
+    assert!(body.contains("max_value_size"), "{body}");
     assert_eq!(http(a.addr, "POST", "/batch/notes?n=50", ""), (200, "set 50, found 50".into()));
     let (status, body) = http(a.addr, "POST", "/batch/notes?n=51", "");
     assert_eq!(status, 500);
