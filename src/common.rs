@@ -52,8 +52,9 @@ pub struct StateFlags {
 
     /// The key-value backend, overriding the manifest's [keyvalue] backend: `embedded` or a
     /// Redis URL (redis://[user:password@]host:port[/db]) shared by every node [default: the
-    /// manifest's, else embedded].
-    #[arg(long, value_name = "BACKEND", env = "MEMBRANE_KEYVALUE")]
+    /// manifest's, else embedded]. Prefer the environment variable for a URL with a
+    /// password: command lines are visible to other users; its value is never shown.
+    #[arg(long, value_name = "BACKEND", env = "MEMBRANE_KEYVALUE", hide_env_values = true)]
     pub keyvalue: Option<membrane_manifest::Backend>,
 }
 

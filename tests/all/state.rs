@@ -333,6 +333,10 @@ component = "web"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(77), "{stderr}");
     assert!(stderr.contains("config.token") && stderr.contains("token.txt"), "{stderr}");
+    // A Redis password given through the environment is not shown by --help.
+    let help = membrane().args(["serve", "--help"]).env("MEMBRANE_KEYVALUE", "redis://:pw-4711@h").output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("pw-4711"));
+
     // `membrane check` says so before anything starts.
     let out = membrane().arg("check").arg(&manifest).env("TEST_REGION", region).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
