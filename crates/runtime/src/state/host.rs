@@ -1,6 +1,7 @@
 //! The wasi:keyvalue host (and membrane's compare-and-swap): a component opens only the
 //! buckets it was granted, writes only to `rw` ones, and every refusal is audited. Bucket
-//! names are resolved inside the app's namespace by the store.
+//! names are resolved inside the app's namespace by the store. wasi:config/store is linked
+//! here too, from `wasmtime-wasi-config`, over each component's own values.
 
 use super::{KeyValue, StoreError};
 use crate::audit::Audit;
