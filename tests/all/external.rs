@@ -19,13 +19,17 @@ pub fn ensure_installed(binary: &str, package: &str) -> PathBuf {
     }
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", package])
+            // Other builds on the machine may hold dpkg's lock for a while; wait for it.
+            .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
     };
     if !install() {
-        let updated = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success());
+        let updated = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300", "update"])
+            .status()
+            .is_ok_and(|s| s.success());
         assert!(updated && install(), "could not install the Debian package {package}; install it to run this test");
     }
     find(binary).unwrap_or_else(|| panic!("the package {package} installed no {binary}"))
