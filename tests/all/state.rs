@@ -54,7 +54,7 @@ const STATE_APP: &str = r#"
 [keyvalue]
 max_batch_keys = 50
 max_key_size = "64B"
-max_value_size = "1KiB"
+max_value_size = "64KiB"
 
 [component.web]
 source = "{state-web}"
@@ -148,8 +148,8 @@ fn buckets_are_isolated_by_grant_and_app(extra: &[&str]) {
     let (status, body) = http(a.addr, "PUT", &format!("/kv/notes/{long_key}"), "x");
     assert_eq!(status, 500);
     assert!(body.contains("max_key_size"), "{body}");
-    assert_eq!(http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(1024)).0, 200);
-    let (status, body) = http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(1025));
+    assert_eq!(http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(65536)).0, 200);
+    let (status, body) = http(a.addr, "PUT", "/kv/notes/big", &"v".repeat(65537));
     assert_eq!(status, 500);
     assert!(body.contains("max_value_size"), "{body}");
     assert_eq!(http(a.addr, "POST", "/batch/notes?n=50", ""), (200, "set 50, found 50".into()));
