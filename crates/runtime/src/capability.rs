@@ -57,6 +57,18 @@ pub fn of_import(import: &str) -> Capability {
             ),
         };
     }
+    // Draft interfaces are linked at one version only: drafts change incompatibly.
+    for (draft, linked) in [("wasi:keyvalue", "0.2.0-draft"), ("wasi:config", "0.2.0-rc.1")] {
+        if package == draft && version != linked {
+            return Capability::Unsatisfied {
+                reason: format!(
+                    "membrane links {draft} at version {linked} only; this component wants {}; \
+                     rebuild it against {draft}@{linked}",
+                    if version.is_empty() { "(none)" } else { version }
+                ),
+            };
+        }
+    }
     use Capability::{Always, Grant, Refused};
     match (package, interface) {
         ("wasi:io", _) => Always { what: "streams and polling" },
@@ -121,6 +133,8 @@ mod tests {
     fn unknown_and_future_interfaces_are_unsatisfied() {
         assert!(!of_import("example:markdown/render@0.1.0").is_satisfied());
         assert!(!of_import("wasi:cli/environment@0.3.0").is_satisfied());
+        assert!(!of_import("wasi:keyvalue/store@0.2.0-draft2").is_satisfied());
+        assert!(!of_import("wasi:config/store@0.2.0-draft").is_satisfied());
         assert!(!of_import("my-func").is_satisfied());
     }
 }
