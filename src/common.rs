@@ -18,6 +18,9 @@ pub struct RunCommon {
     #[command(flatten)]
     pub cache: CacheFlags,
 
+    #[command(flatten)]
+    pub state: StateFlags,
+
     /// Append audit events (denials, traps) as JSON lines to FILE [default: none; events
     /// still go to the log].
     #[arg(long, value_name = "FILE", help_heading = "Audit")]
@@ -36,6 +39,29 @@ pub struct CacheFlags {
     /// Compile every time; read and write no cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// Where an app's key-value buckets live (for apps whose components hold grants.keyvalue).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "State")]
+pub struct StateFlags {
+    /// Directory for the embedded key-value store, one file per app [default:
+    /// $XDG_DATA_HOME/membrane, else ~/.local/share/membrane].
+    #[arg(long, value_name = "DIR", env = "MEMBRANE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The key-value backend, overriding the manifest's [keyvalue] backend: `embedded` or a
+    /// Redis URL (redis://[user:password@]host:port[/db]) shared by every node [default: the
+    /// manifest's, else embedded]. Prefer the environment variable for a URL with a
+    /// password: command lines are visible to other users; its value is never shown.
+    #[arg(long, value_name = "BACKEND", env = "MEMBRANE_KEYVALUE", hide_env_values = true)]
+    pub keyvalue: Option<membrane_manifest::Backend>,
+}
+
+impl StateFlags {
+    pub fn options(&self) -> membrane_runtime::state::StateOptions {
+        membrane_runtime::state::StateOptions { data_dir: self.data_dir.clone(), backend: self.keyvalue.clone() }
+    }
 }
 
 /// What the guest may reach. Nothing unless granted here.
@@ -156,6 +182,7 @@ impl GrantFlags {
             allow_dns: self.allow_dns,
             stdin: self.stdin,
             outbound_http: self.allow_http.clone(),
+            keyvalue: Vec::new(),
         })
     }
 }

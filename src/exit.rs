@@ -31,7 +31,8 @@ Exit status:
   70  internal error   71  file not found      72  not WebAssembly
   73  core module, not a component            74  invalid component
   75  import nothing can satisfy              76  not a command (no wasi:cli/run export)
-  77  a grant cannot be honoured (e.g. a --dir host path that does not exist)
+  77  a grant cannot be honoured (e.g. a --dir host path that does not exist, a config
+      secret file that cannot be read, a key-value store that cannot be opened)
   80  trap (panic, unreachable, out-of-bounds, ...)   81  out of fuel
   82  CPU time limit      83  wall-clock timeout      84  memory limit
   85  stack overflow      86  table limit        87  a call through a link failed
@@ -57,6 +58,7 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                     return APP_CHECK;
                 }
                 AppError::Run(run) => return run_code(run),
+                AppError::Store(_) | AppError::Config(_) => return BAD_GRANT,
                 AppError::Load { .. } => {}
             }
         }

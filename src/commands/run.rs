@@ -70,7 +70,7 @@ impl RunCommand {
         let spec = AppSpec::load(&self.component)?;
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let app = App::load(spec, &engine, &self.common.cache(), audit)?;
+        let app = App::load_with(spec, &engine, &self.common.cache(), audit, &self.common.state.options())?;
         let entry = app.spec.app.entry.clone().unwrap_or_default();
         let mut argv = vec![entry];
         argv.extend(self.args);

@@ -144,7 +144,7 @@ impl ServeCommand {
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
         let cache = self.common.cache();
-        let app = App::load(spec, &engine, &cache, audit)?;
+        let app = App::load_with(spec, &engine, &cache, audit, &self.common.state.options())?;
         let deployment = Arc::new(Deployment::new(app, cache));
         let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
         let token = self.admin_token()?;
@@ -169,6 +169,17 @@ impl ServeCommand {
                 })?),
                 None => None,
             };
+            // A shared store may come up after the node (as in Kubernetes); the node serves
+            // anyway and says so, and its readiness reports the store until it answers.
+            let app = deployment.current();
+            if let Some(store) = app.store() {
+                match app.ready().await {
+                    Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
+                    Err(error) => {
+                        eprintln!("warning: {error}; requests that use key-value state fail until it answers")
+                    }
+                }
+            }
             let bound = listener.local_addr()?;
             println!("serving http://{bound}");
             if let Some(metrics) = metrics {
@@ -236,6 +247,7 @@ impl ServeCommand {
             grants: self.common.grants.to_grants()?,
             limits: self.common.limits.to_limits(),
             restart: Default::default(),
+            config: BTreeMap::new(),
         };
         Ok(AppSpec {
             file: self.target.clone(),
@@ -244,6 +256,7 @@ impl ServeCommand {
             links: Vec::new(),
             routes: vec![RouteSpec { host: None, path: "/".into(), component: name }],
             tenants: BTreeMap::new(),
+            keyvalue: Default::default(),
         })
     }
 }

@@ -17,3 +17,11 @@ mod cache;
 mod compose;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
+// State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
+// config and secrets, several nodes behind nginx.
+mod external;
+mod state;
+// deploy/: the Kubernetes manifests and Dockerfile match the binary.
+mod deploy;
+// Operations: hot swap under load, --watch, status, and the dashboard in a browser.
+mod ops;

@@ -1,108 +1,14 @@
-use crate::util::{guests, membrane};
+use crate::util::{Served, guests, request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// A running `membrane serve`, killed when dropped.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    /// The metrics listener, when `--metrics-listen` was given.
-    metrics: Option<SocketAddr>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = membrane()
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let metrics = args.contains(&"--metrics-listen").then(|| {
-            let mut metrics = String::new();
-            stdout.read_line(&mut metrics).unwrap();
-            metrics.trim().strip_prefix("metrics http://").unwrap().trim_end_matches("/metrics").parse().unwrap()
-        });
-        let addr = line
-            .trim()
-            .strip_prefix("serving http://")
-            .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
-            .parse()
-            .unwrap();
-        Served { child, addr, metrics, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `GET path` over a fresh HTTP/1.1 connection: status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
-}
-
-/// Sends raw bytes and reads the whole response: status and body.
-fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    parse(&String::from_utf8_lossy(&response))
-}
-
-fn parse(response: &str) -> (u16, String) {
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, dechunk(body))
-}
-
-/// Joins a chunked body's chunks (bodies here are small and plain).
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return body.trim().to_string();
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

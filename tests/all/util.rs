@@ -1,7 +1,11 @@
 //! Running the `membrane` binary and reading what it did.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use membrane_test_guests as guests;
 
@@ -155,4 +159,131 @@ pub fn caller_app(provider: &str, link: &str) -> String {
             ("caller", FAULTS, "provider", link),
         ],
     )
+}
+
+/// Sends raw HTTP/1.1 bytes over a fresh connection and reads the whole response: status
+/// and body.
+#[track_caller]
+pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    try_request(addr, raw).unwrap_or_else(|| panic!("cannot connect to {addr}"))
+}
+
+/// [`request`], or `None` when the connection cannot be made or written to.
+pub fn try_request(addr: SocketAddr, raw: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(raw.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    Some(parse(&String::from_utf8_lossy(&response)))
+}
+
+fn parse(response: &str) -> (u16, String) {
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, dechunk(body))
+}
+
+/// Joins a chunked body's chunks (bodies here are small and plain).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.trim().to_string();
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
+}
+
+/// A running `membrane serve --listen 127.0.0.1:0`, killed (SIGKILL) when dropped.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The metrics listener, when `--metrics-listen` was given.
+    pub metrics: Option<SocketAddr>,
+    /// The admin listener (on a free port unless the test set `--admin-listen`).
+    pub admin: Option<SocketAddr>,
+    /// The token file the server generated, when it generated one.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Served {
+    pub fn start(args: &[&str]) -> Served {
+        Served::start_with(args, &[])
+    }
+
+    /// With `env` set for the server besides the clean environment of [`membrane`].
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Served {
+        // Tests run side by side: the admin API's fixed default port would collide.
+        let own_admin = args.iter().any(|a| a.as_ref() == "--admin-listen");
+        let mut child = membrane()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if own_admin { &[][..] } else { &["--admin-listen", "127.0.0.1:0"][..] })
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // The address lines, in order: serving, metrics (when asked for), the admin token
+        // file (when generated) and the admin listener (unless off).
+        let admin_off = args.windows(2).any(|w| w[0].as_ref() == "--admin-listen" && w[1].as_ref() == "off");
+        let (mut addr, mut metrics, mut admin, mut admin_token_file) = (None, None, None, None);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let wants_metrics = args.iter().any(|a| a.as_ref() == "--metrics-listen");
+        while addr.is_none() || (wants_metrics && metrics.is_none()) || (!admin_off && admin.is_none()) {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the server ended before printing its addresses; stderr: {}", stderr.lock().unwrap());
+            }
+            let line = line.trim();
+            if let Some(a) = line.strip_prefix("serving http://") {
+                addr = Some(a.parse().unwrap());
+            } else if let Some(m) = line.strip_prefix("metrics http://") {
+                metrics = Some(m.trim_end_matches("/metrics").parse().unwrap());
+            } else if let Some(f) = line.strip_prefix("admin token in ") {
+                admin_token_file = Some(std::path::PathBuf::from(f));
+            } else if let Some(a) = line.strip_prefix("admin http://") {
+                admin = Some(a.parse().unwrap());
+            }
+        }
+        Served { child, addr: addr.unwrap(), metrics, admin, admin_token_file, stderr }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: no drain, no flush, no destructor.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

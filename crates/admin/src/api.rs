@@ -22,10 +22,13 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the app is loaded (it is, or this listener would not be up) and every
-/// extra check passes.
+/// Ready when the app is loaded (it is, or this listener would not be up), its key-value
+/// store answers, and every extra check passes.
 pub async fn readyz(State(state): State<AdminState>) -> Response {
     let mut failed = Vec::new();
+    if let Err(reason) = state.deployment.current().ready().await {
+        failed.push(reason);
+    }
     for (name, check) in &state.ready_checks {
         if let Err(reason) = check().await {
             failed.push(format!("{name}: {reason}"));

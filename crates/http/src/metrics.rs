@@ -85,6 +85,11 @@ impl Metrics {
         for (component, stats) in app.stats().components {
             let _ = writeln!(out, "membrane_instantiations_total{{component={component:?}}} {}", stats.instantiations);
         }
+        out.push_str("# HELP membrane_keyvalue_calls_total Granted wasi:keyvalue calls, by component.\n");
+        out.push_str("# TYPE membrane_keyvalue_calls_total counter\n");
+        for (component, stats) in app.stats().components {
+            let _ = writeln!(out, "membrane_keyvalue_calls_total{{component={component:?}}} {}", stats.keyvalue_calls);
+        }
         out.push_str("# HELP membrane_traps_total Requests whose handler trapped or hit a limit, by kind.\n");
         out.push_str("# TYPE membrane_traps_total counter\n");
         for ((component, kind), n) in snapshot(&self.traps) {

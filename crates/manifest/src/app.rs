@@ -20,6 +20,8 @@ pub struct AppSpec {
     pub links: Vec<LinkSpec>,
     pub routes: Vec<RouteSpec>,
     pub tenants: BTreeMap<String, TenantSpec>,
+    /// Where the app's key-value buckets live.
+    pub keyvalue: crate::KeyValueSpec,
 }
 
 /// A tenant: the requests whose `Host` is one of `hosts`, with quotas of their own so
@@ -77,6 +79,9 @@ pub struct ComponentSpec {
     pub limits: Limits,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// What the component reads through wasi:config/store; it sees only these keys.
+    #[serde(default)]
+    pub config: BTreeMap<String, crate::ConfigValue>,
 }
 
 /// How a component is instantiated.
@@ -200,11 +205,17 @@ impl AppSpec {
             links: raw.link,
             routes: raw.route,
             tenants: raw.tenant,
+            keyvalue: raw.keyvalue,
         };
         for component in spec.components.values_mut() {
             component.source = resolve(base, &component.source);
             for dir in &mut component.grants.dirs {
                 dir.host = resolve(base, &dir.host);
+            }
+            for value in component.config.values_mut() {
+                if let crate::ConfigValue::SecretFile { secret_file } = value {
+                    *secret_file = resolve(base, secret_file);
+                }
             }
         }
         if let Some(audit) = &mut spec.app.audit {
@@ -260,6 +271,7 @@ impl AppSpec {
                     "write instances = \"pool:4\" (or \"per-call\" / \"singleton\")",
                 ));
             }
+            self.validate_state(name, component)?;
             if component.restart.max_restarts > 0 && component.restart.window.std().is_zero() {
                 return Err(self.invalid(
                     format!("component.{name}.restart.window"),
@@ -268,6 +280,7 @@ impl AppSpec {
                 ));
             }
         }
+        self.validate_keyvalue()?;
         if let Some(entry) = &self.app.entry {
             self.check_component("app.entry", entry)?;
         }
@@ -395,6 +408,8 @@ struct RawManifest {
     route: Vec<RouteSpec>,
     #[serde(default)]
     tenant: BTreeMap<String, TenantSpec>,
+    #[serde(default)]
+    keyvalue: crate::KeyValueSpec,
 }
 
 impl FromStr for InstanceMode {

@@ -24,6 +24,8 @@ pub struct Grants {
     pub stdin: bool,
     /// Origins the guest may send HTTP requests to (wasi:http/outgoing-handler).
     pub outbound_http: Vec<crate::OutboundRule>,
+    /// Key-value buckets (wasi:keyvalue), each read-only or read-write.
+    pub keyvalue: Vec<crate::BucketGrant>,
 }
 
 /// A host directory made visible to the guest at `guest`, read-only or read-write.

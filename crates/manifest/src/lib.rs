@@ -24,6 +24,7 @@ mod grants;
 mod limits;
 mod nested;
 mod outbound;
+mod state;
 mod units;
 
 pub use app::{
@@ -33,4 +34,5 @@ pub use app::{
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
 pub use limits::Limits;
 pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};
+pub use state::{Access, Backend, BackendError, BucketGrant, ConfigValue, KeyValueSpec, valid_bucket_name};
 pub use units::{ByteSize, Duration, UnitError};

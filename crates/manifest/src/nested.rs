@@ -144,6 +144,15 @@ fn check_attenuation(
             return Err(refuse(format!("outbound_http[{i}]"), format!("outbound HTTP to {rule}")));
         }
     }
+    for (i, grant) in inner.keyvalue.iter().enumerate() {
+        let covered = outer
+            .keyvalue
+            .iter()
+            .any(|o| o.bucket == grant.bucket && (o.access.can_write() || !grant.access.can_write()));
+        if !covered {
+            return Err(refuse(format!("keyvalue[{i}]"), format!("bucket {:?} ({:?})", grant.bucket, grant.access)));
+        }
+    }
     if inner.allow_dns && !outer.allow_dns {
         return Err(refuse("allow_dns".into(), "DNS lookups".into()));
     }

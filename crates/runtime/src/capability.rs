@@ -57,6 +57,18 @@ pub fn of_import(import: &str) -> Capability {
             ),
         };
     }
+    // Draft interfaces are linked at one version only: drafts change incompatibly.
+    for (draft, linked) in [("wasi:keyvalue", "0.2.0-draft"), ("wasi:config", "0.2.0-rc.1")] {
+        if package == draft && version != linked {
+            return Capability::Unsatisfied {
+                reason: format!(
+                    "membrane links {draft} at version {linked} only; this component wants {}; \
+                     rebuild it against {draft}@{linked}",
+                    if version.is_empty() { "(none)" } else { version }
+                ),
+            };
+        }
+    }
     use Capability::{Always, Grant, Refused};
     match (package, interface) {
         ("wasi:io", _) => Always { what: "streams and polling" },
@@ -78,6 +90,12 @@ pub fn of_import(import: &str) -> Capability {
         }
         ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
         ("wasi:http", "types") => Always { what: "HTTP types" },
+        ("wasi:keyvalue", "store" | "atomics" | "batch") | ("membrane:state", "cas") => {
+            Grant { what: "key-value buckets", flag: "(manifest only)", key: "grants.keyvalue" }
+        }
+        ("wasi:config", "store") => {
+            Grant { what: "configuration values", flag: "(manifest only)", key: "component.<name>.config" }
+        }
         ("wasi:http", "outgoing-handler") => {
             Grant { what: "outbound HTTP requests", flag: "--allow-http", key: "grants.outbound_http" }
         }
@@ -103,12 +121,20 @@ mod tests {
         assert!(matches!(of_import("wasi:sockets/tcp@0.2.0"), Capability::Grant { flag: "--allow-tcp", .. }));
         assert!(matches!(of_import("wasi:clocks/monotonic-clock@0.2.6"), Capability::Always { .. }));
         assert!(matches!(of_import("wasi:sockets/udp@0.2.0"), Capability::Refused { .. }));
+        assert!(matches!(
+            of_import("wasi:keyvalue/store@0.2.0-draft"),
+            Capability::Grant { key: "grants.keyvalue", .. }
+        ));
+        assert!(matches!(of_import("membrane:state/cas@0.1.0"), Capability::Grant { key: "grants.keyvalue", .. }));
+        assert!(matches!(of_import("wasi:config/store@0.2.0-rc.1"), Capability::Grant { .. }));
     }
 
     #[test]
     fn unknown_and_future_interfaces_are_unsatisfied() {
         assert!(!of_import("example:markdown/render@0.1.0").is_satisfied());
         assert!(!of_import("wasi:cli/environment@0.3.0").is_satisfied());
+        assert!(!of_import("wasi:keyvalue/store@0.2.0-draft2").is_satisfied());
+        assert!(!of_import("wasi:config/store@0.2.0-draft").is_satisfied());
         assert!(!of_import("my-func").is_satisfied());
     }
 }

@@ -62,6 +62,7 @@ pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links once into a new linker");
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi:http links once into a new linker");
+    crate::state::host::add_to_linker(&mut linker).expect("wasi:keyvalue and wasi:config link once into a new linker");
     linker
 }
 
@@ -89,7 +90,8 @@ impl Command<'_> {
             component: self.name.to_string(),
             imports: vec![("an interface".into(), format!("the host's linker refused it: {e:#}"))],
         })?;
-        let store = sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit)?;
+        let state = crate::state::ComponentState::none(self.name, self.audit);
+        let store = sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit, &state)?;
         execute(self.name, pre, store, self.limits, self.audit).await
     }
 }

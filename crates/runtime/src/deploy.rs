@@ -224,7 +224,7 @@ impl Deployment {
         let mut origins: BTreeMap<String, String> =
             current.revisions().iter().map(|(name, r)| (name.clone(), r.origin.clone())).collect();
         origins.insert(component.to_string(), origin);
-        let build = Build { preloaded, origins, previous: Some(current) };
+        let build = Build { preloaded, origins, previous: Some(current), ..Build::default() };
         let app = App::build(spec, &self.engine, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let change = Change {
             component: component.to_string(),

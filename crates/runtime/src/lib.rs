@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod pool;
 pub mod routes;
 pub mod sandbox;
+pub mod state;
 pub mod stats;
 pub mod wit_compat;
 

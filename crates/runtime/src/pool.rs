@@ -5,6 +5,7 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::sandbox::{self, SandboxState};
+use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::collections::VecDeque;
@@ -112,6 +113,7 @@ pub struct Instances {
     engine: Engine,
     pre: InstancePre<SandboxState>,
     audit: Audit,
+    state: ComponentState,
     slot: tokio::sync::Mutex<Slot>,
     idle: std::sync::Mutex<Vec<Sandbox>>,
     permits: tokio::sync::Semaphore,
@@ -131,6 +133,8 @@ impl Instances {
         engine: Engine,
         pre: InstancePre<SandboxState>,
         audit: Audit,
+        state: ComponentState,
+        stats: Arc<ComponentStats>,
     ) -> Instances {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
@@ -142,10 +146,11 @@ impl Instances {
             grants,
             limits,
             restart,
-            stats: Arc::default(),
+            stats,
             engine,
             pre,
             audit,
+            state,
             slot: tokio::sync::Mutex::default(),
             idle: std::sync::Mutex::default(),
             permits: tokio::sync::Semaphore::new(permits),
@@ -164,8 +169,9 @@ impl Instances {
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
     /// as a tenant's per-request quota).
     pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
-        let mut store = sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit)
-            .expect("grants were checked when the app was loaded");
+        let mut store =
+            sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
+                .expect("grants were checked when the app was loaded");
         store.data_mut().limiter.report_to(self.stats.clone());
         store
     }

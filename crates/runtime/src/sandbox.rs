@@ -6,6 +6,8 @@ use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
 use crate::outbound::Outbound;
 use crate::pool::CallChain;
+use crate::state::ComponentState;
+use crate::state::host::KeyValueHost;
 use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,19 @@ pub struct SandboxState {
     pub cpu: Arc<CpuMeter>,
     http: WasiHttpCtx,
     outbound: Outbound,
+    state: ComponentState,
+}
+
+impl SandboxState {
+    /// The component's view of key-value state, for the wasi:keyvalue host.
+    pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
+        KeyValueHost::new(&self.state.keyvalue, &mut self.table)
+    }
+
+    /// The component's own config values, for wasi:config/store.
+    pub fn config(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
+        wasmtime_wasi_config::WasiConfig::new(&self.state.config)
+    }
 }
 
 impl WasiHttpView for SandboxState {
@@ -58,6 +73,7 @@ pub fn new_store(
     limits: &Limits,
     args: &[String],
     audit: &Audit,
+    state: &ComponentState,
 ) -> Result<Store<SandboxState>, GrantError> {
     let state = SandboxState {
         component: component.into(),
@@ -73,6 +89,7 @@ pub fn new_store(
             audit.clone(),
             limits.timeout.map(|t| t.std()),
         ),
+        state: state.clone(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

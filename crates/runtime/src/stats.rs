@@ -104,6 +104,8 @@ pub struct ComponentStats {
     pub memory_bytes: AtomicU64,
     /// Traps by kind (`FaultKind::name`); taken only when a guest faults.
     by_kind: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Granted wasi:keyvalue calls (refused ones are audited and counted as denials).
+    pub keyvalue_calls: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -114,6 +116,7 @@ pub struct ComponentSnapshot {
     pub live: u64,
     pub memory_bytes: u64,
     pub traps_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    pub keyvalue_calls: u64,
 }
 
 impl ComponentStats {
@@ -130,6 +133,7 @@ impl ComponentStats {
             live: self.live.load(Relaxed),
             memory_bytes: self.memory_bytes.load(Relaxed),
             traps_by_kind: self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            keyvalue_calls: self.keyvalue_calls.load(Relaxed),
         }
     }
 }

@@ -224,6 +224,14 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
                 });
             }
         }
+        // Config sources are read at start; say now which ones would stop it.
+        if let Err(error) = crate::state::ComponentConfig::resolve(name, &component.config) {
+            report.problems.push(Problem {
+                severity: Severity::Error,
+                key: format!("component.{name}.config"),
+                message: error.to_string(),
+            });
+        }
     }
 
     report.cycles = cycles(spec);

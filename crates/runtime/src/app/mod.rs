@@ -12,7 +12,8 @@ use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::routes::{Route, Router};
 use crate::sandbox::SandboxState;
-use crate::stats::{ComponentSnapshot, LinkSnapshot};
+use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
+use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
 use crate::wit_compat::ComponentWit;
 use check::{Checked, Problem, Report};
 use membrane_manifest::{AppSpec, ManifestError, OnTrap};
@@ -50,6 +51,10 @@ pub enum AppError {
     Link { component: String, reason: String },
     #[error(transparent)]
     Run(Box<RunError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// One component read, verified and compiled.
@@ -169,6 +174,10 @@ pub struct App {
     handlers: BTreeMap<String, ProxyPre<SandboxState>>,
     revisions: BTreeMap<String, Revision>,
     generation: u64,
+    store: Option<Arc<KeyValue>>,
+    configs: BTreeMap<String, ComponentConfig>,
+    /// How the store was found, for the versions that follow this one.
+    state: StateOptions,
 }
 
 /// Which build of a component an app version runs.
@@ -203,12 +212,26 @@ pub struct Build<'a> {
     /// The version this one replaces: revision numbers continue from it and counters carry
     /// over, so a swap does not reset what the admin API shows.
     pub previous: Option<&'a App>,
+    /// How to find the key-value store, when there is no previous version to take it from.
+    pub state: StateOptions,
 }
 
 impl App {
-    /// Loads every component, checks the whole app and links it. Nothing runs yet.
+    /// Loads every component, checks the whole app and links it. Nothing runs yet. A
+    /// key-value store, if any component needs one, is opened with the default options.
     pub fn load(spec: AppSpec, engine: &MembraneEngine, cache: &CompileCache, audit: Audit) -> Result<App, AppError> {
         App::build(spec, engine, cache, audit, Build::default())
+    }
+
+    /// [`App::load`], with the key-value store found through `state`.
+    pub fn load_with(
+        spec: AppSpec,
+        engine: &MembraneEngine,
+        cache: &CompileCache,
+        audit: Audit,
+        state: &StateOptions,
+    ) -> Result<App, AppError> {
+        App::build(spec, engine, cache, audit, Build { state: state.clone(), ..Build::default() })
     }
 
     /// As [`App::load`], from what `build` already holds.
@@ -219,6 +242,16 @@ impl App {
         audit: Audit,
         build: Build<'_>,
     ) -> Result<App, AppError> {
+        let mut configs = BTreeMap::new();
+        for (name, component) in &spec.components {
+            configs.insert(name.clone(), ComponentConfig::resolve(name, &component.config)?);
+        }
+        // A new version of a running app keeps its store: the embedded file is open once.
+        let state = build.previous.map_or(build.state.clone(), |p| p.state.clone());
+        let store = match build.previous.and_then(|p| p.store.clone()) {
+            Some(store) => Some(store),
+            None => KeyValue::for_app(&spec, &state)?.map(Arc::new),
+        };
         let loaded = load_components_with(&spec, engine, cache, &build.preloaded)?;
         let report = check_app(&spec, engine, &loaded);
         if !report.is_ok() {
@@ -334,7 +367,11 @@ impl App {
                     .map_err(|e| AppError::Link { component: name.clone(), reason: format!("{e:#}") })?;
                 handlers.insert(name.clone(), handler);
             }
-            let mut instances = Instances::new(
+            let stats = match build.previous.and_then(|p| p.instances(name)) {
+                Some(previous) => previous.stats.clone(),
+                None => Arc::new(ComponentStats::default()),
+            };
+            components.push(Instances::new(
                 names[index[name]].clone(),
                 spec_c.instances,
                 spec_c.grants.clone(),
@@ -343,11 +380,18 @@ impl App {
                 engine.engine().clone(),
                 pre,
                 audit.clone(),
-            );
-            if let Some(previous) = build.previous.and_then(|p| p.instances(name)) {
-                instances.stats = previous.stats.clone();
-            }
-            components.push(instances);
+                ComponentState {
+                    keyvalue: Arc::new(KeyValueAccess::new(
+                        name,
+                        store.clone(),
+                        &spec_c.grants.keyvalue,
+                        &audit,
+                        stats.clone(),
+                    )),
+                    config: Arc::new(configs[name].to_wasi()),
+                },
+                stats,
+            ));
         }
         let inner = Arc::new(AppInner { components, index, links });
         for link in &inner.links {
@@ -384,6 +428,9 @@ impl App {
             handlers,
             revisions,
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            store,
+            configs,
+            state,
         })
     }
 
@@ -413,6 +460,25 @@ impl App {
             .iter()
             .find(|l| *l.consumer == *from && l.import == import && *l.provider_name == *to)
             .map(|l| l.stats.clone())
+    }
+
+    /// Whether the app can serve: its components are compiled (they are, once loaded) and
+    /// its key-value store, if it has one, answers.
+    pub async fn ready(&self) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.ready().await.map_err(|e| format!("key-value store {}: {e}", store.location)),
+            None => Ok(()),
+        }
+    }
+
+    /// The app's key-value store, if a component holds a bucket grant.
+    pub fn store(&self) -> Option<&Arc<KeyValue>> {
+        self.store.as_ref()
+    }
+
+    /// The resolved config of `component`; its Debug and Serialize redact secrets.
+    pub fn config(&self, component: &str) -> Option<&ComponentConfig> {
+        self.configs.get(component)
     }
 
     pub fn engine(&self) -> &MembraneEngine {
