@@ -124,6 +124,6 @@ fn kubernetes_manifests_match_the_binary_and_its_dockerfile() {
     assert_eq!(http(node.addr, "GET", "/config/token", ""), (200, "from-the-secret".into()));
     // The probes the manifests name answer on the admin listener.
     let admin = node.admin.expect("the admin listener is on");
-    assert_eq!(http(admin, "GET", "/healthz", ""), (200, "ok\n".into()));
-    assert_eq!(http(admin, "GET", "/readyz", ""), (200, "ready\n".into()));
+    assert_eq!(http(admin, "GET", "/healthz", ""), (200, "ok".into()));
+    assert_eq!(http(admin, "GET", "/readyz", ""), (200, "ready".into()));
 }

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use membrane_runtime::deploy::{Change, Source};
+use membrane_runtime::deploy::{Change, DeployError, Deployment, Source};
 use serde::Deserialize;
 
 const DASHBOARD: &str = include_str!("dashboard/index.html");
@@ -119,10 +119,19 @@ pub async fn swap(
     } else {
         Source::Bytes(body.to_vec())
     };
+    publish(&state, "swap", move |d| d.swap(&name, source)).await
+}
+
+/// Runs a change off the async executor (it compiles and checks a whole app version).
+async fn publish(
+    state: &AdminState,
+    what: &'static str,
+    change: impl FnOnce(&Deployment) -> Result<Change, DeployError> + Send + 'static,
+) -> Result<Json<Change>, ApiError> {
     let deployment = state.deployment.clone();
-    let change = tokio::task::spawn_blocking(move || deployment.swap(&name, source))
+    let change = tokio::task::spawn_blocking(move || change(&deployment))
         .await
-        .map_err(|e| ApiError::Internal(format!("swap task failed: {e}")))??;
+        .map_err(|e| ApiError::Internal(format!("{what} task failed: {e}")))??;
     Ok(Json(change))
 }
 
@@ -132,11 +141,7 @@ pub async fn rollback(
     headers: HeaderMap,
 ) -> Result<Json<Change>, ApiError> {
     authorize(&state, &headers)?;
-    let deployment = state.deployment.clone();
-    let change = tokio::task::spawn_blocking(move || deployment.rollback(&name))
-        .await
-        .map_err(|e| ApiError::Internal(format!("rollback task failed: {e}")))??;
-    Ok(Json(change))
+    publish(&state, "rollback", move |d| d.rollback(&name)).await
 }
 
 pub async fn restart(
