@@ -316,7 +316,15 @@ component = "web"
     assert!(logs.contains("configured") || logs.contains("membrane"), "debug logging is on: {logs}");
     let log = audit(&manifest);
     assert!(log.contains("denied"), "{log}");
-    for text in [&logs, &log] {
+    // The admin API shows which keys a component has, never a secret's value.
+    let admin = node.admin.expect("the admin listener");
+    let (status, api) = http(admin, "GET", "/api/app", "");
+    assert_eq!(status, 200);
+    let view: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(view["components"]["web"]["config"]["api_base"], "https://api.example.com", "{api}");
+    assert_eq!(view["components"]["web"]["config"]["token"], "<redacted>", "{api}");
+    let feed = http(admin, "GET", "/api/audit", "").1;
+    for text in [&logs, &log, &api, &feed] {
         assert!(!text.contains(secret), "the secret leaked: {text}");
         assert!(!text.contains(region), "the env value leaked: {text}");
     }

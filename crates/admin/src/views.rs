@@ -5,6 +5,7 @@ use membrane_runtime::App;
 use membrane_runtime::app::LinkStatsEntry;
 use membrane_runtime::audit::AuditEvent;
 use membrane_runtime::deploy::{Deployment, RevisionInfo};
+use membrane_runtime::state::ComponentConfig;
 use membrane_runtime::stats::ComponentSnapshot;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct ComponentView {
     pub grants: Grants,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    /// The component's wasi:config keys; secrets (from env or files) show as `<redacted>`.
+    pub config: Option<ComponentConfig>,
     /// Interfaces it imports and exports, as named in its binary.
     pub imports: Vec<String>,
     pub exports: Vec<String>,
@@ -54,6 +57,7 @@ impl AppView {
                     grants: spec.grants.clone(),
                     limits: spec.limits.clone(),
                     restart: spec.restart,
+                    config: app.config(name).cloned(),
                     imports: ty.imports(&engine).map(|(n, _)| n.to_string()).collect(),
                     exports: ty.exports(&engine).map(|(n, _)| n.to_string()).collect(),
                     history: deployment.history(name),
