@@ -17,3 +17,5 @@ mod cache;
 mod compose;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
+// `membrane chaos`: faults injected while traffic runs, and the verdict.
+mod chaos;
