@@ -29,6 +29,7 @@ enum Verb {
     Swap(commands::swap::SwapCommand),
     Rollback(commands::swap::RollbackCommand),
     Restart(commands::swap::RestartCommand),
+    Chaos(commands::chaos::ChaosCommand),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
     // A server logs its address, its access log and shutdown; the other verbs only warnings.
     init_logging(match cli.command {
         Verb::Serve(_) => "warn,membrane::access=info,membrane::serve=info",
+        // The report is the output; each injected fault would otherwise log an error.
+        Verb::Chaos(_) => "off",
         _ => "warn",
     });
     let result = match cli.command {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Verb::Swap(cmd) => cmd.execute(),
         Verb::Rollback(cmd) => cmd.execute(),
         Verb::Restart(cmd) => cmd.execute(),
+        Verb::Chaos(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

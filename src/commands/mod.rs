@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod chaos;
 pub mod check;
 pub mod inspect;
 pub mod run;

@@ -25,3 +25,5 @@ mod state;
 mod deploy;
 // Operations: hot swap under load, --watch, status, and the dashboard in a browser.
 mod ops;
+// `membrane chaos`: faults injected while traffic runs, and the verdict.
+mod chaos;

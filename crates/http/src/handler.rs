@@ -164,6 +164,9 @@ impl Server {
             }
             result
         });
+        // A client that goes away before the response takes its request with it: hyper
+        // drops this future, and the guest's task must not keep the slot until its timeout.
+        let abandoned = AbortOnDrop(Some(task.abort_handle()));
 
         let response = match tokio::time::timeout(limits.request_timeout, receiver).await {
             // A body over the limit is refused whatever the guest made of its truncation.
@@ -208,7 +211,25 @@ impl Server {
                 plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
             }
         };
+        abandoned.disarm();
         (response, Some(route))
+    }
+}
+
+/// Aborts a guest's task when dropped, unless disarmed once the response is in hand.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 

@@ -379,7 +379,7 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
 
 /// A TOML error with its line and column, and serde's message (which names the key, and
 /// for an unknown key, the keys that are allowed).
-fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestError {
+pub(crate) fn syntax_error(file: &Path, text: &str, error: &toml::de::Error) -> ManifestError {
     let (line, column) = error
         .span()
         .map(|span| {

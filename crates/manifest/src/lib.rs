@@ -20,6 +20,7 @@ macro_rules! serde_via_str {
 }
 
 mod app;
+mod experiment;
 mod grants;
 mod limits;
 mod nested;
@@ -31,6 +32,7 @@ pub use app::{
     AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, ManifestError, OnTrap,
     RestartPolicy, RouteSpec, TenantSpec,
 };
+pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
 pub use limits::Limits;
 pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};

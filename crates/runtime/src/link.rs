@@ -67,6 +67,23 @@ pub struct LinkedFunc {
     pub fallback: Option<ComponentExportIndex>,
 }
 
+/// A fault a chaos experiment injects into the calls of a link. Only `membrane chaos`
+/// installs one, through [`crate::App::inject_link_fault`]; no manifest key can.
+pub trait LinkFault: Send + Sync + 'static {
+    /// The fate of one call to the link's provider (not to its fallback).
+    fn next_call(&self) -> Injected;
+}
+
+/// What an injected fault does to one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Injected {
+    Pass,
+    /// The call waits this long first (within the link's timeout).
+    Delay(Duration),
+    /// The call fails as if the provider had trapped with this message.
+    Trap(String),
+}
+
 struct Proxy {
     generation: Generation,
     resource: ResourceAny,
@@ -90,6 +107,7 @@ pub struct LinkRuntime<A: Components> {
     next_proxy: AtomicU32,
     audit: Audit,
     app: OnceLock<Weak<A>>,
+    injected: OnceLock<Arc<dyn LinkFault>>,
 }
 
 impl<A: Components> LinkRuntime<A> {
@@ -123,12 +141,18 @@ impl<A: Components> LinkRuntime<A> {
             next_proxy: AtomicU32::new(1),
             audit,
             app: OnceLock::new(),
+            injected: OnceLock::new(),
         }
     }
 
     /// Connects the link to the app it belongs to, once the app exists.
     pub fn attach(&self, app: Weak<A>) {
         let _ = self.app.set(app);
+    }
+
+    /// Installs a chaos experiment's fault; a link takes at most one, for its lifetime.
+    pub fn inject(&self, fault: Arc<dyn LinkFault>) -> bool {
+        self.injected.set(fault).is_ok()
     }
 
     fn app(&self) -> Option<Arc<A>> {
@@ -186,8 +210,21 @@ impl<A: Components> LinkRuntime<A> {
         let provider = app.instances(self.provider);
         let mut attempt = 0;
         let outcome = loop {
-            let result =
-                self.call_once(provider, &chain, self.funcs[func].provider, generation, &params, results).await;
+            let (delay, trap) = match self.injected.get().map(|f| f.next_call()) {
+                Some(Injected::Delay(delay)) => (Some(delay), None),
+                Some(Injected::Trap(why)) => (None, Some(why)),
+                _ => (None, None),
+            };
+            let result = match trap {
+                Some(why) => {
+                    self.audit.record(&self.consumer, "chaos", &self.import, &why);
+                    Err(CallError::Fault(provider.fault(FaultKind::Trap(why))))
+                }
+                None => {
+                    let index = self.funcs[func].provider;
+                    self.call_once(provider, &chain, index, generation, delay, &params, results).await
+                }
+            };
             let Err(error) = result else { break result };
             self.count_failure(&error);
             match self.policy {
@@ -216,7 +253,7 @@ impl<A: Components> LinkRuntime<A> {
                         ),
                     );
                     let index = self.funcs[func].fallback.expect("fallback exports were checked at load");
-                    break self.call_once(fallback, &chain, index, None, &params, results).await;
+                    break self.call_once(fallback, &chain, index, None, None, &params, results).await;
                 }
                 _ => break Err(error),
             }
@@ -238,12 +275,14 @@ impl<A: Components> LinkRuntime<A> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call_once(
         &self,
         instances: &Instances,
         chain: &CallChain,
         func: ComponentExportIndex,
         generation: Option<Generation>,
+        delay: Option<Duration>,
         params: &[Val],
         results: &mut [Val],
     ) -> Result<Generation, CallError> {
@@ -251,7 +290,12 @@ impl<A: Components> LinkRuntime<A> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let call = instances.call(chain, func, generation, params, results);
+        let call = async {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            instances.call(chain, func, generation, params, results).await
+        };
         match limit {
             None => call.await,
             Some(limit) => match tokio::time::timeout(limit, call).await {

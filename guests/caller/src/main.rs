@@ -29,6 +29,13 @@ fn main() {
             let reversed = memory::reverse(&mine);
             println!("sent {mine:?}, got {reversed:?}");
         }
+        "big" => {
+            // N MiB across the link in one list: the host copies it, whatever the provider does.
+            let mib: usize = arg(1).parse().unwrap_or(1);
+            let data = vec![7u8; mib << 20];
+            let back = memory::reverse(&data);
+            println!("sent {mib} MiB, got {} bytes back", back.len());
+        }
         "trap" => {
             println!("calling a provider that traps");
             let answer = faults::maybe_trap(true);

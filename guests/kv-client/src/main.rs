@@ -24,6 +24,12 @@ fn main() {
             drop(a);
             println!("live after drop: {}", kv::live() - before);
         }
+        "trap-borrowed" => {
+            let a = Bucket::new("a");
+            let poison = Bucket::new("poison");
+            println!("merging with both borrowed");
+            println!("merged {}", kv::merge(&a, &poison));
+        }
         "forge" => {
             // A handle is an index into this instance's own table: a number taken from
             // somewhere else names nothing here.

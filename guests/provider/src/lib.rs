@@ -108,6 +108,10 @@ impl kv::Guest for Provider {
     fn merge(dst: kv::BucketBorrow<'_>, src: kv::BucketBorrow<'_>) -> u32 {
         let src: &Bucket = src.get();
         let dst: &Bucket = dst.get();
+        // A trap in the middle of a call that holds two borrows, for the hostile corpus.
+        if src.name == "poison" {
+            panic!("merging a poisoned bucket");
+        }
         let entries = src.entries.borrow().clone();
         let n = entries.len() as u32;
         dst.entries.borrow_mut().extend(entries);

@@ -565,6 +565,13 @@ impl App {
         Ok(results)
     }
 
+    /// Installs a chaos experiment's `fault` on every link from `consumer` to `provider`;
+    /// returns how many links took it. Used by `membrane chaos` only.
+    pub fn inject_link_fault(&self, consumer: &str, provider: &str, fault: Arc<dyn crate::link::LinkFault>) -> usize {
+        let links = self.inner.links.iter().filter(|l| *l.consumer == *consumer && *l.provider_name == *provider);
+        links.filter(|l| l.inject(fault.clone())).count()
+    }
+
     /// Restarts a component: a failed singleton is cleared and pooled instances dropped.
     pub async fn restart(&self, component: &str) -> bool {
         match self.instances(component) {

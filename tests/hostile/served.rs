@@ -1,0 +1,161 @@
+//! A `membrane serve` under attack: its stdout drained (and counted) so a guest may flood
+//! it, its memory readable, and a neighbour route to check after each attack.
+
+use crate::util::membrane;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    /// Bytes the server wrote to stdout after its address line.
+    pub stdout_bytes: Arc<AtomicU64>,
+}
+
+/// The app every served case uses: the hostile guest at `/evil` with `evil_limits`, and
+/// `http-hello` as its neighbour everywhere else.
+pub fn hostile_app(evil_limits: &str) -> crate::util::TestApp {
+    crate::util::TestApp::new(&format!(
+        r#"[app]
+name = "hostile"
+
+[component.evil]
+source = "{{hostile-http}}"
+limits = {{ {evil_limits} }}
+
+[component.good]
+source = "{{http-hello}}"
+
+[[route]]
+path = "/evil"
+component = "evil"
+
+[[route]]
+path = "/"
+component = "good"
+"#
+    ))
+}
+
+impl Served {
+    pub fn start(args: &[&str]) -> Served {
+        let mut child = membrane()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut sink = sink.lock().unwrap();
+                // Keep the start and the tail of a long log: what the tests look for.
+                if sink.len() > 4 << 20 {
+                    sink.drain(..1 << 20);
+                }
+                sink.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("serving http://")
+            .unwrap_or_else(|| panic!("no address line; stdout: {line:?}; stderr: {}", stderr.lock().unwrap()))
+            .parse()
+            .unwrap();
+        let stdout_bytes = Arc::new(AtomicU64::new(0));
+        let counter = stdout_bytes.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        Served { child, addr, stderr, stdout_bytes }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        get(self.addr, path)
+    }
+
+    /// The neighbour answers as it always does.
+    #[track_caller]
+    pub fn assert_neighbour_answers(&self) {
+        let (status, body) = self.get("/neighbour");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from /neighbour; request #1 of this instance"),
+            "stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over a fresh HTTP/1.1 connection: status and body.
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+}
+
+/// Sends raw bytes and reads the whole response: status and (unchunked, trimmed) body.
+pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, dechunk(body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.trim().to_string();
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
+}
