@@ -33,7 +33,7 @@ MEMBRANE_LOG=error target/$profile/membrane serve --listen 127.0.0.1:0 --admin-l
   >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 200); do grep -q '^serving http://' "$work/serve.out" && break; sleep 0.1; done
+for _ in $(seq 200); do grep -qs '^serving http://' "$work/serve.out" && break; sleep 0.1; done
 base=$(sed -n 's|^serving \(http://[^ ]*\)$|\1|p' "$work/serve.out")
 [ -n "$base" ] || { echo "soak: the server did not start" >&2; cat "$work/serve.err" >&2; exit 1; }
 
