@@ -111,7 +111,8 @@ fn swap_under_load_fails_no_request_and_switches_exactly_when_published() {
             checked += 1;
         }
     }
-    assert!(checked > samples.len() / 2, "too few requests fell between changes to judge: {checked}");
+    // However slow the CLI is on a loaded machine, the requests after the last change count.
+    assert!(checked >= 100, "too few requests fell between changes to judge: {checked}");
     for serving in ["http-v1", "http-v2"] {
         assert!(samples.iter().any(|s| s.body == serving), "no request saw {serving}");
     }
@@ -223,7 +224,7 @@ fn watch_swaps_in_a_changed_file_and_keeps_serving_through_a_broken_one() {
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, what: &str, server: &Served) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}; server log:\n{}", server.stderr());
         std::thread::sleep(Duration::from_millis(100));
@@ -264,7 +265,7 @@ impl Browser {
                 ],
             },
         }}});
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         let session = loop {
             match webdriver("POST", &format!("{base}/session"), Some(&capabilities)) {
                 Ok(v) => break v["sessionId"].as_str().expect("a session id").to_string(),
