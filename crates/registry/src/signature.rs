@@ -181,7 +181,7 @@ mod tests {
 
         let sig = Signature::parse("f", key.sign(D1).to_json().as_bytes()).unwrap();
         assert_eq!(sig.verify("f", D1, &[other.public(), public.clone()]).unwrap(), public);
-        assert!(matches!(sig.verify("f", D2, &[public.clone()]), Err(SignatureError::Tampered { .. })));
+        assert!(matches!(sig.verify("f", D2, std::slice::from_ref(&public)), Err(SignatureError::Tampered { .. })));
         assert!(matches!(sig.verify("f", D1, &[other.public()]), Err(SignatureError::Untrusted { .. })));
 
         // A signature made for another digest, relabelled with this one, is caught.

@@ -30,7 +30,13 @@ pub enum LoadError {
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
+}
+
+impl From<RegistryError> for LoadError {
+    fn from(error: RegistryError) -> Self {
+        LoadError::Registry(Box::new(error))
+    }
 }
 
 /// Where a component's bytes came from.
