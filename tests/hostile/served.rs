@@ -96,6 +96,16 @@ impl Served {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to a minute) until the server's log holds `text`: a log line may reach
+    /// stderr just after the response that it explains.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.stderr().contains(text) {
+            assert!(std::time::Instant::now() < deadline, "{text} missing:\n{}", self.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
