@@ -52,7 +52,7 @@ pub fn text(len: usize) -> String {
     let mut out = String::with_capacity(len + 80);
     let mut i = 0usize;
     while out.len() < len {
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             out.push_str(&format!("2026-11-27 INFO user{i}@example.org logged in from 10.0.{}.{}\n", i % 256, i % 7));
         } else {
             out.push_str(&format!("2026-11-27 DEBUG request {i} served in {} us\n", i % 997));

@@ -52,7 +52,8 @@ fn instantiate(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     for (size, path) in [("small", membrane_test_guests::HELLO), ("1.5 MB", membrane_test_guests::BENCH_BIG)] {
         for busy in [false, true] {
-            for (allocator, engine) in [("membrane (pooling + CoW)", &pooling), ("wasmtime default (on-demand)", &on_demand)]
+            for (allocator, engine) in
+                [("membrane (pooling + CoW)", &pooling), ("wasmtime default (on-demand)", &on_demand)]
             {
                 let pre = pre(engine, path);
                 let load = if busy { ", other core busy" } else { "" };

@@ -62,10 +62,10 @@ to = "provider"
 /// component (wac-graph), so every call stays inside one instance.
 fn fused_component() -> Vec<u8> {
     let mut graph = CompositionGraph::new();
-    let consumer = Package::from_file("bench:consumer", None, membrane_test_guests::BENCH_CONSUMER, graph.types_mut())
-        .unwrap();
-    let provider = Package::from_file("bench:provider", None, membrane_test_guests::BENCH_PROVIDER, graph.types_mut())
-        .unwrap();
+    let consumer =
+        Package::from_file("bench:consumer", None, membrane_test_guests::BENCH_CONSUMER, graph.types_mut()).unwrap();
+    let provider =
+        Package::from_file("bench:provider", None, membrane_test_guests::BENCH_PROVIDER, graph.types_mut()).unwrap();
     let consumer = graph.register_package(consumer).unwrap();
     let provider = graph.register_package(provider).unwrap();
     let provider = graph.instantiate(provider);
@@ -105,7 +105,15 @@ impl Fused {
     {
         let iface = self.instance.get_export_index(&mut self.store, None, interface).unwrap();
         let func = self.instance.get_export_index(&mut self.store, Some(&iface), name).unwrap();
-        self.instance.get_typed_func(&mut self.store, &func).unwrap()
+        self.instance.get_typed_func(&mut self.store, func).unwrap()
+    }
+
+    fn call<P, R>(&mut self, runtime: &Runtime, func: &TypedFunc<P, R>, args: P) -> R
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync + 'static,
+        R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
+    {
+        runtime.block_on(func.call_async(&mut self.store, args)).unwrap()
     }
 }
 
@@ -183,20 +191,14 @@ fn calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let app = linked_app(dir.path());
-    let call = |iface: &str, func: &str, args: &[Val]| runtime.block_on(app.call("consumer", iface, func, args)).unwrap();
+    let call =
+        |iface: &str, func: &str, args: &[Val]| runtime.block_on(app.call("consumer", iface, func, args)).unwrap();
     // Start both singletons before measuring.
     call(DRIVER, "calls", &[Val::U32(1)]);
     let mut fused = Fused::new(&runtime, app.engine());
     let fused_calls = fused.func::<(u32,), (u64,)>(DRIVER, "calls");
     let fused_strings = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "string-calls");
     let fused_bytes = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "bytes-calls");
-    let mut fused_call = |f: &TypedFunc<_, _>, args| {
-        runtime.block_on(async {
-            let result = f.call_async(&mut fused.store, args).await.unwrap();
-            f.post_return_async(&mut fused.store).await.unwrap();
-            result
-        })
-    };
     let mut service = Microservice::start(&runtime);
     let string = "x".repeat(STRING_LEN as usize);
     let bytes: Vec<u8> = (0..BYTES_LEN).map(|i| i as u8).collect();
@@ -208,9 +210,15 @@ fn calls(c: &mut Criterion) {
         let mut count = 0u64;
         b.iter(|| increment(black_box(&mut count)))
     });
-    group.bench_function("small: membrane link", |b| b.iter_custom(|n| timed(n, |n| drop(call(DRIVER, "calls", &[Val::U32(n)])))));
+    group.bench_function("small: membrane link", |b| {
+        b.iter_custom(|n| timed(n, |n| drop(call(DRIVER, "calls", &[Val::U32(n)]))))
+    });
     group.bench_function("small: fused (wac), one instance", |b| {
-        b.iter_custom(|n| timed(n, |n| drop(fused_call(&fused_calls, (n,)))))
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_calls, (n,)));
+            })
+        })
     });
     group.bench_function("small: HTTP/1.1 microservice", |b| {
         b.iter(|| runtime.block_on(service.call("/increment", Bytes::new())))
@@ -218,10 +226,16 @@ fn calls(c: &mut Criterion) {
 
     group.bench_function("1 KiB string: direct Rust call", |b| b.iter(|| take_string(black_box(&string))));
     group.bench_function("1 KiB string: membrane link", |b| {
-        b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, "string-calls", &[Val::U32(n), Val::U32(STRING_LEN)]))))
+        b.iter_custom(|n| {
+            timed(n, |n| drop(call(PAYLOAD_DRIVER, "string-calls", &[Val::U32(n), Val::U32(STRING_LEN)])))
+        })
     });
     group.bench_function("1 KiB string: fused (wac), one instance", |b| {
-        b.iter_custom(|n| timed(n, |n| drop(fused_call(&fused_strings, (n, STRING_LEN)))))
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_strings, (n, STRING_LEN)));
+            })
+        })
     });
     group.bench_function("1 KiB string: HTTP/1.1 microservice", |b| {
         b.iter(|| runtime.block_on(service.call("/string", Bytes::from(string.clone()))))
@@ -232,7 +246,11 @@ fn calls(c: &mut Criterion) {
         b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(BYTES_LEN)]))))
     });
     group.bench_function("64 KiB bytes: fused (wac), one instance", |b| {
-        b.iter_custom(|n| timed(n, |n| drop(fused_call(&fused_bytes, (n, BYTES_LEN)))))
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_bytes, (n, BYTES_LEN)));
+            })
+        })
     });
     group.bench_function("64 KiB bytes: HTTP/1.1 microservice", |b| {
         b.iter(|| runtime.block_on(service.call("/bytes", Bytes::from(bytes.clone()))))

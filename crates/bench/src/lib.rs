@@ -29,8 +29,9 @@ pub fn app_engine_settings() -> EngineSettings {
 
 /// A store for one instance with no grants and default limits, as the product makes it.
 pub fn new_store(engine: &MembraneEngine) -> Store<SandboxState> {
-    sandbox::new_store(engine.engine(), "bench", &Grants::default(), &Limits::default(), &[], &Audit::default())
-        .unwrap()
+    let audit = Audit::default();
+    let state = membrane_runtime::state::ComponentState::none("bench", &audit);
+    sandbox::new_store(engine.engine(), "bench", &Grants::default(), &Limits::default(), &[], &audit, &state).unwrap()
 }
 
 /// Resident and proportional set size of process `pid` (or this process), in bytes, from

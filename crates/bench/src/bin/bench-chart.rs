@@ -26,10 +26,10 @@ fn parse(text: &str) -> anyhow::Result<Results> {
         } else if line.trim() == "# log" {
             results.log = true;
         } else if !line.starts_with('#') {
-            let (label, value) = line
-                .split_once('\t')
-                .ok_or_else(|| anyhow::anyhow!("line `{line}`: expected `label<TAB>value`"))?;
-            let value: f64 = value.trim().parse().map_err(|_| anyhow::anyhow!("line `{line}`: value is not a number"))?;
+            let (label, value) =
+                line.split_once('\t').ok_or_else(|| anyhow::anyhow!("line `{line}`: expected `label<TAB>value`"))?;
+            let value: f64 =
+                value.trim().parse().map_err(|_| anyhow::anyhow!("line `{line}`: value is not a number"))?;
             results.bars.push((label.to_string(), value));
         }
     }
@@ -44,7 +44,9 @@ fn draw(results: &Results, out: &str) -> anyhow::Result<()> {
     let max = results.bars.iter().map(|b| b.1).fold(0.0, f64::max);
     let min = results.bars.iter().map(|b| b.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
     let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => results.bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            results.bars.get(*i).map(|b| b.0.clone()).unwrap_or_default()
+        }
         SegmentValue::Last => String::new(),
     };
     let membrane = RGBColor(0x1f, 0x77, 0xb4);
@@ -58,19 +60,33 @@ fn draw(results: &Results, out: &str) -> anyhow::Result<()> {
         let mut chart = builder.build_cartesian_2d((low..max * 4.0).log_scale(), (0..n).into_segmented())?;
         chart.configure_mesh().y_labels(n).y_label_formatter(&label).x_desc(&results.unit).disable_y_mesh().draw()?;
         for (i, (l, v)) in results.bars.iter().enumerate() {
-            let mut bar = Rectangle::new([(low, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], bar_color(l).filled());
+            let mut bar = Rectangle::new(
+                [(low, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))],
+                bar_color(l).filled(),
+            );
             bar.set_margin(4, 4, 0, 0);
             chart.draw_series([bar])?;
-            chart.draw_series([Text::new(value_text(*v), (*v * 1.05, SegmentValue::CenterOf(i)), ("sans-serif", 13))])?;
+            chart.draw_series([Text::new(
+                value_text(*v),
+                (*v * 1.05, SegmentValue::CenterOf(i)),
+                ("sans-serif", 13),
+            )])?;
         }
     } else {
         let mut chart = builder.build_cartesian_2d(0.0..max * 1.15, (0..n).into_segmented())?;
         chart.configure_mesh().y_labels(n).y_label_formatter(&label).x_desc(&results.unit).disable_y_mesh().draw()?;
         for (i, (l, v)) in results.bars.iter().enumerate() {
-            let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], bar_color(l).filled());
+            let mut bar = Rectangle::new(
+                [(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))],
+                bar_color(l).filled(),
+            );
             bar.set_margin(4, 4, 0, 0);
             chart.draw_series([bar])?;
-            chart.draw_series([Text::new(value_text(*v), (*v + max * 0.01, SegmentValue::CenterOf(i)), ("sans-serif", 13))])?;
+            chart.draw_series([Text::new(
+                value_text(*v),
+                (*v + max * 0.01, SegmentValue::CenterOf(i)),
+                ("sans-serif", 13),
+            )])?;
         }
     }
     root.present()?;

@@ -18,11 +18,14 @@ fn main() -> anyhow::Result<()> {
         Some(other) => anyhow::bail!("unit `{other}`: use ns, us or ms"),
     };
     let mut rows = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}; run the benchmark first", dir.display()))? {
+    for entry in
+        std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}; run the benchmark first", dir.display()))?
+    {
         let bench = entry?.path().join("new");
-        let (Ok(meta), Ok(estimates)) =
-            (std::fs::read_to_string(bench.join("benchmark.json")), std::fs::read_to_string(bench.join("estimates.json")))
-        else {
+        let (Ok(meta), Ok(estimates)) = (
+            std::fs::read_to_string(bench.join("benchmark.json")),
+            std::fs::read_to_string(bench.join("estimates.json")),
+        ) else {
             continue;
         };
         let meta: serde_json::Value = serde_json::from_str(&meta)?;

@@ -57,10 +57,7 @@ fn native(n: u32) -> anyhow::Result<()> {
         child.stdout.as_mut().unwrap().read_exact(&mut [0u8; 1])?;
     }
     let started = children.len() as u64;
-    let (rss, pss) = children
-        .iter()
-        .map(|c| memory_of(Some(c.id())))
-        .fold((0, 0), |(r, p), (cr, cp)| (r + cr, p + cp));
+    let (rss, pss) = children.iter().map(|c| memory_of(Some(c.id()))).fold((0, 0), |(r, p), (cr, cp)| (r + cr, p + cp));
     for mut child in children {
         drop(child.stdin.take());
         child.wait()?;
