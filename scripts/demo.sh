@@ -58,11 +58,14 @@ fi
 
 echo
 echo "The same renderers behind HTTP: every request gets fresh, isolated instances."
-"$membrane" serve --listen 127.0.0.1:0 examples/docs-web/membrane.toml > target/demo-serve.out 2> target/demo-serve.log &
+"$membrane" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 examples/docs-web/membrane.toml \
+  > target/demo-serve.out 2> target/demo-serve.log &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 50); do grep -q serving target/demo-serve.out 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q '^admin http' target/demo-serve.out 2>/dev/null && break; sleep 0.1; done
 base=$(sed -n 's/^serving //p' target/demo-serve.out)
+admin=$(sed -n 's/^admin \(http:.*\)/\1/p' target/demo-serve.out)
+token_file=$(sed -n 's/^admin token in //p' target/demo-serve.out)
 try() {
   printf '\n\033[1m$ curl %s\033[0m   # %s\n' "$1" "$2"
   curl -s "$1" || true
@@ -72,8 +75,19 @@ try "$base/?doc=%3Cscript%3Ealert(1)%3C/script%3E" "the plugin crashes; the fall
 try "$base/hello/world" "a second component on its own route"
 try "$base/hello/fetch?url=http://169.254.169.254/latest/meta-data/" "outbound HTTP to a metadata address: denied"
 try "$base/hello/trap" "a trapping handler: a 500 for this request only"
+
+echo
+echo "Hot swap while it serves: the fancy renderer is replaced by the plain one, checked first."
+printf '\n\033[1m$ membrane swap fancy plain_renderer.wasm\033[0m\n'
+"$membrane" swap --admin "$admin" --token-file "$token_file" fancy guests/target/wasm32-wasip2/release/plain_renderer.wasm
+try "$base/?doc=%23+Hello%0AThis+is+*fancy*" "now rendered by the plain renderer"
+printf '\n\033[1m$ membrane rollback fancy\033[0m\n'
+"$membrane" rollback --admin "$admin" --token-file "$token_file" fancy
+printf '\n\033[1m$ membrane status\033[0m\n'
+"$membrane" status --admin "$admin" --token-file "$token_file"
 echo
 echo "(curl -w ' %{http_code}' adds the status; the server's access log is in target/demo-serve.log)"
+echo "The dashboard: $admin/"
 if [ -t 0 ]; then
   echo
   echo "Serving $base until Ctrl-C. Try the lines above."

@@ -3,7 +3,9 @@
 # Sourced by the demo and test scripts; safe to run again.
 set -euo pipefail
 
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  echo "setup: installing the wasm32-wasip2 Rust target for the guest components" >&2
-  rustup target add wasm32-wasip2
-fi
+for target in wasm32-wasip2 wasm32-wasip1; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    echo "setup: installing the $target Rust target for the guest components" >&2
+    rustup target add "$target"
+  fi
+done

@@ -1,10 +1,11 @@
-//! Flags shared by every verb that runs components: grants, limits and the compile cache.
+//! Flags shared by every verb that runs components: grants, limits, the compile cache and
+//! registries.
 //! Flattened into each verb, never copied.
 
 use anyhow::Context;
 use clap::Args;
 use membrane_manifest::{AddrRule, ByteSize, DirGrant, Duration, Grants, Limits};
-use membrane_runtime::{Audit, CompileCache, EngineSettings};
+use membrane_runtime::{Audit, CompileCache, EngineSettings, Sources};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -20,6 +21,9 @@ pub struct RunCommon {
 
     #[command(flatten)]
     pub state: StateFlags,
+
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 
     /// Append audit events (denials, traps) as JSON lines to FILE [default: none; events
     /// still go to the log].
@@ -61,6 +65,59 @@ pub struct StateFlags {
 impl StateFlags {
     pub fn options(&self) -> membrane_runtime::state::StateOptions {
         membrane_runtime::state::StateOptions { data_dir: self.data_dir.clone(), backend: self.keyvalue.clone() }
+    }
+}
+
+/// Where `oci://` components come from. They are kept in the data dir (`--data-dir`).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Registries")]
+pub struct RegistryFlags {
+    /// Contact no registry: `oci://` components come from membrane's store only, a tag as
+    /// the digest it had when last pulled.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Reach this registry (HOST or HOST:PORT) over plain HTTP, without TLS. Repeatable
+    /// [default: HTTPS for every registry].
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+}
+
+/// `--data-dir` for verbs that keep no state but read membrane's store.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Registries")]
+pub struct DataDirFlag {
+    /// Where membrane keeps data between runs, such as pulled components (under `oci/`)
+    /// [default: $XDG_DATA_HOME/membrane, else ~/.local/share/membrane].
+    #[arg(long, value_name = "DIR", env = "MEMBRANE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Registry flags with a data dir of their own, for verbs without [`StateFlags`].
+#[derive(Args, Debug)]
+pub struct StoreFlags {
+    #[command(flatten)]
+    pub data: DataDirFlag,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+impl StoreFlags {
+    pub fn sources(&self) -> Sources {
+        self.registry.sources(self.data.data_dir.clone())
+    }
+
+    pub fn offline(&self) -> bool {
+        self.registry.offline
+    }
+}
+
+impl RegistryFlags {
+    /// Sources with pulled components kept under `data_dir` (else the default data dir).
+    pub fn sources(&self, data_dir: Option<PathBuf>) -> Sources {
+        let mut sources = Sources::new(data_dir, self.offline, self.insecure_registry.clone());
+        sources.progress = membrane_runtime::registry::progress::Progress::for_stderr();
+        sources
     }
 }
 

@@ -23,6 +23,8 @@ pub const BAD_MANIFEST: u8 = 78;
 pub const APP_CHECK: u8 = 79;
 pub const ADMIN_UNREACHABLE: u8 = 88;
 pub const ADMIN_REFUSED: u8 = 89;
+pub const SIGNATURE: u8 = 90;
+pub const REGISTRY: u8 = 91;
 
 /// The table printed under `membrane run --help`.
 pub const HELP: &str = "\
@@ -38,7 +40,9 @@ Exit status:
   85  stack overflow      86  table limit        87  a call through a link failed
   78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests)
   88  (status, swap, rollback, restart) the admin API cannot be reached
-  89  (status, swap, rollback, restart) the admin API refused the change";
+  89  (status, swap, rollback, restart) the admin API refused the change
+  90  a signature is missing, untrusted or does not match (trusted_keys)
+  91  a registry or membrane's store cannot provide an oci:// component";
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
@@ -59,6 +63,7 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 }
                 AppError::Run(run) => return run_code(run),
                 AppError::Store(_) | AppError::Config(_) => return BAD_GRANT,
+                AppError::Signature { .. } => return SIGNATURE,
                 AppError::Load { .. } => {}
             }
         }
@@ -69,7 +74,14 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 LoadError::NotWasm { .. } => NOT_WASM,
                 LoadError::CoreModule { .. } => CORE_MODULE,
                 LoadError::Invalid { .. } => INVALID_COMPONENT,
+                LoadError::Registry(_) => REGISTRY,
             };
+        }
+        if cause.downcast_ref::<membrane_runtime::registry::RegistryError>().is_some() {
+            return REGISTRY;
+        }
+        if cause.downcast_ref::<membrane_runtime::registry::SignatureError>().is_some() {
+            return SIGNATURE;
         }
         if let Some(run) = cause.downcast_ref::<RunError>() {
             return run_code(run);

@@ -30,6 +30,10 @@ enum Verb {
     Rollback(commands::swap::RollbackCommand),
     Restart(commands::swap::RestartCommand),
     Chaos(commands::chaos::ChaosCommand),
+    Pull(commands::pull::PullCommand),
+    Push(commands::push::PushCommand),
+    Keygen(commands::keygen::KeygenCommand),
+    Sign(commands::sign::SignCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,10 @@ fn main() -> ExitCode {
         Verb::Rollback(cmd) => cmd.execute(),
         Verb::Restart(cmd) => cmd.execute(),
         Verb::Chaos(cmd) => cmd.execute(),
+        Verb::Pull(cmd) => cmd.execute().map(|()| 0),
+        Verb::Push(cmd) => cmd.execute().map(|()| 0),
+        Verb::Keygen(cmd) => cmd.execute().map(|()| 0),
+        Verb::Sign(cmd) => cmd.execute().map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -21,6 +21,9 @@ pub struct CheckCommand {
 
     #[command(flatten)]
     pub cache: crate::common::CacheFlags,
+
+    #[command(flatten)]
+    pub registry: crate::common::StoreFlags,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,7 +36,13 @@ impl CheckCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
         let spec = AppSpec::load(&self.manifest)?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let loaded = app::load_components(&spec, &engine, &self.cache.cache())?;
+        let loaded = app::load_components_with(
+            &spec,
+            &engine,
+            &self.cache.cache(),
+            &Default::default(),
+            &self.registry.sources(),
+        )?;
         let report = app::check_app(&spec, &engine, &loaded);
         match self.format {
             GraphFormat::Text => print!("{}", check::graph_text(&spec)),

@@ -9,18 +9,21 @@ use std::path::PathBuf;
 /// give it something, and the component's size and sha256.
 #[derive(Parser, Debug)]
 pub struct InspectCommand {
-    /// The component to inspect.
+    /// The component to inspect: a file or an oci:// reference.
     #[arg(value_name = "COMPONENT")]
     pub component: PathBuf,
 
     /// Print JSON instead of text [default: text].
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub registry: crate::common::StoreFlags,
 }
 
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
-        let file = ComponentFile::read(&self.component)?;
+        let file = ComponentFile::open(&self.component, &self.registry.sources())?;
         let report = membrane_runtime::inspect::inspect(&file)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(after_help = crate::exit::HELP)]
 pub struct RunCommand {
-    /// The component to run (.wasm, or its .wat text form), or an app's membrane.toml.
+    /// The component to run (.wasm, its .wat text form, a WASI preview 1 command module, or
+    /// oci://REGISTRY/REPOSITORY:TAG or @sha256:DIGEST), or an app's membrane.toml.
     #[arg(value_name = "COMPONENT|APP.toml")]
     pub component: PathBuf,
 
@@ -28,14 +29,15 @@ pub struct RunCommand {
 
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
-        if self.component.extension().is_some_and(|e| e == "toml") {
+        if !membrane_manifest::is_oci(&self.component) && self.component.extension().is_some_and(|e| e == "toml") {
             return self.execute_app();
         }
         // Everything is validated before the guest starts.
         let grants = self.common.grants.to_grants()?;
         let limits = self.common.limits.to_limits();
         let audit = self.common.audit(None)?;
-        let file = ComponentFile::read(&self.component)?;
+        let file =
+            ComponentFile::open(&self.component, &self.common.registry.sources(self.common.state.data_dir.clone()))?;
         let engine = MembraneEngine::new(self.common.engine_settings(&limits))?;
         let (component, outcome) = file.compile(engine.engine(), &self.common.cache())?;
         tracing::debug!(component = %file.name, cache = ?outcome, "compiled");
@@ -70,7 +72,12 @@ impl RunCommand {
         let spec = AppSpec::load(&self.component)?;
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let app = App::load_with(spec, &engine, &self.common.cache(), audit, &self.common.state.options())?;
+        let build = app::Build {
+            state: self.common.state.options(),
+            sources: self.common.registry.sources(self.common.state.data_dir.clone()),
+            ..Default::default()
+        };
+        let app = App::build(spec, &engine, &self.common.cache(), audit, build)?;
         let entry = app.spec.app.entry.clone().unwrap_or_default();
         let mut argv = vec![entry];
         argv.extend(self.args);

@@ -19,7 +19,8 @@ use std::sync::Arc;
 /// a store of its own; a trap or a limit fails that request alone.
 #[derive(Parser, Debug)]
 pub struct ServeCommand {
-    /// The component to serve, or an app's membrane.toml with [[route]]s.
+    /// The component to serve (a file or an oci:// reference), or an app's membrane.toml
+    /// with [[route]]s.
     #[arg(value_name = "COMPONENT|APP.toml")]
     pub target: PathBuf,
 
@@ -130,7 +131,7 @@ impl ServeCommand {
                 "--admin-listen {admin} is the public --listen address; the admin API needs a listener of its own"
             );
         }
-        let is_app = self.target.extension().is_some_and(|e| e == "toml");
+        let is_app = !membrane_manifest::is_oci(&self.target) && self.target.extension().is_some_and(|e| e == "toml");
         let spec = if is_app {
             anyhow::ensure!(
                 !self.common.grants.any(),
@@ -144,8 +145,10 @@ impl ServeCommand {
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;
         let cache = self.common.cache();
-        let app = App::load_with(spec, &engine, &cache, audit, &self.common.state.options())?;
-        let deployment = Arc::new(Deployment::new(app, cache));
+        let sources = self.common.registry.sources(self.common.state.data_dir.clone());
+        let build = app::Build { state: self.common.state.options(), sources: sources.clone(), ..Default::default() };
+        let app = App::build(spec, &engine, &cache, audit, build)?;
+        let deployment = Arc::new(Deployment::new(app, cache).with_sources(sources));
         let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
         let token = self.admin_token()?;
 
@@ -237,7 +240,8 @@ impl ServeCommand {
     /// A one-component app: the file, served at `/`, with the flags' grants and limits.
     fn single_component_app(&self) -> anyhow::Result<AppSpec> {
         // Read it now so a missing file or a core module is reported as such.
-        let file = ComponentFile::read(&self.target)?;
+        let file =
+            ComponentFile::open(&self.target, &self.common.registry.sources(self.common.state.data_dir.clone()))?;
         let name: String =
             file.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
         let component = ComponentSpec {
@@ -248,10 +252,17 @@ impl ServeCommand {
             limits: self.common.limits.to_limits(),
             restart: Default::default(),
             config: BTreeMap::new(),
+            trusted_keys: Vec::new(),
         };
         Ok(AppSpec {
             file: self.target.clone(),
-            app: AppSection { name: name.clone(), entry: None, audit: None, exports: BTreeMap::new() },
+            app: AppSection {
+                name: name.clone(),
+                entry: None,
+                audit: None,
+                exports: BTreeMap::new(),
+                trusted_keys: Vec::new(),
+            },
             components: BTreeMap::from([(name.clone(), component)]),
             links: Vec::new(),
             routes: vec![RouteSpec { host: None, path: "/".into(), component: name }],

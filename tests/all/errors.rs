@@ -28,7 +28,7 @@ fn a_core_module_is_explained_with_how_to_make_a_component() {
             .assert_code(73)
             .assert_stderr_has("is a core WebAssembly module, not a component")
             .assert_stderr_has("wasm32-wasip2")
-            .assert_stderr_has("wasm-tools component new");
+            .assert_stderr_has("not a WASI preview 1 command");
     }
 }
 

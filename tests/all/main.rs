@@ -27,3 +27,10 @@ mod deploy;
 mod ops;
 // `membrane chaos`: faults injected while traffic runs, and the verdict.
 mod chaos;
+// Components from OCI registries: push, pull, the store, pins, interop with oras.
+mod oci_server;
+mod registry;
+// Signatures: keygen, sign, trusted_keys, from files and registries.
+mod signatures;
+// WASI preview 1 command modules, adapted and run behind the same membrane.
+mod preview1;

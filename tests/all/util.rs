@@ -42,10 +42,15 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("membrane-test-cache")
 }
 
-/// The binary, with a clean environment apart from the shared cache.
+/// The binary, with a clean environment apart from the shared cache: its data dir is the
+/// tests' own, and no registry credentials are read from the user's docker config.
 pub fn membrane() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_membrane"));
-    cmd.env_remove("MEMBRANE_LOG").env("MEMBRANE_CACHE_DIR", shared_cache());
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    cmd.env_remove("MEMBRANE_LOG")
+        .env("MEMBRANE_CACHE_DIR", shared_cache())
+        .env("MEMBRANE_DATA_DIR", tmp.join("membrane-test-data"))
+        .env("DOCKER_CONFIG", tmp.join("no-docker-config"));
     cmd
 }
 

@@ -61,12 +61,16 @@ pub struct AppSection {
     /// `"interface" = "component"`.
     #[serde(default)]
     pub exports: BTreeMap<String, String>,
+    /// Public keys (`ed25519:<base64>`) one of which must have signed every component.
+    #[serde(default)]
+    pub trusted_keys: Vec<TrustedKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSpec {
-    /// A component file, or another `membrane.toml` (a nested app).
+    /// A component file, another `membrane.toml` (a nested app), or a registry reference
+    /// `oci://REGISTRY/REPOSITORY:TAG` / `…@sha256:<hex>`.
     pub source: PathBuf,
     /// `sha256:<hex>`: refuse to start when the source's digest differs.
     #[serde(default)]
@@ -82,6 +86,11 @@ pub struct ComponentSpec {
     /// What the component reads through wasi:config/store; it sees only these keys.
     #[serde(default)]
     pub config: BTreeMap<String, crate::ConfigValue>,
+    /// Public keys (`ed25519:<base64>`): the component starts only with a signature by one
+    /// of them (`FILE.sig` beside a file, or the one published with an `oci://` source).
+    /// The app's `trusted_keys` are added to these.
+    #[serde(default)]
+    pub trusted_keys: Vec<TrustedKey>,
 }
 
 /// How a component is instantiated.
@@ -171,6 +180,11 @@ impl Digest {
     }
 }
 
+/// An ed25519 public key as `membrane keygen` prints it: `ed25519:<base64 of 32 bytes>`.
+/// Only its form is checked here; the signature check is the runtime's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey(pub String);
+
 /// A manifest that cannot be used, with where and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -208,7 +222,14 @@ impl AppSpec {
             keyvalue: raw.keyvalue,
         };
         for component in spec.components.values_mut() {
-            component.source = resolve(base, &component.source);
+            if !is_oci(&component.source) {
+                component.source = resolve(base, &component.source);
+            }
+            for key in &spec.app.trusted_keys {
+                if !component.trusted_keys.contains(key) {
+                    component.trusted_keys.push(key.clone());
+                }
+            }
             for dir in &mut component.grants.dirs {
                 dir.host = resolve(base, &dir.host);
             }
@@ -373,6 +394,11 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Whether a `source` names a registry (`oci://…`) rather than a file.
+pub fn is_oci(source: &Path) -> bool {
+    source.to_str().is_some_and(|s| s.starts_with("oci://"))
+}
+
 fn resolve(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() { path.to_owned() } else { base.join(path) }
 }
@@ -485,4 +511,24 @@ impl fmt::Display for Digest {
     }
 }
 
-serde_via_str!(InstanceMode, OnTrap, Digest);
+impl FromStr for TrustedKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        let decoded = s.strip_prefix("ed25519:").and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+        match decoded {
+            Some(bytes) if bytes.len() == 32 => Ok(TrustedKey(s.to_string())),
+            _ => Err(format!(
+                "invalid trusted key {s:?}: expected ed25519: followed by the base64 of 32 bytes, as `membrane keygen` prints it"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TrustedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+serde_via_str!(InstanceMode, OnTrap, Digest, TrustedKey);

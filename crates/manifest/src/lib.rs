@@ -30,7 +30,7 @@ mod units;
 
 pub use app::{
     AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, ManifestError, OnTrap,
-    RestartPolicy, RouteSpec, TenantSpec,
+    RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};

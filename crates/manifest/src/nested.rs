@@ -82,7 +82,12 @@ impl AppSpec {
                     "make a component of this app the entry",
                 ));
             }
-            for (inner_name, component) in inner.components {
+            for (inner_name, mut component) in inner.components {
+                // Signatures the outer app requires hold inside the nested app too, unless
+                // the inner app names its own signers.
+                if component.trusted_keys.is_empty() {
+                    component.trusted_keys = outer.trusted_keys.clone();
+                }
                 self.components.insert(rename(&inner_name), component);
             }
             for mut link in inner.links {

@@ -79,6 +79,8 @@ pub struct Deployment {
     current: ArcSwap<App>,
     engine: MembraneEngine,
     cache: CompileCache,
+    /// Where a reload finds `oci://` sources.
+    sources: crate::Sources,
     audit: Audit,
     /// Earlier builds by component, newest last. The lock also serializes changes;
     /// requests never take it.
@@ -92,8 +94,15 @@ impl Deployment {
             audit: app.audit().clone(),
             current: ArcSwap::from_pointee(app),
             cache,
+            sources: crate::Sources::default(),
             history: Mutex::default(),
         }
+    }
+
+    /// Reloads resolve `oci://` sources through `sources` (the server's registry flags).
+    pub fn with_sources(mut self, sources: crate::Sources) -> Deployment {
+        self.sources = sources;
+        self
     }
 
     /// The version serving now. Hold it for the whole request or call.
@@ -159,7 +168,7 @@ impl Deployment {
     pub fn reload(&self, spec: AppSpec) -> Result<Vec<Change>, DeployError> {
         let mut history = self.lock();
         let current = self.current();
-        let build = Build { previous: Some(&current), ..Build::default() };
+        let build = Build { previous: Some(&current), sources: self.sources.clone(), ..Build::default() };
         let app = App::build(spec, &self.engine, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let mut changes = Vec::new();
         for (name, revision) in app.revisions() {
@@ -224,7 +233,8 @@ impl Deployment {
         let mut origins: BTreeMap<String, String> =
             current.revisions().iter().map(|(name, r)| (name.clone(), r.origin.clone())).collect();
         origins.insert(component.to_string(), origin);
-        let build = Build { preloaded, origins, previous: Some(current), ..Build::default() };
+        let build =
+            Build { preloaded, origins, previous: Some(current), sources: self.sources.clone(), ..Build::default() };
         let app = App::build(spec, &self.engine, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let change = Change {
             component: component.to_string(),

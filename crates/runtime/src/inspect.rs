@@ -57,7 +57,7 @@ pub fn inspect(file: &ComponentFile) -> anyhow::Result<Inspection> {
         name: file.name.clone(),
         path: file.path.display().to_string(),
         size: file.bytes.len() as u64,
-        sha256: file.sha256_hex(),
+        sha256: hex::encode(file.source_sha256),
         imports: items(&world.imports, true),
         exports: items(&world.exports, false),
     })

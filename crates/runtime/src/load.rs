@@ -1,7 +1,9 @@
-//! Reading a component from disk: telling a component from everything that is not one,
-//! and compiling it through the cache.
+//! Reading a component from disk or a registry: telling a component from everything that
+//! is not one (a WASI preview 1 command module is adapted into one), and compiling it
+//! through the cache.
 
 use crate::cache::{CacheOutcome, CompileCache};
+use membrane_registry::{OciRef, RegistryError, Sources};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -20,14 +22,32 @@ pub enum LoadError {
     )]
     NotWasm { path: PathBuf },
     #[error(
-        "{path} is a core WebAssembly module, not a component; build a component instead \
-         (Rust: `cargo build --target wasm32-wasip2`), or turn a WASI preview 1 module into \
-         one with `wasm-tools component new module.wasm --adapt \
-         wasi_snapshot_preview1.command.wasm -o component.wasm`"
+        "{path} is a core WebAssembly module, not a component, and not a WASI preview 1 command \
+         (one that exports `_start` and imports only wasi_snapshot_preview1), which membrane would \
+         adapt; build a component instead (Rust: `cargo build --target wasm32-wasip2`)"
     )]
     CoreModule { path: PathBuf },
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+}
+
+impl From<RegistryError> for LoadError {
+    fn from(error: RegistryError) -> Self {
+        LoadError::Registry(Box::new(error))
+    }
+}
+
+/// Where a component's bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    /// A registry, through membrane's store; with the signatures published for it.
+    Registry {
+        reference: String,
+        signatures: Vec<Vec<u8>>,
+    },
 }
 
 /// The bytes of a component file, checked to be a component binary.
@@ -36,8 +56,16 @@ pub struct ComponentFile {
     /// A short name for messages: the file name without `.wasm`.
     pub name: String,
     pub path: PathBuf,
+    /// The component's binary (after WAT parsing or preview 1 adaptation).
     pub bytes: Vec<u8>,
+    /// sha256 of `bytes`: the compile cache's key.
     pub sha256: [u8; 32],
+    /// sha256 of the file as read (or the registry layer): what `digest` pins and
+    /// signatures cover, and what `sha256sum` prints.
+    pub source_sha256: [u8; 32],
+    /// Whether `bytes` is a WASI preview 1 module adapted into a component.
+    pub adapted_p1: bool,
+    pub origin: Origin,
 }
 
 impl ComponentFile {
@@ -52,7 +80,20 @@ impl ComponentFile {
         Self::from_bytes(name, path, bytes)
     }
 
+    /// Reads `source`: a file, or an `oci://` reference resolved through `sources`.
+    pub fn open(source: &Path, sources: &Sources) -> Result<ComponentFile, LoadError> {
+        let Some(reference) = OciRef::from_source(source) else {
+            return Self::read(source);
+        };
+        let fetched = sources.fetch(&reference?)?;
+        let name = fetched.reference.repository.rsplit('/').next().unwrap_or("component").to_string();
+        let mut file = Self::from_bytes(name, source, fetched.bytes)?;
+        file.origin = Origin::Registry { reference: fetched.reference.to_string(), signatures: fetched.signatures };
+        Ok(file)
+    }
+
     pub fn from_bytes(name: String, path: &Path, bytes: Vec<u8>) -> Result<ComponentFile, LoadError> {
+        let source_sha256 = Sha256::digest(&bytes).into();
         let bytes = if looks_like_text(&bytes) {
             wat::parse_bytes(&bytes)
                 .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: e.to_string() })?
@@ -60,14 +101,33 @@ impl ComponentFile {
         } else {
             bytes
         };
-        if wasmparser::Parser::is_core_wasm(&bytes) {
-            return Err(LoadError::CoreModule { path: path.to_owned() });
-        }
+        let adapted_p1 = wasmparser::Parser::is_core_wasm(&bytes);
+        let bytes = if adapted_p1 {
+            if !crate::preview1::is_command(&bytes) {
+                return Err(LoadError::CoreModule { path: path.to_owned() });
+            }
+            crate::preview1::adapt(&bytes).map_err(|reason| LoadError::Invalid { path: path.to_owned(), reason })?
+        } else {
+            bytes
+        };
         if !wasmparser::Parser::is_component(&bytes) {
             return Err(LoadError::NotWasm { path: path.to_owned() });
         }
         let sha256 = Sha256::digest(&bytes).into();
-        Ok(ComponentFile { name, path: path.to_owned(), bytes, sha256 })
+        Ok(ComponentFile {
+            name,
+            path: path.to_owned(),
+            bytes,
+            sha256,
+            source_sha256,
+            adapted_p1,
+            origin: Origin::File,
+        })
+    }
+
+    /// `sha256:<hex>` of the file as read: what a `digest` pin or a signature names.
+    pub fn source_digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.source_sha256))
     }
 
     pub fn sha256_hex(&self) -> String {

@@ -8,7 +8,7 @@ use crate::cache::{CacheOutcome, CompileCache};
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
-use crate::load::{ComponentFile, LoadError};
+use crate::load::{ComponentFile, LoadError, Origin};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::routes::{Route, Router};
 use crate::sandbox::SandboxState;
@@ -16,7 +16,8 @@ use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyVa
 use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
 use crate::wit_compat::ComponentWit;
 use check::{Checked, Problem, Report};
-use membrane_manifest::{AppSpec, ManifestError, OnTrap};
+use membrane_manifest::{AppSpec, ComponentSpec, ManifestError, OnTrap};
+use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +42,12 @@ pub enum AppError {
          sha256:{actual}; if the new file is intended, update `digest` in [component.{component}]"
     )]
     Digest { component: String, path: String, expected: String, actual: String },
+    #[error("component `{component}`: refused to start: {source}")]
+    Signature {
+        component: String,
+        #[source]
+        source: SignatureError,
+    },
     #[error("component `{component}`: cannot read its WIT: {reason}")]
     Wit { component: String, reason: String },
     #[error("{file}: the app cannot start:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
@@ -91,21 +98,24 @@ pub const APP_INSTANCE_SLOTS: u32 = 1000;
 /// unchanged components of the running version, so that nothing is read twice.
 pub type Preloaded = BTreeMap<String, (Arc<ComponentFile>, Component)>;
 
-/// Reads, verifies (digest pins) and compiles every component of `spec`.
+/// Reads, verifies (digest pins, signatures) and compiles every component of `spec`;
+/// `oci://` sources come from the default data dir's store, online.
 pub fn load_components(
     spec: &AppSpec,
     engine: &MembraneEngine,
     cache: &CompileCache,
 ) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
-    load_components_with(spec, engine, cache, &Preloaded::new())
+    load_components_with(spec, engine, cache, &Preloaded::new(), &Sources::default())
 }
 
-/// As [`load_components`], taking the components in `preloaded` as they are.
+/// As [`load_components`], taking the components in `preloaded` as they are and
+/// resolving `oci://` sources through `sources`.
 pub fn load_components_with(
     spec: &AppSpec,
     engine: &MembraneEngine,
     cache: &CompileCache,
     preloaded: &Preloaded,
+    sources: &Sources,
 ) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
     let mut loaded = BTreeMap::new();
     for (name, component) in &spec.components {
@@ -117,23 +127,62 @@ pub fn load_components_with(
             loaded.insert(name.clone(), LoadedComponent { file, component, cache: CacheOutcome::Memory, wit });
             continue;
         }
-        let file = ComponentFile::read(&component.source).map_err(load_error)?;
+        let file = ComponentFile::open(&component.source, sources).map_err(load_error)?;
         if let Some(pin) = &component.digest
-            && pin.0 != file.sha256
+            && pin.0 != file.source_sha256
         {
             return Err(AppError::Digest {
                 component: name.clone(),
                 path: component.source.display().to_string(),
                 expected: pin.to_string(),
-                actual: file.sha256_hex(),
+                actual: hex::encode(file.source_sha256),
             });
         }
+        verify_signature(component, &file).map_err(|source| AppError::Signature { component: name.clone(), source })?;
         let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
         let wit = ComponentWit::decode(&file.bytes)
             .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
         loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, cache, wit });
     }
     Ok(loaded)
+}
+
+/// When the component names `trusted_keys`, accepts it only with a signature over its
+/// digest by one of them: `FILE.sig` beside a file, or one published in its registry.
+/// With several signatures, one that verifies is enough; else the first one's fault is told.
+fn verify_signature(spec: &ComponentSpec, file: &ComponentFile) -> Result<(), SignatureError> {
+    if spec.trusted_keys.is_empty() {
+        return Ok(());
+    }
+    let shown = spec.source.display().to_string();
+    let trusted = spec
+        .trusted_keys
+        .iter()
+        .map(|k| k.0.parse::<PublicKey>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| SignatureError::Malformed { file: shown.clone(), reason })?;
+    let (signatures, looked) = match &file.origin {
+        Origin::Registry { signatures, .. } => {
+            (signatures.clone(), "no signature is published for it in the registry".to_string())
+        }
+        Origin::File => {
+            let beside = Signature::path_beside(&spec.source);
+            (std::fs::read(&beside).ok().into_iter().collect(), format!("no {}", beside.display()))
+        }
+    };
+    let mut first_error = None;
+    for bytes in &signatures {
+        match Signature::parse(&shown, bytes).and_then(|s| s.verify(&shown, &file.source_digest(), &trusted)) {
+            Ok(signer) => {
+                tracing::debug!(component = %shown, %signer, "signature verified");
+                return Ok(());
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(SignatureError::Missing { file: shown, looked }))
 }
 
 /// Checks an app whose components are loaded.
@@ -214,6 +263,8 @@ pub struct Build<'a> {
     pub previous: Option<&'a App>,
     /// How to find the key-value store, when there is no previous version to take it from.
     pub state: StateOptions,
+    /// Where `oci://` sources come from.
+    pub sources: Sources,
 }
 
 impl App {
@@ -252,7 +303,7 @@ impl App {
             Some(store) => Some(store),
             None => KeyValue::for_app(&spec, &state)?.map(Arc::new),
         };
-        let loaded = load_components_with(&spec, engine, cache, &build.preloaded)?;
+        let loaded = load_components_with(&spec, engine, cache, &build.preloaded, &build.sources)?;
         let report = check_app(&spec, engine, &loaded);
         if !report.is_ok() {
             return Err(AppError::Check {
