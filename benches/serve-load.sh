@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Requests/s, p50 and p99 of `membrane serve` next to `wasmtime serve` 48.0.8: the same hello
 # wasi:http component, a fresh instance per request and the pooling allocator on both,
-# driven by wrk at 1, 8 and 32 connections, the two servers alternating run by run.
+# driven by wrk at 1, 8 and 32 connections, the two servers alternating run by run (which
+# one goes first alternates too), ROUNDS rounds; figures are the median round.
 #
-#   benches/serve-load.sh [SECONDS_PER_RUN]      # default 10
+#   benches/serve-load.sh [SECONDS_PER_RUN] [ROUNDS]     # default 10 s, 3 rounds
 #
 # Installs wrk (Debian) and wasmtime-cli 48.0.8 (cargo install, cached) when missing.
-# Only loopback addresses are used. Prints a Markdown table for BENCHMARKS.md.
+# Only loopback addresses on free ports are used. Prints `label<TAB>req/s` lines for
+# benches/run.sh's chart, then (as # comments) a Markdown table for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 seconds=${1:-10}
+rounds=${2:-3}
 
 if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
@@ -21,8 +24,9 @@ fi
 cargo build --release --quiet -p membrane -p membrane-test-guests
 component=guests/target/wasm32-wasip2/release/http_hello.wasm
 
-membrane_port=18081
-wasmtime_port=18082
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+membrane_port=$(free_port)
+wasmtime_port=$(free_port)
 # Access logging is off for the run, as wasmtime serve keeps none.
 MEMBRANE_LOG=warn target/release/membrane serve --listen 127.0.0.1:$membrane_port "$component" >/dev/null 2>&1 &
 membrane_pid=$!
@@ -47,11 +51,35 @@ run() { # port connections -> "rps p50 p99"
   echo "$rps $p50 $p99"
 }
 
-echo "| connections | membrane req/s | wasmtime serve req/s | ratio | membrane p50 / p99 (ms) | wasmtime p50 / p99 (ms) |"
-echo "| --- | --- | --- | --- | --- | --- |"
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+declare -A figures
+for round in $(seq "$rounds"); do
+  for connections in 1 8 32; do
+    order="membrane wasmtime"
+    (( round % 2 == 0 )) && order="wasmtime membrane"
+    for server in $order; do
+      port=$membrane_port
+      [ "$server" = wasmtime ] && port=$wasmtime_port
+      read -r rps p50 p99 < <(run "$port" "$connections")
+      figures[$server.$connections.rps]+="$rps "
+      figures[$server.$connections.p50]+="$p50 "
+      figures[$server.$connections.p99]+="$p99 "
+    done
+  done
+done
+med() { tr ' ' '\n' <<<"${figures[$1]}" | grep . | median; }
+
+echo "# title: Requests/s, one instance per request (median of $rounds rounds)"
+echo "# unit: requests/s"
 for connections in 1 8 32; do
-  read -r m_rps m_p50 m_p99 < <(run $membrane_port "$connections")
-  read -r w_rps w_p50 w_p99 < <(run $wasmtime_port "$connections")
+  echo -e "membrane serve, $connections connections\t$(med membrane.$connections.rps)"
+  echo -e "wasmtime serve, $connections connections\t$(med wasmtime.$connections.rps)"
+done
+echo "# | connections | membrane req/s | wasmtime serve req/s | ratio | membrane p50 / p99 (ms) | wasmtime p50 / p99 (ms) |"
+echo "# | --- | --- | --- | --- | --- | --- |"
+for connections in 1 8 32; do
+  m_rps=$(med membrane.$connections.rps); w_rps=$(med wasmtime.$connections.rps)
   ratio=$(awk -v m="$m_rps" -v w="$w_rps" 'BEGIN { printf "%.2f", m / w }')
-  echo "| $connections | $m_rps | $w_rps | ${ratio}x | $m_p50 / $m_p99 | $w_p50 / $w_p99 |"
+  echo "# | $connections | $m_rps | $w_rps | ${ratio}x | $(med membrane.$connections.p50) / $(med membrane.$connections.p99) | $(med wasmtime.$connections.p50) / $(med wasmtime.$connections.p99) |"
+  echo "# rounds at $connections connections: membrane ${figures[membrane.$connections.rps]}/ wasmtime ${figures[wasmtime.$connections.rps]}"
 done

@@ -22,6 +22,7 @@ fn main() {
     for member in &members {
         println!("cargo:rerun-if-changed={}", guests.join(member).display());
     }
+    println!("cargo:rerun-if-changed={}", guests.join("../crates/bench-kernels").display());
     let wit = guests.join("../wit");
     if wit.exists() {
         println!("cargo:rerun-if-changed={}", wit.display());

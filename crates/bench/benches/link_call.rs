@@ -1,0 +1,262 @@
+//! A call across a membrane: consumer -> host link -> provider, each component in its own
+//! store, for small arguments, a 1 KiB string and a 64 KiB `list<u8>`. Next to it, the same
+//! logic as (a) a direct in-process Rust call (the floor), (b) the two components fused
+//! statically with wac-graph and run as one instance in one store, and (c) two native
+//! microservices talking HTTP/1.1 over loopback (hyper). Run with
+//! `benches/run.sh link_call`; results go in BENCHMARKS.md.
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use membrane_bench::{load_app, new_store};
+use membrane_runtime::MembraneEngine;
+use membrane_runtime::app::App;
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
+use wasmtime::Store;
+use wasmtime::component::{Component, Instance, TypedFunc, Val};
+
+const COUNTER: &str = "membrane:test/counter@0.1.0";
+const PAYLOAD: &str = "membrane:test/payload@0.1.0";
+const DRIVER: &str = "membrane:test/driver@0.1.0";
+const PAYLOAD_DRIVER: &str = "membrane:test/payload-driver@0.1.0";
+const STRING_LEN: u32 = 1024;
+const BYTES_LEN: u32 = 64 * 1024;
+
+fn linked_app(dir: &std::path::Path) -> App {
+    load_app(
+        dir,
+        &format!(
+            r#"[app]
+name = "bench"
+
+[component.consumer]
+source = {:?}
+instances = "singleton"
+
+[component.provider]
+source = {:?}
+instances = "singleton"
+
+[[link]]
+from = "consumer"
+import = "{COUNTER}"
+to = "provider"
+
+[[link]]
+from = "consumer"
+import = "{PAYLOAD}"
+to = "provider"
+"#,
+            membrane_test_guests::BENCH_CONSUMER,
+            membrane_test_guests::BENCH_PROVIDER
+        ),
+    )
+}
+
+/// The consumer with its imports wired straight to the provider's exports, as one
+/// component (wac-graph), so every call stays inside one instance.
+fn fused_component() -> Vec<u8> {
+    let mut graph = CompositionGraph::new();
+    let consumer =
+        Package::from_file("bench:consumer", None, membrane_test_guests::BENCH_CONSUMER, graph.types_mut()).unwrap();
+    let provider =
+        Package::from_file("bench:provider", None, membrane_test_guests::BENCH_PROVIDER, graph.types_mut()).unwrap();
+    let consumer = graph.register_package(consumer).unwrap();
+    let provider = graph.register_package(provider).unwrap();
+    let provider = graph.instantiate(provider);
+    let consumer = graph.instantiate(consumer);
+    for interface in [COUNTER, PAYLOAD] {
+        let export = graph.alias_instance_export(provider, interface).unwrap();
+        graph.set_instantiation_argument(consumer, interface, export).unwrap();
+    }
+    for interface in [DRIVER, PAYLOAD_DRIVER] {
+        let export = graph.alias_instance_export(consumer, interface).unwrap();
+        graph.export(export, interface).unwrap();
+    }
+    graph.encode(EncodeOptions::default()).unwrap()
+}
+
+struct Fused {
+    store: Store<membrane_runtime::sandbox::SandboxState>,
+    instance: Instance,
+}
+
+impl Fused {
+    fn new(runtime: &Runtime, engine: &MembraneEngine) -> Fused {
+        let component = Component::new(engine.engine(), fused_component()).unwrap();
+        let linker = membrane_runtime::command::wasi_linker(engine.engine());
+        let mut store = new_store(engine);
+        let instance = runtime.block_on(linker.instantiate_async(&mut store, &component)).unwrap();
+        Fused { store, instance }
+    }
+
+    fn func<P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower, R>(
+        &mut self,
+        interface: &str,
+        name: &str,
+    ) -> TypedFunc<P, R>
+    where
+        R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+    {
+        let iface = self.instance.get_export_index(&mut self.store, None, interface).unwrap();
+        let func = self.instance.get_export_index(&mut self.store, Some(&iface), name).unwrap();
+        self.instance.get_typed_func(&mut self.store, func).unwrap()
+    }
+
+    fn call<P, R>(&mut self, runtime: &Runtime, func: &TypedFunc<P, R>, args: P) -> R
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync + 'static,
+        R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
+    {
+        runtime.block_on(func.call_async(&mut self.store, args)).unwrap()
+    }
+}
+
+/// The provider as a native HTTP/1.1 microservice in its own process, and a kept-alive
+/// hyper connection to it.
+struct Microservice {
+    child: Child,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    port: u16,
+}
+
+impl Microservice {
+    fn start(runtime: &Runtime) -> Microservice {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bench-microservice"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap();
+        let sender = runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(connection);
+            sender
+        });
+        Microservice { child, sender, port }
+    }
+
+    async fn call(&mut self, path: &str, body: Bytes) -> u64 {
+        let request = hyper::Request::post(path)
+            .header("host", format!("127.0.0.1:{}", self.port))
+            .body(Full::new(body))
+            .unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        std::str::from_utf8(&body).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Microservice {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[inline(never)]
+fn increment(count: &mut u64) -> u64 {
+    *count += 1;
+    *count
+}
+
+#[inline(never)]
+fn take_string(s: &str) -> u32 {
+    s.len() as u32
+}
+
+#[inline(never)]
+fn take_bytes(data: &[u8]) -> u32 {
+    data.iter().fold(0u32, |sum, b| sum.wrapping_add(*b as u32))
+}
+
+/// Times `iters` calls made by one host call into the guest, which loops inside.
+fn timed<F: FnMut(u32)>(iters: u64, mut f: F) -> Duration {
+    let start = Instant::now();
+    f(iters as u32);
+    start.elapsed()
+}
+
+fn calls(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let app = linked_app(dir.path());
+    let call =
+        |iface: &str, func: &str, args: &[Val]| runtime.block_on(app.call("consumer", iface, func, args)).unwrap();
+    // Start both singletons before measuring.
+    call(DRIVER, "calls", &[Val::U32(1)]);
+    let mut fused = Fused::new(&runtime, app.engine());
+    let fused_calls = fused.func::<(u32,), (u64,)>(DRIVER, "calls");
+    let fused_strings = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "string-calls");
+    let fused_bytes = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "bytes-calls");
+    let mut service = Microservice::start(&runtime);
+    let string = "x".repeat(STRING_LEN as usize);
+    let bytes: Vec<u8> = (0..BYTES_LEN).map(|i| i as u8).collect();
+
+    let mut group = c.benchmark_group("call");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+
+    group.bench_function("small: direct Rust call", |b| {
+        let mut count = 0u64;
+        b.iter(|| increment(black_box(&mut count)))
+    });
+    group.bench_function("small: membrane link", |b| {
+        b.iter_custom(|n| timed(n, |n| drop(call(DRIVER, "calls", &[Val::U32(n)]))))
+    });
+    group.bench_function("small: fused (wac), one instance", |b| {
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_calls, (n,)));
+            })
+        })
+    });
+    group.bench_function("small: HTTP/1.1 microservice", |b| {
+        b.iter(|| runtime.block_on(service.call("/increment", Bytes::new())))
+    });
+
+    group.bench_function("1 KiB string: direct Rust call", |b| b.iter(|| take_string(black_box(&string))));
+    group.bench_function("1 KiB string: membrane link", |b| {
+        b.iter_custom(|n| {
+            timed(n, |n| drop(call(PAYLOAD_DRIVER, "string-calls", &[Val::U32(n), Val::U32(STRING_LEN)])))
+        })
+    });
+    group.bench_function("1 KiB string: fused (wac), one instance", |b| {
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_strings, (n, STRING_LEN)));
+            })
+        })
+    });
+    group.bench_function("1 KiB string: HTTP/1.1 microservice", |b| {
+        b.iter(|| runtime.block_on(service.call("/string", Bytes::from(string.clone()))))
+    });
+
+    group.bench_function("64 KiB bytes: direct Rust call", |b| b.iter(|| take_bytes(black_box(&bytes))));
+    group.bench_function("64 KiB bytes: membrane link", |b| {
+        b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(BYTES_LEN)]))))
+    });
+    group.bench_function("64 KiB bytes: fused (wac), one instance", |b| {
+        b.iter_custom(|n| {
+            timed(n, |n| {
+                black_box(fused.call(&runtime, &fused_bytes, (n, BYTES_LEN)));
+            })
+        })
+    });
+    group.bench_function("64 KiB bytes: HTTP/1.1 microservice", |b| {
+        b.iter(|| runtime.block_on(service.call("/bytes", Bytes::from(bytes.clone()))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, calls);
+criterion_main!(benches);
