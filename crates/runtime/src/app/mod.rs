@@ -2,22 +2,24 @@
 //! links between them, built from a checked `membrane.toml`.
 
 pub mod check;
+mod load;
+
+pub use load::{LoadedComponent, Preloaded, check_app, load_components, load_components_with};
 
 use crate::audit::Audit;
-use crate::cache::{CacheOutcome, CompileCache};
+use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
-use crate::load::{ComponentFile, LoadError, Origin};
+use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::routes::{Route, Router};
 use crate::sandbox::SandboxState;
 use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
 use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
-use crate::wit_compat::ComponentWit;
-use check::{Checked, Problem, Report};
-use membrane_manifest::{AppSpec, ComponentSpec, ManifestError, OnTrap};
-use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
+use check::Problem;
+use membrane_manifest::{AppSpec, ManifestError, OnTrap};
+use membrane_registry::{SignatureError, Sources};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,14 +66,6 @@ pub enum AppError {
     Config(#[from] ConfigError),
 }
 
-/// One component read, verified and compiled.
-pub struct LoadedComponent {
-    pub file: Arc<ComponentFile>,
-    pub component: Component,
-    pub cache: CacheOutcome,
-    pub wit: ComponentWit,
-}
-
 /// The engine settings an app needs: fuel counting if any component has a fuel limit,
 /// and a stack as large as the largest limit (the stack is engine-wide in wasmtime).
 pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
@@ -93,111 +87,6 @@ pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
 
 /// Instance slots an app's engine preallocates (virtual memory only until used).
 pub const APP_INSTANCE_SLOTS: u32 = 1000;
-
-/// Components already read and compiled, by name: a swap's new component and the
-/// unchanged components of the running version, so that nothing is read twice.
-pub type Preloaded = BTreeMap<String, (Arc<ComponentFile>, Component)>;
-
-/// Reads, verifies (digest pins, signatures) and compiles every component of `spec`;
-/// `oci://` sources come from the default data dir's store, online.
-pub fn load_components(
-    spec: &AppSpec,
-    engine: &MembraneEngine,
-    cache: &CompileCache,
-) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
-    load_components_with(spec, engine, cache, &Preloaded::new(), &Sources::default())
-}
-
-/// As [`load_components`], taking the components in `preloaded` as they are and
-/// resolving `oci://` sources through `sources`.
-pub fn load_components_with(
-    spec: &AppSpec,
-    engine: &MembraneEngine,
-    cache: &CompileCache,
-    preloaded: &Preloaded,
-    sources: &Sources,
-) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
-    let mut loaded = BTreeMap::new();
-    for (name, component) in &spec.components {
-        let load_error = |source| AppError::Load { component: name.clone(), source };
-        if let Some((file, compiled)) = preloaded.get(name) {
-            let wit = ComponentWit::decode(&file.bytes)
-                .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-            let (file, component) = (file.clone(), compiled.clone());
-            loaded.insert(name.clone(), LoadedComponent { file, component, cache: CacheOutcome::Memory, wit });
-            continue;
-        }
-        let file = ComponentFile::open(&component.source, sources).map_err(load_error)?;
-        if let Some(pin) = &component.digest
-            && pin.0 != file.source_sha256
-        {
-            return Err(AppError::Digest {
-                component: name.clone(),
-                path: component.source.display().to_string(),
-                expected: pin.to_string(),
-                actual: hex::encode(file.source_sha256),
-            });
-        }
-        verify_signature(component, &file).map_err(|source| AppError::Signature { component: name.clone(), source })?;
-        let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
-        let wit = ComponentWit::decode(&file.bytes)
-            .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-        loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, cache, wit });
-    }
-    Ok(loaded)
-}
-
-/// When the component names `trusted_keys`, accepts it only with a signature over its
-/// digest by one of them: `FILE.sig` beside a file, or one published in its registry.
-/// With several signatures, one that verifies is enough; else the first one's fault is told.
-fn verify_signature(spec: &ComponentSpec, file: &ComponentFile) -> Result<(), SignatureError> {
-    if spec.trusted_keys.is_empty() {
-        return Ok(());
-    }
-    let shown = spec.source.display().to_string();
-    let trusted = spec
-        .trusted_keys
-        .iter()
-        .map(|k| k.0.parse::<PublicKey>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| SignatureError::Malformed { file: shown.clone(), reason })?;
-    let (signatures, looked) = match &file.origin {
-        Origin::Registry { signatures, .. } => {
-            (signatures.clone(), "no signature is published for it in the registry".to_string())
-        }
-        Origin::File => {
-            let beside = Signature::path_beside(&spec.source);
-            (std::fs::read(&beside).ok().into_iter().collect(), format!("no {}", beside.display()))
-        }
-    };
-    let mut first_error = None;
-    for bytes in &signatures {
-        match Signature::parse(&shown, bytes).and_then(|s| s.verify(&shown, &file.source_digest(), &trusted)) {
-            Ok(signer) => {
-                tracing::debug!(component = %shown, %signer, "signature verified");
-                return Ok(());
-            }
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    Err(first_error.unwrap_or(SignatureError::Missing { file: shown, looked }))
-}
-
-/// Checks an app whose components are loaded.
-pub fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeMap<String, LoadedComponent>) -> Report {
-    let checked: BTreeMap<String, Checked<'_>> = loaded
-        .iter()
-        .map(|(name, c)| {
-            let ty = c.component.component_type();
-            let imports = ty.imports(engine.engine()).map(|(n, _)| n.to_string()).collect();
-            let exports = ty.exports(engine.engine()).map(|(n, _)| n.to_string()).collect();
-            (name.clone(), Checked { wit: &c.wit, imports, exports })
-        })
-        .collect();
-    check::check(spec, &checked)
-}
 
 /// The components and links of a running app, as links reach them.
 pub struct AppInner {
