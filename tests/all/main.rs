@@ -1,6 +1,8 @@
 //! Integration tests: the real `membrane` binary against real guest components built from
 //! `guests/`.
 
+#[path = "../common/raw_http.rs"]
+mod raw_http;
 mod util;
 
 // `membrane run`: each grant works when given and is denied when not.

@@ -183,28 +183,7 @@ pub fn try_request(addr: SocketAddr, raw: &str) -> Option<(u16, String)> {
     Some(parse(&String::from_utf8_lossy(&response)))
 }
 
-fn parse(response: &str) -> (u16, String) {
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, dechunk(body))
-}
-
-/// Joins a chunked body's chunks (bodies here are small and plain).
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return body.trim().to_string();
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() { body.trim().to_string() } else { out.trim().to_string() }
-}
+use crate::raw_http::parse;
 
 /// A running `membrane serve --listen 127.0.0.1:0`, killed (SIGKILL) when dropped.
 pub struct Served {
