@@ -9,30 +9,20 @@
 # ~/.cargo/bin), wrk and hyperfine (Debian packages). Only loopback addresses on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source benches/lib.sh
 bench=${1:?usage: benches/run.sh instantiate|link_call|serve|density|compute|startup [quick]}
 quick=${2:-}
 results=benches/results
 mkdir -p "$results"
 out=$results/$bench.tsv
 
-need_deb() { # command package
-  command -v "$1" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
-}
-need_wasmtime() {
-  if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-    cargo install wasmtime-cli@48.0.8 --locked
-  fi
-}
-
-cargo build --release --quiet -p membrane -p membrane-bench --bins
+build_release
 tools=target/release
 
 criterion() { # bench group unit title
   local args=()
   [ -n "$quick" ] && args=(--warm-up-time 0.2 --measurement-time 0.5)
-  cargo bench --quiet -p membrane-bench --bench "$1" -- --noplot "${args[@]}" >&2
+  cargo bench --quiet -p membrane -p membrane-bench --bench "$1" -- --noplot "${args[@]}" >&2
   { echo "# title: $4"; echo "# unit: $3"; echo "# log"; "$tools/bench-criterion" target/criterion "$2" "$3"; } >"$out"
 }
 
@@ -64,7 +54,6 @@ case $bench in
   startup)
     need_deb hyperfine hyperfine
     need_wasmtime
-    cargo build --release --quiet -p membrane-test-guests
     runs=20
     [ -n "$quick" ] && runs=3
     cache=$(mktemp -d)

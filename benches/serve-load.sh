@@ -11,17 +11,13 @@
 # benches/run.sh's chart, then (as # comments) a Markdown table for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source benches/lib.sh
 seconds=${1:-10}
 rounds=${2:-3}
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-  cargo install wasmtime-cli@48.0.8 --locked
-fi
-cargo build --release --quiet -p membrane -p membrane-test-guests
+need_deb wrk wrk
+need_wasmtime
+build_release
 component=guests/target/wasm32-wasip2/release/http_hello.wasm
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -12,19 +12,16 @@
 # Markdown for RELIABILITY.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source benches/lib.sh
 seconds=${SOAK_SECONDS:-60}
 rps=${SOAK_RPS:-400}
 profile=${SOAK_PROFILE:-release}
 baseline=$(( seconds / 3 > 5 ? seconds / 3 : 5 ))
 faulty=$(( seconds - baseline > 5 ? seconds - baseline : 5 ))
 
-if ! command -v hey >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends hey >/dev/null ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends hey >/dev/null; }
-fi
+need_deb hey hey
 if [ "$profile" = release ]; then
-  cargo build --release --quiet -p membrane -p membrane-test-guests
+  build_release
 else
   cargo build --quiet -p membrane -p membrane-test-guests
 fi

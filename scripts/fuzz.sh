@@ -27,14 +27,16 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 cd fuzz
-cargo fuzz build --sanitizer none --release
+# Its own target directory: instrumented, it shares nothing with the normal build.
+fuzz_args=(--sanitizer none --release --target-dir target)
+cargo fuzz build "${fuzz_args[@]}"
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "regressions/$target" "seeds/$target"
   if [ -n "$(ls -A "regressions/$target")" ]; then
     echo "fuzz: $target: replaying regressions/$target" >&2
-    cargo fuzz run --sanitizer none --release "$target" "regressions/$target" -- -runs=0
+    cargo fuzz run "${fuzz_args[@]}" "$target" "regressions/$target" -- -runs=0
   fi
   echo "fuzz: $target: fuzzing for ${FUZZ_SECONDS}s" >&2
-  cargo fuzz run --sanitizer none --release "$target" "corpus/$target" "seeds/$target" -- \
+  cargo fuzz run "${fuzz_args[@]}" "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$FUZZ_SECONDS" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
 done

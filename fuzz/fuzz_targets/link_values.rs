@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
         match apps.get(&key) {
             Some(app) => *app,
             None => {
-                let app: &'static EchoApp = Box::leak(Box::new(EchoApp::new(&ty).unwrap_or_else(|e| panic!("{ty:?}: {e}"))));
+                let app: &'static EchoApp =
+                    Box::leak(Box::new(EchoApp::new(&ty).unwrap_or_else(|e| panic!("{ty:?}: {e}"))));
                 apps.insert(key, app);
                 app
             }

@@ -23,7 +23,8 @@ fuzz_target!(|case: Case<'_>| {
             // Same scheme and port, always.
             assert_eq!(rule.https, case.https, "{case:?}");
             assert_eq!(rule.port_or_default(), case.port, "{case:?}");
-            let host = case.host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+            let host =
+                case.host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
             match &rule.host {
                 HostPattern::Ip(ip) => {
                     let asked: IpAddr = host.parse().expect("an IP grant accepts only IP literals");

@@ -124,7 +124,9 @@ impl Ty {
                 Val::Variant(format!("c{i}"), cases[i].as_ref().map(|t| boxed(t, u)).transpose()?)
             }
             Ty::Enum(n) => Val::Enum(format!("e{}", u.choose_index(*n)?)),
-            Ty::Flags(n) => Val::Flags((0..*n).filter(|_| u.arbitrary().unwrap_or(false)).map(|i| format!("g{i}")).collect()),
+            Ty::Flags(n) => {
+                Val::Flags((0..*n).filter(|_| u.arbitrary().unwrap_or(false)).map(|i| format!("g{i}")).collect())
+            }
         })
     }
 }

@@ -12,8 +12,20 @@ fn run_hello(cache: &Path) -> crate::util::Outcome {
     out
 }
 
-fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
+/// Every file in the cache directory.
+fn files(cache: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(cache).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+}
+
+/// The compiled artifacts (each has a `.sum` beside it).
+fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
+    let files = files(cache);
+    let entries: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).cloned().collect();
+    for entry in &entries {
+        let sum = entry.with_extension("cwasm.sum");
+        assert!(files.contains(&sum), "{} has no checksum file beside it", entry.display());
+    }
+    entries
 }
 
 #[test]
@@ -38,6 +50,11 @@ fn a_corrupt_entry_is_detected_and_replaced() {
     // A truncated entry is rejected the same way.
     std::fs::write(&entry, b"membrane").unwrap();
     run_hello(cache.path()).assert_stderr_has("compile cache entry rejected");
+    // So is an artifact whose checksum file is gone.
+    run_hello(cache.path()).assert_stderr_has("compile cache hit");
+    std::fs::remove_file(entry.with_extension("cwasm.sum")).unwrap();
+    run_hello(cache.path()).assert_stderr_has("compile cache miss");
+    run_hello(cache.path()).assert_stderr_has("compile cache hit");
 }
 
 #[test]
@@ -52,5 +69,5 @@ fn no_cache_writes_nothing() {
     );
     out.assert_code(0);
     assert!(!out.stderr.contains("compile cache"), "{}", out.stderr);
-    assert!(entries(cache.path()).is_empty());
+    assert!(files(cache.path()).is_empty());
 }

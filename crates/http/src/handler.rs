@@ -146,7 +146,7 @@ impl Server {
                 Ok(())
             });
             let result = match guest_timeout {
-                Some(limit) => match tokio::time::timeout(limit, call).await {
+                Some(limit) => match membrane_runtime::limits::within(limit, call).await {
                     Ok(result) => result.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
                     Err(_) => {
                         Err(Fault { component: name.to_string(), kind: FaultKind::Timeout(limit), backtrace: vec![] })

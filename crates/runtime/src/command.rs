@@ -118,7 +118,7 @@ pub async fn execute(
             instance.wasi_cli_run().call_run(&mut store).await
         });
         match limits.timeout {
-            Some(limit) => tokio::time::timeout(limit.std(), call).await.map_err(|_| limit),
+            Some(limit) => crate::limits::within(limit.std(), call).await.map_err(|_| limit),
             None => Ok(call.await),
         }
     };

@@ -236,3 +236,44 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
     }
 }
+
+/// Runs `inner` for at most `limit` of wall time, from now.
+///
+/// Unlike `tokio::time::timeout`, the timer is armed only once `inner` first waits: a call
+/// that finishes in its first poll (most calls across a link) never touches the timer
+/// wheel. A guest that computes without waiting still yields at every epoch tick, so the
+/// limit holds for it too.
+pub fn within<F: Future>(limit: std::time::Duration, inner: F) -> Within<F> {
+    Within { inner, deadline: std::time::Instant::now() + limit, sleep: None }
+}
+
+/// The limit passed before the future finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+pin_project_lite::pin_project! {
+    pub struct Within<F> {
+        #[pin]
+        inner: F,
+        deadline: std::time::Instant,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Elapsed>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until((*this.deadline).into())));
+        }
+        match this.sleep.as_pin_mut().expect("armed above").poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::StoreContextMut;
+use wasmtime::component::types::Type;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
 /// What a link does when its provider fails.
@@ -63,6 +64,9 @@ pub struct LinkedFunc {
     pub name: String,
     /// How many results the function returns (0 or 1).
     pub results: usize,
+    /// Whether a parameter or result holds a resource handle, which the link must map
+    /// between the stores; without one, values pass through untouched.
+    pub resources: bool,
     pub provider: ComponentExportIndex,
     pub fallback: Option<ComponentExportIndex>,
 }
@@ -199,7 +203,15 @@ impl<A: Components> LinkRuntime<A> {
         self.stats.calls.fetch_add(1, Relaxed);
         let app = self.app().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
         let chain = consumer.data().chain.clone();
-        let (params, generation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
+        let resources = self.funcs[func].resources;
+        let mapped;
+        let (params, generation) = if resources {
+            let (params, generation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
+            mapped = params;
+            (mapped.as_slice(), generation)
+        } else {
+            (params, None)
+        };
         if let Some(circuit) = &self.circuit
             && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
         {
@@ -222,7 +234,7 @@ impl<A: Components> LinkRuntime<A> {
                 }
                 None => {
                     let index = self.funcs[func].provider;
-                    self.call_once(provider, &chain, index, generation, delay, &params, results).await
+                    self.call_once(provider, &chain, index, generation, delay, params, results).await
                 }
             };
             let Err(error) = result else { break result };
@@ -253,7 +265,7 @@ impl<A: Components> LinkRuntime<A> {
                         ),
                     );
                     let index = self.funcs[func].fallback.expect("fallback exports were checked at load");
-                    break self.call_once(fallback, &chain, index, None, None, &params, results).await;
+                    break self.call_once(fallback, &chain, index, None, None, params, results).await;
                 }
                 _ => break Err(error),
             }
@@ -263,6 +275,9 @@ impl<A: Components> LinkRuntime<A> {
             Ok(generation) => {
                 if let Some(circuit) = &self.circuit {
                     circuit.success(&self.audit, &self.consumer, &self.import);
+                }
+                if !resources {
+                    return Ok(());
                 }
                 self.results_to_consumer(consumer, results, generation).map_err(|c| self.error(func, c))
             }
@@ -298,7 +313,7 @@ impl<A: Components> LinkRuntime<A> {
         };
         match limit {
             None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
+            Some(limit) => match crate::limits::within(limit, call).await {
                 Ok(result) => result,
                 Err(_) => {
                     instances.audit_trap(&FaultKind::Timeout(limit));
@@ -383,6 +398,38 @@ impl<A: Components> LinkRuntime<A> {
 /// component) is not going to change by trying again.
 fn retriable(error: &CallError) -> bool {
     matches!(error, CallError::Fault(_) | CallError::Failed { .. })
+}
+
+/// Whether a value of type `ty` can hold a handle (a resource, future or stream).
+pub fn holds_handles(ty: &Type) -> bool {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => true,
+        Type::List(list) => holds_handles(&list.ty()),
+        Type::FixedLengthList(list) => holds_handles(&list.ty()),
+        Type::Map(map) => holds_handles(&map.key()) || holds_handles(&map.value()),
+        Type::Record(record) => record.fields().any(|field| holds_handles(&field.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|ty| holds_handles(&ty)),
+        Type::Variant(variant) => variant.cases().any(|case| case.ty.as_ref().is_some_and(holds_handles)),
+        Type::Option(option) => holds_handles(&option.ty()),
+        Type::Result(result) => {
+            result.ok().as_ref().is_some_and(holds_handles) || result.err().as_ref().is_some_and(holds_handles)
+        }
+        Type::Bool
+        | Type::S8
+        | Type::U8
+        | Type::S16
+        | Type::U16
+        | Type::S32
+        | Type::U32
+        | Type::S64
+        | Type::U64
+        | Type::Float32
+        | Type::Float64
+        | Type::Char
+        | Type::String
+        | Type::Enum(_)
+        | Type::Flags(_) => false,
+    }
 }
 
 /// Rebuilds `value` with every resource in it passed through `f`.

@@ -93,8 +93,9 @@ impl ComponentFile {
     }
 
     pub fn from_bytes(name: String, path: &Path, bytes: Vec<u8>) -> Result<ComponentFile, LoadError> {
-        let source_sha256 = Sha256::digest(&bytes).into();
-        let bytes = if looks_like_text(&bytes) {
+        let source_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let text = looks_like_text(&bytes);
+        let bytes = if text {
             wat::parse_bytes(&bytes)
                 .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: e.to_string() })?
                 .into_owned()
@@ -113,7 +114,8 @@ impl ComponentFile {
         if !wasmparser::Parser::is_component(&bytes) {
             return Err(LoadError::NotWasm { path: path.to_owned() });
         }
-        let sha256 = Sha256::digest(&bytes).into();
+        // Most files are components as they are: their digest is the file's.
+        let sha256 = if !text && !adapted_p1 { source_sha256 } else { Sha256::digest(&bytes).into() };
         Ok(ComponentFile {
             name,
             path: path.to_owned(),

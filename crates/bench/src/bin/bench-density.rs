@@ -1,7 +1,8 @@
 //! Memory of many live idle instances in one membrane process, next to as many idle native
 //! processes.
 //!
-//!   bench-density membrane N    # N instances of the `hello` guest, each in its own store
+//!   bench-density membrane N    # N instances of the `bench-provider` guest, each in its own
+//!                               # store, each having answered one call
 //!   bench-density native N      # N `bench-idle` processes
 //!
 //! Prints one tab-separated line: what, N, total bytes, bytes per instance (RSS; for native
@@ -20,19 +21,28 @@ fn membrane(n: u32) -> anyhow::Result<()> {
     let pooling = settings.pooling.expect("apps use the pooling allocator");
     settings.pooling = Some(Pooling { instances: n, ..pooling });
     let engine = MembraneEngine::new(settings)?;
-    let component = Component::from_file(engine.engine(), membrane_test_guests::HELLO)?;
+    let component = Component::from_file(engine.engine(), membrane_test_guests::BENCH_PROVIDER)?;
     let pre = membrane_runtime::command::wasi_linker(engine.engine()).instantiate_pre(&component)?;
+    let counter =
+        component.get_export_index(None, "membrane:test/counter@0.1.0").expect("bench-provider exports counter");
+    let increment = component.get_export_index(Some(&counter), "increment").expect("counter has increment");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // One instance first, so the baseline holds everything shared (code, image, runtime).
-    let mut live = Vec::with_capacity(n as usize);
-    let mut store = new_store(&engine);
-    let instance = runtime.block_on(pre.instantiate_async(&mut store))?;
-    live.push((store, instance));
-    let (base, _) = memory_of(None);
-    for _ in 1..n {
+    // Each instance answers one call, so its stack and heap pages are in use as they would
+    // be in an instance that has served and now waits.
+    let start = || -> anyhow::Result<_> {
         let mut store = new_store(&engine);
         let instance = runtime.block_on(pre.instantiate_async(&mut store))?;
-        live.push((store, instance));
+        let func = instance.get_typed_func::<(), (u64,)>(&mut store, increment)?;
+        let (count,) = runtime.block_on(func.call_async(&mut store, ()))?;
+        anyhow::ensure!(count == 1, "a fresh instance counted {count}");
+        Ok((store, instance))
+    };
+    // One instance first, so the baseline holds everything shared (code, image, runtime).
+    let mut live = Vec::with_capacity(n as usize);
+    live.push(start()?);
+    let (base, _) = memory_of(None);
+    for _ in 1..n {
+        live.push(start()?);
     }
     let (rss, _) = memory_of(None);
     let per = (rss - base) / u64::from(n - 1).max(1);

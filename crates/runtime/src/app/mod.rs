@@ -10,7 +10,7 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
-use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
+use crate::link::{Components, LinkRuntime, LinkedFunc, Policy, holds_handles};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::routes::{Route, Router};
@@ -232,6 +232,8 @@ impl App {
                     funcs.push(LinkedFunc {
                         name: name.to_string(),
                         results: f.results().len(),
+                        resources: f.params().any(|(_, ty)| holds_handles(&ty))
+                            || f.results().any(|ty| holds_handles(&ty)),
                         provider: lookup(provider, &iface, name).ok_or_else(missing)?,
                         fallback: match &fallback {
                             Some((c, at)) => Some(lookup(c, at, name).ok_or_else(missing)?),
