@@ -9,6 +9,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// so it bounds how far a guest can overrun a limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Bytes of each freed memory and table slot reset in place rather than decommitted.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// Engine-wide settings. Two engines with equal settings compile identically, which is why
 /// these (and not per-component limits) are part of the compile cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,7 +84,14 @@ impl MembraneEngine {
                 .table_elements(pooling.table_elements)
                 // A call's fiber stack is reused at once; returning its pages to the OS
                 // after every call would cost a system call and page faults each time.
-                .async_stack_keep_resident(settings.max_wasm_stack + (1 << 20));
+                .async_stack_keep_resident(settings.max_wasm_stack + (1 << 20))
+                // A freed slot's dirty pages are reset in place (memset, only the pages
+                // the kernel reports written when PAGEMAP_SCAN is there) instead of being
+                // returned with madvise and faulted in again by the next instance: the
+                // largest single cost of a fresh instance per request.
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT)
+                .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).memory_init_cow(true);
         }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
