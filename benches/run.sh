@@ -22,6 +22,7 @@ tools=target/release
 criterion() { # bench group unit title
   local args=()
   [ -n "$quick" ] && args=(--warm-up-time 0.2 --measurement-time 0.5)
+  rm -rf "target/criterion/$2" # earlier runs' entries would otherwise join this report
   cargo bench --quiet -p membrane -p membrane-bench --bench "$1" -- --noplot "${args[@]}" >&2
   { echo "# title: $4"; echo "# unit: $3"; echo "# log"; "$tools/bench-criterion" target/criterion "$2" "$3"; } >"$out"
 }
