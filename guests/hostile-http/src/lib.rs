@@ -106,7 +106,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             "forbidden" => {
                 let mut accepted = Vec::new();
                 for name in ["host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-                    "http2-settings", "proxy-authorization"]
+                    "http2-settings", "proxy-authorization", "te", "trailer", "TE"]
                 {
                     let fields = Fields::new();
                     if fields.append(name, b"evil").is_ok() {

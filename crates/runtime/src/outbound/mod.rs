@@ -107,7 +107,18 @@ impl Outbound {
     }
 }
 
+/// Headers a guest may not set on any request or response it builds: wasmtime's list of
+/// connection-level headers, and `te` and `trailer`, which would let a guest change how
+/// the host frames a message it then sends on.
+pub fn is_forbidden_header(name: &http::HeaderName) -> bool {
+    wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || name == http::header::TE || name == http::header::TRAILER
+}
+
 impl WasiHttpHooks for Outbound {
+    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
+        std::sync::Arc::new(is_forbidden_header)
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,
