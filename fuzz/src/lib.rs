@@ -8,6 +8,8 @@
 //! whatever `T` is. A value the host gives `run` crosses into the consumer, out of it
 //! through the link, into the provider and all the way back; it must come back equal.
 
+pub mod targets;
+
 use arbitrary::{Result, Unstructured};
 use membrane_manifest::AppSpec;
 use membrane_runtime::app::{self, App};

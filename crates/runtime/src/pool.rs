@@ -71,15 +71,23 @@ pub struct Sandbox {
 impl Sandbox {
     /// Calls one exported function. CPU time and fuel budgets are per call, so they are
     /// reset first.
+    /// `caller` is the chain of components that led here; this one is `name`.
     async fn call(
         &mut self,
         func: ComponentExportIndex,
-        chain: CallChain,
+        caller: &CallChain,
+        name: &Arc<str>,
         fuel: Option<u64>,
         params: &[Val],
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
-        self.store.data_mut().chain = chain;
+        // A singleton called again from the same place keeps the chain it has.
+        let chain = &mut self.store.data_mut().chain;
+        let same = chain.len() == caller.len() + 1
+            && chain.iter().zip(caller.iter().chain([name])).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            *chain = caller.iter().cloned().chain([name.clone()]).collect();
+        }
         self.store.data().cpu.reset();
         if let Some(fuel) = fuel {
             self.store.set_fuel(fuel)?;
@@ -204,12 +212,11 @@ impl Instances {
         if self.mode != InstanceMode::PerCall && chain.contains(&self.name) {
             return Err(CallError::Reentrant { component: self.name.to_string(), mode: self.mode, chain: names() });
         }
-        let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
         let fuel = self.limits.fuel;
         match self.mode {
             InstanceMode::PerCall => {
                 let mut sandbox = self.instantiate(0).await?;
-                let result = sandbox.call(func, chain, fuel, params, results).await;
+                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
                 self.settle(&sandbox, result).map(|()| 0)
             }
             InstanceMode::Singleton => {
@@ -227,7 +234,7 @@ impl Instances {
                     slot.sandbox = Some(sandbox);
                     return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
-                let result = sandbox.call(func, chain, fuel, params, results).await;
+                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
                 let generation = sandbox.generation;
                 self.settle(&sandbox, result)?;
                 slot.sandbox = Some(sandbox);
@@ -240,7 +247,7 @@ impl Instances {
                     Some(sandbox) => sandbox,
                     None => self.instantiate(0).await?,
                 };
-                let result = sandbox.call(func, chain, fuel, params, results).await;
+                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
                 self.settle(&sandbox, result)?;
                 self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
                 Ok(0)

@@ -111,7 +111,9 @@ impl Outbound {
 /// connection-level headers, and `te` and `trailer`, which would let a guest change how
 /// the host frames a message it then sends on.
 pub fn is_forbidden_header(name: &http::HeaderName) -> bool {
-    wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || name == http::header::TE || name == http::header::TRAILER
+    wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+        || name == http::header::TE
+        || name == http::header::TRAILER
 }
 
 impl WasiHttpHooks for Outbound {
