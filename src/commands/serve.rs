@@ -262,6 +262,7 @@ impl ServeCommand {
                 audit: None,
                 exports: BTreeMap::new(),
                 trusted_keys: Vec::new(),
+                max_instances: None,
             },
             components: BTreeMap::from([(name.clone(), component)]),
             links: Vec::new(),

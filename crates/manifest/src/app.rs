@@ -64,7 +64,17 @@ pub struct AppSection {
     /// Public keys (`ed25519:<base64>`) one of which must have signed every component.
     #[serde(default)]
     pub trusted_keys: Vec<TrustedKey>,
+    /// Component instances alive at once across the app, preallocated as slots of the
+    /// engine's pool [default: 1000]. Each slot reserves address space (not memory) for
+    /// its linear memories, so at most [`MAX_INSTANCE_SLOTS`].
+    #[serde(default)]
+    pub max_instances: Option<u32>,
 }
+
+/// The most instance slots an app may ask for: each reserves 8 GiB of address space
+/// (two 4 GiB memory reservations, which let compiled code skip bounds checks), and a
+/// process has 128 TiB.
+pub const MAX_INSTANCE_SLOTS: u32 = 12_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +293,17 @@ impl AppSpec {
                     "rename the component, e.g. [component.renderer]",
                 ));
             }
+        }
+        if let Some(n) = self.app.max_instances
+            && !(1..=MAX_INSTANCE_SLOTS).contains(&n)
+        {
+            return Err(self.invalid(
+                "app.max_instances",
+                format!(
+                    "{n} instance slots is outside 1..={MAX_INSTANCE_SLOTS} (each reserves 8 GiB of address space)"
+                ),
+                "leave it out for 1000, or give a count in range",
+            ));
         }
         for (name, component) in &self.components {
             if let InstanceMode::Pool(0) = component.instances {

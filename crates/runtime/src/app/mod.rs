@@ -78,14 +78,15 @@ pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
             .max()
             .unwrap_or(EngineSettings::default().max_wasm_stack),
         pooling: Some(Pooling {
-            instances: APP_INSTANCE_SLOTS,
+            instances: spec.app.max_instances.unwrap_or(APP_INSTANCE_SLOTS),
             max_memory: components.clone().map(|c| c.limits.memory.bytes() as usize).max().unwrap_or(0),
             table_elements: components.map(|c| c.limits.table_elements as usize).max().unwrap_or(0),
         }),
     }
 }
 
-/// Instance slots an app's engine preallocates (virtual memory only until used).
+/// Instance slots an app's engine preallocates (virtual memory only until used) unless
+/// its manifest sets `[app] max_instances`.
 pub const APP_INSTANCE_SLOTS: u32 = 1000;
 
 /// The components and links of a running app, as links reach them.
@@ -560,4 +561,23 @@ pub struct LinkStatsEntry {
     pub circuit: Option<&'static str>,
     #[serde(flatten)]
     pub stats: LinkSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(app_section: &str) -> AppSpec {
+        let text = format!("[app]\nname = \"slots\"\n{app_section}\n[component.c]\nsource = \"c.wasm\"\n");
+        AppSpec::parse(std::path::Path::new("membrane.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn the_pool_has_the_slots_the_manifest_asks_for() {
+        let slots = |spec: &AppSpec| engine_settings(spec).pooling.map(|p| p.instances);
+        assert_eq!(slots(&spec("")), Some(APP_INSTANCE_SLOTS));
+        assert_eq!(slots(&spec("max_instances = 10000")), Some(10_000));
+        // And an engine with that many slots can be made.
+        MembraneEngine::new(engine_settings(&spec("max_instances = 10000"))).unwrap();
+    }
 }
