@@ -9,3 +9,10 @@ for target in wasm32-wasip2 wasm32-wasip1; do
     rustup target add "$target"
   fi
 done
+
+# libFuzzer (linked into the fuzz targets, which the tests build) is C++.
+if ! command -v c++ >/dev/null; then
+  echo "setup: installing a C++ compiler for libFuzzer" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null; }
+fi
