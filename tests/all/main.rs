@@ -1,6 +1,8 @@
 //! Integration tests: the real `membrane` binary against real guest components built from
 //! `guests/`.
 
+#[path = "../common/log_sink.rs"]
+mod log_sink;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
 mod util;

@@ -217,18 +217,7 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = crate::log_sink::collect(child.stderr.take().unwrap());
         // The address lines, in order: serving, metrics (when asked for), the admin token
         // file (when generated) and the admin listener (unless off).
         let admin_off = args.windows(2).any(|w| w[0].as_ref() == "--admin-listen" && w[1].as_ref() == "off");

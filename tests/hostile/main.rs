@@ -2,6 +2,8 @@
 //! contained outcome of its attack, and that a neighbour in the same host process still
 //! answers correctly afterwards.
 
+#[path = "../common/log_sink.rs"]
+mod log_sink;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
 #[allow(dead_code)]

@@ -52,23 +52,7 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut sink = sink.lock().unwrap();
-                // Keep the start and the tail of a long log: what the tests look for.
-                if sink.len() > 4 << 20 {
-                    sink.drain(..1 << 20);
-                }
-                sink.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = crate::log_sink::collect(child.stderr.take().unwrap());
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
