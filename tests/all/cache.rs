@@ -18,7 +18,7 @@ fn files(cache: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The compiled artifacts (each has a `.sum` beside it).
-fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
+pub fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
     let files = files(cache);
     let entries: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).cloned().collect();
     for entry in &entries {

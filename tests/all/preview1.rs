@@ -56,11 +56,7 @@ fn the_adapted_component_is_cached_like_any_other() {
         membrane_with(["run", "--cache-dir", cache.path().to_str().unwrap(), guests::P1_PROBE_MODULE, "args", "cached"])
     };
     run().assert_code(0).assert_stdout_has("ok: args: cached");
-    let entries: Vec<_> = std::fs::read_dir(cache.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect();
+    let entries = crate::cache::entries(cache.path());
     assert_eq!(entries.len(), 1, "one entry for the adapted component: {entries:?}");
     let modified = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
     run().assert_code(0).assert_stdout_has("ok: args: cached");
