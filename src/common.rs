@@ -211,10 +211,16 @@ impl std::fmt::Display for Timeout {
     }
 }
 
+/// Flags that do not fit together or do not fit the target; exits like a clap usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
 impl GrantFlags {
     /// Whether any grant was given on the command line.
     pub fn any(&self) -> bool {
-        !self.dirs.is_empty() || !self.env.is_empty() || !self.allow_tcp.is_empty() || self.allow_dns || self.stdin
+        let GrantFlags { dirs, env, allow_tcp, allow_http, allow_dns, stdin } = self;
+        !dirs.is_empty() || !env.is_empty() || !allow_tcp.is_empty() || !allow_http.is_empty() || *allow_dns || *stdin
     }
 
     pub fn to_grants(&self) -> anyhow::Result<Grants> {

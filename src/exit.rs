@@ -3,6 +3,8 @@
 
 use membrane_runtime::{AppError, FaultKind, LoadError, RunError};
 
+/// Flags that contradict each other or the target, as clap reports its own usage errors.
+pub const USAGE: u8 = 2;
 pub const INTERNAL: u8 = 70;
 pub const NOT_FOUND: u8 = 71;
 pub const NOT_WASM: u8 = 72;
@@ -25,11 +27,14 @@ pub const ADMIN_UNREACHABLE: u8 = 88;
 pub const ADMIN_REFUSED: u8 = 89;
 pub const SIGNATURE: u8 = 90;
 pub const REGISTRY: u8 = 91;
+/// `membrane chaos`: the experiment refuted its hypothesis.
+pub const HYPOTHESIS_REFUTED: u8 = 92;
 
 /// The table printed under `membrane run --help`.
 pub const HELP: &str = "\
 Exit status:
   the guest's own      when it exits (a Rust guest's std::process::exit(n), n != 0, arrives as 1)
+  2   usage error (flags that do not fit together or the target)
   70  internal error   71  file not found      72  not WebAssembly
   73  core module, not a component            74  invalid component
   75  import nothing can satisfy              76  not a command (no wasi:cli/run export)
@@ -42,10 +47,14 @@ Exit status:
   88  (status, swap, rollback, restart) the admin API cannot be reached
   89  (status, swap, rollback, restart) the admin API refused the change
   90  a signature is missing, untrusted or does not match (trusted_keys)
-  91  a registry or membrane's store cannot provide an oci:// component";
+  91  a registry or membrane's store cannot provide an oci:// component
+  92  (chaos) the experiment refuted its hypothesis";
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if cause.downcast_ref::<crate::common::Usage>().is_some() {
+            return USAGE;
+        }
         if cause.downcast_ref::<crate::admin_client::Unreachable>().is_some() {
             return ADMIN_UNREACHABLE;
         }
@@ -58,7 +67,12 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if let Some(app) = cause.downcast_ref::<AppError>() {
             match app {
                 AppError::Manifest(_) | AppError::NoEntry { .. } => return BAD_MANIFEST,
-                AppError::Check { .. } | AppError::Digest { .. } | AppError::Wit { .. } | AppError::Link { .. } => {
+                AppError::Check { .. }
+                | AppError::Digest { .. }
+                | AppError::Wit { .. }
+                | AppError::Link { .. }
+                | AppError::Engine { .. }
+                | AppError::TenantsChanged { .. } => {
                     return APP_CHECK;
                 }
                 AppError::Run(run) => return run_code(run),
@@ -109,5 +123,47 @@ fn fault_code(kind: &FaultKind) -> u8 {
         FaultKind::StackOverflow => STACK_OVERFLOW,
         FaultKind::Link(_) => LINK_FAILED,
         FaultKind::Unreachable | FaultKind::Trap(_) | FaultKind::Host(_) => TRAP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scripts tell failures apart by these codes: no two may share one, and the help
+    /// lists each.
+    #[test]
+    fn every_exit_code_is_distinct_and_listed() {
+        let codes = [
+            USAGE,
+            INTERNAL,
+            NOT_FOUND,
+            NOT_WASM,
+            CORE_MODULE,
+            INVALID_COMPONENT,
+            UNSATISFIED_IMPORT,
+            NOT_A_COMMAND,
+            BAD_GRANT,
+            TRAP,
+            OUT_OF_FUEL,
+            CPU_TIME,
+            TIMEOUT,
+            MEMORY_LIMIT,
+            STACK_OVERFLOW,
+            TABLE_LIMIT,
+            LINK_FAILED,
+            BAD_MANIFEST,
+            APP_CHECK,
+            ADMIN_UNREACHABLE,
+            ADMIN_REFUSED,
+            SIGNATURE,
+            REGISTRY,
+            HYPOTHESIS_REFUTED,
+        ];
+        let distinct: std::collections::BTreeSet<u8> = codes.iter().copied().collect();
+        assert_eq!(distinct.len(), codes.len(), "two exit codes share a number: {codes:?}");
+        for code in codes {
+            assert!(HELP.contains(&format!("{code:<2}  ")), "exit code {code} is missing from the help");
+        }
     }
 }

@@ -19,11 +19,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Exit status when the experiment refutes its hypothesis.
-pub const REFUTED: u8 = 90;
-
 /// Run a chaos experiment: inject the faults of EXPERIMENT.toml into the app while
-/// traffic runs, and report whether the hypothesis held (exit status 0) or not (90).
+/// traffic runs, and report whether the hypothesis held (exit status 0) or not (92).
 #[derive(Parser, Debug)]
 pub struct ChaosCommand {
     /// The app's membrane.toml.
@@ -356,6 +353,6 @@ fn report(
         0
     } else {
         println!("verdict: the hypothesis is refuted ({})", failed.join(", "));
-        REFUTED
+        crate::exit::HYPOTHESIS_REFUTED
     }
 }

@@ -63,12 +63,14 @@ impl RunCommand {
 
     /// Runs an app's entry component, every other component instantiated as its manifest says.
     fn execute_app(self) -> anyhow::Result<u8> {
-        anyhow::ensure!(
-            !self.common.grants.any(),
-            "{}: grants for the components of an app are set in the manifest, as \
-             [component.NAME] grants = {{ ... }}; remove the grant flags",
-            self.component.display()
-        );
+        if self.common.grants.any() {
+            return Err(crate::common::Usage(format!(
+                "{}: grants for the components of an app are set in the manifest, as \
+                 [component.NAME] grants = {{ ... }}; remove the grant flags",
+                self.component.display()
+            ))
+            .into());
+        }
         let spec = AppSpec::load(&self.component)?;
         let audit = self.common.audit(spec.app.audit.as_deref())?;
         let engine = MembraneEngine::new(app::engine_settings(&spec))?;

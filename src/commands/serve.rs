@@ -133,11 +133,13 @@ impl ServeCommand {
         }
         let is_app = !membrane_manifest::is_oci(&self.target) && self.target.extension().is_some_and(|e| e == "toml");
         let spec = if is_app {
-            anyhow::ensure!(
-                !self.common.grants.any(),
-                "{}: grants for the components of an app are set in the manifest; remove the grant flags",
-                self.target.display()
-            );
+            if self.common.grants.any() {
+                return Err(crate::common::Usage(format!(
+                    "{}: grants for the components of an app are set in the manifest; remove the grant flags",
+                    self.target.display()
+                ))
+                .into());
+            }
             AppSpec::load(&self.target)?
         } else {
             self.single_component_app()?

@@ -1,7 +1,8 @@
 use crate::util::{TestApp, caller_app, membrane_with};
 use std::path::Path;
 
-const REFUTED: i32 = 90;
+/// Its own status, apart from every other failure's (90 is a refused signature).
+const REFUTED: i32 = 92;
 const BAD_MANIFEST: i32 = 78;
 
 fn docs_web() -> String {

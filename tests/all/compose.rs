@@ -1,4 +1,4 @@
-use crate::util::{COUNTER, FAULTS, MEMORY, TestApp, caller_app, manifest};
+use crate::util::{COUNTER, FAULTS, MEMORY, TestApp, caller_app, manifest, membrane_with};
 
 const LINK_FAILED: i32 = 87;
 const APP_CHECK: i32 = 79;
@@ -309,4 +309,18 @@ fn the_pipeline_example_falls_back_from_a_crashing_plugin_and_carries_on() {
     let audit = std::fs::read_to_string(&audit_log).unwrap();
     assert!(audit.contains(r#""component":"fancy","event":"trap""#), "{audit}");
     assert!(audit.contains("answered by `plain`"), "{audit}");
+}
+
+/// Grants of an app's components live in its manifest; a grant flag beside a manifest is
+/// refused with the fix rather than silently ignored, whichever grant it is.
+#[test]
+fn grant_flags_beside_an_app_manifest_are_refused() {
+    let app = TestApp::new(&caller_app("", ""));
+    let manifest = app.manifest();
+    for flag in [&["--allow-http", "https://api.example.com"][..], &["--allow-dns"], &["--env", "A=1"]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flag);
+        args.push(manifest.to_str().unwrap());
+        membrane_with(args).assert_code(2).assert_stderr_has("remove the grant flags");
+    }
 }

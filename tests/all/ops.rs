@@ -223,6 +223,32 @@ fn watch_swaps_in_a_changed_file_and_keeps_serving_through_a_broken_one() {
     assert_eq!(says(server.addr), "http-v1");
 }
 
+/// A reload that needs what the running engine lacks (here fuel counting), or that changes
+/// the tenants, is refused with the reason; the running version keeps answering. Adding a
+/// fuel limit used to panic the host on every request.
+#[test]
+fn watch_refuses_a_reload_the_running_engine_or_tenants_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = web_app(dir.path(), guests::HTTP_V1);
+    let server = Served::start_with(&[manifest.to_str().unwrap(), "--watch"], &[("MEMBRANE_LOG", "info")]);
+    assert_eq!(says(server.addr), "http-v1");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+
+    let with_fuel = original.replace("[[route]]", "limits = { fuel = 100000000 }\n\n[[route]]");
+    std::fs::write(&manifest, with_fuel).unwrap();
+    wait_for(|| server.stderr().contains("fuel counting"), "the fuel limit to be refused", &server);
+    assert!(server.stderr().contains("restart membrane"), "{}", server.stderr());
+    for _ in 0..3 {
+        assert_eq!(says(server.addr), "http-v1", "{}", server.stderr());
+    }
+
+    let with_tenant = format!("{original}\n[tenant.alice]\nhosts = [\"alice.localhost\"]\nrequests_per_second = 1\n");
+    std::fs::write(&manifest, with_tenant).unwrap();
+    wait_for(|| server.stderr().contains("tenant.*] tables changed"), "the tenant change to be refused", &server);
+    assert_eq!(says(server.addr), "http-v1");
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
 fn wait_for(mut done: impl FnMut() -> bool, what: &str, server: &Served) {
     let deadline = Instant::now() + Duration::from_secs(180);
     while !done() {

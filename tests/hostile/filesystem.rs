@@ -65,3 +65,43 @@ fn open_with_truncate_through_a_symlink_into_a_read_only_dir_is_refused() {
     }
     assert_eq!(std::fs::read_to_string(ro.join("keep.txt")).unwrap(), "keep me");
 }
+
+/// A granted directory removed while the app serves (say by a component with `rw` on its
+/// parent) fails the requests that need it with a 500 and a log line naming it; the host
+/// used to panic on the request path.
+#[test]
+fn a_granted_directory_removed_while_serving_fails_only_its_requests() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let app = crate::util::TestApp::new(&format!(
+        r#"[app]
+name = "vanishing"
+
+[component.web]
+source = "{{http-hello}}"
+grants.dirs = [{{ host = "{}", guest = "/data" }}]
+
+[component.good]
+source = "{{http-hello}}"
+
+[[route]]
+path = "/neighbour"
+component = "good"
+
+[[route]]
+path = "/"
+component = "web"
+"#,
+        data.display()
+    ));
+    let server = crate::served::Served::start(&[app.manifest().to_str().unwrap()]);
+    assert_eq!(server.get("/").0, 200, "{}", server.stderr());
+    std::fs::remove_dir(&data).unwrap();
+    for _ in 0..3 {
+        assert_eq!(server.get("/"), (500, "internal error".to_string()), "{}", server.stderr());
+        server.assert_neighbour_answers();
+    }
+    server.wait_for_log("cannot grant directory");
+    crate::assert_no_host_panic(&server.stderr());
+}

@@ -29,6 +29,8 @@ mod outbound;
 mod filesystem;
 // Ingress: many slow clients at once, twice the concurrency limit.
 mod ingress;
+// Requests that end early inside a link: disconnects mid-call, handles never dropped.
+mod abandoned;
 
 /// Fails when the host itself panicked. A guest's own panic (`thread '<unnamed>'`, printed
 /// on the guest's stderr) is the guest's business.

@@ -95,7 +95,7 @@ impl Fixture {
         let app = self.deployment.current();
         let instances = app.instances("web").unwrap();
         let handler = app.http_handler("web").unwrap().clone();
-        let mut store = instances.new_store(&["web".into()]);
+        let mut store = instances.new_store(&["web".into()]).unwrap();
         let proxy = handler.instantiate_async(&mut store).await.unwrap();
         use wasmtime_wasi_http::WasiHttpView;
         let request = hyper_request();

@@ -104,3 +104,49 @@ impl Body for Counted {
         self.inner.size_hint()
     }
 }
+
+/// A guest's response body that aborts the guest's task when dropped before its end (the
+/// client went away mid-body): a guest must not keep streaming to nobody, holding its
+/// instance and permits, until its timeout. Reaching the end lets the guest finish.
+pub struct StopsGuest {
+    inner: HyperOutgoingBody,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl StopsGuest {
+    pub fn new(inner: HyperOutgoingBody, task: Option<tokio::task::AbortHandle>) -> Self {
+        StopsGuest { inner, task }
+    }
+}
+
+impl Body for StopsGuest {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.task = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for StopsGuest {
+    fn drop(&mut self) {
+        // hyper may stop polling once the body says it has ended, before seeing `None`.
+        if let Some(task) = self.task.take()
+            && !self.inner.is_end_stream()
+        {
+            task.abort();
+        }
+    }
+}

@@ -6,6 +6,7 @@ use crate::body::{LimitedBody, plain};
 use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
+use http_body_util::BodyExt;
 use membrane_runtime::App;
 use membrane_runtime::routes::Route;
 use membrane_runtime::{Fault, FaultKind};
@@ -105,7 +106,13 @@ impl Server {
         let reusable = if tenant.is_none() { self.reuse.take(component, generation) } else { None };
         let (mut store, reused) = match reusable {
             Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
-            None => (instances.new_store_with(&[component.to_string()], &limits_here), None),
+            None => match instances.new_store_with(&[component.to_string()], &limits_here) {
+                Ok(store) => (store, None),
+                Err(fault) => {
+                    tracing::error!(component, "{fault}");
+                    return (plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"), Some(route));
+                }
+            },
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
@@ -211,8 +218,10 @@ impl Server {
                 plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
             }
         };
-        abandoned.disarm();
-        (response, Some(route))
+        // From here the client's interest is the body's: a client gone mid-body stops the
+        // guest at once instead of leaving it (and its permits) until its timeout.
+        let task = abandoned.disarm();
+        (response.map(|body| crate::body::StopsGuest::new(body, task).boxed_unsync()), Some(route))
     }
 }
 
@@ -220,8 +229,8 @@ impl Server {
 struct AbortOnDrop(Option<tokio::task::AbortHandle>);
 
 impl AbortOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
+    fn disarm(mut self) -> Option<tokio::task::AbortHandle> {
+        self.0.take()
     }
 }
 

@@ -43,6 +43,47 @@ impl Default for EngineSettings {
     }
 }
 
+impl EngineSettings {
+    /// Whether an engine built with these settings can run what `needed` asks for; if not,
+    /// what is missing, in words.
+    pub fn covers(&self, needed: &EngineSettings) -> Result<(), String> {
+        let mut missing = Vec::new();
+        if needed.fuel && !self.fuel {
+            missing.push("fuel counting (a component now has a fuel limit)".to_string());
+        }
+        if needed.max_wasm_stack > self.max_wasm_stack {
+            missing.push(format!(
+                "a wasm stack of {} (the engine has {})",
+                membrane_manifest::ByteSize(needed.max_wasm_stack as u64),
+                membrane_manifest::ByteSize(self.max_wasm_stack as u64)
+            ));
+        }
+        match (&self.pooling, &needed.pooling) {
+            (Some(have), Some(need)) => {
+                if need.instances > have.instances {
+                    missing.push(format!("{} instance slots (the engine has {})", need.instances, have.instances));
+                }
+                if need.max_memory > have.max_memory {
+                    missing.push(format!(
+                        "memory slots of {} (the engine's hold {})",
+                        membrane_manifest::ByteSize(need.max_memory as u64),
+                        membrane_manifest::ByteSize(have.max_memory as u64)
+                    ));
+                }
+                if need.table_elements > have.table_elements {
+                    missing.push(format!(
+                        "tables of {} elements (the engine's hold {})",
+                        need.table_elements, have.table_elements
+                    ));
+                }
+            }
+            (None, Some(_)) => missing.push("pooled instance slots".to_string()),
+            _ => {}
+        }
+        if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
+    }
+}
+
 /// A wasmtime engine with epoch interruption driven by a background thread.
 #[derive(Clone)]
 pub struct MembraneEngine {

@@ -20,6 +20,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod state;
 pub mod stats;
+mod values;
 pub mod wit_compat;
 
 pub use app::{App, AppError};

@@ -6,8 +6,9 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallChain, CallError, Generation, Instances};
-use crate::sandbox::SandboxState;
+use crate::sandbox::{ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
+use crate::values::map_resources;
 use membrane_manifest::CircuitSpec;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::StoreContextMut;
-use wasmtime::component::types::Type;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
 /// What a link does when its provider fails.
@@ -54,7 +54,7 @@ pub enum LinkCause {
 
 /// The app as links see it: its components, by index.
 pub trait Components: Send + Sync + 'static {
-    fn instances(&self, index: usize) -> &Instances;
+    fn instances(&self, index: usize) -> &Arc<Instances>;
 }
 
 /// One function of the linked interface, with where it lives in the provider (and in the
@@ -180,7 +180,7 @@ impl<A: Components> LinkRuntime<A> {
 
     /// Serves the consumer's call of function `func` with `params`, writing `results`.
     pub async fn forward(
-        &self,
+        self: &Arc<Self>,
         consumer: &mut StoreContextMut<'_, SandboxState>,
         func: usize,
         params: &[Val],
@@ -194,7 +194,7 @@ impl<A: Components> LinkRuntime<A> {
     }
 
     async fn call(
-        &self,
+        self: &Arc<Self>,
         consumer: &mut StoreContextMut<'_, SandboxState>,
         func: usize,
         params: &[Val],
@@ -290,10 +290,12 @@ impl<A: Components> LinkRuntime<A> {
         }
     }
 
+    /// One call of `func` in `instances`, after the chaos experiment's `delay` if any, the
+    /// whole within the link's timeout.
     #[allow(clippy::too_many_arguments)]
     async fn call_once(
         &self,
-        instances: &Instances,
+        instances: &Arc<Instances>,
         chain: &CallChain,
         func: ComponentExportIndex,
         generation: Option<Generation>,
@@ -301,26 +303,20 @@ impl<A: Components> LinkRuntime<A> {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<Generation, CallError> {
-        let limit = match (self.timeout, instances.limits.timeout.map(|d| d.std())) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let call = async {
-            if let Some(delay) = delay {
-                tokio::time::sleep(delay).await;
+        let mut deadline = self.timeout;
+        if let Some(delay) = delay {
+            if let Some(limit) = deadline.filter(|limit| delay >= *limit) {
+                tokio::time::sleep(limit).await;
+                instances.audit_trap(&FaultKind::Timeout(limit));
+                return Err(CallError::Fault(instances.fault(FaultKind::Timeout(limit))));
             }
-            instances.call(chain, func, generation, params, results).await
-        };
-        match limit {
-            None => call.await,
-            Some(limit) => match crate::limits::within(limit, call).await {
-                Ok(result) => result,
-                Err(_) => {
-                    instances.audit_trap(&FaultKind::Timeout(limit));
-                    Err(CallError::Fault(instances.fault(FaultKind::Timeout(limit))))
-                }
-            },
+            tokio::time::sleep(delay).await;
+            deadline = deadline.map(|limit| limit - delay);
         }
+        // The deadline goes with the call rather than around it: a provider past the
+        // link's timeout is stopped and discarded by its supervisor, while a caller that
+        // merely goes away leaves a long-lived provider to finish (see `Instances::call`).
+        instances.call(chain, func, generation, deadline, params, results).await
     }
 
     fn count_failure(&self, error: &CallError) {
@@ -346,6 +342,7 @@ impl<A: Components> LinkRuntime<A> {
                     .map_err(|_| LinkCause::UnknownResource(0))?;
                 let mut proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
                 let proxy = if handle.owned() {
+                    consumer.data_mut().proxies.forget(self.resource_type, handle.rep());
                     proxies.remove(&handle.rep())
                 } else {
                     proxies.get(&handle.rep()).map(|p| Proxy { generation: p.generation, resource: p.resource })
@@ -366,16 +363,18 @@ impl<A: Components> LinkRuntime<A> {
     /// Replaces each resource the provider returned with a new proxy handle in the
     /// consumer's store.
     fn results_to_consumer(
-        &self,
+        self: &Arc<Self>,
         consumer: &mut StoreContextMut<'_, SandboxState>,
         results: &mut [Val],
         generation: Generation,
     ) -> Result<(), LinkCause> {
+        let link: Weak<dyn ReleaseProxy> = Arc::downgrade(self) as Weak<dyn ReleaseProxy>;
         for result in results.iter_mut() {
             let value = std::mem::replace(result, Val::Bool(false));
             *result = map_resources(value, &mut |resource| {
                 let rep = self.next_proxy.fetch_add(1, Relaxed);
                 self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(rep, Proxy { generation, resource });
+                consumer.data_mut().proxies.hold(self.resource_type, rep, link.clone());
                 ResourceDynamic::new_own(rep, self.resource_type)
                     .try_into_resource_any(&mut *consumer)
                     .map_err(|_| LinkCause::UnknownResource(rep))
@@ -385,12 +384,31 @@ impl<A: Components> LinkRuntime<A> {
     }
 
     /// The consumer dropped its proxy handle `rep`: drop the provider's resource.
-    pub async fn drop_proxy(&self, rep: u32) -> wasmtime::Result<()> {
-        let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(&rep);
-        let (Some(proxy), Some(app)) = (proxy, self.app()) else {
-            return Ok(());
-        };
-        app.instances(self.provider).drop_resource(proxy.generation, proxy.resource).await
+    pub async fn drop_proxy(&self, consumer: &mut SandboxState, rep: u32) -> wasmtime::Result<()> {
+        consumer.proxies.forget(self.resource_type, rep);
+        match self.take_proxy(rep) {
+            Some((provider, proxy)) => provider.drop_resource(proxy.generation, proxy.resource).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Takes proxy `rep` out of the table, with the provider that owns its resource.
+    fn take_proxy(&self, rep: u32) -> Option<(Arc<Instances>, Proxy)> {
+        let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(&rep)?;
+        Some((self.app()?.instances(self.provider).clone(), proxy))
+    }
+}
+
+impl<A: Components> ReleaseProxy for LinkRuntime<A> {
+    /// The consumer's store went away still holding `rep`: the provider drops it in the
+    /// background, after the call it may be serving.
+    fn release(&self, rep: u32) {
+        let Some((provider, proxy)) = self.take_proxy(rep) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = provider.drop_resource(proxy.generation, proxy.resource).await;
+            });
+        }
     }
 }
 
@@ -398,74 +416,6 @@ impl<A: Components> LinkRuntime<A> {
 /// component) is not going to change by trying again.
 fn retriable(error: &CallError) -> bool {
     matches!(error, CallError::Fault(_) | CallError::Failed { .. })
-}
-
-/// Whether a value of type `ty` can hold a handle (a resource, future or stream).
-pub fn holds_handles(ty: &Type) -> bool {
-    match ty {
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => true,
-        Type::List(list) => holds_handles(&list.ty()),
-        Type::FixedLengthList(list) => holds_handles(&list.ty()),
-        Type::Map(map) => holds_handles(&map.key()) || holds_handles(&map.value()),
-        Type::Record(record) => record.fields().any(|field| holds_handles(&field.ty)),
-        Type::Tuple(tuple) => tuple.types().any(|ty| holds_handles(&ty)),
-        Type::Variant(variant) => variant.cases().any(|case| case.ty.as_ref().is_some_and(holds_handles)),
-        Type::Option(option) => holds_handles(&option.ty()),
-        Type::Result(result) => {
-            result.ok().as_ref().is_some_and(holds_handles) || result.err().as_ref().is_some_and(holds_handles)
-        }
-        Type::Bool
-        | Type::S8
-        | Type::U8
-        | Type::S16
-        | Type::U16
-        | Type::S32
-        | Type::U32
-        | Type::S64
-        | Type::U64
-        | Type::Float32
-        | Type::Float64
-        | Type::Char
-        | Type::String
-        | Type::Enum(_)
-        | Type::Flags(_) => false,
-    }
-}
-
-/// Rebuilds `value` with every resource in it passed through `f`.
-fn map_resources<E>(value: Val, f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>) -> Result<Val, E> {
-    let mut each =
-        |values: Vec<Val>| values.into_iter().map(|v| map_resources(v, &mut *f)).collect::<Result<Vec<_>, E>>();
-    Ok(match value {
-        Val::Resource(resource) => return Ok(Val::Resource(f(resource)?)),
-        Val::List(values) => Val::List(each(values)?),
-        Val::FixedLengthList(values) => Val::FixedLengthList(each(values)?),
-        Val::Tuple(values) => Val::Tuple(each(values)?),
-        Val::Record(fields) => Val::Record(
-            fields
-                .into_iter()
-                .map(|(name, v)| map_resources(v, &mut *f).map(|v| (name, v)))
-                .collect::<Result<_, E>>()?,
-        ),
-        Val::Map(pairs) => Val::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| Ok((map_resources(k, &mut *f)?, map_resources(v, &mut *f)?)))
-                .collect::<Result<_, E>>()?,
-        ),
-        Val::Variant(case, payload) => Val::Variant(case, map_boxed(payload, f)?),
-        Val::Option(payload) => Val::Option(map_boxed(payload, f)?),
-        Val::Result(Ok(payload)) => Val::Result(Ok(map_boxed(payload, f)?)),
-        Val::Result(Err(payload)) => Val::Result(Err(map_boxed(payload, f)?)),
-        other => other,
-    })
-}
-
-fn map_boxed<E>(
-    value: Option<Box<Val>>,
-    f: &mut dyn FnMut(ResourceAny) -> Result<ResourceAny, E>,
-) -> Result<Option<Box<Val>>, E> {
-    value.map(|v| map_resources(*v, f).map(Box::new)).transpose()
 }
 
 /// A circuit breaker: open after `failures` consecutive failures; while open, calls fail

@@ -9,9 +9,13 @@ use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny, Val};
 use wasmtime::{Engine, Store};
 
@@ -170,22 +174,28 @@ impl Instances {
     }
 
     /// A store for an instance of this component, with its grants and limits.
-    pub fn new_store(&self, args: &[String]) -> Store<SandboxState> {
+    pub fn new_store(&self, args: &[String]) -> Result<Store<SandboxState>, Fault> {
         self.new_store_with(args, &self.limits)
     }
 
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
-    /// as a tenant's per-request quota).
-    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
+    /// as a tenant's per-request quota). Grants were checked at load, but a granted
+    /// directory can vanish since (another component with `rw` on its parent may remove
+    /// it): that fails this call, not the host.
+    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, Fault> {
         let mut store =
             sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
-                .expect("grants were checked when the app was loaded");
+                .map_err(|error| {
+                    let kind = FaultKind::Host(error.to_string());
+                    self.audit_trap(&kind);
+                    self.fault(kind)
+                })?;
         store.data_mut().limiter.report_to(self.stats.clone());
-        store
+        Ok(store)
     }
 
     async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
-        let mut store = self.new_store(&[self.name.to_string()]);
+        let mut store = self.new_store(&[self.name.to_string()])?;
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -195,13 +205,20 @@ impl Instances {
         Ok(Sandbox { store, instance, generation })
     }
 
-    /// Calls `func` on an instance chosen by the instance mode. A trapped instance is
-    /// discarded, since wasmtime forbids entering it again.
+    /// Calls `func` on an instance chosen by the instance mode, within the component's
+    /// wall-clock limit narrowed to `deadline` (a link's timeout). A trapped or timed-out
+    /// instance is discarded, since wasmtime forbids entering it again.
+    ///
+    /// A caller that stops waiting (its client disconnected, its own instance ended) does
+    /// not end the call into a long-lived instance: the call runs on to its end in a task of
+    /// its own, bounded by the same limits, and the instance keeps its state. Only a
+    /// per-call instance, which nobody else can reach, goes with its caller.
     pub async fn call(
-        &self,
+        self: &Arc<Self>,
         chain: &CallChain,
         func: ComponentExportIndex,
         resources_from: Option<Generation>,
+        deadline: Option<Duration>,
         params: &[Val],
         results: &mut [Val],
     ) -> Result<Generation, CallError> {
@@ -212,47 +229,105 @@ impl Instances {
         if self.mode != InstanceMode::PerCall && chain.contains(&self.name) {
             return Err(CallError::Reentrant { component: self.name.to_string(), mode: self.mode, chain: names() });
         }
-        let fuel = self.limits.fuel;
-        match self.mode {
-            InstanceMode::PerCall => {
-                let mut sandbox = self.instantiate(0).await?;
-                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
-                self.settle(&sandbox, result).map(|()| 0)
-            }
-            InstanceMode::Singleton => {
-                // Held across the call: calls into a singleton are serialized. If this
-                // future is dropped mid-call (a timeout), the sandbox goes with it and the
-                // next call starts a new instance.
-                let mut slot = self.slot.lock().await;
-                let mut sandbox = match slot.sandbox.take() {
-                    Some(sandbox) => sandbox,
-                    None => self.start_singleton(&mut slot).await?,
-                };
-                // Resources live in the instance that made them; another store must
-                // never see them.
-                if resources_from.is_some_and(|g| g != sandbox.generation) {
-                    slot.sandbox = Some(sandbox);
-                    return Err(CallError::StaleResource { component: self.name.to_string() });
-                }
-                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
-                let generation = sandbox.generation;
-                self.settle(&sandbox, result)?;
-                slot.sandbox = Some(sandbox);
-                Ok(generation)
-            }
-            InstanceMode::Pool(_) => {
-                let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
-                let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let mut sandbox = match idle {
-                    Some(sandbox) => sandbox,
-                    None => self.instantiate(0).await?,
-                };
-                let result = sandbox.call(func, chain, &self.name, fuel, params, results).await;
-                self.settle(&sandbox, result)?;
-                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
-                Ok(0)
-            }
+        let limit = match (deadline, self.limits.timeout.map(|d| d.std())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.mode == InstanceMode::PerCall {
+            let mut sandbox = self.instantiate(0).await?;
+            return self.run(&mut sandbox, chain, func, limit, params, results).await.map(|()| 0);
         }
+        let this = self.clone();
+        let chain = chain.clone();
+        let params = params.to_vec();
+        let mut kept_results = vec![Val::Bool(false); results.len()];
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let call = {
+            let abandoned = abandoned.clone();
+            async move {
+                let generation =
+                    this.call_kept(&chain, func, resources_from, limit, &params, &mut kept_results, &abandoned).await?;
+                Ok::<_, CallError>((generation, kept_results))
+            }
+        };
+        let (generation, kept_results) = Detachable { call: Some(Box::pin(call)), abandoned }.await?;
+        for (result, value) in results.iter_mut().zip(kept_results) {
+            *result = value;
+        }
+        Ok(generation)
+    }
+
+    /// A call into the singleton or a pooled instance; see [`Instances::call`]. When its
+    /// caller has gone (`abandoned`), resources it returns have nobody to hold them and are
+    /// dropped at once.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_kept(
+        &self,
+        chain: &CallChain,
+        func: ComponentExportIndex,
+        resources_from: Option<Generation>,
+        limit: Option<Duration>,
+        params: &[Val],
+        results: &mut [Val],
+        abandoned: &AtomicBool,
+    ) -> Result<Generation, CallError> {
+        if self.mode == InstanceMode::Singleton {
+            // Held across the call: calls into a singleton are serialized.
+            let mut slot = self.slot.lock().await;
+            let mut sandbox = match slot.sandbox.take() {
+                Some(sandbox) => sandbox,
+                None => self.start_singleton(&mut slot).await?,
+            };
+            // Resources live in the instance that made them; another store must
+            // never see them.
+            if resources_from.is_some_and(|g| g != sandbox.generation) {
+                slot.sandbox = Some(sandbox);
+                return Err(CallError::StaleResource { component: self.name.to_string() });
+            }
+            self.run(&mut sandbox, chain, func, limit, params, results).await?;
+            if abandoned.load(Relaxed) {
+                for resource in crate::values::resources_in(results) {
+                    let _ = resource.resource_drop_async(&mut sandbox.store).await;
+                }
+            }
+            let generation = sandbox.generation;
+            slot.sandbox = Some(sandbox);
+            return Ok(generation);
+        }
+        let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut sandbox = match idle {
+            Some(sandbox) => sandbox,
+            None => self.instantiate(0).await?,
+        };
+        self.run(&mut sandbox, chain, func, limit, params, results).await?;
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
+        Ok(0)
+    }
+
+    /// Runs one call in `sandbox` within `limit`, counting and auditing a fault. After an
+    /// error the sandbox must not be entered again.
+    async fn run(
+        &self,
+        sandbox: &mut Sandbox,
+        chain: &CallChain,
+        func: ComponentExportIndex,
+        limit: Option<Duration>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), CallError> {
+        let call = sandbox.call(func, chain, &self.name, self.limits.fuel, params, results);
+        let result = match limit {
+            None => call.await,
+            Some(limit) => match crate::limits::within(limit, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.audit_trap(&FaultKind::Timeout(limit));
+                    return Err(CallError::Fault(self.fault(FaultKind::Timeout(limit))));
+                }
+            },
+        };
+        self.settle(sandbox, result)
     }
 
     /// Turns a call's outcome into ours, counting and auditing a trap.
@@ -327,5 +402,38 @@ impl Instances {
 
     pub fn fault(&self, kind: FaultKind) -> Fault {
         Fault { component: self.name.to_string(), kind, backtrace: Vec::new() }
+    }
+}
+
+/// A call that finishes even when its caller stops waiting: dropped unfinished, it raises
+/// `abandoned` and moves to a task of its own, where it runs to its end (within the limits
+/// it carries).
+///
+/// A long-lived instance abandoned mid-call could never be entered again (its guest state
+/// may be half-updated), so dropping the call would discard a healthy instance and count
+/// its caller's disconnect as its restart.
+struct Detachable<T: Send + 'static> {
+    call: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl<T: Send + 'static> Future for Detachable<T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let call = self.call.as_mut().expect("a Detachable is not polled after it is done");
+        let out = std::task::ready!(call.as_mut().poll(cx));
+        self.call = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detachable<T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            self.abandoned.store(true, Relaxed);
+            runtime.spawn(call);
+        }
     }
 }

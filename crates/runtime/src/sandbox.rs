@@ -9,8 +9,9 @@ use crate::pool::CallChain;
 use crate::state::ComponentState;
 use crate::state::host::KeyValueHost;
 use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -25,6 +26,11 @@ pub enum GrantError {
          create the directory or fix the host path"
     )]
     Dir { component: String, host: PathBuf, guest: String, source: std::io::Error },
+    #[error(
+        "component `{component}` has a fuel limit, but the engine it runs on does not count fuel; \
+         restart membrane so the engine is built for the limit"
+    )]
+    Fuel { component: String },
 }
 
 /// Everything a sandbox's store holds.
@@ -39,6 +45,8 @@ pub struct SandboxState {
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
+    /// Handles to other components' resources that this instance holds through links.
+    pub(crate) proxies: HeldProxies,
 }
 
 impl SandboxState {
@@ -62,6 +70,39 @@ impl WasiHttpView for SandboxState {
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Drops the provider's resource behind a proxy handle; implemented by every link.
+pub(crate) trait ReleaseProxy: Send + Sync {
+    fn release(&self, rep: u32);
+}
+
+/// The proxy handles one store holds, by link. When the store goes (its instance ended,
+/// trapped, timed out or was abandoned with handles still open) the providers' resources
+/// behind them are dropped too: a provider never keeps what a dead consumer made.
+#[derive(Default)]
+pub(crate) struct HeldProxies(HashMap<(u32, u32), Weak<dyn ReleaseProxy>>);
+
+impl HeldProxies {
+    /// Records proxy `rep` of the link whose proxies have type `resource_type`.
+    pub(crate) fn hold(&mut self, resource_type: u32, rep: u32, link: Weak<dyn ReleaseProxy>) {
+        self.0.insert((resource_type, rep), link);
+    }
+
+    /// The proxy was dropped or moved away by the guest itself.
+    pub(crate) fn forget(&mut self, resource_type: u32, rep: u32) {
+        self.0.remove(&(resource_type, rep));
+    }
+}
+
+impl Drop for HeldProxies {
+    fn drop(&mut self) {
+        for ((_, rep), link) in self.0.drain() {
+            if let Some(link) = link.upgrade() {
+                link.release(rep);
+            }
+        }
     }
 }
 
@@ -90,11 +131,18 @@ pub fn new_store(
             limits.timeout.map(|t| t.std()),
         ),
         state: state.clone(),
+        proxies: HeldProxies::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    if let Some(fuel) = limits.fuel {
-        store.set_fuel(fuel).expect("the engine counts fuel when a fuel limit is set");
+    // An engine counts fuel for every store once any component of the app has a fuel
+    // limit; a store that starts with none would trap at its first instruction. (An engine
+    // without fuel refuses `set_fuel`, and `App::build` refuses a fuel limit on it.)
+    match limits.fuel {
+        Some(fuel) => store.set_fuel(fuel).map_err(|_| GrantError::Fuel { component: component.to_string() })?,
+        None => {
+            let _ = store.set_fuel(u64::MAX);
+        }
     }
     let cpu_limit = limits.cpu.map(|d| d.std());
     // Every tick: stop a guest over its CPU budget, else yield so the executor can run

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 wit_bindgen::generate!({ path: "../../wit/test", world: "provider" });
 
-use exports::membrane::test::{counter, faults, kv, memory};
+use exports::membrane::test::{counter, faults, kv, memory, pace};
 
 struct Provider;
 
@@ -125,6 +125,12 @@ impl kv::Guest for Provider {
 
     fn live() -> u32 {
         LIVE_BUCKETS.with(|l| l.get())
+    }
+}
+
+impl pace::Guest for Provider {
+    fn wait(ms: u32) {
+        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
     }
 }
 

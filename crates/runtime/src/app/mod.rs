@@ -10,13 +10,14 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
-use crate::link::{Components, LinkRuntime, LinkedFunc, Policy, holds_handles};
+use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
 use crate::load::{ComponentFile, LoadError};
 use crate::pool::{CallChain, CallError, Instances};
 use crate::routes::{Route, Router};
 use crate::sandbox::SandboxState;
 use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
 use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
+use crate::values::holds_handles;
 use check::Problem;
 use membrane_manifest::{AppSpec, ManifestError, OnTrap};
 use membrane_registry::{SignatureError, Sources};
@@ -58,6 +59,16 @@ pub enum AppError {
     NoEntry { file: String },
     #[error("component `{component}`: the host could not link it: {reason}")]
     Link { component: String, reason: String },
+    #[error(
+        "{file}: this version needs {needs}, which the running engine was not started with; \
+         restart membrane with the new manifest to apply it (the running version keeps serving)"
+    )]
+    Engine { file: String, needs: String },
+    #[error(
+        "{file}: the [tenant.*] tables changed; tenants' quotas are set when the server starts, \
+         so restart membrane to apply them (the running version keeps serving)"
+    )]
+    TenantsChanged { file: String },
     #[error(transparent)]
     Run(Box<RunError>),
     #[error(transparent)]
@@ -91,13 +102,13 @@ pub const APP_INSTANCE_SLOTS: u32 = 1000;
 
 /// The components and links of a running app, as links reach them.
 pub struct AppInner {
-    components: Vec<Instances>,
+    components: Vec<Arc<Instances>>,
     index: BTreeMap<String, usize>,
     links: Vec<Arc<LinkRuntime<AppInner>>>,
 }
 
 impl Components for AppInner {
-    fn instances(&self, index: usize) -> &Instances {
+    fn instances(&self, index: usize) -> &Arc<Instances> {
         &self.components[index]
     }
 }
@@ -183,6 +194,17 @@ impl App {
         audit: Audit,
         build: Build<'_>,
     ) -> Result<App, AppError> {
+        // The engine outlives versions (a swap or reload keeps it): a version that needs
+        // what it lacks is refused here, before anything of it runs.
+        engine
+            .settings()
+            .covers(&engine_settings(&spec))
+            .map_err(|needs| AppError::Engine { file: spec.file.display().to_string(), needs })?;
+        if let Some(previous) = build.previous
+            && previous.spec.tenants != spec.tenants
+        {
+            return Err(AppError::TenantsChanged { file: spec.file.display().to_string() });
+        }
         let mut configs = BTreeMap::new();
         for (name, component) in &spec.components {
             configs.insert(name.clone(), ComponentConfig::resolve(name, &component.config)?);
@@ -285,10 +307,14 @@ impl App {
                     if let ComponentItem::Resource(_) = item.ty {
                         let link = link.clone();
                         instance
-                            .resource_async(item_name, ResourceType::host_dynamic(link.resource_type), move |_, rep| {
-                                let link = link.clone();
-                                Box::new(async move { link.drop_proxy(rep).await })
-                            })
+                            .resource_async(
+                                item_name,
+                                ResourceType::host_dynamic(link.resource_type),
+                                move |mut store, rep| {
+                                    let link = link.clone();
+                                    Box::new(async move { link.drop_proxy(store.data_mut(), rep).await })
+                                },
+                            )
                             .map_err(link_error)?;
                     }
                 }
@@ -314,7 +340,7 @@ impl App {
                 Some(previous) => previous.stats.clone(),
                 None => Arc::new(ComponentStats::default()),
             };
-            components.push(Instances::new(
+            components.push(Arc::new(Instances::new(
                 names[index[name]].clone(),
                 spec_c.instances,
                 spec_c.grants.clone(),
@@ -334,7 +360,7 @@ impl App {
                     config: Arc::new(configs[name].to_wasi()),
                 },
                 stats,
-            ));
+            )));
         }
         let inner = Arc::new(AppInner { components, index, links });
         for link in &inner.links {
@@ -433,7 +459,7 @@ impl App {
     }
 
     /// The instances of `component`, for ingress that instantiates it per request.
-    pub fn instances(&self, component: &str) -> Option<&Instances> {
+    pub fn instances(&self, component: &str) -> Option<&Arc<Instances>> {
         self.inner.index.get(component).map(|i| &self.inner.components[*i])
     }
 
@@ -446,7 +472,7 @@ impl App {
             .as_deref()
             .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
-        let store = instances.new_store(args);
+        let store = instances.new_store(args).map_err(|fault| AppError::Run(Box::new(RunError::Fault(fault))))?;
         command::execute(entry, instances.pre().clone(), store, &instances.limits, &self.audit)
             .await
             .map_err(|e| AppError::Run(Box::new(e)))
@@ -477,7 +503,7 @@ impl App {
         };
         let mut results = vec![Val::Bool(false); ty.results().len()];
         let chain: CallChain = Arc::new([]);
-        instances.call(&chain, func, None, params, &mut results).await?;
+        instances.call(&chain, func, None, None, params, &mut results).await?;
         Ok(results)
     }
 
@@ -502,7 +528,7 @@ impl App {
             .position(|f| f.name == function)
             .ok_or_else(|| wasmtime::format_err!("{import} has no function {function}"))?;
         let instances = self.instances(consumer).expect("links name known components");
-        let mut store = instances.new_store(&[consumer.to_string()]);
+        let mut store = instances.new_store(&[consumer.to_string()])?;
         let mut results = vec![Val::Bool(false); link.funcs[func].results];
         link.forward(&mut store.as_context_mut(), func, params, &mut results).await?;
         Ok(results)
