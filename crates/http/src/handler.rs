@@ -8,8 +8,8 @@ use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use membrane_runtime::App;
+use membrane_runtime::FaultKind;
 use membrane_runtime::routes::Route;
-use membrane_runtime::{Fault, FaultKind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -124,52 +124,42 @@ impl Server {
             return (plain(StatusCode::BAD_REQUEST, "malformed request"), Some(route));
         };
         let pre = handler.clone();
-        let name = instances.name.clone();
+        let instances = instances.clone();
         let guest_timeout = limits_here.timeout.map(|t| t.std());
         // The task holds its app version until the guest is done, body included.
         let version = app.clone();
         let metrics = self.metrics.clone();
-        let stats = instances.stats.clone();
         let reuse = self.reuse.clone();
         let key = component.to_string();
         // The guest runs in its own task: it may keep streaming the body after the
         // response headers are sent, and it must not hold the connection's task.
         let task = tokio::spawn(async move {
-            let _permits = (permit, tenant_permit);
-            let cpu = store.data().cpu.clone();
-            cpu.reset();
-            let mut served = None;
-            let call = cpu.meter(async {
-                let (proxy, uses) = match reused {
-                    Some(reused) => reused,
-                    None => {
-                        let proxy = pre.instantiate_async(&mut store).await?;
-                        stats.instantiations.fetch_add(1, Ordering::Relaxed);
-                        (proxy, 0)
-                    }
-                };
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
-                served = Some((proxy, uses + 1));
-                Ok(())
-            });
-            let result = match guest_timeout {
-                Some(limit) => match membrane_runtime::limits::within(limit, call).await {
-                    Ok(result) => result.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
-                    Err(_) => {
-                        Err(Fault { component: name.to_string(), kind: FaultKind::Timeout(limit), backtrace: vec![] })
-                    }
-                },
-                None => call.await.map_err(|e| Fault::classify(&name, &e, store.data().limiter.hit())),
-            };
-            if let Err(fault) = &result {
-                version.instances(&key).expect("routed component").audit_trap(&fault.kind);
-                metrics.trap(&name, fault.kind.name());
+            let _held = (permit, tenant_permit, version);
+            let served = instances
+                .enter(&mut store, guest_timeout, async |store| {
+                    let (proxy, uses) = match reused {
+                        Some(reused) => reused,
+                        None => {
+                            let proxy = pre.instantiate_async(&mut *store).await?;
+                            instances.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                            (proxy, 0)
+                        }
+                    };
+                    proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await?;
+                    Ok((proxy, uses + 1))
+                })
+                .await;
+            match served {
+                // Only an instance that finished cleanly may serve again.
+                Ok((proxy, uses)) => {
+                    reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation });
+                    Ok(())
+                }
+                Err(fault) => {
+                    metrics.trap(&instances.name, fault.kind.name());
+                    Err(fault)
+                }
             }
-            // Only an instance that finished cleanly may serve again.
-            if let Some((proxy, uses)) = served {
-                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation });
-            }
-            result
         });
         // A client that goes away before the response takes its request with it: hyper
         // drops this future, and the guest's task must not keep the slot until its timeout.

@@ -3,11 +3,12 @@
 use crate::audit::Audit;
 use crate::capability;
 use crate::engine::MembraneEngine;
-use crate::fault::{Fault, FaultKind};
+use crate::fault::Fault;
+use crate::pool::Instances;
 use crate::sandbox::{self, GrantError, SandboxState};
-use membrane_manifest::{Grants, Limits};
-use wasmtime::Store;
-use wasmtime::component::{Component, InstancePre, Linker};
+use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -90,50 +91,50 @@ impl Command<'_> {
             component: self.name.to_string(),
             imports: vec![("an interface".into(), format!("the host's linker refused it: {e:#}"))],
         })?;
+        // A grant that cannot be honoured is the user's to fix before anything runs.
         let state = crate::state::ComponentState::none(self.name, self.audit);
-        let store = sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit, &state)?;
-        execute(self.name, pre, store, self.limits, self.audit).await
+        sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit, &state)?;
+        // One component is an app of one: the same instances, the same way in.
+        let instances = Instances::new(
+            self.name.into(),
+            InstanceMode::PerCall,
+            self.grants.clone(),
+            self.limits.clone(),
+            RestartPolicy::default(),
+            engine.clone(),
+            pre,
+            self.audit.clone(),
+            state,
+            Arc::default(),
+        );
+        execute(&instances, self.args).await
     }
 }
 
-/// Instantiates `pre` in `store` and calls `wasi:cli/run`, within the wall-clock limit.
-/// Returns 0 for success, the guest's own code when it called `exit`, 1 when `run`
-/// returned an error.
-pub async fn execute(
-    name: &str,
-    pre: InstancePre<SandboxState>,
-    mut store: Store<SandboxState>,
-    limits: &Limits,
-    audit: &Audit,
-) -> Result<i32, RunError> {
-    let component = pre.component().clone();
-    let command = CommandPre::new(pre).map_err(|_| RunError::NotCommand {
+/// Instantiates `instances`' component with `args` and calls `wasi:cli/run`, within its
+/// wall-clock limit. Returns 0 for success, the guest's own code when it called `exit`, 1
+/// when `run` returned an error.
+pub async fn execute(instances: &Instances, args: &[String]) -> Result<i32, RunError> {
+    let name = instances.name();
+    let component = instances.pre().component().clone();
+    let command = CommandPre::new(instances.pre().clone()).map_err(|_| RunError::NotCommand {
         component: name.to_string(),
-        exports: component.component_type().exports(store.engine()).map(|(n, _)| n.to_string()).collect(),
+        exports: component.component_type().exports(instances.pre().engine()).map(|(n, _)| n.to_string()).collect(),
     })?;
-    let cpu = store.data().cpu.clone();
-    let outcome = {
-        let call = cpu.meter(async {
-            let instance = command.instantiate_async(&mut store).await?;
-            instance.wasi_cli_run().call_run(&mut store).await
-        });
-        match limits.timeout {
-            Some(limit) => crate::limits::within(limit.std(), call).await.map_err(|_| limit),
-            None => Ok(call.await),
-        }
-    };
-    let fault = |kind| Fault { component: name.to_string(), kind, backtrace: Vec::new() };
-    let result = match outcome {
-        Err(limit) => Err(fault(FaultKind::Timeout(limit.std()))),
-        Ok(Ok(Ok(()))) => Ok(0),
-        Ok(Ok(Err(()))) => Ok(1),
-        Ok(Err(error)) => match error.downcast_ref::<I32Exit>() {
-            Some(exit) => Ok(exit.0),
-            None => Err(Fault::classify(name, &error, store.data().limiter.hit())),
-        },
-    };
-    if let Err(fault) = &result {
-        audit.record(name, "trap", fault.kind.name(), &fault.kind.to_string());
-    }
-    Ok(result?)
+    let mut store = instances.new_store(args)?;
+    let limit = instances.limits.timeout.map(|t| t.std());
+    let status = instances
+        .enter(&mut store, limit, async |store| {
+            let instance = command.instantiate_async(&mut *store).await?;
+            match instance.wasi_cli_run().call_run(&mut *store).await {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(())) => Ok(1),
+                Err(error) => match error.downcast_ref::<I32Exit>() {
+                    Some(exit) => Ok(exit.0),
+                    None => Err(error),
+                },
+            }
+        })
+        .await?;
+    Ok(status)
 }

@@ -72,37 +72,28 @@ pub struct Sandbox {
     generation: u64,
 }
 
-impl Sandbox {
-    /// Calls one exported function. CPU time and fuel budgets are per call, so they are
-    /// reset first.
-    /// `caller` is the chain of components that led here; this one is `name`.
-    async fn call(
-        &mut self,
-        func: ComponentExportIndex,
-        caller: &CallChain,
-        name: &Arc<str>,
-        fuel: Option<u64>,
-        params: &[Val],
-        results: &mut [Val],
-    ) -> wasmtime::Result<()> {
-        // A singleton called again from the same place keeps the chain it has.
-        let chain = &mut self.store.data_mut().chain;
-        let same = chain.len() == caller.len() + 1
-            && chain.iter().zip(caller.iter().chain([name])).all(|(a, b)| Arc::ptr_eq(a, b));
-        if !same {
-            *chain = caller.iter().cloned().chain([name.clone()]).collect();
-        }
-        self.store.data().cpu.reset();
-        if let Some(fuel) = fuel {
-            self.store.set_fuel(fuel)?;
-        }
-        let f = self
-            .instance
-            .get_func(&mut self.store, func)
-            .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
-        let cpu = self.store.data().cpu.clone();
-        cpu.meter(f.call_async(&mut self.store, params, results)).await
+/// Calls export `func` of `instance`; `caller` is the chain of components that led here,
+/// this one is `name`. Budgets and faults are [`Instances::enter`]'s business.
+async fn call_export(
+    store: &mut Store<SandboxState>,
+    instance: Instance,
+    func: ComponentExportIndex,
+    caller: &CallChain,
+    name: &Arc<str>,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    // A singleton called again from the same place keeps the chain it has.
+    let chain = &mut store.data_mut().chain;
+    let same = chain.len() == caller.len() + 1
+        && chain.iter().zip(caller.iter().chain([name])).all(|(a, b)| Arc::ptr_eq(a, b));
+    if !same {
+        *chain = caller.iter().cloned().chain([name.clone()]).collect();
     }
+    let f = instance
+        .get_func(&mut *store, func)
+        .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
+    f.call_async(store, params, results).await
 }
 
 #[derive(Default)]
@@ -305,8 +296,8 @@ impl Instances {
         Ok(0)
     }
 
-    /// Runs one call in `sandbox` within `limit`, counting and auditing a fault. After an
-    /// error the sandbox must not be entered again.
+    /// Runs one call in `sandbox` within `limit`. After an error the sandbox must not be
+    /// entered again.
     async fn run(
         &self,
         sandbox: &mut Sandbox,
@@ -316,26 +307,42 @@ impl Instances {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<(), CallError> {
-        let call = sandbox.call(func, chain, &self.name, self.limits.fuel, params, results);
-        let result = match limit {
-            None => call.await,
-            Some(limit) => match crate::limits::within(limit, call).await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.audit_trap(&FaultKind::Timeout(limit));
-                    return Err(CallError::Fault(self.fault(FaultKind::Timeout(limit))));
-                }
-            },
-        };
-        self.settle(sandbox, result)
+        let (instance, name) = (sandbox.instance, &self.name);
+        self.enter(&mut sandbox.store, limit, async |store| {
+            call_export(store, instance, func, chain, name, params, results).await
+        })
+        .await
+        .map_err(CallError::Fault)
     }
 
-    /// Turns a call's outcome into ours, counting and auditing a trap.
-    fn settle(&self, sandbox: &Sandbox, result: wasmtime::Result<()>) -> Result<(), CallError> {
-        let Err(error) = result else { return Ok(()) };
-        let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
+    /// The one way into a guest: every HTTP request, `membrane run` and call across a link
+    /// enters an instance of this component through here. `call` runs in `store` with the
+    /// CPU and fuel budgets started afresh and the wall clock running for `limit`; a
+    /// failure becomes a classified [`Fault`], audited and counted. Callers decide only
+    /// what to call and what an outcome means to them.
+    pub async fn enter<T>(
+        &self,
+        store: &mut Store<SandboxState>,
+        limit: Option<Duration>,
+        call: impl AsyncFnOnce(&mut Store<SandboxState>) -> wasmtime::Result<T>,
+    ) -> Result<T, Fault> {
+        let cpu = store.data().cpu.clone();
+        cpu.reset();
+        if let Some(fuel) = store.data().fuel {
+            store.set_fuel(fuel).map_err(|e| Fault::classify(&self.name, &e, None))?;
+        }
+        let running = cpu.meter(call(&mut *store));
+        let outcome = match limit {
+            Some(limit) => crate::limits::within(limit, running).await.map_err(|_| limit),
+            None => Ok(running.await),
+        };
+        let fault = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => Fault::classify(&self.name, &error, store.data().limiter.hit()),
+            Err(limit) => self.fault(FaultKind::Timeout(limit)),
+        };
         self.audit_trap(&fault.kind);
-        Err(CallError::Fault(fault))
+        Err(fault)
     }
 
     /// Counts and audits a fault of this component.

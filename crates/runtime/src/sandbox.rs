@@ -42,6 +42,8 @@ pub struct SandboxState {
     table: ResourceTable,
     pub limiter: ComponentLimiter,
     pub cpu: Arc<CpuMeter>,
+    /// The fuel each call starts with, when the component has a fuel limit.
+    pub(crate) fuel: Option<u64>,
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
@@ -123,6 +125,7 @@ pub fn new_store(
         table: ResourceTable::new(),
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
+        fuel: limits.fuel,
         http: WasiHttpCtx::new(),
         outbound: Outbound::new(
             component.into(),

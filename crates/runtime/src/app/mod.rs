@@ -472,10 +472,7 @@ impl App {
             .as_deref()
             .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
-        let store = instances.new_store(args).map_err(|fault| AppError::Run(Box::new(RunError::Fault(fault))))?;
-        command::execute(entry, instances.pre().clone(), store, &instances.limits, &self.audit)
-            .await
-            .map_err(|e| AppError::Run(Box::new(e)))
+        command::execute(instances, args).await.map_err(|e| AppError::Run(Box::new(e)))
     }
 
     /// Calls `function` of `interface` exported by `component`, as the host: the call goes
