@@ -2,6 +2,7 @@
 //! built from its grants, and the limiter, CPU meter and deadlines that enforce its limits.
 
 use crate::audit::Audit;
+use crate::budget::HostBudget;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
 use crate::outbound::Outbound;
@@ -32,10 +33,12 @@ pub struct SandboxState {
     pub component: Arc<str>,
     /// The components the call being served has passed through, this one last.
     pub chain: CallChain,
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
     pub limiter: ComponentLimiter,
     pub cpu: Arc<CpuMeter>,
+    /// What the instance makes the host hold: sockets, host objects, fields and bodies.
+    pub(crate) budget: HostBudget,
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
@@ -75,13 +78,16 @@ pub fn new_store(
     audit: &Audit,
     state: &ComponentState,
 ) -> Result<Store<SandboxState>, GrantError> {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(limits.host_resources as usize);
     let state = SandboxState {
         component: component.into(),
         chain: Arc::new([Arc::from(component)]),
-        wasi: wasi_ctx(component, grants, args, audit)?,
-        table: ResourceTable::new(),
+        wasi: wasi_ctx(component, grants, limits, args, audit)?,
+        table,
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
+        budget: HostBudget::new(component.into(), limits, !grants.allow_tcp.is_empty(), audit),
         http: WasiHttpCtx::new(),
         outbound: Outbound::new(
             component.into(),
@@ -93,6 +99,8 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    // Handles the guest's own resources take in the store, bounded like the host's.
+    store.set_max_component_handles(limits.host_resources as usize);
     if let Some(fuel) = limits.fuel {
         store.set_fuel(fuel).expect("the engine counts fuel when a fuel limit is set");
     }
@@ -112,9 +120,17 @@ pub fn new_store(
 }
 
 /// The WASI context for `grants`: nothing but what is granted.
-fn wasi_ctx(component: &str, grants: &Grants, args: &[String], audit: &Audit) -> Result<WasiCtx, GrantError> {
+fn wasi_ctx(
+    component: &str,
+    grants: &Grants,
+    limits: &Limits,
+    args: &[String],
+    audit: &Audit,
+) -> Result<WasiCtx, GrantError> {
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdout().inherit_stderr().args(args);
+    // The random bytes of one call are held by the host until the guest takes them.
+    builder.max_random_size(limits.host_memory_bytes().min(64 << 20));
     if grants.stdin {
         builder.inherit_stdin();
     }
@@ -135,9 +151,10 @@ fn wasi_ctx(component: &str, grants: &Grants, args: &[String], audit: &Audit) ->
     }
     builder.allow_ip_name_lookup(grants.allow_dns);
     builder.allow_udp(false);
-    // TCP is switched on so that every attempt reaches the address check below, which
-    // refuses (and audits) whatever no rule allows.
-    builder.allow_tcp(true);
+    // Every socket is a host file descriptor, so without a TCP grant none is created at
+    // all (`access-denied`); with one, the budget caps how many are open at once and the
+    // address check below refuses (and audits) whatever no rule allows.
+    builder.allow_tcp(!grants.allow_tcp.is_empty());
     let rules: Arc<[AddrRule]> = grants.allow_tcp.clone().into();
     let audit = audit.clone();
     let name: Arc<str> = component.into();
