@@ -186,6 +186,21 @@ pub struct LimitFlags {
     /// Native stack the guest's wasm may use.
     #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT_WASM_STACK)]
     pub max_wasm_stack: ByteSize,
+
+    /// Bytes the host may hold on an instance's behalf: wasi:http fields and unsent body
+    /// buffers; over it the guest traps [default: as much as --max-memory].
+    #[arg(long, value_name = "SIZE")]
+    pub max_host_memory: Option<ByteSize>,
+
+    /// Host objects (fields, streams, pollables, sockets, …) an instance may hold at once;
+    /// over it the guest traps.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_HOST_RESOURCES)]
+    pub max_host_resources: u32,
+
+    /// TCP sockets an instance may hold open at once; over it, creating one fails with
+    /// `new-socket-limit` (without an --allow-tcp grant no socket can be created at all).
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_SOCKETS)]
+    pub max_sockets: u32,
 }
 
 /// A duration, or `none`.
@@ -260,6 +275,9 @@ impl LimitFlags {
             fuel: self.fuel,
             timeout: self.timeout.0,
             wasm_stack: self.max_wasm_stack,
+            host_memory: self.max_host_memory,
+            host_resources: self.max_host_resources,
+            sockets: self.max_sockets,
         }
     }
 }

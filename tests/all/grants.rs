@@ -196,16 +196,25 @@ fn denied_connections_are_audited() {
     let addr = listener.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
+    let denied = |what: &str| {
+        let text = fs::read_to_string(&log).unwrap();
+        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            events.iter().any(|e| e["event"] == "denied"
+                && e["component"] == "net-probe"
+                && e["what"].as_str().unwrap().contains(what)),
+            "{what}: {text}"
+        );
+    };
+    // Without a TCP grant not even a socket is made.
     let line = net_probe(&["--audit-log", log.to_str().unwrap()], "connect", &addr);
     assert!(line.starts_with("denied:"), "{line}");
-    let text = fs::read_to_string(&log).unwrap();
-    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(
-        events.iter().any(|e| e["event"] == "denied"
-            && e["component"] == "net-probe"
-            && e["what"].as_str().unwrap().contains(&addr)),
-        "{text}"
-    );
+    denied("create-tcp-socket");
+    // With one, a connection to an address it does not name is refused.
+    let other = format!("127.0.0.1:{}", listener.local_addr().unwrap().port().wrapping_add(1).max(1));
+    let line = net_probe(&["--audit-log", log.to_str().unwrap(), "--allow-tcp", &other], "connect", &addr);
+    assert!(line.starts_with("denied:"), "{line}");
+    denied(&addr);
     // An allowed outbound connection is audited too.
     let line = net_probe(&["--audit-log", log.to_str().unwrap(), "--allow-tcp", &addr], "connect", &addr);
     assert!(line.starts_with("ok:"), "{line}");

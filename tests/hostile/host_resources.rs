@@ -16,7 +16,7 @@ fn floods_of_host_resources_trap_at_a_cap_and_host_memory_stays_bounded() {
     }
     let after = server.rss_kib();
     assert!(after < before + 128 * 1024, "RSS grew from {before} KiB to {after} KiB");
-    server.wait_for_log("handle limit exceeded");
+    server.wait_for_log("host resource limit reached");
 
     // get-random-bytes(u64::MAX) is refused, not allocated.
     assert_eq!(server.get("/evil/random").0, 500);

@@ -17,6 +17,9 @@ mod cpu_memory;
 // Host resources: resource and timer floods, huge random reads, header floods, stdout
 // floods, abandoned requests, memory left for the next instance.
 mod host_resources;
+// What a guest makes the host hold on its behalf: sockets (fds), fields (host memory),
+// and the text of host errors it reads.
+mod host_budget;
 // Engine-level attacks written in WAT: memory and table bombs, huge declared minimums,
 // a maximum-size memory.fill against a short deadline, nested instances.
 mod engine;

@@ -20,6 +20,11 @@ pub struct Served {
 /// The app every served case uses: the hostile guest at `/evil` with `evil_limits`, and
 /// `http-hello` as its neighbour everywhere else.
 pub fn hostile_app(evil_limits: &str) -> crate::util::TestApp {
+    hostile_app_with(evil_limits, "")
+}
+
+/// [`hostile_app`] with `evil_grants` for the hostile guest.
+pub fn hostile_app_with(evil_limits: &str, evil_grants: &str) -> crate::util::TestApp {
     crate::util::TestApp::new(&format!(
         r#"[app]
 name = "hostile"
@@ -27,6 +32,7 @@ name = "hostile"
 [component.evil]
 source = "{{hostile-http}}"
 limits = {{ {evil_limits} }}
+grants = {{ {evil_grants} }}
 
 [component.good]
 source = "{{http-hello}}"
@@ -44,7 +50,13 @@ component = "good"
 
 impl Served {
     pub fn start(args: &[&str]) -> Served {
+        Served::start_with_env(args, &[])
+    }
+
+    /// [`Served::start`] with `env` added to the server's environment.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = membrane()
+            .envs(env.iter().copied())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
             .args(args)
@@ -92,8 +104,23 @@ impl Served {
 
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The server's peak resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A KiB figure of the server's /proc status.
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
+        status.lines().find_map(|l| l.strip_prefix(field)).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
+    }
+
+    /// How many file descriptors the server holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {

@@ -42,6 +42,8 @@ impl Tenant {
         }
         if let Some(memory) = self.spec.memory {
             narrowed.memory = narrowed.memory.min(memory);
+            // An explicit host memory budget is capped alike; an implicit one follows memory.
+            narrowed.host_memory = narrowed.host_memory.map(|own| own.min(memory));
         }
         narrowed
     }

@@ -22,6 +22,14 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Native stack the guest's wasm may use.
     pub wasm_stack: ByteSize,
+    /// Bytes the host may hold on the instance's behalf (wasi:http fields and the buffers
+    /// of bodies it has not sent); `None` means as much as `memory`.
+    pub host_memory: Option<ByteSize>,
+    /// Host objects (resources: fields, streams, pollables, sockets, …) the instance may
+    /// hold at once.
+    pub host_resources: u32,
+    /// TCP sockets the instance may hold open at once (only with a `grants.allow_tcp`).
+    pub sockets: u32,
 }
 
 impl Limits {
@@ -30,6 +38,14 @@ impl Limits {
     pub const DEFAULT_INSTANCES: u32 = 1_000;
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_WASM_STACK: ByteSize = ByteSize::kib(512);
+    pub const DEFAULT_HOST_RESOURCES: u32 = 10_000;
+    pub const DEFAULT_SOCKETS: u32 = 64;
+
+    /// The host memory budget in bytes: `host_memory`, else as much as `memory`, so a guest
+    /// can make the host hold no more than it may hold itself.
+    pub fn host_memory_bytes(&self) -> u64 {
+        self.host_memory.unwrap_or(self.memory).bytes()
+    }
 }
 
 impl Default for Limits {
@@ -42,6 +58,9 @@ impl Default for Limits {
             fuel: None,
             timeout: Some(Self::DEFAULT_TIMEOUT),
             wasm_stack: Self::DEFAULT_WASM_STACK,
+            host_memory: None,
+            host_resources: Self::DEFAULT_HOST_RESOURCES,
+            sockets: Self::DEFAULT_SOCKETS,
         }
     }
 }

@@ -64,6 +64,7 @@ pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links once into a new linker");
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi:http links once into a new linker");
     crate::state::host::add_to_linker(&mut linker).expect("wasi:keyvalue and wasi:config link once into a new linker");
+    crate::budget::add_to_linker(&mut linker).expect("the budgeted WASI functions replace wasmtime's once");
     linker
 }
 

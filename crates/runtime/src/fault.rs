@@ -147,7 +147,9 @@ impl Fault {
                 Some(LimitHit::Memory { limit, .. }) => FaultKind::MemoryLimit { limit },
                 Some(LimitHit::Table { limit, .. }) => FaultKind::TableLimit { limit },
                 // The outer layers are wasmtime's backtrace context; the cause is innermost.
-                None => FaultKind::Host(error.root_cause().to_string()),
+                None => {
+                    FaultKind::Host(crate::budget::explain(error).unwrap_or_else(|| error.root_cause().to_string()))
+                }
             }
         };
         Fault { component: component.to_string(), kind, backtrace }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod budget;
 pub mod cache;
 pub mod capability;
 pub mod command;

@@ -2,6 +2,7 @@
 //! built from its grants, and the limiter, CPU meter and deadlines that enforce its limits.
 
 use crate::audit::Audit;
+use crate::budget::HostBudget;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
 use crate::outbound::Outbound;
@@ -38,12 +39,14 @@ pub struct SandboxState {
     pub component: Arc<str>,
     /// The components the call being served has passed through, this one last.
     pub chain: CallChain,
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
     pub limiter: ComponentLimiter,
     pub cpu: Arc<CpuMeter>,
     /// The fuel each call starts with, when the component has a fuel limit.
     pub(crate) fuel: Option<u64>,
+    /// What the instance makes the host hold: sockets, host objects, fields and bodies.
+    pub(crate) budget: HostBudget,
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
@@ -118,14 +121,17 @@ pub fn new_store(
     audit: &Audit,
     state: &ComponentState,
 ) -> Result<Store<SandboxState>, GrantError> {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(limits.host_resources as usize);
     let state = SandboxState {
         component: component.into(),
         chain: Arc::new([Arc::from(component)]),
-        wasi: wasi_ctx(component, grants, args, audit)?,
-        table: ResourceTable::new(),
+        wasi: wasi_ctx(component, grants, limits, args, audit)?,
+        table,
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
         fuel: limits.fuel,
+        budget: HostBudget::new(component.into(), limits, !grants.allow_tcp.is_empty(), audit),
         http: WasiHttpCtx::new(),
         outbound: Outbound::new(
             component.into(),
@@ -138,6 +144,8 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    // Handles the guest's own resources take in the store, bounded like the host's.
+    store.set_max_component_handles(limits.host_resources as usize);
     // An engine counts fuel for every store once any component of the app has a fuel
     // limit; a store that starts with none would trap at its first instruction. (An engine
     // without fuel refuses `set_fuel`, and `App::build` refuses a fuel limit on it.)
@@ -163,9 +171,17 @@ pub fn new_store(
 }
 
 /// The WASI context for `grants`: nothing but what is granted.
-fn wasi_ctx(component: &str, grants: &Grants, args: &[String], audit: &Audit) -> Result<WasiCtx, GrantError> {
+fn wasi_ctx(
+    component: &str,
+    grants: &Grants,
+    limits: &Limits,
+    args: &[String],
+    audit: &Audit,
+) -> Result<WasiCtx, GrantError> {
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdout().inherit_stderr().args(args);
+    // The random bytes of one call are held by the host until the guest takes them.
+    builder.max_random_size(limits.host_memory_bytes().min(64 << 20));
     if grants.stdin {
         builder.inherit_stdin();
     }
@@ -186,9 +202,10 @@ fn wasi_ctx(component: &str, grants: &Grants, args: &[String], audit: &Audit) ->
     }
     builder.allow_ip_name_lookup(grants.allow_dns);
     builder.allow_udp(false);
-    // TCP is switched on so that every attempt reaches the address check below, which
-    // refuses (and audits) whatever no rule allows.
-    builder.allow_tcp(true);
+    // Every socket is a host file descriptor, so without a TCP grant none is created at
+    // all (`access-denied`); with one, the budget caps how many are open at once and the
+    // address check below refuses (and audits) whatever no rule allows.
+    builder.allow_tcp(!grants.allow_tcp.is_empty());
     let rules: Arc<[AddrRule]> = grants.allow_tcp.clone().into();
     let audit = audit.clone();
     let name: Arc<str> = component.into();

@@ -1,5 +1,5 @@
 //! A hostile wasi:http handler for membrane's hostile corpus: each path's last segment is
-//! one attack on the host (CPU, stack, memory, host resources, stdout, outbound HTTP,
+//! one attack on the host (CPU, stack, memory, host resources, sockets, stdout, outbound HTTP,
 //! leftovers of earlier instances). Whatever it does, the host must stay up and its
 //! neighbours must keep answering. Paths that report instead of trapping answer one line.
 
@@ -61,6 +61,55 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
             }
             "random" => format!("got {} random bytes", wasip2::random::random::get_random_bytes(u64::MAX).len()),
+            // Host memory: `fields` of 120 KiB each (just under wasmtime's per-fields cap),
+            // never dropped; the data lives in the host, not in this guest's memory.
+            "big-fields" => {
+                let count: usize = param("count").and_then(|c| c.parse().ok()).unwrap_or(1000);
+                let value = vec![b'a'; 120 << 10];
+                let mut held = Vec::new();
+                while held.len() < count {
+                    let fields = Fields::new();
+                    if fields.append("x-big", &value).is_err() {
+                        break;
+                    }
+                    held.push(fields);
+                }
+                format!("held {} fields of 120 KiB", held.len())
+            }
+            // File descriptors: TCP sockets, never closed, until the host refuses one (or
+            // 5,000 of them); then held for `hold-ms`.
+            "sockets" => {
+                use wasip2::sockets::{network::IpAddressFamily, tcp_create_socket::create_tcp_socket};
+                let hold_ms: u64 = param("hold-ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut held = Vec::new();
+                let refused = loop {
+                    if held.len() == 5_000 {
+                        break "none".to_string();
+                    }
+                    match create_tcp_socket(IpAddressFamily::Ipv4) {
+                        Ok(socket) => held.push(socket),
+                        Err(code) => break code.name().to_string(),
+                    }
+                };
+                if hold_ms > 0 {
+                    wasip2::clocks::monotonic_clock::subscribe_duration(hold_ms * 1_000_000).block();
+                }
+                format!("created {} sockets; refused: {refused}", held.len())
+            }
+            // The text a stream error carries to the guest: a body written past its
+            // declared Content-Length fails with one.
+            "stream-error" => {
+                let headers = Fields::new();
+                headers.append("content-length", b"1").unwrap();
+                let response = OutgoingResponse::new(headers);
+                let body = response.body().unwrap();
+                let stream = body.write().unwrap();
+                match stream.blocking_write_and_flush(b"more than one byte") {
+                    Ok(()) => "no error".to_string(),
+                    Err(wasip2::io::streams::StreamError::LastOperationFailed(e)) => e.to_debug_string(),
+                    Err(wasip2::io::streams::StreamError::Closed) => "closed".to_string(),
+                }
+            }
             // 100,000 headers in one `fields`: the host caps their total size.
             "headers" => {
                 let fields = Fields::new();
