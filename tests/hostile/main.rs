@@ -15,7 +15,7 @@ mod served;
 // CPU, stack and memory attacks on a served component, a neighbour answering beside it.
 mod cpu_memory;
 // Host resources: resource and timer floods, huge random reads, header floods, stdout
-// floods, abandoned requests, memory left for the next instance.
+// floods, abandoned requests, memory left for the next instance or tenant.
 mod host_resources;
 // Engine-level attacks written in WAT: memory and table bombs, huge declared minimums,
 // a maximum-size memory.fill against a short deadline, nested instances.
@@ -27,8 +27,11 @@ mod links;
 mod outbound;
 // Filesystem: symlink loops and chains; what grants.rs does not already cover.
 mod filesystem;
-// Ingress: many slow clients at once, twice the concurrency limit.
+// Ingress: many slow clients at once, twice the concurrency limit, tenant hosts in other
+// spellings, conflicting framing on bare-LF lines.
 mod ingress;
+// Pool slots: a handler of many memories under load beside a neighbour.
+mod slots;
 
 /// Fails when the host itself panicked. A guest's own panic (`thread '<unnamed>'`, printed
 /// on the guest's stderr) is the guest's business.

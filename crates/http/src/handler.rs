@@ -99,13 +99,25 @@ impl Server {
             Some(tenant) => tenant.narrow(&instances.limits),
             None => instances.limits.clone(),
         };
-        // With instance reuse on (and no tenant narrowing the limits) an idle instance that
-        // served earlier requests may take this one; by default every request starts fresh.
+        // With instance reuse on, an idle instance that served earlier requests may take
+        // this one, never across a tenant boundary (reuse.rs); by default every request
+        // starts fresh.
         let generation = app.generation();
-        let reusable = if tenant.is_none() { self.reuse.take(component, generation) } else { None };
+        let tenant_name = tenant.map(|t| t.name.clone());
+        let reusable = self.reuse.take(component, generation, tenant_name.as_deref());
         let (mut store, reused) = match reusable {
             Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
-            None => (instances.new_store_with(&[component.to_string()], &limits_here), None),
+            None => match instances.new_store_with(&[component.to_string()], &limits_here) {
+                Ok(store) => (store, None),
+                // This component has all its pool slots in use; others still have theirs.
+                Err(full) => {
+                    tracing::warn!(component, "{full}");
+                    return (
+                        busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1),
+                        Some(route),
+                    );
+                }
+            },
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
@@ -160,7 +172,7 @@ impl Server {
             }
             // Only an instance that finished cleanly may serve again.
             if let Some((proxy, uses)) = served {
-                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation });
+                reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation }, tenant_name.as_deref());
             }
             result
         });

@@ -5,6 +5,7 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::sandbox::{self, SandboxState};
+use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
@@ -47,6 +48,12 @@ pub enum CallError {
     StaleResource { component: String },
     #[error("component `{component}` has no export {export}")]
     NoSuchExport { component: String, export: String },
+    #[error(
+        "component `{component}` has all {share} of its instance slots in use (one instance takes \
+         {memories} memories and {tables} tables of the app's pool); the call is refused so that the \
+         other components keep theirs; retry, or raise [app] max_instances"
+    )]
+    NoSlot { component: String, share: u32, memories: u32, tables: u32 },
 }
 
 impl CallError {
@@ -125,6 +132,8 @@ pub struct Instances {
     slot: tokio::sync::Mutex<Slot>,
     idle: std::sync::Mutex<Vec<Sandbox>>,
     permits: tokio::sync::Semaphore,
+    /// Its share of the engine's pooled slots; `None` without a pool.
+    pub slots: Option<InstanceSlots>,
 }
 
 /// The identity of the singleton instance a resource handle came from.
@@ -143,6 +152,7 @@ impl Instances {
         audit: Audit,
         state: ComponentState,
         stats: Arc<ComponentStats>,
+        slots: Option<InstanceSlots>,
     ) -> Instances {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
@@ -162,6 +172,7 @@ impl Instances {
             slot: tokio::sync::Mutex::default(),
             idle: std::sync::Mutex::default(),
             permits: tokio::sync::Semaphore::new(permits),
+            slots,
         }
     }
 
@@ -170,22 +181,33 @@ impl Instances {
     }
 
     /// A store for an instance of this component, with its grants and limits.
-    pub fn new_store(&self, args: &[String]) -> Store<SandboxState> {
+    pub fn new_store(&self, args: &[String]) -> Result<Store<SandboxState>, CallError> {
         self.new_store_with(args, &self.limits)
     }
 
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
-    /// as a tenant's per-request quota).
-    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Store<SandboxState> {
+    /// as a tenant's per-request quota), holding one of the component's pool slots until
+    /// it is dropped; refused when the component has all its slots in use.
+    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, CallError> {
+        let slot = match &self.slots {
+            Some(slots) => Some(slots.claim().ok_or_else(|| CallError::NoSlot {
+                component: self.name.to_string(),
+                share: slots.share,
+                memories: slots.needs.memories,
+                tables: slots.needs.tables,
+            })?),
+            None => None,
+        };
         let mut store =
             sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
                 .expect("grants were checked when the app was loaded");
         store.data_mut().limiter.report_to(self.stats.clone());
-        store
+        store.data_mut().slot = slot;
+        Ok(store)
     }
 
     async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
-        let mut store = self.new_store(&[self.name.to_string()]);
+        let mut store = self.new_store(&[self.name.to_string()])?;
         let instance = self
             .pre
             .instantiate_async(&mut store)

@@ -39,6 +39,8 @@ pub struct SandboxState {
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
+    /// The component's pool slot this instance holds, given back when the store goes.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SandboxState {
@@ -90,6 +92,7 @@ pub fn new_store(
             limits.timeout.map(|t| t.std()),
         ),
         state: state.clone(),
+        slot: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

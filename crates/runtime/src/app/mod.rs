@@ -4,6 +4,7 @@
 pub mod check;
 mod load;
 
+use load::slot_shares;
 pub use load::{LoadedComponent, Preloaded, check_app, load_components, load_components_with};
 
 use crate::audit::Audit;
@@ -64,6 +65,10 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Slots(#[from] crate::slots::SlotError),
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 /// The engine settings an app needs: fuel counting if any component has a fuel limit,
@@ -267,6 +272,7 @@ impl App {
             links.push(Arc::new(runtime));
         }
 
+        let mut slots = slot_shares(&spec, engine, &loaded, build.previous)?;
         let mut components = Vec::new();
         let mut handlers = BTreeMap::new();
         for (name, spec_c) in &spec.components {
@@ -334,6 +340,7 @@ impl App {
                     config: Arc::new(configs[name].to_wasi()),
                 },
                 stats,
+                slots.remove(name),
             ));
         }
         let inner = Arc::new(AppInner { components, index, links });
@@ -446,7 +453,7 @@ impl App {
             .as_deref()
             .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
-        let store = instances.new_store(args);
+        let store = instances.new_store(args)?;
         command::execute(entry, instances.pre().clone(), store, &instances.limits, &self.audit)
             .await
             .map_err(|e| AppError::Run(Box::new(e)))
@@ -502,7 +509,7 @@ impl App {
             .position(|f| f.name == function)
             .ok_or_else(|| wasmtime::format_err!("{import} has no function {function}"))?;
         let instances = self.instances(consumer).expect("links name known components");
-        let mut store = instances.new_store(&[consumer.to_string()]);
+        let mut store = instances.new_store(&[consumer.to_string()])?;
         let mut results = vec![Val::Bool(false); link.funcs[func].results];
         link.forward(&mut store.as_context_mut(), func, params, &mut results).await?;
         Ok(results)
