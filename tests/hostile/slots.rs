@@ -6,8 +6,8 @@ use crate::util::{TestApp, guests, membrane};
 use std::time::Duration;
 use wasmparser::{ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind, Parser, Payload};
 
-/// `component` with one more core module of `extra` memories, instantiated beside it: the
-/// same handler, taking `extra` more of the engine's memory slots per instance.
+/// `component` with `extra` more core modules of one memory each, instantiated beside it:
+/// the same handler, taking `extra` more of the engine's memory slots per instance.
 fn with_memories(component: &[u8], extra: u32) -> Vec<u8> {
     // The new module's index: the core modules the top-level component defines before it.
     let (mut depth, mut modules) = (0, 0u32);
@@ -30,19 +30,20 @@ fn with_memories(component: &[u8], extra: u32) -> Vec<u8> {
             _ => {}
         }
     }
-    let mut memories = leb(extra);
-    for _ in 0..extra {
-        memories.extend([0x00, 0x00]); // no maximum, 0 pages
-    }
+    // One memory a module: wasmtime's pool allows one memory per core module.
     let mut module = b"\0asm\x01\0\0\0".to_vec();
-    module.extend(section(5, &memories));
-    let mut instance = leb(1);
-    instance.push(0x00); // instantiate the module, with no arguments
-    instance.extend(leb(modules));
-    instance.extend(leb(0));
+    module.extend(section(5, &[0x01, 0x00, 0x00])); // one memory, no maximum, 0 pages
+    let mut instances = leb(extra);
+    for i in 0..extra {
+        instances.push(0x00); // instantiate module i, with no arguments
+        instances.extend(leb(modules + i));
+        instances.extend(leb(0));
+    }
     let mut out = component.to_vec();
-    out.extend(section(1, &module));
-    out.extend(section(2, &instance));
+    for _ in 0..extra {
+        out.extend(section(1, &module));
+    }
+    out.extend(section(2, &instances));
     out
 }
 
