@@ -3,7 +3,8 @@
 
 use crate::served::Served;
 use crate::util::{TestApp, guests, membrane};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 use wasmparser::{ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind, Parser, Payload};
 
 /// `component` with `extra` more core modules of one memory each, instantiated beside it:
@@ -128,10 +129,19 @@ fn an_app_whose_components_cannot_each_have_a_slot_is_refused_at_load() {
     // Eight instance slots are 16 memory slots, half of them the plugin's: less than the
     // 16 one plugin instance takes.
     let app = plugin_app("max_instances = 8");
-    let out = membrane()
+    let mut serve = membrane()
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", app.manifest().to_str().unwrap()])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // A server that starts anyway is stopped, and the test fails below.
+    let started = Instant::now();
+    while serve.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = serve.kill();
+    let out = serve.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("component `plugin` takes 16 memories per instance"), "{stderr}");
