@@ -43,7 +43,7 @@ Exit status:
   80  trap (panic, unreachable, out-of-bounds, ...)   81  out of fuel
   82  CPU time limit      83  wall-clock timeout      84  memory limit
   85  stack overflow      86  table limit        87  a call through a link failed
-  78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests)
+  78  invalid membrane.toml                   79  the app fails its checks (links, imports, digests, pool slots)
   88  (status, swap, rollback, restart) the admin API cannot be reached
   89  (status, swap, rollback, restart) the admin API refused the change
   90  a signature is missing, untrusted or does not match (trusted_keys)
@@ -72,7 +72,8 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 | AppError::Wit { .. }
                 | AppError::Link { .. }
                 | AppError::Engine { .. }
-                | AppError::TenantsChanged { .. } => {
+                | AppError::TenantsChanged { .. }
+                | AppError::Slots(_) => {
                     return APP_CHECK;
                 }
                 AppError::Run(run) => return run_code(run),

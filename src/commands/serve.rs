@@ -3,7 +3,7 @@
 use crate::common::RunCommon;
 use anyhow::Context;
 use clap::{Args, Parser};
-use membrane_admin::{AdminState, token};
+use membrane_admin::{AdminHosts, AdminState, token};
 use membrane_http::{IngressLimits, Server};
 use membrane_manifest::{AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec};
 use membrane_runtime::app::{self, App};
@@ -38,6 +38,12 @@ pub struct ServeCommand {
     /// picks a free port. The bound address is printed as `admin http://ADDR`.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9900")]
     pub admin_listen: AdminListen,
+
+    /// A name the admin listener also answers to, for an admin API reached through a name
+    /// (a proxy, the node's DNS name); repeat for more [default: only the listener's own
+    /// address and localhost, so that no web page can read the API by rebinding a name].
+    #[arg(long = "admin-host", value_name = "NAME")]
+    pub admin_hosts: Vec<String>,
 
     /// A file whose first line is the admin token that swap, rollback and restart need.
     /// Without it, $MEMBRANE_ADMIN_TOKEN; without that, a random token is written to a
@@ -131,6 +137,11 @@ impl ServeCommand {
                 "--admin-listen {admin} is the public --listen address; the admin API needs a listener of its own"
             );
         }
+        let admin_hosts = AdminHosts::new(&self.admin_hosts).map_err(|e| {
+            anyhow::anyhow!(
+                "--admin-host: {e}; give a DNS name such as admin.example.com (the listener's own address needs none)"
+            )
+        })?;
         let is_app = !membrane_manifest::is_oci(&self.target) && self.target.extension().is_some_and(|e| e == "toml");
         let spec = if is_app {
             if self.common.grants.any() {
@@ -207,6 +218,7 @@ impl ServeCommand {
                 println!("admin http://{addr}");
                 let mut state = AdminState::new(deployment.clone(), token);
                 state.server = Some(server.clone());
+                state.hosts = admin_hosts;
                 tokio::spawn(async move {
                     if let Err(error) = membrane_admin::serve(admin, state).await {
                         tracing::error!(target: "membrane::serve", %error, "the admin listener failed");

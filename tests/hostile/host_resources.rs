@@ -113,3 +113,48 @@ hosts = ["mallory.localhost"]
     }
     server.assert_neighbour_answers();
 }
+
+#[test]
+fn instance_reuse_never_carries_what_a_tenant_left_across_the_tenant_boundary() {
+    let app = crate::util::TestApp::new(
+        r#"[app]
+name = "reuse"
+
+[component.evil]
+source = "{hostile-http}"
+
+[component.good]
+source = "{http-hello}"
+
+[[route]]
+path = "/evil"
+component = "evil"
+
+[[route]]
+path = "/"
+component = "good"
+
+[tenant.alice]
+hosts = ["alice.localhost"]
+"#,
+    );
+    let server = Served::start(&["--max-instance-reuse", "3", app.manifest().to_str().unwrap()]);
+    let canary = |host: &str| {
+        crate::served::request(
+            server.addr,
+            &format!("GET /evil/canary HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let clean = (200, "leftovers: data 0, grown 0".to_string());
+    // alice's instance leaves a canary behind: no request of another tenant, or of none,
+    // may be given that instance.
+    assert_eq!(canary("alice.localhost"), clean);
+    assert_eq!(canary("localhost"), clean, "an untenanted request read alice's leftovers");
+    // Reuse is on: the untenanted instance is given the next untenanted request, which
+    // finds its own predecessor's canary (the isolation --max-instance-reuse trades away)…
+    assert_eq!(canary("localhost"), (200, "leftovers: data 1048576, grown 0".to_string()));
+    // …but never alice's, in the other direction either.
+    assert_eq!(canary("alice.localhost"), clean, "alice read an untenanted request's leftovers");
+    assert_eq!(canary("alice.localhost"), clean);
+    server.assert_neighbour_answers();
+}

@@ -42,3 +42,54 @@ fn twice_the_concurrency_limit_in_slow_clients_leaves_the_server_answering() {
         assert!(conn.read_to_end(&mut rest).is_ok(), "a slow connection is still open");
     }
 }
+
+#[test]
+fn a_trailing_dot_or_any_other_spelling_of_a_tenants_host_gets_the_tenants_quota() {
+    let app = crate::util::TestApp::new(
+        r#"[app]
+name = "tenants"
+
+[component.hello]
+source = "{http-hello}"
+
+[[route]]
+path = "/"
+component = "hello"
+
+[tenant.alice]
+hosts = ["alice.localhost"]
+requests_per_second = 1
+burst = 2
+"#,
+    );
+    let server = Served::start(&[app.manifest().to_str().unwrap()]);
+    let host_get = |host: &str| {
+        crate::served::request(server.addr, &format!("GET /q HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).0
+    };
+    // Each spelling DNS takes for alice's name: fully qualified, upper case, with a port.
+    for spelling in ["alice.localhost.", "ALICE.Localhost.", "alice.localhost.:80"] {
+        let statuses: Vec<u16> = (0..6).map(|_| host_get(spelling)).collect();
+        let throttled = statuses.iter().filter(|s| **s == 429).count();
+        assert!(throttled >= 3, "{spelling}: {statuses:?}");
+        assert!(statuses.iter().all(|s| [200, 429].contains(s)), "{spelling}: {statuses:?}");
+        // A host of no tenant answers meanwhile.
+        server.assert_neighbour_answers_at("other.localhost");
+    }
+    server.assert_neighbour_answers();
+}
+
+#[test]
+fn content_length_with_transfer_encoding_on_bare_lf_lines_is_refused() {
+    let server = Served::start(&[crate::util::guests::HTTP_HELLO]);
+    for raw in [
+        "POST /echo HTTP/1.1\nHost: l\nContent-Length: 5\nTransfer-Encoding: chunked\n\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: l\nTransfer-Encoding: chunked\r\nContent-Length: 5\n\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\nHost: l\nContent-Length: 5\nTransfer-Encoding: chunked\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        assert_eq!(crate::served::request(server.addr, raw).0, 400, "{raw:?}\n{}", server.stderr());
+        server.assert_neighbour_answers();
+    }
+    // A bare-LF request with one framing is served as before.
+    let plain = "POST /echo HTTP/1.1\nHost: l\nContent-Length: 5\nConnection: close\n\nhello";
+    assert_eq!(crate::served::request(server.addr, plain), (200, "read 5 bytes".to_string()));
+}

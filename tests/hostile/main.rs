@@ -15,7 +15,7 @@ mod served;
 // CPU, stack and memory attacks on a served component, a neighbour answering beside it.
 mod cpu_memory;
 // Host resources: resource and timer floods, huge random reads, header floods, stdout
-// floods, abandoned requests, memory left for the next instance.
+// floods, abandoned requests, memory left for the next instance or tenant.
 mod host_resources;
 // What a guest makes the host hold on its behalf: sockets (fds), fields (host memory),
 // and the text of host errors it reads.
@@ -30,10 +30,13 @@ mod links;
 mod outbound;
 // Filesystem: symlink loops and chains; what grants.rs does not already cover.
 mod filesystem;
-// Ingress: many slow clients at once, twice the concurrency limit.
+// Ingress: many slow clients at once, twice the concurrency limit, tenant hosts in other
+// spellings, conflicting framing on bare-LF lines.
 mod ingress;
 // Requests that end early inside a link: disconnects mid-call, handles never dropped.
 mod abandoned;
+// Pool slots: a handler of many memories under load beside a neighbour.
+mod slots;
 
 /// Fails when the host itself panicked. A guest's own panic (`thread '<unnamed>'`, printed
 /// on the guest's stderr) is the guest's business.

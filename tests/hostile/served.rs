@@ -130,7 +130,14 @@ impl Served {
     /// The neighbour answers as it always does.
     #[track_caller]
     pub fn assert_neighbour_answers(&self) {
-        let (status, body) = self.get("/neighbour");
+        self.assert_neighbour_answers_at("localhost");
+    }
+
+    /// The neighbour answers as it always does, asked under `host`.
+    #[track_caller]
+    pub fn assert_neighbour_answers_at(&self, host: &str) {
+        let (status, body) =
+            request(self.addr, &format!("GET /neighbour HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
         assert_eq!(
             (status, body.as_str()),
             (200, "hello from /neighbour; request #1 of this instance"),

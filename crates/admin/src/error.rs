@@ -14,6 +14,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error(
+        "the admin API does not answer to Host {0:?}, so that no web page can reach it by rebinding a name; \
+         use the address serve printed (`admin http://…`), localhost, or pass --admin-host NAME to serve"
+    )]
+    Misdirected(String),
     #[error(transparent)]
     Deploy(#[from] DeployError),
     /// Something in the host failed; the detail is logged, not sent.
@@ -27,6 +32,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Deploy(DeployError::UnknownComponent { .. }) => StatusCode::NOT_FOUND,
             ApiError::Deploy(DeployError::Invalid { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Deploy(DeployError::Incompatible { .. } | DeployError::NothingToRollBack { .. }) => {

@@ -1,11 +1,13 @@
 //! The admin API and the dashboard, on a listener of their own (never the public one).
 //!
-//! Reads are open to whoever can reach the listener (loopback by default); changes need
+//! Reads are open to whoever can reach the listener (loopback by default) under its own
+//! address or a configured name (never a name a web page could rebind); changes need
 //! `Authorization: Bearer <token>`. [`router`] builds the whole API, so tests drive it
 //! in-process and `membrane serve` puts it on `--admin-listen`.
 
 mod api;
 mod error;
+mod hosts;
 pub mod token;
 mod views;
 
@@ -17,6 +19,7 @@ use membrane_runtime::deploy::Deployment;
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use hosts::AdminHosts;
 pub use views::{AppView, AuditPage, StatsView};
 
 /// The largest component a swap may upload. Components from other toolchains
@@ -35,11 +38,19 @@ pub struct AdminState {
     /// The bearer token changes need.
     pub token: Arc<str>,
     pub ready_checks: Vec<(String, ReadyCheck)>,
+    /// The `Host` names requests are answered under; [`serve`] adds the listener's address.
+    pub hosts: AdminHosts,
 }
 
 impl AdminState {
     pub fn new(deployment: Arc<Deployment>, token: impl Into<Arc<str>>) -> AdminState {
-        AdminState { deployment, server: None, token: token.into(), ready_checks: Vec::new() }
+        AdminState {
+            deployment,
+            server: None,
+            token: token.into(),
+            ready_checks: Vec::new(),
+            hosts: AdminHosts::default(),
+        }
     }
 }
 
@@ -58,10 +69,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/components/{name}/restart", post(api::restart))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), hosts::check))
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
+/// Serves [`router`] on `listener` until the process ends, answering under the
+/// listener's own address besides `state.hosts`.
+pub async fn serve(listener: tokio::net::TcpListener, mut state: AdminState) -> std::io::Result<()> {
+    state.hosts.listener = Some(listener.local_addr()?);
     axum::serve(listener, router(state)).await
 }

@@ -288,3 +288,39 @@ async fn restart_clears_a_singleton() {
     let (status, _) = f.post("/api/components/nobody/restart", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_page_that_rebinds_a_name_to_the_admin_listener_reads_nothing() {
+    let f = fixture();
+    let mut state = AdminState::new(f.deployment.clone(), TOKEN);
+    state.hosts = membrane_admin::AdminHosts::new(&["admin.internal".into()]).unwrap();
+    state.hosts.listener = Some("127.0.0.1:9900".parse().unwrap());
+    let admin = router(state);
+    let get_as = |host: &'static str, path: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let request = Request::get(path).header(header::HOST, host).body(Body::empty()).unwrap();
+            let response = admin.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // The name a rebinding page was loaded from is what its browser sends.
+    for host in ["rebound.example:9900", "rebound.example", "127.0.0.1.rebound.example:9900", "localhost.evil:9900"] {
+        for path in ["/api/app", "/api/audit", "/api/stats", "/"] {
+            let (status, body) = get_as(host, path).await;
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}{path}: {body}");
+            assert!(body.contains("does not answer to Host") && body.contains("--admin-host"), "{body}");
+            assert!(!body.contains("shop"), "{body}");
+        }
+    }
+    // Another port of the same address is another origin.
+    assert_eq!(get_as("127.0.0.1:8080", "/api/app").await.0, StatusCode::MISDIRECTED_REQUEST);
+    // The listener's own address, localhost and a configured name are answered.
+    for host in ["127.0.0.1:9900", "localhost:9900", "Admin.Internal.:9900", "admin.internal"] {
+        let (status, body) = get_as(host, "/api/app").await;
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+        assert!(body.contains("\"shop\""), "{body}");
+    }
+}

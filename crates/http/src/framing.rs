@@ -4,7 +4,8 @@
 //! request outright, since two framings for one body is how requests are smuggled past
 //! proxies. The guard follows each request's framing, holds back only header blocks (which
 //! hyper buffers whole anyway, so no latency is added), and blanks the `Transfer-Encoding`
-//! value of a conflicting block so that hyper's own parser answers 400 and closes.
+//! value of a conflicting block so that hyper's own parser answers 400 and closes. Lines
+//! may end in a bare LF as well as CRLF, since hyper's parser accepts both.
 
 use std::io;
 use std::pin::Pin;
@@ -56,6 +57,7 @@ impl Framing {
                     return;
                 }
                 State::Head => {
+                    // The blank line that ends a head is at most 3 bytes ("\n\r\n").
                     let searched = self.held.len().saturating_sub(3);
                     self.held.extend_from_slice(data);
                     if !self.started && self.held.len() >= 3 {
@@ -66,7 +68,7 @@ impl Framing {
                             return;
                         }
                     }
-                    let Some(end) = find(&self.held[searched..], b"\r\n\r\n").map(|i| searched + i + 4) else {
+                    let Some(end) = head_end(&self.held[searched..]).map(|i| searched + i) else {
                         if self.held.len() > self.max_head {
                             // hyper refuses an oversized head (431); nothing to follow after.
                             self.state = State::Passthrough;
@@ -145,8 +147,27 @@ impl Framing {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where a header block ends (just past its blank line), if it does in `bytes`. A line
+/// ends in LF with or without a CR before it: hyper accepts both, so the guard must see
+/// a block end wherever hyper does, or a conflicting block slips past unread.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').find_map(|(i, _)| match &bytes[i + 1..] {
+        [b'\n', ..] => Some(i + 2),
+        [b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
+}
+
+/// The lines of a header block as (start, length without the CR or LF that ends it).
+fn lines(head: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = head[at..].iter().position(|b| *b == b'\n')?;
+        let start = at;
+        at += len + 1;
+        let len = if len > 0 && head[start + len - 1] == b'\r' { len - 1 } else { len };
+        Some((start, len))
+    })
 }
 
 /// Reads a complete header block's framing; blanks `Transfer-Encoding` when
@@ -155,11 +176,12 @@ fn inspect(head: &mut [u8]) -> State {
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut te_value: Option<(usize, usize)> = None;
-    let mut at = match find(head, b"\r\n") {
-        Some(i) => i + 2,
-        None => return State::Passthrough,
-    };
-    while let Some(len) = find(&head[at..], b"\r\n") {
+    let mut fields = lines(head);
+    // The request line says nothing about framing.
+    if fields.next().is_none() {
+        return State::Passthrough;
+    }
+    for (at, len) in fields {
         let line = &head[at..at + len];
         if let Some(colon) = line.iter().position(|b| *b == b':') {
             let name = String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase();
@@ -173,7 +195,6 @@ fn inspect(head: &mut [u8]) -> State {
                 _ => {}
             }
         }
-        at += len + 2;
     }
     match (te_value, content_length) {
         (Some((start, end)), Some(_)) => {
@@ -326,6 +347,26 @@ mod tests {
             assert!(out.contains("Transfer-Encoding: !!!!!!!\r\n"), "{out}");
             assert_eq!(out.matches("chunked").count(), 1, "only the body's mention survives: {out}");
         }
+    }
+
+    #[test]
+    fn a_conflicting_head_with_bare_lf_line_ends_is_spoiled_too() {
+        // hyper reads a bare LF as a line end, so the guard must as well; mixed ends too.
+        let heads = [
+            "POST /a HTTP/1.1\nHost: x\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\nContent-Length: 5\n\r\n0\r\n\r\n",
+        ];
+        for head in heads {
+            for step in [1, 2, 4096] {
+                let out = run(head, step);
+                assert!(out.contains("Transfer-Encoding: !!!!!!!"), "{out:?}");
+                assert!(!out.contains("chunked"), "{out:?}");
+            }
+        }
+        // A clean bare-LF pipeline is followed: the body that looks like a head stays a body.
+        let pipeline = "POST /a HTTP/1.1\nContent-Length: 47\n\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+                        GET /b HTTP/1.1\nHost: x\n\n";
+        assert_eq!(run(pipeline, 3), pipeline);
     }
 
     #[test]

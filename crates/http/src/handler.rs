@@ -9,6 +9,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use membrane_runtime::App;
 use membrane_runtime::FaultKind;
+use membrane_runtime::pool::CallError;
 use membrane_runtime::routes::Route;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -100,16 +101,26 @@ impl Server {
             Some(tenant) => tenant.narrow(&instances.limits),
             None => instances.limits.clone(),
         };
-        // With instance reuse on (and no tenant narrowing the limits) an idle instance that
-        // served earlier requests may take this one; by default every request starts fresh.
+        // With instance reuse on, an idle instance that served earlier requests may take
+        // this one, never across a tenant boundary (reuse.rs); by default every request
+        // starts fresh.
         let generation = app.generation();
-        let reusable = if tenant.is_none() { self.reuse.take(component, generation) } else { None };
+        let tenant_name = tenant.map(|t| t.name.clone());
+        let reusable = self.reuse.take(component, generation, tenant_name.as_deref());
         let (mut store, reused) = match reusable {
             Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
             None => match instances.new_store_with(&[component.to_string()], &limits_here) {
                 Ok(store) => (store, None),
-                Err(fault) => {
-                    tracing::error!(component, "{fault}");
+                // This component has all its pool slots in use; others still have theirs.
+                Err(full @ CallError::NoSlot { .. }) => {
+                    tracing::warn!(component, "{full}");
+                    return (
+                        busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1),
+                        Some(route),
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(component, "{error}");
                     return (plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"), Some(route));
                 }
             },
@@ -152,7 +163,11 @@ impl Server {
             match served {
                 // Only an instance that finished cleanly may serve again.
                 Ok((proxy, uses)) => {
-                    reuse.give_back(&key, crate::reuse::Idle { store, proxy, uses, generation });
+                    reuse.give_back(
+                        &key,
+                        crate::reuse::Idle { store, proxy, uses, generation },
+                        tenant_name.as_deref(),
+                    );
                     Ok(())
                 }
                 Err(fault) => {

@@ -1,6 +1,9 @@
 //! Optional instance reuse (`--max-instance-reuse N`, like `wasmtime serve`'s): an instance
 //! that handled a request cleanly may handle up to N in all. It trades isolation between
-//! requests for speed, so it is off (N = 1) unless asked for.
+//! requests for speed, so it is off (N = 1) unless asked for. It never crosses a tenant
+//! boundary: a tenant's request neither takes an idle instance nor leaves one behind, so
+//! what one tenant's request leaves in memory is never read by another's, or by a request
+//! of no tenant.
 
 use membrane_runtime::sandbox::SandboxState;
 use std::collections::HashMap;
@@ -29,8 +32,10 @@ impl Reuse {
         Reuse { max_uses, idle: Mutex::default() }
     }
 
-    pub fn take(&self, component: &str, generation: u64) -> Option<Idle> {
-        if self.max_uses <= 1 {
+    /// An idle instance of `component` for a request of `tenant` (`None` for none).
+    pub fn take(&self, component: &str, generation: u64, tenant: Option<&str>) -> Option<Idle> {
+        // A tenant's store is also narrowed by the tenant's limits, which an idle one is not.
+        if self.max_uses <= 1 || tenant.is_some() {
             return None;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -39,8 +44,10 @@ impl Reuse {
         idle.pop()
     }
 
-    pub fn give_back(&self, component: &str, idle: Idle) {
-        if idle.uses >= self.max_uses {
+    /// Keeps an instance that served a request of `tenant` (`None` for none) cleanly, if
+    /// it may serve again.
+    pub fn give_back(&self, component: &str, idle: Idle, tenant: Option<&str>) {
+        if idle.uses >= self.max_uses || tenant.is_some() {
             return;
         }
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).entry(component.to_string()).or_default().push(idle);

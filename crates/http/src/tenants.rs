@@ -1,7 +1,7 @@
 //! Tenants: requests grouped by `Host`, each group with its own rate and concurrency
 //! quotas, so one tenant over its quota is throttled while the others are not.
 
-use membrane_manifest::{Limits, TenantSpec};
+use membrane_manifest::{Limits, TenantSpec, normalize_host};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +82,9 @@ impl Tenants {
         let mut tenants = Tenants::default();
         for (name, spec) in specs {
             for host in &spec.hosts {
-                tenants.by_host.insert(host.to_ascii_lowercase(), tenants.tenants.len());
+                // The manifest refuses a host that does not normalize (see `Router::new`).
+                let host = normalize_host(host).unwrap_or_else(|_| host.clone());
+                tenants.by_host.insert(host, tenants.tenants.len());
             }
             let bucket = spec.requests_per_second.map(|rate| {
                 let burst = f64::from(spec.burst.unwrap_or(rate).max(1));
@@ -98,9 +100,11 @@ impl Tenants {
         tenants
     }
 
-    /// The tenant a `Host` header (port allowed) belongs to.
+    /// The tenant a `Host` header (port allowed) belongs to, with the header compared as
+    /// DNS compares names: `ALICE.localhost.:8080` is `alice.localhost`'s. A host that
+    /// belongs to no tenant (or is no valid name) runs under the server's limits alone.
     pub fn for_host(&self, host: Option<&str>) -> Option<&Tenant> {
-        let host = membrane_runtime::routes::strip_port(host?).to_ascii_lowercase();
+        let host = normalize_host(host?).ok()?;
         self.by_host.get(&host).map(|i| &self.tenants[*i])
     }
 }
@@ -108,6 +112,25 @@ impl Tenants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_spelling_of_a_tenant_host_finds_the_tenant() {
+        let spec = TenantSpec {
+            hosts: vec!["Alice.localhost".into()],
+            max_concurrent: None,
+            requests_per_second: None,
+            burst: None,
+            cpu: None,
+            memory: None,
+        };
+        let tenants = Tenants::new(&BTreeMap::from([("alice".to_string(), spec)]));
+        for host in ["alice.localhost", "alice.localhost.", "ALICE.LOCALHOST.:8080", "ａｌｉｃｅ.localhost"] {
+            assert_eq!(tenants.for_host(Some(host)).map(|t| t.name.as_str()), Some("alice"), "{host}");
+        }
+        for host in ["bob.localhost", "alice.localhost..", "alice.localhost.evil"] {
+            assert!(tenants.for_host(Some(host)).is_none(), "{host}");
+        }
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

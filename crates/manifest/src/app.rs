@@ -265,6 +265,13 @@ impl AppSpec {
         ManifestError::Invalid { file: self.file.clone(), key: key.into(), message: message.into(), fix: fix.into() }
     }
 
+    /// A configured host in the form requests are matched on (see [`crate::normalize_host`]).
+    fn check_host(&self, key: &str, host: &str) -> Result<String, ManifestError> {
+        crate::normalize_host(host).map_err(|e| {
+            self.invalid(key, e.to_string(), "write a DNS name or an IP literal, e.g. \"acme.example.com\"")
+        })
+    }
+
     fn known_components(&self) -> String {
         let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
         if names.is_empty() { "none are declared".into() } else { format!("declared: {}", names.join(", ")) }
@@ -380,7 +387,8 @@ impl AppSpec {
                 ));
             }
             for host in &tenant.hosts {
-                if let Some(other) = seen_hosts.insert(host.to_ascii_lowercase(), name) {
+                let host = self.check_host(&format!("tenant.{name}.hosts"), host)?;
+                if let Some(other) = seen_hosts.insert(host.clone(), name) {
                     return Err(self.invalid(
                         format!("tenant.{name}.hosts"),
                         format!("{host} already belongs to tenant {other:?}"),
@@ -398,6 +406,9 @@ impl AppSpec {
         }
         for (i, route) in self.routes.iter().enumerate() {
             self.check_component(&format!("route[{i}].component"), &route.component)?;
+            if let Some(host) = &route.host {
+                self.check_host(&format!("route[{i}].host"), host)?;
+            }
             if !route.path.starts_with('/') {
                 return Err(self.invalid(
                     format!("route[{i}].path"),

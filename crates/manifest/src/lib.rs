@@ -22,6 +22,7 @@ macro_rules! serde_via_str {
 mod app;
 mod experiment;
 mod grants;
+mod host;
 mod limits;
 mod nested;
 mod outbound;
@@ -34,6 +35,7 @@ pub use app::{
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
+pub use host::{InvalidHost, normalize_authority, normalize_host};
 pub use limits::Limits;
 pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};
 pub use state::{Access, Backend, BackendError, BucketGrant, ConfigValue, KeyValueSpec, valid_bucket_name};

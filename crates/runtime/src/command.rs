@@ -3,8 +3,8 @@
 use crate::audit::Audit;
 use crate::capability;
 use crate::engine::MembraneEngine;
-use crate::fault::Fault;
-use crate::pool::Instances;
+use crate::fault::{Fault, FaultKind};
+use crate::pool::{CallError, Instances};
 use crate::sandbox::{self, GrantError, SandboxState};
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::sync::Arc;
@@ -107,6 +107,7 @@ impl Command<'_> {
             self.audit.clone(),
             state,
             Arc::default(),
+            None,
         );
         execute(&instances, self.args).await
     }
@@ -122,7 +123,14 @@ pub async fn execute(instances: &Instances, args: &[String]) -> Result<i32, RunE
         component: name.to_string(),
         exports: component.component_type().exports(instances.pre().engine()).map(|(n, _)| n.to_string()).collect(),
     })?;
-    let mut store = instances.new_store(args)?;
+    let mut store = instances.new_store(args).map_err(|error| match error {
+        CallError::Fault(fault) => RunError::Fault(fault),
+        other => RunError::Fault(Fault {
+            component: name.to_string(),
+            kind: FaultKind::Host(other.to_string()),
+            backtrace: vec![],
+        }),
+    })?;
     let limit = instances.limits.timeout.map(|t| t.std());
     let status = instances
         .enter(&mut store, limit, async |store| {

@@ -37,6 +37,33 @@ pub struct Pooling {
     pub table_elements: usize,
 }
 
+impl Pooling {
+    // A Rust component is a handful of core instances (program, adapter, shims) with one
+    // or two memories; the totals give each instance slot room for that, and the
+    // per-component maxima leave room for larger toolchains' output. One component may
+    // still take more than its part, which is why `crate::slots` divides the totals
+    // among an app's components.
+    /// Core instances, across the whole engine.
+    pub fn core_instances(&self) -> u32 {
+        self.instances.saturating_mul(8)
+    }
+
+    /// Linear memories, across the whole engine.
+    pub fn memories(&self) -> u32 {
+        self.instances.saturating_mul(2)
+    }
+
+    /// Tables, across the whole engine.
+    pub fn tables(&self) -> u32 {
+        self.instances.saturating_mul(4)
+    }
+}
+
+/// The most core instances, memories and tables one component instance may have.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 16;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 32;
+
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings { fuel: false, max_wasm_stack: 512 << 10, pooling: None }
@@ -110,17 +137,15 @@ impl MembraneEngine {
         if let Some(pooling) = settings.pooling {
             let n = pooling.instances;
             let mut pool = PoolingAllocationConfig::new();
-            // A Rust component is a handful of core instances (program, adapter, shims);
-            // the per-component maxima leave room for larger toolchains' output.
             pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(8))
-                .total_memories(n.saturating_mul(2))
-                .total_tables(n.saturating_mul(4))
+                .total_core_instances(pooling.core_instances())
+                .total_memories(pooling.memories())
+                .total_tables(pooling.tables())
                 .total_stacks(n)
                 .total_gc_heaps(1)
-                .max_core_instances_per_component(64)
-                .max_memories_per_component(16)
-                .max_tables_per_component(32)
+                .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+                .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
                 .max_memory_size(pooling.max_memory)
                 .table_elements(pooling.table_elements)
                 // A call's fiber stack is reused at once; returning its pages to the OS

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod preview1;
 pub mod routes;
 pub mod sandbox;
+pub mod slots;
 pub mod state;
 pub mod stats;
 mod values;

@@ -5,6 +5,7 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::sandbox::{self, SandboxState};
+use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
@@ -51,6 +52,12 @@ pub enum CallError {
     StaleResource { component: String },
     #[error("component `{component}` has no export {export}")]
     NoSuchExport { component: String, export: String },
+    #[error(
+        "component `{component}` has all {share} of its instance slots in use (one instance takes \
+         {memories} memories and {tables} tables of the app's pool); the call is refused so that the \
+         other components keep theirs; retry, or raise [app] max_instances"
+    )]
+    NoSlot { component: String, share: u32, memories: u32, tables: u32 },
 }
 
 impl CallError {
@@ -120,6 +127,8 @@ pub struct Instances {
     slot: tokio::sync::Mutex<Slot>,
     idle: std::sync::Mutex<Vec<Sandbox>>,
     permits: tokio::sync::Semaphore,
+    /// Its share of the engine's pooled slots; `None` without a pool.
+    pub slots: Option<InstanceSlots>,
 }
 
 /// The identity of the singleton instance a resource handle came from.
@@ -138,6 +147,7 @@ impl Instances {
         audit: Audit,
         state: ComponentState,
         stats: Arc<ComponentStats>,
+        slots: Option<InstanceSlots>,
     ) -> Instances {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
@@ -157,6 +167,7 @@ impl Instances {
             slot: tokio::sync::Mutex::default(),
             idle: std::sync::Mutex::default(),
             permits: tokio::sync::Semaphore::new(permits),
+            slots,
         }
     }
 
@@ -165,15 +176,25 @@ impl Instances {
     }
 
     /// A store for an instance of this component, with its grants and limits.
-    pub fn new_store(&self, args: &[String]) -> Result<Store<SandboxState>, Fault> {
+    pub fn new_store(&self, args: &[String]) -> Result<Store<SandboxState>, CallError> {
         self.new_store_with(args, &self.limits)
     }
 
     /// A store with the component's grants and `limits` (a caller's narrower limits, such
-    /// as a tenant's per-request quota). Grants were checked at load, but a granted
-    /// directory can vanish since (another component with `rw` on its parent may remove
-    /// it): that fails this call, not the host.
-    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, Fault> {
+    /// as a tenant's per-request quota), holding one of the component's pool slots until
+    /// it is dropped; refused when the component has all its slots in use. Grants were
+    /// checked at load, but a granted directory can vanish since (another component with
+    /// `rw` on its parent may remove it): that fails this call, not the host.
+    pub fn new_store_with(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, CallError> {
+        let slot = match &self.slots {
+            Some(slots) => Some(slots.claim().ok_or_else(|| CallError::NoSlot {
+                component: self.name.to_string(),
+                share: slots.share,
+                memories: slots.needs.memories,
+                tables: slots.needs.tables,
+            })?),
+            None => None,
+        };
         let mut store =
             sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
                 .map_err(|error| {
@@ -182,6 +203,7 @@ impl Instances {
                     self.fault(kind)
                 })?;
         store.data_mut().limiter.report_to(self.stats.clone());
+        store.data_mut().slot = slot;
         Ok(store)
     }
 

@@ -1,6 +1,8 @@
 //! Which component answers a request: by `Host` (when a route names one) and the longest
 //! matching path prefix.
 
+use membrane_manifest::normalize_host;
+
 /// One `[[route]]`: an optional host, a path prefix, and the component behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -17,7 +19,9 @@ pub struct Router {
 impl Router {
     pub fn new(mut routes: Vec<Route>) -> Router {
         for route in &mut routes {
-            route.host = route.host.take().map(|h| h.to_ascii_lowercase());
+            // The manifest refuses a host that does not normalize; one that slips through
+            // (a router built by hand) keeps its spelling and matches no request.
+            route.host = route.host.take().map(|h| normalize_host(&h).unwrap_or(h));
             if route.prefix != "/" {
                 route.prefix = route.prefix.trim_end_matches('/').to_string();
             }
@@ -29,11 +33,12 @@ impl Router {
         &self.routes
     }
 
-    /// The route for `host` (a `Host` header, port allowed) and `path`. A route with a host
-    /// beats one without; among those, the longest prefix wins. A prefix matches whole
-    /// segments only: `/api` matches `/api` and `/api/x`, not `/apix`.
+    /// The route for `host` (a `Host` header, port allowed, compared as DNS compares names)
+    /// and `path`. A route with a host beats one without; among those, the longest prefix
+    /// wins. A prefix matches whole segments only: `/api` matches `/api` and `/api/x`, not
+    /// `/apix`. A host that is not a valid name matches only the routes without a host.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
+        let host = host.and_then(|h| normalize_host(h).ok());
         self.routes
             .iter()
             .filter(|r| r.host.is_none() || r.host == host)
@@ -44,13 +49,6 @@ impl Router {
             })
             .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
     }
-}
-
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host })
 }
 
 #[cfg(test)]
@@ -82,6 +80,8 @@ mod tests {
         assert_eq!(at(None, "/api/admin/users"), Some("admin"));
         assert_eq!(at(Some("notes.localhost:8080"), "/api"), Some("notes"));
         assert_eq!(at(Some("other.localhost"), "/api"), Some("api"));
+        assert_eq!(at(Some("NOTES.localhost.:8080"), "/api"), Some("notes"));
+        assert_eq!(at(Some("notes..localhost"), "/api"), Some("api"));
         assert_eq!(Router::new(vec![]).route(None, "/"), None);
     }
 }

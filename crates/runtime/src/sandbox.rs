@@ -52,6 +52,8 @@ pub struct SandboxState {
     state: ComponentState,
     /// Handles to other components' resources that this instance holds through links.
     pub(crate) proxies: HeldProxies,
+    /// The component's pool slot this instance holds, given back when the store goes.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SandboxState {
@@ -141,6 +143,7 @@ pub fn new_store(
         ),
         state: state.clone(),
         proxies: HeldProxies::default(),
+        slot: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

@@ -1,5 +1,6 @@
 //! Reading an app's components: each opened (file or registry), verified against its
-//! digest pin and signatures, compiled through the cache, and the whole app checked.
+//! digest pin and signatures, compiled through the cache, and the whole app checked,
+//! down to whether every component fits its share of the engine's pooled slots.
 
 use super::AppError;
 use super::check::{self, Checked, Report};
@@ -124,4 +125,43 @@ pub fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeMap<Stri
         })
         .collect();
     check::check(spec, &checked)
+}
+
+/// Each component's share of the engine's pooled slots (`None` without a pool), carried
+/// over from the version this one replaces where the share is unchanged. A component
+/// that serves HTTP or is the entry makes an instance per request or run, so it shares
+/// what the fixed singletons and pools leave, like a per-call one.
+pub(super) fn slot_shares(
+    spec: &AppSpec,
+    engine: &MembraneEngine,
+    loaded: &BTreeMap<String, LoadedComponent>,
+    previous: Option<&super::App>,
+) -> Result<BTreeMap<String, crate::slots::InstanceSlots>, AppError> {
+    use crate::slots::{Claim, InstanceSlots, SlotNeeds, divide};
+    use membrane_manifest::InstanceMode;
+    let Some(pooling) = engine.settings().pooling else { return Ok(BTreeMap::new()) };
+    let claims: Vec<(String, SlotNeeds, Claim)> = spec
+        .components
+        .iter()
+        .map(|(name, c)| {
+            let per_request =
+                spec.routes.iter().any(|r| r.component == *name) || spec.app.entry.as_deref() == Some(name.as_str());
+            let claim = match c.instances {
+                InstanceMode::Singleton if !per_request => Claim::Fixed(1),
+                InstanceMode::Pool(n) if !per_request => Claim::Fixed(n),
+                _ => Claim::Share,
+            };
+            (name.clone(), SlotNeeds::of(&loaded[name].component, &loaded[name].file.bytes), claim)
+        })
+        .collect();
+    let shares = divide(&pooling, &claims)?;
+    Ok(claims
+        .into_iter()
+        .zip(shares)
+        .map(|((name, needs, _), share)| {
+            let before = previous.and_then(|p| p.instances(&name)).and_then(|i| i.slots.as_ref());
+            let slots = InstanceSlots::carried_over(before, share, needs);
+            (name, slots)
+        })
+        .collect())
 }

@@ -4,6 +4,7 @@
 pub mod check;
 mod load;
 
+use load::slot_shares;
 pub use load::{LoadedComponent, Preloaded, check_app, load_components, load_components_with};
 
 use crate::audit::Audit;
@@ -75,6 +76,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Slots(#[from] crate::slots::SlotError),
 }
 
 /// The engine settings an app needs: fuel counting if any component has a fuel limit,
@@ -289,6 +292,7 @@ impl App {
             links.push(Arc::new(runtime));
         }
 
+        let mut slots = slot_shares(&spec, engine, &loaded, build.previous)?;
         let mut components = Vec::new();
         let mut handlers = BTreeMap::new();
         for (name, spec_c) in &spec.components {
@@ -360,6 +364,7 @@ impl App {
                     config: Arc::new(configs[name].to_wasi()),
                 },
                 stats,
+                slots.remove(name),
             )));
         }
         let inner = Arc::new(AppInner { components, index, links });
