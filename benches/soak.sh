@@ -50,16 +50,6 @@ healthy() { # seconds prefix
 }
 # Waits for the load generators (not the server, also a background job).
 wait_load() { wait "${load[@]}"; load=(); }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status"; }
-
-# p50, p99 (ms) and non-200 count over the CSVs named.
-summary() {
-  cat "$@" | awk -F, 'NR > 1 && $1 ~ /^[0-9.]+$/ { print $1 * 1000, $7 }' | sort -n >"$work/sorted"
-  awk '{ t[NR] = $1; if ($2 != 200) bad++ }
-       END { p50 = t[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]; p99 = t[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1];
-             printf "%d %.2f %.2f %d\n", NR, p50, p99, bad + 0 }' "$work/sorted"
-}
-
 # Warm the compile cache and the routes.
 curl -sf "$page" >/dev/null && curl -sf "$hello" >/dev/null
 
@@ -81,7 +71,6 @@ done
 wait_load
 rss_end=$(rss_kib)
 read -r fault_n fault_p50 fault_p99 fault_bad < <(summary "$work/fault-page.csv" "$work/fault-hello.csv")
-count() { awk -F, -v s="$2" 'NR > 1 && $7 == s { n++ } END { print n + 0 }' "$1"; }
 traps=$(count "$work/trap.csv" 500)
 spins=$(count "$work/spin.csv" 504)
 trap_total=$(( $(wc -l <"$work/trap.csv") - 1 ))

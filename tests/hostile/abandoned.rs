@@ -11,36 +11,15 @@ use std::time::{Duration, Instant};
 /// `link-web` at `/` reaching a singleton `provider` through three links, `http-hello` as
 /// the neighbour at `/neighbour`.
 fn linked_app() -> TestApp {
-    let mut manifest = String::from(
-        r#"[app]
-name = "abandoned"
-audit = "audit.jsonl"
-
-[component.web]
-source = "{link-web}"
-
-[component.provider]
-source = "{provider}"
-instances = "singleton"
-
-[component.good]
-source = "{http-hello}"
-
-[[route]]
-path = "/neighbour"
-component = "good"
-
-[[route]]
-path = "/"
-component = "web"
-"#,
+    let mut components = String::from(
+        "[component.web]\nsource = \"{link-web}\"\n\n[component.provider]\nsource = \"{provider}\"\ninstances = \"singleton\"\n",
     );
     for interface in ["counter", "kv", "pace"] {
-        manifest.push_str(&format!(
+        components.push_str(&format!(
             "\n[[link]]\nfrom = \"web\"\nimport = \"membrane:test/{interface}@0.1.0\"\nto = \"provider\"\n"
         ));
     }
-    TestApp::new(&manifest)
+    crate::served::beside_neighbour(&components, "web", "/", "")
 }
 
 /// Sends `GET path` and hangs up after `after`, before the response.

@@ -74,27 +74,11 @@ fn a_granted_directory_removed_while_serving_fails_only_its_requests() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let app = crate::util::TestApp::new(&format!(
-        r#"[app]
-name = "vanishing"
-
-[component.web]
-source = "{{http-hello}}"
-grants.dirs = [{{ host = "{}", guest = "/data" }}]
-
-[component.good]
-source = "{{http-hello}}"
-
-[[route]]
-path = "/neighbour"
-component = "good"
-
-[[route]]
-path = "/"
-component = "web"
-"#,
+    let web = format!(
+        "[component.web]\nsource = \"{{http-hello}}\"\ngrants.dirs = [{{ host = \"{}\", guest = \"/data\" }}]\n",
         data.display()
-    ));
+    );
+    let app = crate::served::beside_neighbour(&web, "web", "/", "");
     let server = crate::served::Served::start(&[app.manifest().to_str().unwrap()]);
     assert_eq!(server.get("/").0, 200, "{}", server.stderr());
     std::fs::remove_dir(&data).unwrap();

@@ -74,38 +74,11 @@ fn requests_abandoned_by_their_clients_give_their_slots_back() {
 
 #[test]
 fn a_fresh_instance_never_sees_what_an_earlier_one_or_another_tenant_left() {
-    let app = crate::util::TestApp::new(
-        r#"[app]
-name = "tenants"
-
-[component.evil]
-source = "{hostile-http}"
-
-[component.good]
-source = "{http-hello}"
-
-[[route]]
-path = "/evil"
-component = "evil"
-
-[[route]]
-path = "/"
-component = "good"
-
-[tenant.alice]
-hosts = ["alice.localhost"]
-
-[tenant.mallory]
-hosts = ["mallory.localhost"]
-"#,
-    );
+    let tenants =
+        "\n[tenant.alice]\nhosts = [\"alice.localhost\"]\n\n[tenant.mallory]\nhosts = [\"mallory.localhost\"]\n";
+    let app = crate::served::hostile_app_and("", "", tenants);
     let server = Served::start(&[app.manifest().to_str().unwrap()]);
-    let canary = |host: &str| {
-        crate::served::request(
-            server.addr,
-            &format!("GET /evil/canary HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-    };
+    let canary = |host: &str| canary_as(&server, host);
     // Every instance leaves a canary in its data and in freshly grown pages; whichever
     // tenant comes next in that memory slot must find zeros.
     for host in ["mallory.localhost", "alice.localhost"].iter().cycle().take(20) {
@@ -116,35 +89,9 @@ hosts = ["mallory.localhost"]
 
 #[test]
 fn instance_reuse_never_carries_what_a_tenant_left_across_the_tenant_boundary() {
-    let app = crate::util::TestApp::new(
-        r#"[app]
-name = "reuse"
-
-[component.evil]
-source = "{hostile-http}"
-
-[component.good]
-source = "{http-hello}"
-
-[[route]]
-path = "/evil"
-component = "evil"
-
-[[route]]
-path = "/"
-component = "good"
-
-[tenant.alice]
-hosts = ["alice.localhost"]
-"#,
-    );
+    let app = crate::served::hostile_app_and("", "", "\n[tenant.alice]\nhosts = [\"alice.localhost\"]\n");
     let server = Served::start(&["--max-instance-reuse", "3", app.manifest().to_str().unwrap()]);
-    let canary = |host: &str| {
-        crate::served::request(
-            server.addr,
-            &format!("GET /evil/canary HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-    };
+    let canary = |host: &str| canary_as(&server, host);
     let clean = (200, "leftovers: data 0, grown 0".to_string());
     // alice's instance leaves a canary behind: no request of another tenant, or of none,
     // may be given that instance.
@@ -157,4 +104,12 @@ hosts = ["alice.localhost"]
     assert_eq!(canary("alice.localhost"), clean, "alice read an untenanted request's leftovers");
     assert_eq!(canary("alice.localhost"), clean);
     server.assert_neighbour_answers();
+}
+
+/// `GET /evil/canary` as `host`: what the hostile guest found left in its memory.
+fn canary_as(server: &Served, host: &str) -> (u16, String) {
+    crate::served::request(
+        server.addr,
+        &format!("GET /evil/canary HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
 }

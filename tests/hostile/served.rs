@@ -25,26 +25,43 @@ pub fn hostile_app(evil_limits: &str) -> crate::util::TestApp {
 
 /// [`hostile_app`] with `evil_grants` for the hostile guest.
 pub fn hostile_app_with(evil_limits: &str, evil_grants: &str) -> crate::util::TestApp {
+    hostile_app_and(evil_limits, evil_grants, "")
+}
+
+/// [`hostile_app_with`] and `more` TOML (tenants, say) at the end of the manifest.
+pub fn hostile_app_and(evil_limits: &str, evil_grants: &str, more: &str) -> crate::util::TestApp {
+    beside_neighbour(
+        &format!(
+            "[component.evil]\nsource = \"{{hostile-http}}\"\nlimits = {{ {evil_limits} }}\ngrants = {{ {evil_grants} }}\n"
+        ),
+        "evil",
+        "/evil",
+        more,
+    )
+}
+
+/// An app of `components` (TOML tables) with `routed` served at `path`, `http-hello` as
+/// the neighbour everywhere else (at `/neighbour` when `routed` takes `/`), and `more` TOML
+/// at the end; the audit log goes to `audit.jsonl` beside the manifest.
+pub fn beside_neighbour(components: &str, routed: &str, path: &str, more: &str) -> crate::util::TestApp {
+    let neighbour = if path == "/" { "/neighbour" } else { "/" };
     crate::util::TestApp::new(&format!(
         r#"[app]
 name = "hostile"
+audit = "audit.jsonl"
 
-[component.evil]
-source = "{{hostile-http}}"
-limits = {{ {evil_limits} }}
-grants = {{ {evil_grants} }}
-
+{components}
 [component.good]
 source = "{{http-hello}}"
 
 [[route]]
-path = "/evil"
-component = "evil"
+path = "{path}"
+component = "{routed}"
 
 [[route]]
-path = "/"
+path = "{neighbour}"
 component = "good"
-"#
+{more}"#
     ))
 }
 
