@@ -73,11 +73,11 @@ pub fn plain(status: http::StatusCode, text: &str) -> http::Response<HyperOutgoi
 /// written when the body is dropped: finished, failed or abandoned by the client.
 pub struct Counted {
     inner: HyperOutgoingBody,
-    entry: crate::handler::AccessEntry,
+    entry: crate::access::AccessEntry,
 }
 
 impl Counted {
-    pub fn new(inner: HyperOutgoingBody, entry: crate::handler::AccessEntry) -> Self {
+    pub fn new(inner: HyperOutgoingBody, entry: crate::access::AccessEntry) -> Self {
         Counted { inner, entry }
     }
 }

@@ -2,6 +2,7 @@
 //! store of its own, within the request deadline. Whatever the guest does, the client gets
 //! a response and the host keeps serving.
 
+use crate::access::AccessEntry;
 use crate::body::{LimitedBody, plain};
 use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
@@ -252,35 +253,4 @@ fn busy(status: StatusCode, text: &str, retry_after_secs: u64) -> Response {
     let mut response = plain(status, text);
     response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_secs));
     response
-}
-
-/// One access log line, written when the response body is done.
-pub(crate) struct AccessEntry {
-    method: String,
-    host: String,
-    path: String,
-    route: String,
-    component: String,
-    status: u16,
-    started: Instant,
-    pub(crate) bytes: u64,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-}
-
-impl Drop for AccessEntry {
-    fn drop(&mut self) {
-        let took = self.started.elapsed();
-        self.metrics.request(&self.route, self.status, took);
-        tracing::info!(
-            target: "membrane::access",
-            method = self.method,
-            host = self.host,
-            path = self.path,
-            route = self.route,
-            component = self.component,
-            status = self.status,
-            bytes = self.bytes,
-            duration_us = took.as_micros() as u64,
-        );
-    }
 }

@@ -2,6 +2,7 @@
 //! and HTTP/2 (h2c), one fresh isolated instance per request, routed by host and path
 //! prefix, behind limits that keep hostile clients and guests from spending the host.
 
+mod access;
 mod body;
 mod framing;
 mod handler;

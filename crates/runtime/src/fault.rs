@@ -100,6 +100,12 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
+/// A call the guest made through a link failed and the link's policy passed that on; the
+/// text names both sides and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkFailed(pub String);
+
 /// Raised from the epoch callback when a guest's CPU meter passes its limit.
 #[derive(Debug, thiserror::Error)]
 #[error("CPU time limit of {0:?} reached")]
@@ -129,7 +135,7 @@ impl Fault {
                     .collect()
             })
             .unwrap_or_default();
-        let kind = if let Some(link) = error.downcast_ref::<crate::link::LinkError>() {
+        let kind = if let Some(link) = error.downcast_ref::<LinkFailed>() {
             FaultKind::Link(link.to_string())
         } else if let Some(exceeded) = error.downcast_ref::<CpuTimeExceeded>() {
             FaultKind::CpuTime(exceeded.0)
@@ -147,11 +153,26 @@ impl Fault {
                 Some(LimitHit::Memory { limit, .. }) => FaultKind::MemoryLimit { limit },
                 Some(LimitHit::Table { limit, .. }) => FaultKind::TableLimit { limit },
                 // The outer layers are wasmtime's backtrace context; the cause is innermost.
-                None => {
-                    FaultKind::Host(crate::budget::explain(error).unwrap_or_else(|| error.root_cause().to_string()))
-                }
+                None => FaultKind::Host(explain(error).unwrap_or_else(|| error.root_cause().to_string())),
             }
         };
         Fault { component: component.to_string(), kind, backtrace }
     }
+}
+
+/// What a host error that stopped a guest means when one of these limits is its cause:
+/// wasmtime's own words name neither the limit nor the fix.
+fn explain(error: &wasmtime::Error) -> Option<String> {
+    let full = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        ) || cause.to_string().contains("store handle limit exceeded")
+    });
+    full.then(|| {
+        "host resource limit reached: the component holds as many host objects (fields, streams, \
+         pollables, handles, …) as its limits.host_resources allows; drop those it no longer \
+         needs, or raise limits.host_resources (--max-host-resources)"
+            .to_string()
+    })
 }

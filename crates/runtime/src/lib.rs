@@ -4,6 +4,7 @@
 pub mod app;
 pub mod audit;
 pub mod budget;
+mod budgeted_wasi;
 pub mod cache;
 pub mod capability;
 pub mod command;

@@ -5,8 +5,8 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
-use crate::pool::{CallChain, CallError, Generation, Instances};
-use crate::sandbox::{ReleaseProxy, SandboxState};
+use crate::pool::{CallError, Generation, Instances};
+use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
 use crate::values::map_resources;
 use membrane_manifest::CircuitSpec;
@@ -189,7 +189,7 @@ impl<A: Components> LinkRuntime<A> {
         let outcome = self.call(consumer, func, params, results).await;
         outcome.map_err(|error| {
             self.stats.errors.fetch_add(1, Relaxed);
-            wasmtime::Error::new(error)
+            wasmtime::Error::new(crate::fault::LinkFailed(error.to_string()))
         })
     }
 

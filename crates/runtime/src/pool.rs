@@ -4,7 +4,7 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
-use crate::sandbox::{self, SandboxState};
+use crate::sandbox::{self, CallChain, SandboxState};
 use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
@@ -22,9 +22,6 @@ use wasmtime::{Engine, Store};
 
 /// Calls may nest this deep across links before they are refused.
 pub const MAX_CALL_DEPTH: usize = 32;
-
-/// The components a call has passed through, outermost first.
-pub type CallChain = Arc<[Arc<str>]>;
 
 /// Why a call into a component did not return a value.
 #[derive(Debug, Clone, thiserror::Error)]

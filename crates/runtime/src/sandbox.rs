@@ -6,7 +6,6 @@ use crate::budget::HostBudget;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
 use crate::outbound::Outbound;
-use crate::pool::CallChain;
 use crate::state::ComponentState;
 use crate::state::host::KeyValueHost;
 use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
@@ -33,6 +32,9 @@ pub enum GrantError {
     )]
     Fuel { component: String },
 }
+
+/// The components a call has passed through, outermost first.
+pub type CallChain = Arc<[Arc<str>]>;
 
 /// Everything a sandbox's store holds.
 pub struct SandboxState {

@@ -5,7 +5,6 @@
 
 use super::{KeyValue, StoreError};
 use crate::audit::Audit;
-use crate::sandbox::SandboxState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Access, BucketGrant};
 use std::sync::Arc;
@@ -97,13 +96,18 @@ impl HasData for HasKeyValue {
     type Data<'a> = KeyValueHost<'a>;
 }
 
-/// Links wasi:keyvalue (store, atomics, batch), membrane's cas and wasi:config/store.
-pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
-    store::add_to_linker::<_, HasKeyValue>(linker, SandboxState::keyvalue)?;
-    atomics::add_to_linker::<_, HasKeyValue>(linker, SandboxState::keyvalue)?;
-    batch::add_to_linker::<_, HasKeyValue>(linker, SandboxState::keyvalue)?;
-    cas::add_to_linker::<_, HasKeyValue>(linker, SandboxState::keyvalue)?;
-    wasmtime_wasi_config::add_to_linker(linker, SandboxState::config)?;
+/// Links wasi:keyvalue (store, atomics, batch), membrane's cas and wasi:config/store, each
+/// store's view of them reached through `keyvalue` and `config`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    keyvalue: fn(&mut T) -> KeyValueHost<'_>,
+    config: fn(&mut T) -> wasmtime_wasi_config::WasiConfig<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<_, HasKeyValue>(linker, keyvalue)?;
+    atomics::add_to_linker::<_, HasKeyValue>(linker, keyvalue)?;
+    batch::add_to_linker::<_, HasKeyValue>(linker, keyvalue)?;
+    cas::add_to_linker::<_, HasKeyValue>(linker, keyvalue)?;
+    wasmtime_wasi_config::add_to_linker(linker, config)?;
     Ok(())
 }
 
