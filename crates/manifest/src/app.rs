@@ -470,17 +470,28 @@ struct RawManifest {
     keyvalue: crate::KeyValueSpec,
 }
 
+/// A value of a manifest key that does not parse, with what the key expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: expected {expected}")]
+pub struct InvalidValue {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
 impl FromStr for InstanceMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "per-call" => Ok(InstanceMode::PerCall),
             "singleton" => Ok(InstanceMode::Singleton),
-            _ => {
-                s.strip_prefix("pool:").and_then(|n| n.parse().ok()).map(InstanceMode::Pool).ok_or_else(|| {
-                    format!("invalid instances {s:?}: expected \"per-call\", \"singleton\" or \"pool:N\"")
-                })
-            }
+            _ => s.strip_prefix("pool:").and_then(|n| n.parse().ok()).map(InstanceMode::Pool).ok_or_else(|| {
+                InvalidValue {
+                    what: "instances",
+                    value: s.to_string(),
+                    expected: "\"per-call\", \"singleton\" or \"pool:N\"",
+                }
+            }),
         }
     }
 }
@@ -496,9 +507,13 @@ impl fmt::Display for InstanceMode {
 }
 
 impl FromStr for OnTrap {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("invalid on_trap {s:?}: expected \"propagate\", \"retry:N\" or \"fallback:<component>\"");
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let err = || InvalidValue {
+            what: "on_trap",
+            value: s.to_string(),
+            expected: "\"propagate\", \"retry:N\" or \"fallback:<component>\"",
+        };
         if s == "propagate" {
             Ok(OnTrap::Propagate)
         } else if let Some(n) = s.strip_prefix("retry:") {
@@ -522,9 +537,10 @@ impl fmt::Display for OnTrap {
 }
 
 impl FromStr for Digest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("invalid digest {s:?}: expected sha256: followed by 64 hex digits");
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let err =
+            || InvalidValue { what: "digest", value: s.to_string(), expected: "sha256: followed by 64 hex digits" };
         let hex = s.strip_prefix("sha256:").ok_or_else(err)?;
         if hex.len() != 64 {
             return Err(err());
@@ -544,15 +560,17 @@ impl fmt::Display for Digest {
 }
 
 impl FromStr for TrustedKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         use base64::Engine as _;
         let decoded = s.strip_prefix("ed25519:").and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
         match decoded {
             Some(bytes) if bytes.len() == 32 => Ok(TrustedKey(s.to_string())),
-            _ => Err(format!(
-                "invalid trusted key {s:?}: expected ed25519: followed by the base64 of 32 bytes, as `membrane keygen` prints it"
-            )),
+            _ => Err(InvalidValue {
+                what: "trusted key",
+                value: s.to_string(),
+                expected: "ed25519: followed by the base64 of 32 bytes, as `membrane keygen` prints it",
+            }),
         }
     }
 }

@@ -30,8 +30,8 @@ mod state;
 mod units;
 
 pub use app::{
-    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, MAX_INSTANCE_SLOTS, ManifestError,
-    OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
+    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, InvalidValue, LinkSpec, MAX_INSTANCE_SLOTS,
+    ManifestError, OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};

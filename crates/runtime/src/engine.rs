@@ -70,10 +70,15 @@ impl Default for EngineSettings {
     }
 }
 
+/// What an engine lacks that a version of an app needs, each in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join(", "))]
+pub struct EngineLacks(pub Vec<String>);
+
 impl EngineSettings {
     /// Whether an engine built with these settings can run what `needed` asks for; if not,
-    /// what is missing, in words.
-    pub fn covers(&self, needed: &EngineSettings) -> Result<(), String> {
+    /// what is missing.
+    pub fn covers(&self, needed: &EngineSettings) -> Result<(), EngineLacks> {
         let mut missing = Vec::new();
         if needed.fuel && !self.fuel {
             missing.push("fuel counting (a component now has a fuel limit)".to_string());
@@ -107,7 +112,7 @@ impl EngineSettings {
             (None, Some(_)) => missing.push("pooled instance slots".to_string()),
             _ => {}
         }
-        if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
+        if missing.is_empty() { Ok(()) } else { Err(EngineLacks(missing)) }
     }
 }
 

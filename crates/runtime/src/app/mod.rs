@@ -65,7 +65,7 @@ pub enum AppError {
         "{file}: this version needs {needs}, which the running engine was not started with; \
          restart membrane with the new manifest to apply it (the running version keeps serving)"
     )]
-    Engine { file: String, needs: String },
+    Engine { file: String, needs: crate::engine::EngineLacks },
     #[error(
         "{file}: the [tenant.*] tables changed; tenants' quotas are set when the server starts, \
          so restart membrane to apply them (the running version keeps serving)"
