@@ -26,9 +26,6 @@ pub use views::{AppView, AuditPage, StatsView};
 /// (componentize-py, jco) are 10–20 MB.
 pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 
-/// A check `/readyz` runs besides "the app is loaded": a name and what it does.
-pub type ReadyCheck = Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
-
 /// What the admin API reads and changes.
 #[derive(Clone)]
 pub struct AdminState {
@@ -37,20 +34,13 @@ pub struct AdminState {
     pub server: Option<Arc<Server>>,
     /// The bearer token changes need.
     pub token: Arc<str>,
-    pub ready_checks: Vec<(String, ReadyCheck)>,
     /// The `Host` names requests are answered under; [`serve`] adds the listener's address.
     pub hosts: AdminHosts,
 }
 
 impl AdminState {
     pub fn new(deployment: Arc<Deployment>, token: impl Into<Arc<str>>) -> AdminState {
-        AdminState {
-            deployment,
-            server: None,
-            token: token.into(),
-            ready_checks: Vec::new(),
-            hosts: AdminHosts::default(),
-        }
+        AdminState { deployment, server: None, token: token.into(), hosts: AdminHosts::default() }
     }
 }
 

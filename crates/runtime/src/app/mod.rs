@@ -81,6 +81,14 @@ pub enum AppError {
     Slots(#[from] crate::slots::SlotError),
 }
 
+/// The app cannot serve yet: its key-value store does not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("key-value store {location}: {cause}")]
+pub struct NotReady {
+    pub location: String,
+    pub cause: StoreError,
+}
+
 /// The engine settings an app needs: fuel counting if any component has a fuel limit,
 /// and a stack as large as the largest limit (the stack is engine-wide in wasmtime).
 pub fn engine_settings(spec: &AppSpec) -> EngineSettings {
@@ -439,9 +447,9 @@ impl App {
 
     /// Whether the app can serve: its components are compiled (they are, once loaded) and
     /// its key-value store, if it has one, answers.
-    pub async fn ready(&self) -> Result<(), String> {
+    pub async fn ready(&self) -> Result<(), NotReady> {
         match &self.store {
-            Some(store) => store.ready().await.map_err(|e| format!("key-value store {}: {e}", store.location)),
+            Some(store) => store.ready().await.map_err(|cause| NotReady { location: store.location.clone(), cause }),
             None => Ok(()),
         }
     }
