@@ -12,7 +12,7 @@ pub mod sources;
 pub mod store;
 
 pub use reference::OciRef;
-pub use signature::{PublicKey, SecretKey, Signature, SignatureError};
+pub use signature::{KeyError, PublicKey, SecretKey, Signature, SignatureError};
 pub use sources::{Fetched, Sources};
 pub use store::Store;
 

@@ -75,13 +75,10 @@ impl SecretKey {
         format!("{SECRET_PREFIX}{}\n", BASE64.encode(self.0.to_bytes()))
     }
 
-    pub fn from_text(text: &str) -> Result<SecretKey, String> {
-        let encoded = text
-            .trim()
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or_else(|| format!("not a membrane secret key (it does not start with {SECRET_PREFIX})"))?;
+    pub fn from_text(text: &str) -> Result<SecretKey, KeyError> {
+        let encoded = text.trim().strip_prefix(SECRET_PREFIX).ok_or(KeyError::NotSecret)?;
         let seed: [u8; 32] =
-            BASE64.decode(encoded).ok().and_then(|b| b.try_into().ok()).ok_or("the key is not 32 bytes of base64")?;
+            BASE64.decode(encoded).ok().and_then(|b| b.try_into().ok()).ok_or(KeyError::SecretNot32Bytes)?;
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 
@@ -102,10 +99,21 @@ impl fmt::Display for PublicKey {
     }
 }
 
+/// A key whose text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a membrane secret key (it does not start with {})", SECRET_PREFIX)]
+    NotSecret,
+    #[error("the key is not 32 bytes of base64")]
+    SecretNot32Bytes,
+    #[error("{0:?} is not a public key; write ed25519:<base64>, as `membrane keygen` prints it")]
+    NotPublic(String),
+}
+
 impl std::str::FromStr for PublicKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("{s:?} is not a public key; write ed25519:<base64>, as `membrane keygen` prints it");
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let err = || KeyError::NotPublic(s.to_string());
         let bytes: [u8; 32] = BASE64
             .decode(s.trim().strip_prefix(PUBLIC_PREFIX).ok_or_else(err)?)
             .ok()
@@ -143,7 +151,7 @@ impl Signature {
             });
         }
         let malformed = |reason: String| SignatureError::Malformed { file: file.into(), reason };
-        let signer: PublicKey = self.key.parse().map_err(malformed)?;
+        let signer: PublicKey = self.key.parse().map_err(|e: KeyError| malformed(e.to_string()))?;
         if !trusted.contains(&signer) {
             return Err(SignatureError::Untrusted {
                 file: file.into(),

@@ -88,7 +88,7 @@ fn verify_signature(spec: &ComponentSpec, file: &ComponentFile) -> Result<(), Si
         .iter()
         .map(|k| k.0.parse::<PublicKey>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| SignatureError::Malformed { file: shown.clone(), reason })?;
+        .map_err(|reason| SignatureError::Malformed { file: shown.clone(), reason: reason.to_string() })?;
     let (signatures, looked) = match &file.origin {
         Origin::Registry { signatures, .. } => {
             (signatures.clone(), "no signature is published for it in the registry".to_string())
