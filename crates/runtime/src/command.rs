@@ -3,11 +3,12 @@
 use crate::audit::Audit;
 use crate::capability;
 use crate::engine::MembraneEngine;
-use crate::fault::{Fault, FaultKind};
-use crate::pool::{CallError, Instances};
-use crate::sandbox::{self, GrantError, SandboxState};
+use crate::fault::Fault;
+use crate::pool::Instances;
+use crate::sandbox::{GrantError, SandboxState};
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::sync::Arc;
+use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -93,10 +94,8 @@ impl Command<'_> {
             component: self.name.to_string(),
             imports: vec![("an interface".into(), format!("the host's linker refused it: {e:#}"))],
         })?;
-        // A grant that cannot be honoured is the user's to fix before anything runs.
-        let state = crate::state::ComponentState::none(self.name, self.audit);
-        sandbox::new_store(engine, self.name, self.grants, self.limits, self.args, self.audit, &state)?;
         // One component is an app of one: the same instances, the same way in.
+        let state = crate::state::ComponentState::none(self.name, self.audit);
         let instances = Instances::new(
             self.name.into(),
             InstanceMode::PerCall,
@@ -110,27 +109,21 @@ impl Command<'_> {
             Arc::default(),
             None,
         );
-        execute(&instances, self.args).await
+        // A grant that cannot be honoured is the user's to fix, reported as such.
+        let store = instances.open_store(self.args, self.limits)?;
+        execute(&instances, store).await
     }
 }
 
-/// Instantiates `instances`' component with `args` and calls `wasi:cli/run`, within its
+/// Instantiates `instances`' component in `store` and calls `wasi:cli/run`, within its
 /// wall-clock limit. Returns 0 for success, the guest's own code when it called `exit`, 1
 /// when `run` returned an error.
-pub async fn execute(instances: &Instances, args: &[String]) -> Result<i32, RunError> {
+pub async fn execute(instances: &Instances, mut store: Store<SandboxState>) -> Result<i32, RunError> {
     let name = instances.name();
     let component = instances.pre().component().clone();
     let command = CommandPre::new(instances.pre().clone()).map_err(|_| RunError::NotCommand {
         component: name.to_string(),
         exports: component.component_type().exports(instances.pre().engine()).map(|(n, _)| n.to_string()).collect(),
-    })?;
-    let mut store = instances.new_store(args).map_err(|error| match error {
-        CallError::Fault(fault) => RunError::Fault(fault),
-        other => RunError::Fault(Fault {
-            component: name.to_string(),
-            kind: FaultKind::Host(other.to_string()),
-            backtrace: vec![],
-        }),
     })?;
     let limit = instances.limits.timeout.map(|t| t.std());
     let status = instances

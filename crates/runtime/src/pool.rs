@@ -4,7 +4,7 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
-use crate::sandbox::{self, CallChain, SandboxState};
+use crate::sandbox::{self, CallChain, GrantError, SandboxState};
 use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
@@ -192,15 +192,22 @@ impl Instances {
             })?),
             None => None,
         };
-        let mut store =
-            sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)
-                .map_err(|error| {
-                    let kind = FaultKind::Host(error.to_string());
-                    self.audit_trap(&kind);
-                    self.fault(kind)
-                })?;
-        store.data_mut().limiter.report_to(self.stats.clone());
+        let mut store = self.open_store(args, limits).map_err(|error| {
+            let kind = FaultKind::Host(error.to_string());
+            self.audit_trap(&kind);
+            self.fault(kind)
+        })?;
         store.data_mut().slot = slot;
+        Ok(store)
+    }
+
+    /// A store with the component's grants and `limits`, counted in its stats; a grant
+    /// that cannot be honoured is returned as it is, for `membrane run` to report as the
+    /// user's to fix.
+    pub(crate) fn open_store(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, GrantError> {
+        let mut store =
+            sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)?;
+        store.data_mut().limiter.report_to(self.stats.clone());
         Ok(store)
     }
 

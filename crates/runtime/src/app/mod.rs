@@ -2,8 +2,10 @@
 //! links between them, built from a checked `membrane.toml`.
 
 pub mod check;
+mod error;
 mod load;
 
+pub use error::{AppError, NotReady};
 use load::slot_shares;
 pub use load::{LoadedComponent, Preloaded, check_app, load_components, load_components_with};
 
@@ -12,17 +14,16 @@ use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
 use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
-use crate::load::{ComponentFile, LoadError};
+use crate::load::ComponentFile;
 use crate::pool::{CallError, Instances};
 use crate::routes::{Route, Router};
 use crate::sandbox::CallChain;
 use crate::sandbox::SandboxState;
-use crate::state::{ComponentConfig, ComponentState, ConfigError, KeyValue, KeyValueAccess, StateOptions, StoreError};
+use crate::state::{ComponentConfig, ComponentState, KeyValue, KeyValueAccess, StateOptions};
 use crate::stats::{ComponentSnapshot, ComponentStats, LinkSnapshot};
 use crate::values::holds_handles;
-use check::Problem;
-use membrane_manifest::{AppSpec, ManifestError, OnTrap};
-use membrane_registry::{SignatureError, Sources};
+use membrane_manifest::{AppSpec, OnTrap};
+use membrane_registry::Sources;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,63 +32,6 @@ use wasmtime::AsContextMut;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, ResourceType, Val};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("component `{component}`: {source}")]
-    Load {
-        component: String,
-        #[source]
-        source: LoadError,
-    },
-    #[error(
-        "component `{component}`: digest mismatch: membrane.toml pins {expected} but {path} is \
-         sha256:{actual}; if the new file is intended, update `digest` in [component.{component}]"
-    )]
-    Digest { component: String, path: String, expected: String, actual: String },
-    #[error("component `{component}`: refused to start: {source}")]
-    Signature {
-        component: String,
-        #[source]
-        source: SignatureError,
-    },
-    #[error("component `{component}`: cannot read its WIT: {reason}")]
-    Wit { component: String, reason: String },
-    #[error("{file}: the app cannot start:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Check { file: String, problems: Vec<Problem> },
-    #[error("{file}: the app has no entry to run; set [app] entry = \"<a component that exports wasi:cli/run>\"")]
-    NoEntry { file: String },
-    #[error("component `{component}`: the host could not link it: {reason}")]
-    Link { component: String, reason: String },
-    #[error(
-        "{file}: this version needs {needs}, which the running engine was not started with; \
-         restart membrane with the new manifest to apply it (the running version keeps serving)"
-    )]
-    Engine { file: String, needs: crate::engine::EngineLacks },
-    #[error(
-        "{file}: the [tenant.*] tables changed; tenants' quotas are set when the server starts, \
-         so restart membrane to apply them (the running version keeps serving)"
-    )]
-    TenantsChanged { file: String },
-    #[error(transparent)]
-    Run(Box<RunError>),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Slots(#[from] crate::slots::SlotError),
-}
-
-/// The app cannot serve yet: its key-value store does not answer.
-#[derive(Debug, thiserror::Error)]
-#[error("key-value store {location}: {cause}")]
-pub struct NotReady {
-    pub location: String,
-    pub cause: StoreError,
-}
 
 /// The engine settings an app needs: fuel counting if any component has a fuel limit,
 /// and a stack as large as the largest limit (the stack is engine-wide in wasmtime).
@@ -486,7 +430,14 @@ impl App {
             .as_deref()
             .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
-        command::execute(instances, args).await.map_err(|e| AppError::Run(Box::new(e)))
+        let run_error = |e| AppError::Run(Box::new(e));
+        let store = instances.new_store(args).map_err(|error| {
+            run_error(match error {
+                CallError::Fault(fault) => RunError::Fault(fault),
+                other => RunError::Fault(instances.fault(crate::fault::FaultKind::Host(other.to_string()))),
+            })
+        })?;
+        command::execute(instances, store).await.map_err(run_error)
     }
 
     /// Calls `function` of `interface` exported by `component`, as the host: the call goes
