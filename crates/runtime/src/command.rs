@@ -4,7 +4,7 @@ use crate::audit::Audit;
 use crate::capability;
 use crate::engine::MembraneEngine;
 use crate::fault::Fault;
-use crate::pool::Instances;
+use crate::pool::Pool;
 use crate::sandbox::{GrantError, SandboxState};
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl Command<'_> {
         })?;
         // One component is an app of one: the same instances, the same way in.
         let state = crate::state::ComponentState::none(self.name, self.audit);
-        let instances = Instances::new(
+        let instances = Pool::new(
             self.name.into(),
             InstanceMode::PerCall,
             self.grants.clone(),
@@ -118,7 +118,7 @@ impl Command<'_> {
 /// Instantiates `instances`' component in `store` and calls `wasi:cli/run`, within its
 /// wall-clock limit. Returns 0 for success, the guest's own code when it called `exit`, 1
 /// when `run` returned an error.
-pub async fn execute(instances: &Instances, mut store: Store<SandboxState>) -> Result<i32, RunError> {
+pub async fn execute(instances: &Pool, mut store: Store<SandboxState>) -> Result<i32, RunError> {
     let name = instances.name();
     let component = instances.pre().component().clone();
     let command = CommandPre::new(instances.pre().clone()).map_err(|_| RunError::NotCommand {

@@ -5,7 +5,7 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
-use crate::pool::{CallError, Generation, Instances};
+use crate::pool::{CallError, Incarnation, Pool};
 use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
 use crate::values::map_resources;
@@ -54,7 +54,7 @@ pub enum LinkCause {
 
 /// The app as links see it: its components, by index.
 pub trait Components: Send + Sync + 'static {
-    fn instances(&self, index: usize) -> &Arc<Instances>;
+    fn instances(&self, index: usize) -> &Arc<Pool>;
 }
 
 /// One function of the linked interface, with where it lives in the provider (and in the
@@ -89,11 +89,11 @@ pub enum Injected {
 }
 
 struct Proxy {
-    generation: Generation,
+    incarnation: Incarnation,
     resource: ResourceAny,
 }
 
-pub struct LinkRuntime<A: Components> {
+pub struct Link<A: Components> {
     pub index: usize,
     pub consumer: Arc<str>,
     /// The interface name as the consumer imports it.
@@ -114,7 +114,7 @@ pub struct LinkRuntime<A: Components> {
     injected: OnceLock<Arc<dyn LinkFault>>,
 }
 
-impl<A: Components> LinkRuntime<A> {
+impl<A: Components> Link<A> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
@@ -129,7 +129,7 @@ impl<A: Components> LinkRuntime<A> {
         resource_type: u32,
         audit: Audit,
     ) -> Self {
-        LinkRuntime {
+        Link {
             index,
             consumer,
             import,
@@ -205,10 +205,10 @@ impl<A: Components> LinkRuntime<A> {
         let chain = consumer.data().chain.clone();
         let resources = self.funcs[func].resources;
         let mapped;
-        let (params, generation) = if resources {
-            let (params, generation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
+        let (params, incarnation) = if resources {
+            let (params, incarnation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
             mapped = params;
-            (mapped.as_slice(), generation)
+            (mapped.as_slice(), incarnation)
         } else {
             (params, None)
         };
@@ -234,7 +234,7 @@ impl<A: Components> LinkRuntime<A> {
                 }
                 None => {
                     let index = self.funcs[func].provider;
-                    self.call_once(provider, &chain, index, generation, delay, params, results).await
+                    self.call_once(provider, &chain, index, incarnation, delay, params, results).await
                 }
             };
             let Err(error) = result else { break result };
@@ -272,14 +272,14 @@ impl<A: Components> LinkRuntime<A> {
         };
         self.stats.record_latency(started.elapsed());
         match outcome {
-            Ok(generation) => {
+            Ok(incarnation) => {
                 if let Some(circuit) = &self.circuit {
                     circuit.success(&self.audit, &self.consumer, &self.import);
                 }
                 if !resources {
                     return Ok(());
                 }
-                self.results_to_consumer(consumer, results, generation).map_err(|c| self.error(func, c))
+                self.results_to_consumer(consumer, results, incarnation).map_err(|c| self.error(func, c))
             }
             Err(error) => {
                 if let Some(circuit) = &self.circuit {
@@ -295,14 +295,14 @@ impl<A: Components> LinkRuntime<A> {
     #[allow(clippy::too_many_arguments)]
     async fn call_once(
         &self,
-        instances: &Arc<Instances>,
+        instances: &Arc<Pool>,
         chain: &CallChain,
         func: ComponentExportIndex,
-        generation: Option<Generation>,
+        incarnation: Option<Incarnation>,
         delay: Option<Duration>,
         params: &[Val],
         results: &mut [Val],
-    ) -> Result<Generation, CallError> {
+    ) -> Result<Incarnation, CallError> {
         let mut deadline = self.timeout;
         if let Some(delay) = delay {
             if let Some(limit) = deadline.filter(|limit| delay >= *limit) {
@@ -315,8 +315,8 @@ impl<A: Components> LinkRuntime<A> {
         }
         // The deadline goes with the call rather than around it: a provider past the
         // link's timeout is stopped and discarded by its supervisor, while a caller that
-        // merely goes away leaves a long-lived provider to finish (see `Instances::call`).
-        instances.call(chain, func, generation, deadline, params, results).await
+        // merely goes away leaves a long-lived provider to finish (see `Pool::call`).
+        instances.call(chain, func, incarnation, deadline, params, results).await
     }
 
     fn count_failure(&self, error: &CallError) {
@@ -333,8 +333,8 @@ impl<A: Components> LinkRuntime<A> {
         &self,
         consumer: &mut StoreContextMut<'_, SandboxState>,
         params: &[Val],
-    ) -> Result<(Vec<Val>, Option<Generation>), LinkCause> {
-        let mut generation = None;
+    ) -> Result<(Vec<Val>, Option<Incarnation>), LinkCause> {
+        let mut incarnation = None;
         let mut mapped = Vec::with_capacity(params.len());
         for param in params {
             mapped.push(map_resources(param.clone(), &mut |resource| {
@@ -345,19 +345,19 @@ impl<A: Components> LinkRuntime<A> {
                     consumer.data_mut().proxies.forget(self.resource_type, handle.rep());
                     proxies.remove(&handle.rep())
                 } else {
-                    proxies.get(&handle.rep()).map(|p| Proxy { generation: p.generation, resource: p.resource })
+                    proxies.get(&handle.rep()).map(|p| Proxy { incarnation: p.incarnation, resource: p.resource })
                 };
                 let proxy = proxy.ok_or(LinkCause::UnknownResource(handle.rep()))?;
-                match generation {
-                    Some(g) if g != proxy.generation => {
+                match incarnation {
+                    Some(g) if g != proxy.incarnation => {
                         return Err(LinkCause::StaleResource(self.provider_name.to_string()));
                     }
-                    _ => generation = Some(proxy.generation),
+                    _ => incarnation = Some(proxy.incarnation),
                 }
                 Ok(proxy.resource)
             })?);
         }
-        Ok((mapped, generation))
+        Ok((mapped, incarnation))
     }
 
     /// Replaces each resource the provider returned with a new proxy handle in the
@@ -366,14 +366,14 @@ impl<A: Components> LinkRuntime<A> {
         self: &Arc<Self>,
         consumer: &mut StoreContextMut<'_, SandboxState>,
         results: &mut [Val],
-        generation: Generation,
+        incarnation: Incarnation,
     ) -> Result<(), LinkCause> {
         let link: Weak<dyn ReleaseProxy> = Arc::downgrade(self) as Weak<dyn ReleaseProxy>;
         for result in results.iter_mut() {
             let value = std::mem::replace(result, Val::Bool(false));
             *result = map_resources(value, &mut |resource| {
                 let rep = self.next_proxy.fetch_add(1, Relaxed);
-                self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(rep, Proxy { generation, resource });
+                self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(rep, Proxy { incarnation, resource });
                 consumer.data_mut().proxies.hold(self.resource_type, rep, link.clone());
                 ResourceDynamic::new_own(rep, self.resource_type)
                     .try_into_resource_any(&mut *consumer)
@@ -387,26 +387,26 @@ impl<A: Components> LinkRuntime<A> {
     pub async fn drop_proxy(&self, consumer: &mut SandboxState, rep: u32) -> wasmtime::Result<()> {
         consumer.proxies.forget(self.resource_type, rep);
         match self.take_proxy(rep) {
-            Some((provider, proxy)) => provider.drop_resource(proxy.generation, proxy.resource).await,
+            Some((provider, proxy)) => provider.drop_resource(proxy.incarnation, proxy.resource).await,
             None => Ok(()),
         }
     }
 
     /// Takes proxy `rep` out of the table, with the provider that owns its resource.
-    fn take_proxy(&self, rep: u32) -> Option<(Arc<Instances>, Proxy)> {
+    fn take_proxy(&self, rep: u32) -> Option<(Arc<Pool>, Proxy)> {
         let proxy = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(&rep)?;
         Some((self.app()?.instances(self.provider).clone(), proxy))
     }
 }
 
-impl<A: Components> ReleaseProxy for LinkRuntime<A> {
+impl<A: Components> ReleaseProxy for Link<A> {
     /// The consumer's store went away still holding `rep`: the provider drops it in the
     /// background, after the call it may be serving.
     fn release(&self, rep: u32) {
         let Some((provider, proxy)) = self.take_proxy(rep) else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = provider.drop_resource(proxy.generation, proxy.resource).await;
+                let _ = provider.drop_resource(proxy.incarnation, proxy.resource).await;
             });
         }
     }

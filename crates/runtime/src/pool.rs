@@ -73,11 +73,11 @@ impl CallError {
 pub struct Sandbox {
     pub store: Store<SandboxState>,
     instance: Instance,
-    generation: u64,
+    incarnation: u64,
 }
 
 /// Calls export `func` of `instance`; `caller` is the chain of components that led here,
-/// this one is `name`. Budgets and faults are [`Instances::enter`]'s business.
+/// this one is `name`. Budgets and faults are [`Pool::enter`]'s business.
 async fn call_export(
     store: &mut Store<SandboxState>,
     instance: Instance,
@@ -104,13 +104,13 @@ async fn call_export(
 struct Slot {
     sandbox: Option<Sandbox>,
     /// How many instances this slot has started.
-    generation: u64,
+    incarnation: u64,
     restarts: VecDeque<Instant>,
     failed: bool,
 }
 
 /// Everything needed to make and keep instances of one component.
-pub struct Instances {
+pub struct Pool {
     pub name: Arc<str>,
     pub mode: InstanceMode,
     pub grants: Grants,
@@ -129,9 +129,9 @@ pub struct Instances {
 }
 
 /// The identity of the singleton instance a resource handle came from.
-pub type Generation = u64;
+pub type Incarnation = u64;
 
-impl Instances {
+impl Pool {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: Arc<str>,
@@ -145,12 +145,12 @@ impl Instances {
         state: ComponentState,
         stats: Arc<ComponentStats>,
         slots: Option<InstanceSlots>,
-    ) -> Instances {
+    ) -> Pool {
         let permits = match mode {
             InstanceMode::Pool(n) => n as usize,
             _ => tokio::sync::Semaphore::MAX_PERMITS,
         };
-        Instances {
+        Pool {
             name,
             mode,
             grants,
@@ -211,7 +211,7 @@ impl Instances {
         Ok(store)
     }
 
-    async fn instantiate(&self, generation: u64) -> Result<Sandbox, CallError> {
+    async fn instantiate(&self, incarnation: u64) -> Result<Sandbox, CallError> {
         let mut store = self.new_store(&[self.name.to_string()])?;
         let instance = self
             .pre
@@ -219,7 +219,7 @@ impl Instances {
             .await
             .map_err(|e| CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit())))?;
         self.stats.instantiations.fetch_add(1, Relaxed);
-        Ok(Sandbox { store, instance, generation })
+        Ok(Sandbox { store, instance, incarnation })
     }
 
     /// Calls `func` on an instance chosen by the instance mode, within the component's
@@ -234,11 +234,11 @@ impl Instances {
         self: &Arc<Self>,
         chain: &CallChain,
         func: ComponentExportIndex,
-        resources_from: Option<Generation>,
+        resources_from: Option<Incarnation>,
         deadline: Option<Duration>,
         params: &[Val],
         results: &mut [Val],
-    ) -> Result<Generation, CallError> {
+    ) -> Result<Incarnation, CallError> {
         let names = || chain.iter().map(|c| c.to_string()).chain([self.name.to_string()]).collect();
         if chain.len() >= MAX_CALL_DEPTH {
             return Err(CallError::TooDeep { chain: names() });
@@ -262,19 +262,19 @@ impl Instances {
         let call = {
             let abandoned = abandoned.clone();
             async move {
-                let generation =
+                let incarnation =
                     this.call_kept(&chain, func, resources_from, limit, &params, &mut kept_results, &abandoned).await?;
-                Ok::<_, CallError>((generation, kept_results))
+                Ok::<_, CallError>((incarnation, kept_results))
             }
         };
-        let (generation, kept_results) = Detachable { call: Some(Box::pin(call)), abandoned }.await?;
+        let (incarnation, kept_results) = Detachable { call: Some(Box::pin(call)), abandoned }.await?;
         for (result, value) in results.iter_mut().zip(kept_results) {
             *result = value;
         }
-        Ok(generation)
+        Ok(incarnation)
     }
 
-    /// A call into the singleton or a pooled instance; see [`Instances::call`]. When its
+    /// A call into the singleton or a pooled instance; see [`Pool::call`]. When its
     /// caller has gone (`abandoned`), resources it returns have nobody to hold them and are
     /// dropped at once.
     #[allow(clippy::too_many_arguments)]
@@ -282,12 +282,12 @@ impl Instances {
         &self,
         chain: &CallChain,
         func: ComponentExportIndex,
-        resources_from: Option<Generation>,
+        resources_from: Option<Incarnation>,
         limit: Option<Duration>,
         params: &[Val],
         results: &mut [Val],
         abandoned: &AtomicBool,
-    ) -> Result<Generation, CallError> {
+    ) -> Result<Incarnation, CallError> {
         if self.mode == InstanceMode::Singleton {
             // Held across the call: calls into a singleton are serialized.
             let mut slot = self.slot.lock().await;
@@ -297,7 +297,7 @@ impl Instances {
             };
             // Resources live in the instance that made them; another store must
             // never see them.
-            if resources_from.is_some_and(|g| g != sandbox.generation) {
+            if resources_from.is_some_and(|g| g != sandbox.incarnation) {
                 slot.sandbox = Some(sandbox);
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
@@ -307,9 +307,9 @@ impl Instances {
                     let _ = resource.resource_drop_async(&mut sandbox.store).await;
                 }
             }
-            let generation = sandbox.generation;
+            let incarnation = sandbox.incarnation;
             slot.sandbox = Some(sandbox);
-            return Ok(generation);
+            return Ok(incarnation);
         }
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -388,7 +388,7 @@ impl Instances {
         if slot.failed {
             return Err(failed());
         }
-        if slot.generation > 0 {
+        if slot.incarnation > 0 {
             let now = Instant::now();
             let window = self.restart.window.std();
             slot.restarts.retain(|t| now.duration_since(*t) < window);
@@ -403,23 +403,25 @@ impl Instances {
             self.stats.restarts.fetch_add(1, Relaxed);
             self.audit.record(&self.name, "restart", "singleton", &format!("after {backoff:?} backoff"));
         }
-        slot.generation += 1;
-        self.instantiate(slot.generation).await
+        slot.incarnation += 1;
+        self.instantiate(slot.incarnation).await
     }
 
     /// Clears a failed singleton so the next call starts it afresh.
     pub async fn reset(&self) {
         let mut slot = self.slot.lock().await;
-        *slot = Slot { generation: slot.generation, ..Slot::default() };
+        *slot = Slot { incarnation: slot.incarnation, ..Slot::default() };
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Drops a resource the singleton instance of `generation` owns, running its
+    /// Drops a resource the singleton instance of `incarnation` owns, running its
     /// destructor there. A resource of an instance that is gone is gone with it.
-    pub async fn drop_resource(&self, generation: Generation, resource: ResourceAny) -> wasmtime::Result<()> {
+    pub async fn drop_resource(&self, incarnation: Incarnation, resource: ResourceAny) -> wasmtime::Result<()> {
         let mut slot = self.slot.lock().await;
         match slot.sandbox.as_mut() {
-            Some(sandbox) if sandbox.generation == generation => resource.resource_drop_async(&mut sandbox.store).await,
+            Some(sandbox) if sandbox.incarnation == incarnation => {
+                resource.resource_drop_async(&mut sandbox.store).await
+            }
             _ => Ok(()),
         }
     }

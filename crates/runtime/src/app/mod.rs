@@ -13,9 +13,9 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
-use crate::link::{Components, LinkRuntime, LinkedFunc, Policy};
+use crate::link::{Components, Link, LinkedFunc, Policy};
 use crate::load::ComponentFile;
-use crate::pool::{CallError, Instances};
+use crate::pool::{CallError, Pool};
 use crate::routes::{Route, Router};
 use crate::sandbox::CallChain;
 use crate::sandbox::SandboxState;
@@ -58,13 +58,13 @@ pub const APP_INSTANCE_SLOTS: u32 = 1000;
 
 /// The components and links of a running app, as links reach them.
 pub struct AppInner {
-    components: Vec<Arc<Instances>>,
+    components: Vec<Arc<Pool>>,
     index: BTreeMap<String, usize>,
-    links: Vec<Arc<LinkRuntime<AppInner>>>,
+    links: Vec<Arc<Link<AppInner>>>,
 }
 
 impl Components for AppInner {
-    fn instances(&self, index: usize) -> &Arc<Instances> {
+    fn instances(&self, index: usize) -> &Arc<Pool> {
         &self.components[index]
     }
 }
@@ -226,7 +226,7 @@ impl App {
                 OnTrap::Retry(n) => Policy::Retry(*n),
                 OnTrap::Fallback(f) => Policy::Fallback(index[f]),
             };
-            let mut runtime = LinkRuntime::new(
+            let mut runtime = Link::new(
                 i,
                 names[index[&link.from]].clone(),
                 plan.import.clone(),
@@ -297,7 +297,7 @@ impl App {
                 Some(previous) => previous.stats.clone(),
                 None => Arc::new(ComponentStats::default()),
             };
-            components.push(Arc::new(Instances::new(
+            components.push(Arc::new(Pool::new(
                 names[index[name]].clone(),
                 spec_c.instances,
                 spec_c.grants.clone(),
@@ -417,7 +417,7 @@ impl App {
     }
 
     /// The instances of `component`, for ingress that instantiates it per request.
-    pub fn instances(&self, component: &str) -> Option<&Arc<Instances>> {
+    pub fn instances(&self, component: &str) -> Option<&Arc<Pool>> {
         self.inner.index.get(component).map(|i| &self.inner.components[*i])
     }
 
