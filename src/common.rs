@@ -63,8 +63,8 @@ pub struct StateFlags {
 }
 
 impl StateFlags {
-    pub fn options(&self) -> membrane_runtime::state::StateOptions {
-        membrane_runtime::state::StateOptions { data_dir: self.data_dir.clone(), backend: self.keyvalue.clone() }
+    pub fn options(&self) -> membrane_runtime::StateOptions {
+        membrane_runtime::StateOptions { data_dir: self.data_dir.clone(), backend: self.keyvalue.clone() }
     }
 }
 

@@ -71,7 +71,7 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 | AppError::Digest { .. }
                 | AppError::Wit { .. }
                 | AppError::Link { .. }
-                | AppError::Engine { .. }
+                | AppError::EngineStart { .. }
                 | AppError::TenantsChanged { .. }
                 | AppError::Slots(_) => {
                     return APP_CHECK;

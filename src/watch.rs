@@ -3,7 +3,7 @@
 //! serving and the log says why.
 
 use membrane_manifest::AppSpec;
-use membrane_runtime::deploy::{Deployment, Source};
+use membrane_runtime::{Deployment, Source};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -72,11 +72,7 @@ pub fn start(deployment: Arc<Deployment>, target: PathBuf, is_app: bool) -> anyh
     Ok(watcher)
 }
 
-fn reload(
-    deployment: &Deployment,
-    target: &Path,
-    is_app: bool,
-) -> anyhow::Result<Vec<membrane_runtime::deploy::Change>> {
+fn reload(deployment: &Deployment, target: &Path, is_app: bool) -> anyhow::Result<Vec<membrane_runtime::Change>> {
     if is_app {
         let spec = AppSpec::load(target)?;
         return Ok(deployment.reload(spec)?);

@@ -12,8 +12,8 @@ pub mod targets;
 
 use arbitrary::{Result, Unstructured};
 use membrane_manifest::AppSpec;
-use membrane_runtime::app::{self, App};
-use membrane_runtime::{Audit, CompileCache, MembraneEngine};
+use membrane_runtime::App;
+use membrane_runtime::{Audit, CompileCache};
 use std::fmt::Write as _;
 use wasmtime::component::Val;
 
@@ -321,8 +321,7 @@ to = "provider"
         );
         let file = dir.path().join("membrane.toml");
         let spec = AppSpec::parse(&file, &manifest).map_err(|e| e.to_string())?;
-        let engine = MembraneEngine::new(app::engine_settings(&spec)).map_err(|e| e.to_string())?;
-        let app = App::load(spec, &engine, &CompileCache::disabled(), Audit::default()).map_err(|e| e.to_string())?;
+        let app = App::load(spec, &CompileCache::disabled(), Audit::default()).map_err(|e| e.to_string())?;
         Ok(EchoApp { app, _dir: dir })
     }
 

@@ -8,11 +8,11 @@ use anyhow::Context;
 use clap::Parser;
 use membrane_http::{IngressLimits, Server};
 use membrane_manifest::{AppSpec, Experiment, Injection, deny_grants};
+use membrane_runtime::App;
+use membrane_runtime::Audit;
 use membrane_runtime::CompileCache;
-use membrane_runtime::app::{self, App};
-use membrane_runtime::deploy::Deployment;
-use membrane_runtime::link::{Injected, LinkFault};
-use membrane_runtime::{Audit, MembraneEngine};
+use membrane_runtime::Deployment;
+use membrane_runtime::{Injected, LinkFault};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -75,8 +75,7 @@ impl ChaosCommand {
                 deny_grants(grants, &injection.deny);
             }
         }
-        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let app = App::load(spec, &engine, &self.cache.cache(), Audit::default())?;
+        let app = App::load(spec, &self.cache.cache(), Audit::default())?;
         let mut link_faults = Vec::new();
         for (i, injection) in experiment.inject.iter().enumerate() {
             let Some((from, to)) = injection.link_ends() else { continue };

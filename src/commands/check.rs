@@ -2,8 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use membrane_manifest::AppSpec;
-use membrane_runtime::MembraneEngine;
-use membrane_runtime::app::{self, check};
+use membrane_runtime::{App, graph_dot, graph_text};
 use std::path::PathBuf;
 
 /// Load every component of an app, verify digests, type-check every link against both
@@ -35,18 +34,10 @@ pub enum GraphFormat {
 impl CheckCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
         let spec = AppSpec::load(&self.manifest)?;
-        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let loaded = app::load_components_with(
-            &spec,
-            &engine,
-            &self.cache.cache(),
-            &Default::default(),
-            &self.registry.sources(),
-        )?;
-        let report = app::check_app(&spec, &engine, &loaded);
+        let report = App::check(&spec, &self.cache.cache(), &self.registry.sources())?;
         match self.format {
-            GraphFormat::Text => print!("{}", check::graph_text(&spec)),
-            GraphFormat::Dot => print!("{}", check::graph_dot(&spec)),
+            GraphFormat::Text => print!("{}", graph_text(&spec)),
+            GraphFormat::Dot => print!("{}", graph_dot(&spec)),
         }
         for problem in &report.problems {
             eprintln!("{problem}");

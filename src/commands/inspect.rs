@@ -24,7 +24,7 @@ pub struct InspectCommand {
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let file = ComponentFile::open(&self.component, &self.registry.sources())?;
-        let report = membrane_runtime::inspect::inspect(&file)?;
+        let report = membrane_runtime::inspect(&file)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

@@ -4,7 +4,7 @@ use crate::common::RunCommon;
 use anyhow::Context;
 use clap::Parser;
 use membrane_manifest::AppSpec;
-use membrane_runtime::app::{self, App};
+use membrane_runtime::{App, Build};
 use membrane_runtime::{Command, ComponentFile, MembraneEngine};
 use std::path::PathBuf;
 
@@ -73,13 +73,12 @@ impl RunCommand {
         }
         let spec = AppSpec::load(&self.component)?;
         let audit = self.common.audit(spec.app.audit.as_deref())?;
-        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
-        let build = app::Build {
+        let build = Build {
             state: self.common.state.options(),
             sources: self.common.registry.sources(self.common.state.data_dir.clone()),
             ..Default::default()
         };
-        let app = App::build(spec, &engine, &self.common.cache(), audit, build)?;
+        let app = App::build(spec, &self.common.cache(), audit, build)?;
         let entry = app.spec.app.entry.clone().unwrap_or_default();
         let mut argv = vec![entry];
         argv.extend(self.args);

@@ -6,9 +6,9 @@ use clap::{Args, Parser};
 use membrane_admin::{AdminHosts, AdminState, token};
 use membrane_http::{IngressLimits, Server};
 use membrane_manifest::{AppSection, AppSpec, ByteSize, ComponentSpec, Duration, InstanceMode, RouteSpec};
-use membrane_runtime::app::{self, App};
-use membrane_runtime::deploy::Deployment;
-use membrane_runtime::{ComponentFile, MembraneEngine};
+use membrane_runtime::ComponentFile;
+use membrane_runtime::Deployment;
+use membrane_runtime::{App, Build};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -156,11 +156,10 @@ impl ServeCommand {
             self.single_component_app()?
         };
         let audit = self.common.audit(spec.app.audit.as_deref())?;
-        let engine = MembraneEngine::new(app::engine_settings(&spec))?;
         let cache = self.common.cache();
         let sources = self.common.registry.sources(self.common.state.data_dir.clone());
-        let build = app::Build { state: self.common.state.options(), sources: sources.clone(), ..Default::default() };
-        let app = App::build(spec, &engine, &cache, audit, build)?;
+        let build = Build { state: self.common.state.options(), sources: sources.clone(), ..Default::default() };
+        let app = App::build(spec, &cache, audit, build)?;
         let deployment = Arc::new(Deployment::new(app, cache).with_sources(sources));
         let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
         let token = self.admin_token()?;
@@ -188,7 +187,7 @@ impl ServeCommand {
             // A shared store may come up after the node (as in Kubernetes); the node serves
             // anyway and says so, and its readiness reports the store until it answers.
             let app = deployment.current();
-            if let Some(store) = app.store() {
+            if let Some(store) = app.keyvalue() {
                 match app.ready().await {
                     Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
                     Err(error) => {

@@ -223,24 +223,26 @@ fn watch_swaps_in_a_changed_file_and_keeps_serving_through_a_broken_one() {
     assert_eq!(says(server.addr), "http-v1");
 }
 
-/// A reload that needs what the running engine lacks (here fuel counting), or that changes
-/// the tenants, is refused with the reason; the running version keeps answering. Adding a
+/// A reload that needs what the running engine lacks (here fuel counting) is built on an
+/// engine made for it, and the new limit holds from its first request; a reload that changes
+/// the tenants is refused with the reason and the running version keeps answering. Adding a
 /// fuel limit used to panic the host on every request.
 #[test]
-fn watch_refuses_a_reload_the_running_engine_or_tenants_cannot_take() {
+fn watch_applies_a_reload_that_needs_another_engine_and_refuses_new_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = web_app(dir.path(), guests::HTTP_V1);
     let server = Served::start_with(&[manifest.to_str().unwrap(), "--watch"], &[("MEMBRANE_LOG", "info")]);
     assert_eq!(says(server.addr), "http-v1");
     let original = std::fs::read_to_string(&manifest).unwrap();
 
-    let with_fuel = original.replace("[[route]]", "limits = { fuel = 100000000 }\n\n[[route]]");
-    std::fs::write(&manifest, with_fuel).unwrap();
-    wait_for(|| server.stderr().contains("fuel counting"), "the fuel limit to be refused", &server);
-    assert!(server.stderr().contains("restart membrane"), "{}", server.stderr());
-    for _ in 0..3 {
-        assert_eq!(says(server.addr), "http-v1", "{}", server.stderr());
-    }
+    let starved = original.replace("[[route]]", "limits = { fuel = 1000 }\n\n[[route]]");
+    std::fs::write(&manifest, starved).unwrap();
+    let status = || crate::state::http(server.addr, "GET", "/", "").0;
+    wait_for(|| status() == 500, "the fuel limit to apply", &server);
+    assert!(server.stderr().contains("out of fuel"), "the fault names fuel: {}", server.stderr());
+    std::fs::write(&manifest, &original).unwrap();
+    wait_for(|| status() == 200, "the limit to be lifted", &server);
+    assert_eq!(says(server.addr), "http-v1");
 
     let with_tenant = format!("{original}\n[tenant.alice]\nhosts = [\"alice.localhost\"]\nrequests_per_second = 1\n");
     std::fs::write(&manifest, with_tenant).unwrap();

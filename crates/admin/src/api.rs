@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use membrane_runtime::deploy::{Change, DeployError, Deployment, Source};
+use membrane_runtime::{Change, DeployError, Deployment, Source};
 use serde::Deserialize;
 
 const DASHBOARD: &str = include_str!("dashboard/index.html");

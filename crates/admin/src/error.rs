@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use membrane_runtime::deploy::DeployError;
+use membrane_runtime::DeployError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,7 +35,7 @@ impl ApiError {
             ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Deploy(DeployError::UnknownComponent { .. }) => StatusCode::NOT_FOUND,
             ApiError::Deploy(DeployError::Invalid { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Deploy(DeployError::Incompatible { .. } | DeployError::NothingToRollBack { .. }) => {
+            ApiError::Deploy(DeployError::Incompatible(_) | DeployError::NothingToRollBack { .. }) => {
                 StatusCode::CONFLICT
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

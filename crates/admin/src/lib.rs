@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use membrane_http::Server;
-use membrane_runtime::deploy::Deployment;
+use membrane_runtime::Deployment;
 use std::sync::Arc;
 
 pub use error::ApiError;

@@ -2,11 +2,11 @@
 
 use membrane_manifest::{Grants, Limits, LinkSpec, RestartPolicy, RouteSpec, TenantSpec};
 use membrane_runtime::App;
-use membrane_runtime::app::LinkStatsEntry;
-use membrane_runtime::audit::AuditEvent;
-use membrane_runtime::deploy::{Deployment, RevisionInfo};
-use membrane_runtime::state::ComponentConfig;
-use membrane_runtime::stats::ComponentSnapshot;
+use membrane_runtime::AuditEvent;
+use membrane_runtime::ComponentConfig;
+use membrane_runtime::ComponentSnapshot;
+use membrane_runtime::LinkStatsEntry;
+use membrane_runtime::{Deployment, RevisionInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -6,8 +6,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use membrane_admin::{AdminState, router};
 use membrane_manifest::AppSpec;
-use membrane_runtime::deploy::Deployment;
-use membrane_runtime::{App, Audit, CompileCache, MembraneEngine, app};
+use membrane_runtime::Deployment;
+use membrane_runtime::{App, Audit, CompileCache};
 use membrane_test_guests as guests;
 use serde_json::Value;
 use std::sync::Arc;
@@ -45,9 +45,8 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let spec = AppSpec::load(&manifest).unwrap();
-    let engine = MembraneEngine::new(app::engine_settings(&spec)).unwrap();
     let cache = CompileCache::at(dir.path().join("cache"));
-    let app = App::load(spec, &engine, &cache, Audit::default()).unwrap();
+    let app = App::load(spec, &cache, Audit::default()).unwrap();
     let deployment = Arc::new(Deployment::new(app, cache));
     let router = router(AdminState::new(deployment.clone(), TOKEN));
     Fixture { _dir: dir, deployment, router }

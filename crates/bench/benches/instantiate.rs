@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use membrane_bench::{app_engine_settings, new_store};
-use membrane_runtime::sandbox::SandboxState;
+use membrane_runtime::SandboxState;
 use membrane_runtime::{EngineSettings, MembraneEngine};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -17,7 +17,7 @@ use wasmtime::component::{Component, InstancePre};
 
 fn pre(engine: &MembraneEngine, path: &str) -> InstancePre<SandboxState> {
     let component = Component::from_file(engine.engine(), path).unwrap();
-    membrane_runtime::command::wasi_linker(engine.engine()).instantiate_pre(&component).unwrap()
+    membrane_runtime::wasi_linker(engine.engine()).instantiate_pre(&component).unwrap()
 }
 
 /// Keeps one core busy until dropped.

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use membrane_bench::{load_app, new_store};
+use membrane_runtime::App;
 use membrane_runtime::MembraneEngine;
-use membrane_runtime::app::App;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -82,14 +82,14 @@ fn fused_component() -> Vec<u8> {
 }
 
 struct Fused {
-    store: Store<membrane_runtime::sandbox::SandboxState>,
+    store: Store<membrane_runtime::SandboxState>,
     instance: Instance,
 }
 
 impl Fused {
     fn new(runtime: &Runtime, engine: &MembraneEngine) -> Fused {
         let component = Component::new(engine.engine(), fused_component()).unwrap();
-        let linker = membrane_runtime::command::wasi_linker(engine.engine());
+        let linker = membrane_runtime::wasi_linker(engine.engine());
         let mut store = new_store(engine);
         let instance = runtime.block_on(linker.instantiate_async(&mut store, &component)).unwrap();
         Fused { store, instance }

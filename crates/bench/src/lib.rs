@@ -2,8 +2,7 @@
 //! configures them, and a native idle process for the density comparison.
 
 use membrane_manifest::{AppSpec, Grants, Limits};
-use membrane_runtime::app::{self, App};
-use membrane_runtime::sandbox::{self, SandboxState};
+use membrane_runtime::{App, SandboxState};
 use membrane_runtime::{Audit, CompileCache, EngineSettings, MembraneEngine};
 use std::path::Path;
 use wasmtime::Store;
@@ -14,8 +13,7 @@ pub fn load_app(dir: &Path, manifest: &str) -> App {
     let path = dir.join("membrane.toml");
     std::fs::write(&path, manifest).unwrap();
     let spec = AppSpec::load(&path).unwrap();
-    let engine = MembraneEngine::new(app::engine_settings(&spec)).unwrap();
-    App::load(spec, &engine, &CompileCache::at(dir.join("cache")), Audit::default()).unwrap()
+    App::load(spec, &CompileCache::at(dir.join("cache")), Audit::default()).unwrap()
 }
 
 /// The engine settings of an app of one component with default limits: what every
@@ -24,14 +22,15 @@ pub fn app_engine_settings() -> EngineSettings {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("membrane.toml");
     std::fs::write(&path, "[app]\nname = \"bench\"\n\n[component.c]\nsource = \"c.wasm\"\n").unwrap();
-    app::engine_settings(&AppSpec::load(&path).unwrap())
+    EngineSettings::for_app(&AppSpec::load(&path).unwrap())
 }
 
 /// A store for one instance with no grants and default limits, as the product makes it.
 pub fn new_store(engine: &MembraneEngine) -> Store<SandboxState> {
     let audit = Audit::default();
-    let state = membrane_runtime::state::ComponentState::none("bench", &audit);
-    sandbox::new_store(engine.engine(), "bench", &Grants::default(), &Limits::default(), &[], &audit, &state).unwrap()
+    let state = membrane_runtime::ComponentState::none("bench", &audit);
+    membrane_runtime::new_store(engine.engine(), "bench", &Grants::default(), &Limits::default(), &[], &audit, &state)
+        .unwrap()
 }
 
 /// Resident and proportional set size of process `pid` (or this process), in bytes, from

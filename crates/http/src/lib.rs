@@ -13,5 +13,5 @@ mod server;
 mod tenants;
 
 pub use ingress::IngressLimits;
-pub use membrane_runtime::routes::{Route, Router};
+pub use membrane_runtime::{Route, Router};
 pub use server::{Server, ServerError};

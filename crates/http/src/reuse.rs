@@ -5,7 +5,7 @@
 //! what one tenant's request leaves in memory is never read by another's, or by a request
 //! of no tenant.
 
-use membrane_runtime::sandbox::SandboxState;
+use membrane_runtime::SandboxState;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use wasmtime::Store;

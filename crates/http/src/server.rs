@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::reuse::Reuse;
 use crate::tenants::Tenants;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use membrane_runtime::deploy::Deployment;
+use membrane_runtime::Deployment;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;

@@ -9,7 +9,6 @@
 use crate::app::{App, AppError, Build, Preloaded, Revision};
 use crate::audit::Audit;
 use crate::cache::CompileCache;
-use crate::engine::MembraneEngine;
 use crate::load::{ComponentFile, LoadError};
 use arc_swap::ArcSwap;
 use membrane_manifest::AppSpec;
@@ -43,8 +42,8 @@ pub enum DeployError {
         source: LoadError,
     },
     /// The new build (or manifest) does not fit the app: a link, route or import breaks.
-    #[error("the change was not applied; the running version keeps serving: {reason}")]
-    Incompatible { reason: String },
+    #[error("the change was not applied; the running version keeps serving: {0}")]
+    Incompatible(Box<AppError>),
     #[error("component `{component}` has no earlier build to roll back to")]
     NothingToRollBack { component: String },
 }
@@ -77,7 +76,6 @@ impl From<&Revision> for RevisionInfo {
 /// The running app and what it replaced.
 pub struct Deployment {
     current: ArcSwap<App>,
-    engine: MembraneEngine,
     cache: CompileCache,
     /// Where a reload finds `oci://` sources.
     sources: crate::Sources,
@@ -90,7 +88,6 @@ pub struct Deployment {
 impl Deployment {
     pub fn new(app: App, cache: CompileCache) -> Deployment {
         Deployment {
-            engine: app.engine().clone(),
             audit: app.audit().clone(),
             current: ArcSwap::from_pointee(app),
             cache,
@@ -169,7 +166,7 @@ impl Deployment {
         let mut history = self.lock();
         let current = self.current();
         let build = Build { previous: Some(&current), sources: self.sources.clone(), ..Build::default() };
-        let app = App::build(spec, &self.engine, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
+        let app = App::build(spec, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let mut changes = Vec::new();
         for (name, revision) in app.revisions() {
             let Some(before) = current.revisions().get(name) else { continue };
@@ -214,7 +211,7 @@ impl Deployment {
         action: &'static str,
     ) -> Result<Change, DeployError> {
         let (compiled, _) = file
-            .compile(self.engine.engine(), &self.cache)
+            .compile(current.engine().engine(), &self.cache)
             .map_err(|source| DeployError::Invalid { component: component.to_string(), source })?;
         let mut spec = current.spec.clone();
         // The manifest's digest pin named the build it started with; an operator's swap
@@ -235,7 +232,7 @@ impl Deployment {
         origins.insert(component.to_string(), origin);
         let build =
             Build { preloaded, origins, previous: Some(current), sources: self.sources.clone(), ..Build::default() };
-        let app = App::build(spec, &self.engine, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
+        let app = App::build(spec, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let change = Change {
             component: component.to_string(),
             action,
@@ -269,5 +266,5 @@ fn known(app: &App, component: &str) -> Result<(), DeployError> {
 }
 
 fn incompatible(error: AppError) -> DeployError {
-    DeployError::Incompatible { reason: error.to_string() }
+    DeployError::Incompatible(Box::new(error))
 }

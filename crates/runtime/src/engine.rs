@@ -60,6 +60,10 @@ impl Pooling {
 }
 
 /// The most core instances, memories and tables one component instance may have.
+/// Instance slots an app's engine preallocates (virtual memory only until used) unless
+/// its manifest sets `[app] max_instances`.
+pub const APP_INSTANCE_SLOTS: u32 = 1000;
+
 pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 16;
 pub const MAX_TABLES_PER_COMPONENT: u32 = 32;
@@ -76,6 +80,26 @@ impl Default for EngineSettings {
 pub struct EngineLacks(pub Vec<String>);
 
 impl EngineSettings {
+    /// What an app needs: fuel counting if any component has a fuel limit, a stack as large
+    /// as the largest limit (the stack is engine-wide in wasmtime), and pooled slots for
+    /// `[app] max_instances` instances of the largest memory and table.
+    pub fn for_app(spec: &membrane_manifest::AppSpec) -> EngineSettings {
+        let components = spec.components.values();
+        EngineSettings {
+            fuel: components.clone().any(|c| c.limits.fuel.is_some()),
+            max_wasm_stack: components
+                .clone()
+                .map(|c| c.limits.wasm_stack.bytes() as usize)
+                .max()
+                .unwrap_or(EngineSettings::default().max_wasm_stack),
+            pooling: Some(Pooling {
+                instances: spec.app.max_instances.unwrap_or(APP_INSTANCE_SLOTS),
+                max_memory: components.clone().map(|c| c.limits.memory.bytes() as usize).max().unwrap_or(0),
+                table_elements: components.map(|c| c.limits.table_elements as usize).max().unwrap_or(0),
+            }),
+        }
+    }
+
     /// Whether an engine built with these settings can run what `needed` asks for; if not,
     /// what is missing.
     pub fn covers(&self, needed: &EngineSettings) -> Result<(), EngineLacks> {

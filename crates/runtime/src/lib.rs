@@ -1,36 +1,49 @@
 //! The membrane host: the engine and its compile cache, grants turned into WASI contexts,
 //! limits enforced in each store, faults made into data, and component inspection.
+//!
+//! The modules are the crate's own; what other crates use is the short list re-exported
+//! below: an [`App`] and the [`Deployment`] that swaps its versions, the one way into a
+//! guest ([`Pool`], [`Command`]), the engine, the records (audit, stats, faults) and errors.
 
-pub mod app;
-pub mod audit;
-pub mod budget;
+mod app;
+mod audit;
+mod budget;
 mod budgeted_wasi;
-pub mod cache;
-pub mod capability;
-pub mod command;
-pub mod deploy;
-pub mod engine;
-pub mod fault;
-pub mod inspect;
-pub mod limits;
-pub mod link;
-pub mod load;
-pub mod outbound;
-pub mod pool;
-pub mod preview1;
-pub mod routes;
-pub mod sandbox;
-pub mod slots;
-pub mod state;
-pub mod stats;
+mod cache;
+mod capability;
+mod command;
+mod deploy;
+mod engine;
+mod fault;
+mod inspect;
+mod limits;
+mod link;
+mod load;
+mod outbound;
+mod pool;
+mod preview1;
+mod routes;
+mod sandbox;
+mod slots;
+mod state;
+mod stats;
 mod values;
-pub mod wit_compat;
+mod wit_compat;
 
-pub use app::{App, AppError};
-pub use audit::Audit;
+pub use app::check::{Problem, Report, Severity, graph_dot, graph_text};
+pub use app::{App, AppError, AppStats, Build, LinkStatsEntry, NotReady, Revision};
+pub use audit::{Audit, AuditEvent};
 pub use cache::{CacheOutcome, CompileCache};
-pub use command::{Command, RunError};
-pub use engine::{EngineSettings, MembraneEngine};
+pub use command::{Command, RunError, wasi_linker};
+pub use deploy::{Change, DeployError, Deployment, RevisionInfo, Source};
+pub use engine::{APP_INSTANCE_SLOTS, EngineSettings, MembraneEngine, Pooling};
 pub use fault::{Fault, FaultKind};
+pub use inspect::{Inspection, inspect};
+pub use link::{Injected, LinkFault};
 pub use load::{ComponentFile, LoadError, Origin};
 pub use membrane_registry::{self as registry, Sources};
+pub use pool::{CallError, Pool};
+pub use routes::{Route, Router};
+pub use sandbox::{SandboxState, new_store};
+pub use state::{ComponentConfig, ComponentState, StateOptions};
+pub use stats::ComponentSnapshot;

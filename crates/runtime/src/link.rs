@@ -94,7 +94,6 @@ struct Proxy {
 }
 
 pub struct Link<A: Components> {
-    pub index: usize,
     pub consumer: Arc<str>,
     /// The interface name as the consumer imports it.
     pub import: String,
@@ -117,7 +116,6 @@ pub struct Link<A: Components> {
 impl<A: Components> Link<A> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        index: usize,
         consumer: Arc<str>,
         import: String,
         provider: usize,
@@ -130,7 +128,6 @@ impl<A: Components> Link<A> {
         audit: Audit,
     ) -> Self {
         Link {
-            index,
             consumer,
             import,
             provider,

@@ -107,7 +107,8 @@ impl ComponentFile {
             if !crate::preview1::is_command(&bytes) {
                 return Err(LoadError::CoreModule { path: path.to_owned() });
             }
-            crate::preview1::adapt(&bytes).map_err(|reason| LoadError::Invalid { path: path.to_owned(), reason })?
+            crate::preview1::adapt(&bytes)
+                .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?
         } else {
             bytes
         };

@@ -36,12 +36,12 @@ pub fn is_command(module: &[u8]) -> bool {
 }
 
 /// The module as a component that exports `wasi:cli/run`.
-pub fn adapt(module: &[u8]) -> Result<Vec<u8>, String> {
+pub fn adapt(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .and_then(|encoder| encoder.adapter(PREVIEW1, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER))
         .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("adapting the WASI preview 1 module into a component failed: {e:#}"))
+        .map_err(|e| e.context("adapting the WASI preview 1 module into a component failed"))
 }
 
 #[cfg(test)]

@@ -54,19 +54,6 @@ impl ComponentWit {
     pub fn name_of(&self, side: Side<'_>) -> String {
         side.resolve.id_of(side.interface).unwrap_or_default()
     }
-
-    /// Names of the interfaces the component exports.
-    pub fn export_names(&self) -> Vec<String> {
-        let world = &self.resolve.worlds[self.world];
-        world
-            .exports
-            .values()
-            .filter_map(|item| match item {
-                WorldItem::Interface { id, .. } => self.resolve.id_of(*id),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// `a:b/c@1.2.3` and `a:b/c@1.2.4` name the same interface: semver-compatible versions

@@ -2,9 +2,9 @@
 //! restarts and their budget, pools, timeouts, circuit breakers and the audit trail.
 
 use membrane_manifest::AppSpec;
-use membrane_runtime::app::{self, App};
-use membrane_runtime::pool::CallError;
-use membrane_runtime::{Audit, CompileCache, FaultKind, MembraneEngine};
+use membrane_runtime::App;
+use membrane_runtime::CallError;
+use membrane_runtime::{Audit, CompileCache, FaultKind};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Val;
@@ -48,10 +48,9 @@ fn load(provider: &str, link: &str) -> Loaded {
     let path = dir.path().join("membrane.toml");
     std::fs::write(&path, text).unwrap();
     let spec = AppSpec::load(&path).unwrap();
-    let engine = MembraneEngine::new(app::engine_settings(&spec)).unwrap();
     let cache = CompileCache::at(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-test-cache"));
     let audit = Audit::to_file(&dir.path().join("audit.jsonl")).unwrap();
-    let app = App::load(spec, &engine, &cache, audit).unwrap();
+    let app = App::load(spec, &cache, audit).unwrap();
     Loaded { app, dir }
 }
 

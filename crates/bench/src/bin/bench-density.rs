@@ -11,7 +11,7 @@
 
 use membrane_bench::{app_engine_settings, memory_of, new_store};
 use membrane_runtime::MembraneEngine;
-use membrane_runtime::engine::Pooling;
+use membrane_runtime::Pooling;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use wasmtime::component::Component;
@@ -22,7 +22,7 @@ fn membrane(n: u32) -> anyhow::Result<()> {
     settings.pooling = Some(Pooling { instances: n, ..pooling });
     let engine = MembraneEngine::new(settings)?;
     let component = Component::from_file(engine.engine(), membrane_test_guests::BENCH_PROVIDER)?;
-    let pre = membrane_runtime::command::wasi_linker(engine.engine()).instantiate_pre(&component)?;
+    let pre = membrane_runtime::wasi_linker(engine.engine()).instantiate_pre(&component)?;
     let counter =
         component.get_export_index(None, "membrane:test/counter@0.1.0").expect("bench-provider exports counter");
     let increment = component.get_export_index(Some(&counter), "increment").expect("counter has increment");

@@ -38,10 +38,10 @@ pub enum AppError {
     #[error("component `{component}`: the host could not link it: {reason}")]
     Link { component: String, reason: String },
     #[error(
-        "{file}: this version needs {needs}, which the running engine was not started with; \
-         restart membrane with the new manifest to apply it (the running version keeps serving)"
+        "{file}: cannot make an engine for this app: {reason}; lower [app] max_instances or \
+         the components' memory limits"
     )]
-    Engine { file: String, needs: crate::engine::EngineLacks },
+    EngineStart { file: String, reason: String },
     #[error(
         "{file}: the [tenant.*] tables changed; tenants' quotas are set when the server starts, \
          so restart membrane to apply them (the running version keeps serving)"

@@ -4,7 +4,7 @@
 
 use super::AppError;
 use super::check::{self, Checked, Report};
-use crate::cache::{CacheOutcome, CompileCache};
+use crate::cache::CompileCache;
 use crate::engine::MembraneEngine;
 use crate::load::{ComponentFile, Origin};
 use crate::wit_compat::ComponentWit;
@@ -18,7 +18,6 @@ use wasmtime::component::Component;
 pub struct LoadedComponent {
     pub file: Arc<ComponentFile>,
     pub component: Component,
-    pub cache: CacheOutcome,
     pub wit: ComponentWit,
 }
 
@@ -26,19 +25,10 @@ pub struct LoadedComponent {
 /// unchanged components of the running version, so that nothing is read twice.
 pub type Preloaded = BTreeMap<String, (Arc<ComponentFile>, Component)>;
 
-/// Reads, verifies (digest pins, signatures) and compiles every component of `spec`;
-/// `oci://` sources come from the default data dir's store, online.
-pub fn load_components(
-    spec: &AppSpec,
-    engine: &MembraneEngine,
-    cache: &CompileCache,
-) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
-    load_components_with(spec, engine, cache, &Preloaded::new(), &Sources::default())
-}
-
-/// As [`load_components`], taking the components in `preloaded` as they are and
-/// resolving `oci://` sources through `sources`.
-pub fn load_components_with(
+/// Reads, verifies (digest pins, signatures) and compiles every component of `spec`,
+/// taking the components in `preloaded` as they are (compiled again when they were
+/// compiled for another engine) and resolving `oci://` sources through `sources`.
+pub(crate) fn load_components_with(
     spec: &AppSpec,
     engine: &MembraneEngine,
     cache: &CompileCache,
@@ -51,8 +41,12 @@ pub fn load_components_with(
         if let Some((file, compiled)) = preloaded.get(name) {
             let wit = ComponentWit::decode(&file.bytes)
                 .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-            let (file, component) = (file.clone(), compiled.clone());
-            loaded.insert(name.clone(), LoadedComponent { file, component, cache: CacheOutcome::Memory, wit });
+            let component = if wasmtime::Engine::same(compiled.engine(), engine.engine()) {
+                compiled.clone()
+            } else {
+                file.compile(engine.engine(), cache).map_err(load_error)?.0
+            };
+            loaded.insert(name.clone(), LoadedComponent { file: file.clone(), component, wit });
             continue;
         }
         let file = ComponentFile::open(&component.source, sources).map_err(load_error)?;
@@ -67,10 +61,10 @@ pub fn load_components_with(
             });
         }
         verify_signature(component, &file).map_err(|source| AppError::Signature { component: name.clone(), source })?;
-        let (compiled, cache) = file.compile(engine.engine(), cache).map_err(load_error)?;
+        let (compiled, _) = file.compile(engine.engine(), cache).map_err(load_error)?;
         let wit = ComponentWit::decode(&file.bytes)
             .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-        loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, cache, wit });
+        loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, wit });
     }
     Ok(loaded)
 }
@@ -114,7 +108,7 @@ fn verify_signature(spec: &ComponentSpec, file: &ComponentFile) -> Result<(), Si
 }
 
 /// Checks an app whose components are loaded.
-pub fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeMap<String, LoadedComponent>) -> Report {
+pub(crate) fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeMap<String, LoadedComponent>) -> Report {
     let checked: BTreeMap<String, Checked<'_>> = loaded
         .iter()
         .map(|(name, c)| {
