@@ -93,16 +93,17 @@ pub struct DataDirFlag {
     pub data_dir: Option<PathBuf>,
 }
 
-/// Registry flags with a data dir of their own, for verbs without [`StateFlags`].
+/// Where `oci://` components come from, for verbs without [`StateFlags`]: the registry
+/// flags with a data dir of their own.
 #[derive(Args, Debug)]
-pub struct StoreFlags {
+pub struct SourceFlags {
     #[command(flatten)]
     pub data: DataDirFlag,
     #[command(flatten)]
     pub registry: RegistryFlags,
 }
 
-impl StoreFlags {
+impl SourceFlags {
     pub fn sources(&self) -> Sources {
         self.registry.sources(self.data.data_dir.clone())
     }

@@ -22,7 +22,7 @@ pub struct CheckCommand {
     pub cache: crate::common::CacheFlags,
 
     #[command(flatten)]
-    pub registry: crate::common::StoreFlags,
+    pub registry: crate::common::SourceFlags,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -18,7 +18,7 @@ pub struct InspectCommand {
     pub json: bool,
 
     #[command(flatten)]
-    pub registry: crate::common::StoreFlags,
+    pub registry: crate::common::SourceFlags,
 }
 
 impl InspectCommand {

@@ -1,6 +1,6 @@
 //! `membrane pull`: fetch a component from a registry into membrane's store.
 
-use crate::common::StoreFlags;
+use crate::common::SourceFlags;
 use clap::Parser;
 use membrane_runtime::ComponentFile;
 use membrane_runtime::registry::OciRef;
@@ -15,7 +15,7 @@ pub struct PullCommand {
     pub reference: String,
 
     #[command(flatten)]
-    pub registry: StoreFlags,
+    pub registry: SourceFlags,
 }
 
 impl PullCommand {

@@ -1,6 +1,6 @@
 //! `membrane push`: publish a component to a registry.
 
-use crate::common::StoreFlags;
+use crate::common::SourceFlags;
 use anyhow::Context;
 use clap::Parser;
 use membrane_runtime::ComponentFile;
@@ -25,7 +25,7 @@ pub struct PushCommand {
     pub no_signature: bool,
 
     #[command(flatten)]
-    pub registry: StoreFlags,
+    pub registry: SourceFlags,
 }
 
 impl PushCommand {

@@ -216,7 +216,7 @@ impl ServeCommand {
                 };
                 println!("admin http://{addr}");
                 let mut state = AdminState::new(deployment.clone(), token);
-                state.server = Some(server.clone());
+                state.metrics = Some(server.metrics().clone());
                 state.hosts = admin_hosts;
                 tokio::spawn(async move {
                     if let Err(error) = membrane_admin::serve(admin, state).await {

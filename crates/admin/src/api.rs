@@ -32,8 +32,8 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AdminState>) -> Response {
-    let text = match &state.server {
-        Some(server) => server.render_metrics(),
+    let text = match &state.metrics {
+        Some(metrics) => metrics.render(&state.deployment.current()),
         None => String::new(),
     };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -44,7 +44,7 @@ pub async fn app(State(state): State<AdminState>) -> Json<AppView> {
 }
 
 pub async fn stats(State(state): State<AdminState>) -> Json<StatsView> {
-    let requests = state.server.as_ref().map(|s| s.request_counts()).unwrap_or_default();
+    let requests = state.metrics.as_ref().map(|m| m.requests()).unwrap_or_default();
     Json(StatsView::of(&state.deployment.current(), requests))
 }
 

@@ -14,7 +14,7 @@ mod views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use membrane_http::Server;
+use membrane_http::Metrics;
 use membrane_runtime::Deployment;
 use std::sync::Arc;
 
@@ -30,8 +30,8 @@ pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AdminState {
     pub deployment: Arc<Deployment>,
-    /// The HTTP server, when serving: its request metrics join the app's in `/metrics`.
-    pub server: Option<Arc<Server>>,
+    /// The HTTP server's counters, when serving: they join the app's in `/metrics`.
+    pub metrics: Option<Arc<Metrics>>,
     /// The bearer token changes need.
     pub token: Arc<str>,
     /// The `Host` names requests are answered under; [`serve`] adds the listener's address.
@@ -40,7 +40,7 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(deployment: Arc<Deployment>, token: impl Into<Arc<str>>) -> AdminState {
-        AdminState { deployment, server: None, token: token.into(), hosts: AdminHosts::default() }
+        AdminState { deployment, metrics: None, token: token.into(), hosts: AdminHosts::default() }
     }
 }
 

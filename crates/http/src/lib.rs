@@ -14,4 +14,5 @@ mod tenants;
 
 pub use ingress::IngressLimits;
 pub use membrane_runtime::{Route, Router};
+pub use metrics::Metrics;
 pub use server::{Server, ServerError};

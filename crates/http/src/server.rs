@@ -46,14 +46,9 @@ impl Server {
         &self.deployment
     }
 
-    /// Requests answered so far, by route prefix and status.
-    pub fn request_counts(&self) -> std::collections::BTreeMap<(String, u16), u64> {
-        self.metrics.requests()
-    }
-
-    /// The Prometheus text of the server's and the running app's counters.
-    pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.deployment.current())
+    /// The server's counters: requests, latency, traps and throttles.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Serves `listener` until `shutdown` resolves, then drains connections for at most
@@ -126,7 +121,10 @@ impl Server {
                 let server = server.clone();
                 async move {
                     let response = if request.uri().path() == "/metrics" {
-                        let mut r = crate::body::plain(http::StatusCode::OK, &server.render_metrics());
+                        let mut r = crate::body::plain(
+                            http::StatusCode::OK,
+                            &server.metrics.render(&server.deployment.current()),
+                        );
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("text/plain; version=0.0.4"),

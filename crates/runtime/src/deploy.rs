@@ -9,7 +9,7 @@
 use crate::app::{App, AppError, Build, Preloaded, Revision};
 use crate::audit::Audit;
 use crate::cache::CompileCache;
-use crate::load::{ComponentFile, LoadError};
+use crate::file::{ComponentFile, LoadError};
 use arc_swap::ArcSwap;
 use membrane_manifest::AppSpec;
 use serde::Serialize;

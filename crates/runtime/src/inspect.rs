@@ -2,7 +2,7 @@
 //! would draw on. Read from the component's embedded types with `wit-component`.
 
 use crate::capability::{self, Capability};
-use crate::load::ComponentFile;
+use crate::file::ComponentFile;
 use serde::Serialize;
 use std::fmt::{self, Write};
 use wit_parser::{Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, TypeId, WorldItem, WorldKey};

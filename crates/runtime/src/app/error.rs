@@ -3,7 +3,7 @@
 
 use super::check::Problem;
 use crate::command::RunError;
-use crate::load::LoadError;
+use crate::file::LoadError;
 use crate::state::{ConfigError, StoreError};
 use membrane_manifest::ManifestError;
 use membrane_registry::SignatureError;

@@ -6,7 +6,7 @@ use super::AppError;
 use super::check::{self, Checked, Report};
 use crate::cache::CompileCache;
 use crate::engine::MembraneEngine;
-use crate::load::{ComponentFile, Origin};
+use crate::file::{ComponentFile, Origin};
 use crate::wit_compat::ComponentWit;
 use membrane_manifest::{AppSpec, ComponentSpec};
 use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
