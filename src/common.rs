@@ -300,11 +300,12 @@ impl RunCommon {
         self.cache.cache()
     }
 
-    pub fn engine_settings(&self, limits: &Limits) -> EngineSettings {
+    pub fn engine_settings(&self, limits: &Limits, component_model_async: bool) -> EngineSettings {
         EngineSettings {
             fuel: limits.fuel.is_some(),
             max_wasm_stack: limits.wasm_stack.bytes() as usize,
             pooling: None,
+            component_model_async,
         }
     }
 

@@ -29,6 +29,9 @@ pub const SIGNATURE: u8 = 90;
 pub const REGISTRY: u8 = 91;
 /// `membrane chaos`: the experiment refuted its hypothesis.
 pub const HYPOTHESIS_REFUTED: u8 = 92;
+/// A valid component that uses something membrane does not support yet (a WASI 0.3
+/// component in an app, a component-model feature wasmtime 48 lacks).
+pub const NOT_SUPPORTED: u8 = 93;
 
 /// The table printed under `membrane run --help`.
 pub const HELP: &str = "\
@@ -48,7 +51,9 @@ Exit status:
   89  (status, swap, rollback, restart) the admin API refused the change
   90  a signature is missing, untrusted or does not match (trusted_keys)
   91  a registry or membrane's store cannot provide an oci:// component
-  92  (chaos) the experiment refuted its hypothesis";
+  92  (chaos) the experiment refuted its hypothesis
+  93  the component uses what membrane does not support yet (a WASI 0.3 component in an
+      app or `serve`; a component-model feature wasmtime 48 lacks)";
 
 pub fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
@@ -89,6 +94,7 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 LoadError::NotWasm { .. } => NOT_WASM,
                 LoadError::CoreModule { .. } => CORE_MODULE,
                 LoadError::Invalid { .. } => INVALID_COMPONENT,
+                LoadError::WasiP3 { .. } | LoadError::Unsupported { .. } => NOT_SUPPORTED,
                 LoadError::Registry(_) => REGISTRY,
             };
         }

@@ -38,8 +38,10 @@ impl RunCommand {
         let audit = self.common.audit(None)?;
         let file =
             ComponentFile::open(&self.component, &self.common.registry.sources(self.common.state.data_dir.clone()))?;
-        let engine = MembraneEngine::new(self.common.engine_settings(&limits))?;
-        let (component, outcome) = file.compile(engine.engine(), &self.common.cache())?;
+        // A WASI 0.3 component gets an engine with the component-model async ABI; a 0.2
+        // one keeps the faster engine without it.
+        let engine = MembraneEngine::new(self.common.engine_settings(&limits, file.wasi_p3))?;
+        let (component, outcome) = file.compile(&engine, &self.common.cache())?;
         tracing::debug!(component = %file.name, cache = ?outcome, "compiled");
 
         let mut argv = vec![file.path.file_name().map_or(file.name.clone(), |n| n.to_string_lossy().into_owned())];

@@ -49,10 +49,15 @@ pub fn of_import(import: &str) -> Capability {
             reason: "a bare function or instance import; only interfaces are linked".into(),
         };
     };
-    if package.starts_with("wasi:") && !version.starts_with("0.2.") {
+    if package.starts_with("wasi:") && version.starts_with("0.3.") {
+        if let Some(reason) = unsupported_p3(package, interface, version) {
+            return Capability::Unsatisfied { reason };
+        }
+    } else if package.starts_with("wasi:") && !version.starts_with("0.2.") {
         return Capability::Unsatisfied {
             reason: format!(
-                "membrane links WASI 0.2 (0.2.0 to 0.2.x); this component wants version {}",
+                "membrane links WASI 0.2 (0.2.0 to 0.2.x) and WASI 0.3.0 (for `membrane run`); \
+                 this component wants version {}",
                 if version.is_empty() { "(none)" } else { version }
             ),
         };
@@ -85,7 +90,9 @@ pub fn of_import(import: &str) -> Capability {
         ("wasi:sockets", "ip-name-lookup") => {
             Grant { what: "DNS lookups", flag: "--allow-dns", key: "grants.allow_dns" }
         }
-        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network") => {
+        ("wasi:cli", "types") => Always { what: "standard stream error codes" },
+        // WASI 0.3 has one interface for TCP and UDP sockets; UDP stays refused in it too.
+        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network" | "types") => {
             Grant { what: "TCP connections", flag: "--allow-tcp", key: "grants.allow_tcp" }
         }
         ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
@@ -104,6 +111,33 @@ pub fn of_import(import: &str) -> Capability {
                      link it to a component that exports it with a [[link]] in membrane.toml"
                 .into(),
         },
+    }
+}
+
+/// Why membrane cannot link WASI 0.3 interface `package/interface@version`, when it cannot:
+/// the interfaces wasmtime-wasi 48 implements are linked for `membrane run`; the rest are
+/// named here with what to do instead.
+fn unsupported_p3(package: &str, interface: &str, version: &str) -> Option<String> {
+    let name = format!("{package}/{interface}@{version}");
+    if version.contains('-') {
+        return Some(format!(
+            "{name} is a pre-release of WASI 0.3; membrane links the WASI 0.3.0 release; \
+             rebuild the component against WASI 0.3.0"
+        ));
+    }
+    match (package, interface) {
+        ("wasi:cli" | "wasi:filesystem" | "wasi:random", _)
+        | ("wasi:clocks", "types" | "monotonic-clock" | "system-clock")
+        | ("wasi:sockets", "types" | "ip-name-lookup") => None,
+        ("wasi:clocks", "timezone") => Some(format!(
+            "{name} is an unstable WASI 0.3 interface (feature `clocks-timezone`) that wasmtime 48 \
+             does not implement; build the component without it"
+        )),
+        ("wasi:http", _) => Some(format!(
+            "{name}: WASI 0.3 HTTP is not supported by membrane yet (serving wasi:http/handler@0.3.0 \
+             and the outbound wasi:http/client@0.3.0 come later, issue #14); use wasi:http@0.2 for now"
+        )),
+        _ => Some(format!("{name} is not a WASI 0.3 interface that membrane links")),
     }
 }
 
@@ -130,9 +164,26 @@ mod tests {
     }
 
     #[test]
+    fn wasi_p3_imports_map_to_the_same_grants() {
+        assert!(matches!(of_import("wasi:filesystem/preopens@0.3.0"), Capability::Grant { flag: "--dir", .. }));
+        assert!(matches!(of_import("wasi:cli/environment@0.3.0"), Capability::Grant { flag: "--env", .. }));
+        assert!(matches!(of_import("wasi:cli/stdin@0.3.0"), Capability::Grant { flag: "--stdin", .. }));
+        assert!(matches!(of_import("wasi:sockets/types@0.3.0"), Capability::Grant { flag: "--allow-tcp", .. }));
+        assert!(matches!(
+            of_import("wasi:sockets/ip-name-lookup@0.3.0"),
+            Capability::Grant { flag: "--allow-dns", .. }
+        ));
+        assert!(matches!(of_import("wasi:clocks/system-clock@0.3.0"), Capability::Always { .. }));
+        assert!(matches!(of_import("wasi:cli/types@0.3.0"), Capability::Always { .. }));
+    }
+
+    #[test]
     fn unknown_and_future_interfaces_are_unsatisfied() {
         assert!(!of_import("example:markdown/render@0.1.0").is_satisfied());
-        assert!(!of_import("wasi:cli/environment@0.3.0").is_satisfied());
+        assert!(!of_import("wasi:cli/environment@0.4.0").is_satisfied());
+        assert!(!of_import("wasi:cli/environment@0.3.0-rc-2025-09-16").is_satisfied());
+        assert!(!of_import("wasi:clocks/timezone@0.3.0").is_satisfied());
+        assert!(!of_import("wasi:http/client@0.3.0").is_satisfied());
         assert!(!of_import("wasi:keyvalue/store@0.2.0-draft2").is_satisfied());
         assert!(!of_import("wasi:config/store@0.2.0-draft").is_satisfied());
         assert!(!of_import("my-func").is_satisfied());

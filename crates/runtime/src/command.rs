@@ -90,7 +90,11 @@ impl Command<'_> {
         if !missing.is_empty() {
             return Err(RunError::Unsatisfied { component: self.name.to_string(), imports: missing });
         }
-        let pre = wasi_linker(engine).instantiate_pre(self.component).map_err(|e| RunError::Unsatisfied {
+        let mut linker = wasi_linker(engine);
+        if self.engine.settings().component_model_async {
+            crate::p3::add_to_linker(&mut linker).expect("WASI 0.3 links once into a new linker");
+        }
+        let pre = linker.instantiate_pre(self.component).map_err(|e| RunError::Unsatisfied {
             component: self.name.to_string(),
             imports: vec![("an interface".into(), format!("the host's linker refused it: {e:#}"))],
         })?;
@@ -115,10 +119,16 @@ impl Command<'_> {
     }
 }
 
-/// Instantiates `instances`' component in `store` and calls `wasi:cli/run`, within its
-/// wall-clock limit. Returns 0 for success, the guest's own code when it called `exit`, 1
-/// when `run` returned an error.
+/// Instantiates `instances`' component in `store` and calls `wasi:cli/run` (0.3 when the
+/// component exports it and the engine runs WASI 0.3, else 0.2), within its wall-clock
+/// limit. Returns 0 for success, the guest's own code when it called `exit`, 1 when `run`
+/// returned an error.
 pub async fn execute(instances: &Pool, mut store: Store<SandboxState>) -> Result<i32, RunError> {
+    // Only an engine with the component-model async ABI compiles a component that
+    // exports wasi:cli/run@0.3.0, so finding the export is enough.
+    if let Ok(command) = wasmtime_wasi::p3::bindings::CommandPre::new(instances.pre().clone()) {
+        return crate::p3::execute(instances, store, command).await;
+    }
     let name = instances.name();
     let component = instances.pre().component().clone();
     let command = CommandPre::new(instances.pre().clone()).map_err(|_| RunError::NotCommand {

@@ -211,7 +211,7 @@ impl Deployment {
         action: &'static str,
     ) -> Result<Change, DeployError> {
         let (compiled, _) = file
-            .compile(current.engine().engine(), &self.cache)
+            .compile(current.engine(), &self.cache)
             .map_err(|source| DeployError::Invalid { component: component.to_string(), source })?;
         let mut spec = current.spec.clone();
         // The manifest's digest pin named the build it started with; an operator's swap

@@ -24,6 +24,9 @@ pub struct EngineSettings {
     /// copy-on-write memory images), so a fresh instance or a call's fiber stack costs
     /// microseconds; `None` allocates on demand, which suits a single short run.
     pub pooling: Option<Pooling>,
+    /// The component-model async ABI and wasmtime's concurrency support, which WASI 0.3
+    /// components need. Off unless one is loaded: it slows every WASI 0.2 call.
+    pub component_model_async: bool,
 }
 
 /// Sizes of the pooling allocator's slots.
@@ -70,7 +73,7 @@ pub const MAX_TABLES_PER_COMPONENT: u32 = 32;
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { fuel: false, max_wasm_stack: 512 << 10, pooling: None }
+        EngineSettings { fuel: false, max_wasm_stack: 512 << 10, pooling: None, component_model_async: false }
     }
 }
 
@@ -82,7 +85,8 @@ pub struct EngineLacks(pub Vec<String>);
 impl EngineSettings {
     /// What an app needs: fuel counting if any component has a fuel limit, a stack as large
     /// as the largest limit (the stack is engine-wide in wasmtime), and pooled slots for
-    /// `[app] max_instances` instances of the largest memory and table.
+    /// `[app] max_instances` instances of the largest memory and table. No component-model
+    /// async: an app cannot hold a WASI 0.3 component yet, and loading one says so.
     pub fn for_app(spec: &membrane_manifest::AppSpec) -> EngineSettings {
         let components = spec.components.values();
         EngineSettings {
@@ -97,6 +101,7 @@ impl EngineSettings {
                 max_memory: components.clone().map(|c| c.limits.memory.bytes() as usize).max().unwrap_or(0),
                 table_elements: components.map(|c| c.limits.table_elements as usize).max().unwrap_or(0),
             }),
+            component_model_async: false,
         }
     }
 
@@ -106,6 +111,9 @@ impl EngineSettings {
         let mut missing = Vec::new();
         if needed.fuel && !self.fuel {
             missing.push("fuel counting (a component now has a fuel limit)".to_string());
+        }
+        if needed.component_model_async && !self.component_model_async {
+            missing.push("the component-model async ABI (a component is a WASI 0.3 component)".to_string());
         }
         if needed.max_wasm_stack > self.max_wasm_stack {
             missing.push(format!(
@@ -154,10 +162,11 @@ impl MembraneEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            // membrane runs WASI 0.2 components, which call and are called synchronously;
-            // without the component-model-async machinery each call takes wasmtime's
-            // direct fiber path.
-            .concurrency_support(false)
+            // WASI 0.2 components call and are called synchronously; without the
+            // component-model-async machinery each call takes wasmtime's direct fiber
+            // path. Only an engine for a WASI 0.3 component turns it on.
+            .concurrency_support(settings.component_model_async)
+            .wasm_component_model_async(settings.component_model_async)
             .consume_fuel(settings.fuel)
             .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable)
             // The async stack must hold the wasm stack plus room for host frames.

@@ -3,10 +3,10 @@
 //! through the cache.
 
 use crate::cache::{CacheOutcome, CompileCache};
+use crate::engine::MembraneEngine;
 use membrane_registry::{OciRef, RegistryError, Sources};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Why a file could not be loaded as a component. Each names the file and the fix.
@@ -29,6 +29,19 @@ pub enum LoadError {
     CoreModule { path: PathBuf },
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error(
+        "{path} is a WASI 0.3 component (it uses the component-model async ABI or imports or exports \
+         a WASI 0.3 interface); membrane runs WASI 0.3 commands on their own with `membrane run {path}` \
+         today; WASI 0.3 components in apps (`membrane run app.toml`, `membrane serve`, `membrane swap`) \
+         and across links come later (issue #14); until then, build this component for WASI 0.2 \
+         (Rust: `cargo build --target wasm32-wasip2` without wit-bindgen's async exports)"
+    )]
+    WasiP3 { path: PathBuf },
+    #[error(
+        "{path} uses {feature}, which membrane (on wasmtime 48) does not support yet; \
+         build the component without it"
+    )]
+    Unsupported { path: PathBuf, feature: String },
     #[error(transparent)]
     Registry(Box<RegistryError>),
 }
@@ -65,6 +78,9 @@ pub struct ComponentFile {
     pub source_sha256: [u8; 32],
     /// Whether `bytes` is a WASI preview 1 module adapted into a component.
     pub adapted_p1: bool,
+    /// Whether it is a WASI 0.3 component, which needs an engine with the component-model
+    /// async ABI ([`crate::EngineSettings::component_model_async`]).
+    pub wasi_p3: bool,
     pub origin: Origin,
 }
 
@@ -117,6 +133,7 @@ impl ComponentFile {
         }
         // Most files are components as they are: their digest is the file's.
         let sha256 = if !text && !adapted_p1 { source_sha256 } else { Sha256::digest(&bytes).into() };
+        let wasi_p3 = crate::p3::needs_async(&bytes);
         Ok(ComponentFile {
             name,
             path: path.to_owned(),
@@ -124,6 +141,7 @@ impl ComponentFile {
             sha256,
             source_sha256,
             adapted_p1,
+            wasi_p3,
             origin: Origin::File,
         })
     }
@@ -137,11 +155,30 @@ impl ComponentFile {
         hex::encode(self.sha256)
     }
 
-    /// Compiles the component for `engine`, through `cache`.
-    pub fn compile(&self, engine: &Engine, cache: &CompileCache) -> Result<(Component, CacheOutcome), LoadError> {
-        cache
-            .load(engine, &self.bytes, &self.sha256)
-            .map_err(|e| LoadError::Invalid { path: self.path.clone(), reason: format!("{e:#}") })
+    /// Compiles the component for `engine`, through `cache` (whose entries are keyed by the
+    /// engine's settings, so a WASI 0.3 engine's code never mixes with a 0.2 one's). A WASI
+    /// 0.3 component needs an engine with the component-model async ABI, which only
+    /// `membrane run` of the component itself builds today.
+    pub fn compile(
+        &self,
+        engine: &MembraneEngine,
+        cache: &CompileCache,
+    ) -> Result<(Component, CacheOutcome), LoadError> {
+        if self.wasi_p3 && !engine.settings().component_model_async {
+            return Err(LoadError::WasiP3 { path: self.path.clone() });
+        }
+        cache.load(engine.engine(), &self.bytes, &self.sha256).map_err(|e| {
+            let reason = format!("{e:#}");
+            match crate::p3::missing_feature(&reason) {
+                Some(feature)
+                    if !self.wasi_p3 && !engine.settings().component_model_async && feature.contains("async") =>
+                {
+                    LoadError::WasiP3 { path: self.path.clone() }
+                }
+                Some(feature) => LoadError::Unsupported { path: self.path.clone(), feature },
+                None => LoadError::Invalid { path: self.path.clone(), reason },
+            }
+        })
     }
 }
 

@@ -20,6 +20,7 @@ mod inspect;
 mod limits;
 mod link;
 mod outbound;
+mod p3;
 mod pool;
 mod preview1;
 mod routes;

@@ -44,7 +44,7 @@ pub(crate) fn load_components_with(
             let component = if wasmtime::Engine::same(compiled.engine(), engine.engine()) {
                 compiled.clone()
             } else {
-                file.compile(engine.engine(), cache).map_err(load_error)?.0
+                file.compile(engine, cache).map_err(load_error)?.0
             };
             loaded.insert(name.clone(), LoadedComponent { file: file.clone(), component, wit });
             continue;
@@ -61,7 +61,7 @@ pub(crate) fn load_components_with(
             });
         }
         verify_signature(component, &file).map_err(|source| AppError::Signature { component: name.clone(), source })?;
-        let (compiled, _) = file.compile(engine.engine(), cache).map_err(load_error)?;
+        let (compiled, _) = file.compile(engine, cache).map_err(load_error)?;
         let wit = ComponentWit::decode(&file.bytes)
             .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
         loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, wit });

@@ -1,0 +1,189 @@
+//! WASI 0.3 (p3) commands: telling a component that needs the component-model async ABI
+//! from one that does not, linking wasmtime-wasi's WASI 0.3 behind the same grants as 0.2
+//! (one `WasiCtx` serves both), and calling `wasi:cli/run@0.3.0` through the one call path.
+//!
+//! Today only `membrane run` takes a WASI 0.3 component; apps, `serve` and links refuse one
+//! with [`crate::LoadError::WasiP3`] (issue #14 brings them next).
+
+use crate::command::RunError;
+use crate::pool::Pool;
+use crate::sandbox::SandboxState;
+use wasmparser::{
+    CanonicalFunction, CanonicalOption, Chunk, ComponentDefinedType, ComponentType, ComponentTypeDeclaration,
+    InstanceTypeDeclaration, Parser, Payload, PrimitiveValType,
+};
+use wasmtime::Store;
+use wasmtime::component::Linker;
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p3::bindings::CommandPre;
+
+/// Whether the component `bytes` needs an engine with the component-model async ABI: it
+/// imports or exports a WASI 0.3 interface, or it uses async functions, `stream`,
+/// `future`, `error-context` or the async built-ins anywhere.
+///
+/// Hand-written rather than a validation with and without the async features: this reads
+/// only the component-level sections (skipping core modules' code), so it costs little on
+/// every start, including a warm one that never validates. A component this misreads is
+/// not run wrongly: the engine's own validation still refuses it, with the feature named.
+pub fn needs_async(bytes: &[u8]) -> bool {
+    scan(bytes).unwrap_or(false)
+}
+
+fn scan(mut data: &[u8]) -> wasmparser::Result<bool> {
+    let mut parser = Parser::new(0);
+    loop {
+        let (payload, consumed) = match parser.parse(data, true)? {
+            Chunk::Parsed { consumed, payload } => (payload, consumed),
+            Chunk::NeedMoreData(_) => return Ok(false),
+        };
+        data = &data[consumed..];
+        let found = match payload {
+            // The outer parser has stepped over the nested binary's header only.
+            Payload::ModuleSection { unchecked_range, .. } => {
+                data = &data[unchecked_range.len()..];
+                false
+            }
+            Payload::ComponentSection { unchecked_range, .. } => {
+                let (nested, rest) = data.split_at(unchecked_range.len());
+                data = rest;
+                scan(nested)?
+            }
+            Payload::ComponentImportSection(reader) => {
+                reader.into_iter().any(|i| i.is_ok_and(|i| is_wasi_p3(i.name.name)))
+            }
+            Payload::ComponentExportSection(reader) => {
+                reader.into_iter().any(|e| e.is_ok_and(|e| is_wasi_p3(e.name.name)))
+            }
+            Payload::ComponentTypeSection(reader) => reader.into_iter().any(|t| t.is_ok_and(|t| type_is_async(&t))),
+            Payload::ComponentCanonicalSection(reader) => {
+                reader.into_iter().any(|f| f.is_ok_and(|f| canon_is_async(&f)))
+            }
+            Payload::End(_) => return Ok(false),
+            _ => false,
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+}
+
+/// `wasi:cli/run@0.3.0` and every other WASI 0.3 interface (its release candidates too).
+fn is_wasi_p3(name: &str) -> bool {
+    name.starts_with("wasi:") && name.split_once('@').is_some_and(|(_, version)| version.starts_with("0.3."))
+}
+
+fn type_is_async(ty: &ComponentType<'_>) -> bool {
+    match ty {
+        ComponentType::Defined(
+            ComponentDefinedType::Stream(_)
+            | ComponentDefinedType::Future(_)
+            | ComponentDefinedType::Primitive(PrimitiveValType::ErrorContext),
+        ) => true,
+        ComponentType::Func(func) => func.async_,
+        ComponentType::Component(decls) => decls.iter().any(|d| match d {
+            ComponentTypeDeclaration::Type(t) => type_is_async(t),
+            ComponentTypeDeclaration::Import(i) => is_wasi_p3(i.name.name),
+            ComponentTypeDeclaration::Export { name, .. } => is_wasi_p3(name.name),
+            _ => false,
+        }),
+        ComponentType::Instance(decls) => decls.iter().any(|d| match d {
+            InstanceTypeDeclaration::Type(t) => type_is_async(t),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// Lifting and lowering with the async option, and every built-in of the async ABI.
+fn canon_is_async(func: &CanonicalFunction) -> bool {
+    let has_async = |options: &[CanonicalOption]| {
+        options.iter().any(|o| matches!(o, CanonicalOption::Async | CanonicalOption::Callback(_)))
+    };
+    match func {
+        CanonicalFunction::Lift { options, .. } | CanonicalFunction::Lower { options, .. } => has_async(options),
+        CanonicalFunction::ResourceNew { .. }
+        | CanonicalFunction::ResourceDrop { .. }
+        | CanonicalFunction::ResourceRep { .. } => false,
+        _ => true,
+    }
+}
+
+/// Adds WASI 0.3 to `linker`, beside WASI 0.2 (a Rust guest's std still imports 0.2), on
+/// the same `WasiCtx`: the grants, the socket address check and its audit are shared.
+/// (WASI 0.3's `exit-with-code` is stable and linked; `wasi:clocks/timezone`, unstable,
+/// has no implementation in wasmtime-wasi 48 and stays unlinked: see `capability`.)
+pub(crate) fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p3::add_to_linker(linker)
+}
+
+/// Instantiates the WASI 0.3 command and calls `wasi:cli/run@0.3.0` in a concurrent
+/// scope, through [`Pool::enter`] like a 0.2 command: the same CPU, fuel, memory and
+/// wall-clock limits, fault reports, audit and exit statuses.
+pub(crate) async fn execute(
+    pool: &Pool,
+    mut store: Store<SandboxState>,
+    command: CommandPre<SandboxState>,
+) -> Result<i32, RunError> {
+    // The handles of the async ABI's tasks, streams and futures live in the store's own
+    // table; they are bounded like the host's.
+    let max = pool.limits.host_resources as usize;
+    if let Some(table) = store.concurrent_resource_table() {
+        table.set_max_capacity(max);
+    }
+    let limit = pool.limits.timeout.map(|t| t.std());
+    let status = pool
+        .enter(&mut store, limit, async |store| {
+            let instance = command.instantiate_async(&mut *store).await?;
+            let run = store.run_concurrent(async |accessor| instance.wasi_cli_run().call_run(accessor).await).await;
+            match run.and_then(|result| result) {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(())) => Ok(1),
+                Err(error) => match error.downcast_ref::<I32Exit>() {
+                    Some(exit) => Ok(exit.0),
+                    None => Err(error),
+                },
+            }
+        })
+        .await?;
+    Ok(status)
+}
+
+/// The component-model feature named in wasmtime's refusal of a component whose binary
+/// uses one this engine does not enable, such as `error-context` or stackful async.
+pub(crate) fn missing_feature(error: &str) -> Option<String> {
+    let at = error.find(" requires the component model ")?;
+    let what = error[..at].rsplit(": ").next().unwrap_or_default();
+    let feature = error[at + " requires the component model ".len()..].split(" feature").next()?;
+    Some(format!("{what} (the component model {feature} feature)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasi_p3_names_are_told_from_p2_ones() {
+        assert!(is_wasi_p3("wasi:cli/run@0.3.0"));
+        assert!(is_wasi_p3("wasi:clocks/timezone@0.3.0-rc-2025-09-16"));
+        assert!(!is_wasi_p3("wasi:cli/run@0.2.6"));
+        assert!(!is_wasi_p3("example:x/y@0.3.0"));
+    }
+
+    #[test]
+    fn a_p2_component_does_not_need_async() {
+        let p2 = wat::parse_str(r#"(component (import "wasi:cli/stdout@0.2.0" (instance)))"#).unwrap();
+        assert!(!needs_async(&p2));
+        let p3 = wat::parse_str(r#"(component (import "wasi:cli/stdout@0.3.0" (instance)))"#).unwrap();
+        assert!(needs_async(&p3));
+        let stream = wat::parse_str(r#"(component (type (stream u8)))"#).unwrap();
+        assert!(needs_async(&stream));
+    }
+
+    #[test]
+    fn the_missing_feature_is_named() {
+        let error = "failed to parse WebAssembly module: `error-context` requires the component model \
+                     error-context feature (at offset 0xb3)";
+        assert_eq!(missing_feature(error).unwrap(), "`error-context` (the component model error-context feature)");
+        assert_eq!(missing_feature("something else"), None);
+    }
+}
