@@ -38,3 +38,6 @@ mod registry;
 mod signatures;
 // WASI preview 1 command modules, adapted and run behind the same membrane.
 mod preview1;
+// WASI 0.3 commands under `membrane run`: the same grants, limits and exit statuses as
+// WASI 0.2; apps and serve refuse them by name.
+mod p3;

@@ -151,10 +151,15 @@ pub(crate) async fn execute(
 /// The component-model feature named in wasmtime's refusal of a component whose binary
 /// uses one this engine does not enable, such as `error-context` or stackful async.
 pub(crate) fn missing_feature(error: &str) -> Option<String> {
-    let at = error.find(" requires the component model ")?;
-    let what = error[..at].rsplit(": ").next().unwrap_or_default();
-    let feature = error[at + " requires the component model ".len()..].split(" feature").next()?;
-    Some(format!("{what} (the component model {feature} feature)"))
+    const NEEDS: &str = "requires the component model ";
+    let at = error.find(NEEDS)?;
+    let feature = error[at + NEEDS.len()..].split(" feature").next()?;
+    // wasmparser names the construct first when it can: "`stream` requires ...".
+    let what = error[..at].trim_end().rsplit(": ").next().unwrap_or_default();
+    Some(match what.starts_with('`') {
+        true => format!("{what} (the component model {feature} feature)"),
+        false => format!("the component model {feature} feature"),
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +189,8 @@ mod tests {
         let error = "failed to parse WebAssembly module: `error-context` requires the component model \
                      error-context feature (at offset 0xb3)";
         assert_eq!(missing_feature(error).unwrap(), "`error-context` (the component model error-context feature)");
+        let error = "failed to parse WebAssembly module: requires the component model async stackful feature";
+        assert_eq!(missing_feature(error).unwrap(), "the component model async stackful feature");
         assert_eq!(missing_feature("something else"), None);
     }
 }
