@@ -114,6 +114,25 @@ fn a_wasi_p3_socket_needs_a_grant_and_every_denial_is_audited() {
 }
 
 #[test]
+fn a_wasi_p3_guest_holds_no_more_sockets_than_its_limit_and_refusals_are_audited() {
+    let audit = tempfile::tempdir().unwrap();
+    let log = audit.path().join("audit.jsonl");
+    let log_flag = log.to_str().unwrap();
+    assert_eq!(
+        probe_line(&["--audit-log", log_flag], &["sockets", "3"]),
+        "created 0 then error ErrorCode::AccessDenied"
+    );
+    assert!(fs::read_to_string(&log).unwrap().contains("no grants.allow_tcp: a socket needs a TCP grant"));
+    let flags = ["--allow-tcp", "127.0.0.1:1", "--max-sockets", "2", "--audit-log", log_flag];
+    assert_eq!(
+        probe_line(&flags, &["sockets", "5"]),
+        r#"created 2 then error ErrorCode::Other(Some("new-socket-limit"))"#
+    );
+    assert!(fs::read_to_string(&log).unwrap().contains("the instance holds 2 sockets"));
+    assert_eq!(probe_line(&["--allow-tcp", "127.0.0.1:1"], &["sockets", "5"]), "created 5");
+}
+
+#[test]
 fn limits_stop_a_wasi_p3_command_with_the_p2_fault_reports() {
     probe(&["--fuel", "5000000"], &["spin"]).assert_code(OUT_OF_FUEL).assert_stderr_has("out of fuel");
     probe(&["--cpu-time", "200ms"], &["spin"])

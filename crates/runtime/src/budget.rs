@@ -13,7 +13,9 @@ use membrane_manifest::{ByteSize, Limits};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::TcpSocket;
+// WASI 0.3's socket resource is wasmtime-wasi's shared socket, not 0.2's wrapper of it.
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+use wasmtime_wasi::sockets::TcpSocket as P3TcpSocket;
 use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
 
@@ -85,7 +87,9 @@ impl HostBudget {
     pub(crate) fn refuse_socket(&mut self, table: &mut ResourceTable) -> Option<ErrorCode> {
         let (code, why) = if !self.tcp_granted {
             (ErrorCode::AccessDenied, "no grants.allow_tcp: a socket needs a TCP grant".to_string())
-        } else if table.iter_mut().filter(|entry| entry.is::<TcpSocket>()).count() >= self.sockets {
+        } else if table.iter_mut().filter(|entry| entry.is::<TcpSocket>() || entry.is::<P3TcpSocket>()).count()
+            >= self.sockets
+        {
             (
                 ErrorCode::NewSocketLimit,
                 format!("the instance holds {} sockets, its limits.sockets (--max-sockets)", self.sockets),

@@ -12,10 +12,16 @@ use wasmparser::{
     CanonicalFunction, CanonicalOption, Chunk, ComponentDefinedType, ComponentType, ComponentTypeDeclaration,
     InstanceTypeDeclaration, Parser, Payload, PrimitiveValType,
 };
-use wasmtime::Store;
 use wasmtime::component::Linker;
+use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode as P2ErrorCode;
 use wasmtime_wasi::p3::bindings::CommandPre;
+use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, IpAddressFamily};
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
+
+/// The WASI 0.3 sockets interface wasmtime-wasi 48 defines.
+const SOCKET_TYPES: &str = "wasi:sockets/types@0.3.0";
 
 /// Whether the component `bytes` needs an engine with the component-model async ABI: it
 /// imports or exports a WASI 0.3 interface, or it uses async functions, `stream`,
@@ -113,7 +119,35 @@ fn canon_is_async(func: &CanonicalFunction) -> bool {
 /// (WASI 0.3's `exit-with-code` is stable and linked; `wasi:clocks/timezone`, unstable,
 /// has no implementation in wasmtime-wasi 48 and stays unlinked: see `capability`.)
 pub(crate) fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p3::add_to_linker(linker)
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    add_budgeted_socket(linker)
+}
+
+/// wasmtime's WASI 0.3 TCP socket creation, replaced (as `budgeted_wasi` does for 0.2) by
+/// one that asks the instance's budget first: otherwise a 0.3 guest's sockets would escape
+/// `limits.sockets`, and a creation refused for want of a grant would go unaudited.
+fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.instance(SOCKET_TYPES)?.func_wrap(
+        "[static]tcp-socket.create",
+        |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
+            let state = store.data_mut();
+            if let Some(code) = state.budget.refuse_socket(&mut state.table) {
+                let code = match code {
+                    P2ErrorCode::AccessDenied => ErrorCode::AccessDenied,
+                    // WASI 0.3 dropped 0.2's `new-socket-limit`; the text keeps its name.
+                    _ => ErrorCode::Other(Some("new-socket-limit".into())),
+                };
+                return Ok((Err(code),));
+            }
+            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            match HostTcpSocket::create(&mut view, family) {
+                Ok(socket) => Ok((Ok(socket),)),
+                // An error code for the guest, or a trap.
+                Err(error) => Ok((Err(error.downcast()?),)),
+            }
+        },
+    )
 }
 
 /// Instantiates the WASI 0.3 command and calls `wasi:cli/run@0.3.0` in a concurrent

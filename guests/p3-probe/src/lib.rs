@@ -44,6 +44,7 @@ impl Guest for Probe {
                 let bytes = data.collect().await;
                 print(format!("stdin: {}\n", String::from_utf8_lossy(&bytes))).await
             }
+            "sockets" => print(format!("{}\n", sockets(arg(2).parse().unwrap_or(1)))).await,
             "spin" => spin(),
             "alloc" => {
                 let mib: usize = arg(2).parse().unwrap_or(1);
@@ -146,6 +147,18 @@ async fn connect(addr: &str) -> String {
         Ok(()) => "ok connected".into(),
         Err(e) => format!("error connect {e:?}"),
     }
+}
+
+/// Creates up to `n` TCP sockets, holding them all, and says how many it got.
+fn sockets(n: usize) -> String {
+    let mut held = Vec::new();
+    while held.len() < n {
+        match TcpSocket::create(IpAddressFamily::Ipv4) {
+            Ok(socket) => held.push(socket),
+            Err(e) => return format!("created {} then error {e:?}", held.len()),
+        }
+    }
+    format!("created {}", held.len())
 }
 
 /// Burns CPU until the host stops it; the loop never calls the host.
