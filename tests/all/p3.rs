@@ -8,6 +8,7 @@ const OUT_OF_FUEL: i32 = 81;
 const CPU_TIME: i32 = 82;
 const TIMEOUT: i32 = 83;
 const MEMORY_LIMIT: i32 = 84;
+const STACK_OVERFLOW: i32 = 85;
 const NOT_SUPPORTED: i32 = 93;
 
 /// `membrane run [flags] p3-probe <args...>`.
@@ -141,6 +142,10 @@ fn limits_stop_a_wasi_p3_command_with_the_p2_fault_reports() {
     probe(&["--timeout", "300ms"], &["spin"]).assert_code(TIMEOUT).assert_stderr_has("300ms wall-clock limit");
     probe(&["--max-memory", "16MiB"], &["alloc", "64"]).assert_code(MEMORY_LIMIT).assert_stderr_has("memory limit");
     probe(&["--max-memory", "64MiB"], &["alloc", "16"]).assert_code(0).assert_stdout_has("allocated 16 MiB");
+    probe(&["--max-wasm-stack", "256KiB"], &["recurse"])
+        .assert_code(STACK_OVERFLOW)
+        .assert_stderr_has("stack overflow")
+        .assert_stderr_has("descend");
 }
 
 #[test]

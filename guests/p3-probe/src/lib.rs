@@ -46,6 +46,7 @@ impl Guest for Probe {
             }
             "sockets" => print(format!("{}\n", sockets(arg(2).parse().unwrap_or(1)))).await,
             "spin" => spin(),
+            "recurse" => print(format!("depth {}\n", descend(0))).await,
             "alloc" => {
                 let mib: usize = arg(2).parse().unwrap_or(1);
                 let block = vec![1u8; mib << 20];
@@ -159,6 +160,12 @@ fn sockets(n: usize) -> String {
         }
     }
     format!("created {}", held.len())
+}
+
+/// Recurses without end; the host's stack limit stops it.
+fn descend(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 16]);
+    descend(frame[depth as usize % 16] + 1) + 1
 }
 
 /// Burns CPU until the host stops it; the loop never calls the host.
