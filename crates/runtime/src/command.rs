@@ -139,15 +139,21 @@ pub async fn execute(instances: &Pool, mut store: Store<SandboxState>) -> Result
     let status = instances
         .enter(&mut store, limit, async |store| {
             let instance = command.instantiate_async(&mut *store).await?;
-            match instance.wasi_cli_run().call_run(&mut *store).await {
-                Ok(Ok(())) => Ok(0),
-                Ok(Err(())) => Ok(1),
-                Err(error) => match error.downcast_ref::<I32Exit>() {
-                    Some(exit) => Ok(exit.0),
-                    None => Err(error),
-                },
-            }
+            exit_status(instance.wasi_cli_run().call_run(&mut *store).await)
         })
         .await?;
     Ok(status)
+}
+
+/// The status of a `wasi:cli/run` call (of either WASI version): 0 for success, 1 when it
+/// returned an error, the guest's own code when it called `exit`; a trap stays an error.
+pub(crate) fn exit_status(run: wasmtime::Result<Result<(), ()>>) -> wasmtime::Result<i32> {
+    match run {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(())) => Ok(1),
+        Err(error) => match error.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(error),
+        },
+    }
 }

@@ -235,3 +235,22 @@ impl Ticker {
         ticker
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_engine_for_wasi_p3_has_component_model_async() {
+        let p2 = EngineSettings::default();
+        let p3 = EngineSettings { component_model_async: true, ..EngineSettings::default() };
+        assert!(!p2.component_model_async);
+        assert!(p3.covers(&p2).is_ok());
+        let lacks = p2.covers(&p3).unwrap_err();
+        assert!(lacks.to_string().contains("component-model async"), "{lacks}");
+        // A WASI 0.3 component compiles on the engine built for it, and on no other.
+        let stream = wat::parse_str("(component (type (stream u8)))").unwrap();
+        assert!(wasmtime::component::Component::new(MembraneEngine::new(p3).unwrap().engine(), &stream).is_ok());
+        assert!(wasmtime::component::Component::new(MembraneEngine::new(p2).unwrap().engine(), &stream).is_err());
+    }
+}

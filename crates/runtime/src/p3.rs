@@ -14,7 +14,6 @@ use wasmparser::{
 };
 use wasmtime::component::Linker;
 use wasmtime::{Store, StoreContextMut};
-use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode as P2ErrorCode;
 use wasmtime_wasi::p3::bindings::CommandPre;
 use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, IpAddressFamily};
@@ -169,14 +168,7 @@ pub(crate) async fn execute(
         .enter(&mut store, limit, async |store| {
             let instance = command.instantiate_async(&mut *store).await?;
             let run = store.run_concurrent(async |accessor| instance.wasi_cli_run().call_run(accessor).await).await;
-            match run.and_then(|result| result) {
-                Ok(Ok(())) => Ok(0),
-                Ok(Err(())) => Ok(1),
-                Err(error) => match error.downcast_ref::<I32Exit>() {
-                    Some(exit) => Ok(exit.0),
-                    None => Err(error),
-                },
-            }
+            crate::command::exit_status(run.and_then(|result| result))
         })
         .await?;
     Ok(status)
