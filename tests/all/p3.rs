@@ -155,7 +155,7 @@ fn an_app_or_serve_with_a_wasi_p3_component_is_refused_with_what_works_today() {
     out.assert_code(NOT_SUPPORTED)
         .assert_stderr_has("is a WASI 0.3 component")
         .assert_stderr_has("membrane run")
-        .assert_stderr_has("come later");
+        .assert_stderr_has("in apps, `serve`, `swap` and links later");
     assert!(!out.stderr.contains("not a valid component"), "{}", out.stderr);
     let out = membrane_with(["serve", "--listen", "127.0.0.1:0", guests::P3_PROBE]);
     out.assert_code(NOT_SUPPORTED).assert_stderr_has("is a WASI 0.3 component");

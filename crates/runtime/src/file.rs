@@ -30,11 +30,9 @@ pub enum LoadError {
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error(
-        "{path} is a WASI 0.3 component (it uses the component-model async ABI or imports or exports \
-         a WASI 0.3 interface); membrane runs WASI 0.3 commands on their own with `membrane run {path}` \
-         today; WASI 0.3 components in apps (`membrane run app.toml`, `membrane serve`, `membrane swap`) \
-         and across links come later (issue #14); until then, build this component for WASI 0.2 \
-         (Rust: `cargo build --target wasm32-wasip2` without wit-bindgen's async exports)"
+        "{path} is a WASI 0.3 component; membrane runs WASI 0.3 commands on their own \
+         (`membrane run {path}`) today, and WASI 0.3 components in apps, `serve`, `swap` and \
+         links later (issue #14); to use it in an app now, build it for WASI 0.2"
     )]
     WasiP3 { path: PathBuf },
     #[error(
