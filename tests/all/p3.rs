@@ -211,3 +211,15 @@ fn inspect_shows_wasi_p3_imports_with_their_grants() {
         .assert_stdout_has("wasi:filesystem/preopens@0.3.0  -> --dir")
         .assert_stdout_has("wasi:sockets/types@0.3.0        -> --allow-tcp");
 }
+
+#[test]
+fn a_component_cut_short_inside_a_nested_module_is_invalid_not_a_crash() {
+    // A component header, then a module section that claims 100 bytes and has 3: the
+    // WASI 0.3 detection must stop there and leave the verdict to validation.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.wasm");
+    fs::write(&path, b"\0asm\x0d\x00\x01\x00\x01\x64\x00\x01\x02").unwrap();
+    let out = membrane_with(["run", path.to_str().unwrap()]);
+    out.assert_code(74).assert_stderr_has("is not a valid component");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

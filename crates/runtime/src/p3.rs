@@ -44,12 +44,19 @@ fn scan(mut data: &[u8]) -> wasmparser::Result<bool> {
         data = &data[consumed..];
         let found = match payload {
             // The outer parser has stepped over the nested binary's header only.
-            Payload::ModuleSection { unchecked_range, .. } => {
-                data = &data[unchecked_range.len()..];
-                false
-            }
+            // A truncated file may claim more than is left: it is not read further here, and
+            // the engine's validation says what is wrong with it.
+            Payload::ModuleSection { unchecked_range, .. } => match data.get(unchecked_range.len()..) {
+                Some(rest) => {
+                    data = rest;
+                    false
+                }
+                None => return Ok(false),
+            },
             Payload::ComponentSection { unchecked_range, .. } => {
-                let (nested, rest) = data.split_at(unchecked_range.len());
+                let Some((nested, rest)) = data.split_at_checked(unchecked_range.len()) else {
+                    return Ok(false);
+                };
                 data = rest;
                 scan(nested)?
             }
@@ -208,6 +215,17 @@ mod tests {
         assert!(needs_async(&p3));
         let stream = wat::parse_str(r#"(component (type (stream u8)))"#).unwrap();
         assert!(needs_async(&stream));
+    }
+
+    #[test]
+    fn a_truncated_nested_module_or_component_is_not_read_past_its_end() {
+        let header = wat::parse_str("(component)").unwrap();
+        for section in [1u8, 4] {
+            // A section that says 100 bytes follow, then three.
+            let mut bytes = header.clone();
+            bytes.extend([section, 100, 0, 1, 2]);
+            assert!(!needs_async(&bytes));
+        }
     }
 
     #[test]
