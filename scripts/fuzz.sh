@@ -23,7 +23,7 @@ export RUSTC_BOOTSTRAP=1
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest outbound link_values)
+  targets=(manifest outbound link_values component_file)
 fi
 
 cd fuzz

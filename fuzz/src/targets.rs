@@ -121,3 +121,15 @@ pub fn link_values(data: &[u8]) {
     let back = runtime().block_on(app.round_trip(value.clone())).unwrap_or_else(|e| panic!("{ty:?} {value:?}: {e}"));
     assert_eq!(back, value, "{ty:?}");
 }
+
+/// Any bytes as a component file: reading one never panics (the WASI 0.3 detection reads
+/// an untrusted binary before anything validates it), and a component read again from
+/// its own bytes is told the same way, WASI 0.3 or not.
+pub fn component_file(data: &[u8]) {
+    let path = Path::new("fuzz/component.wasm");
+    if let Ok(file) = membrane_runtime::ComponentFile::from_bytes("fuzz".into(), path, data.to_vec()) {
+        let again = membrane_runtime::ComponentFile::from_bytes("fuzz".into(), path, file.bytes.clone())
+            .expect("a component's own bytes read as a component");
+        assert_eq!(again.wasi_p3, file.wasi_p3);
+    }
+}

@@ -110,3 +110,8 @@ fn outbound() {
 fn link_values() {
     brief("link_values", membrane_fuzz::targets::link_values);
 }
+
+#[test]
+fn component_file() {
+    brief("component_file", membrane_fuzz::targets::component_file);
+}
