@@ -59,6 +59,17 @@ pub struct SandboxState {
 }
 
 impl SandboxState {
+    /// Makes this store's calls part of the trace `cx` leads (the request's span, or the
+    /// link call's): outbound requests and calls across links become its children.
+    pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) {
+        self.outbound.trace = cx;
+    }
+
+    /// The trace context this store's calls run in, if tracing is on.
+    pub fn trace(&self) -> Option<&membrane_telemetry::Context> {
+        self.outbound.trace.as_ref()
+    }
+
     /// The component's view of key-value state, for the wasi:keyvalue host.
     pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
         KeyValueHost::new(&self.state.keyvalue, &mut self.table)
