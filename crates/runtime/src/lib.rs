@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod limits;
 pub mod link;
 pub mod load;
+mod net;
 pub mod outbound;
 pub mod pool;
 pub mod preview1;

@@ -315,6 +315,7 @@ impl App {
                         stats.clone(),
                     )),
                     config: Arc::new(configs[name].to_wasi()),
+                    stats: stats.clone(),
                 },
                 stats,
                 slots.remove(name),
