@@ -80,6 +80,35 @@ fn a_guest_tcp_echo_server_on_a_granted_port_answers_a_host_client() {
 }
 
 #[test]
+fn accepted_connections_count_against_the_socket_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut child = membrane()
+        .args(["run", "--audit-log", log.to_str().unwrap(), "--allow-tcp-bind", "127.0.0.1:0"])
+        .args(["--max-sockets", "3", guests::NET_PROBE, "--", "accept-all", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+    // The listener and two connections fill three sockets; a third client waits unaccepted.
+    let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.trim().starts_with("ok: accepted 2; then"), "{rest}");
+    let events = audited(&log);
+    assert!(
+        events.iter().any(|(e, w, o)| e == "denied" && w == "accept" && o.contains("limits.sockets")),
+        "{events:?}"
+    );
+    drop(clients);
+}
+
+#[test]
 fn binding_outside_the_grant_is_denied_and_audited_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");

@@ -1,6 +1,7 @@
 //! Tries one network operation and prints `ok: …` or `denied: <kind>: <message>`:
 //! `connect HOST:PORT` (TCP), `lookup NAME` (DNS through wasi:sockets/ip-name-lookup),
 //! `tcp-echo ADDR` (listen on ADDR, print `listening on ADDR`, echo one connection),
+//! `accept-all ADDR` (listen, then accept and hold connections until an accept fails),
 //! `udp-ask PEER` (send `ping` from an ephemeral port, print the reply), `udp-bind ADDR`,
 //! `create tcp|udp` (one socket, with its WASI error code) and `flood tcp|udp` (sockets
 //! until the host refuses one).
@@ -26,6 +27,7 @@ fn main() {
             format!("resolved {target} to {}", ips.join(","))
         }),
         "tcp-echo" => tcp_echo(target),
+        "accept-all" => accept_all(target),
         "udp-ask" => udp_ask(target),
         "udp-bind" => UdpSocket::bind(target).map(|s| format!("bound {}", s.local_addr().unwrap())),
         "create" => Ok(match create(target) {
@@ -61,6 +63,21 @@ fn tcp_echo(addr: &str) -> std::io::Result<String> {
         echoed += n;
     }
     Ok(format!("echoed {echoed} bytes to {peer}"))
+}
+
+/// Listens on `addr`, says where, and accepts connections, holding each, until an accept
+/// fails.
+fn accept_all(addr: &str) -> std::io::Result<String> {
+    let listener = TcpListener::bind(addr)?;
+    println!("listening on {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let mut held = Vec::new();
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => held.push(conn),
+            Err(e) => return Ok(format!("accepted {}; then {e}", held.len())),
+        }
+    }
 }
 
 /// Sends `ping` to `peer` and waits for one reply.
