@@ -7,7 +7,7 @@ use crate::util::{Served, TestApp, guests, membrane, membrane_with};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, ChildStdout, Stdio};
 use std::time::Duration;
 
 /// `membrane run --audit-log LOG [flags] net-probe <op> <target>`: the probe's last line.
@@ -38,13 +38,13 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn a_guest_tcp_echo_server_on_a_granted_port_answers_a_host_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+/// `net-probe <op> 127.0.0.1:0` granted that bind, started: the process, its output after
+/// the `listening on ADDR` line, and ADDR.
+fn listening(log: &Path, flags: &[&str], op: &str) -> (Child, BufReader<ChildStdout>, SocketAddr) {
     let mut child = membrane()
         .args(["run", "--audit-log", log.to_str().unwrap(), "--allow-tcp-bind", "127.0.0.1:0"])
-        .args([guests::NET_PROBE, "--", "tcp-echo", "127.0.0.1:0"])
+        .args(flags)
+        .args([guests::NET_PROBE, "--", op, "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -52,12 +52,20 @@ fn a_guest_tcp_echo_server_on_a_granted_port_answers_a_host_client() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
+    let addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("no listening line: {line:?}"))
         .parse()
         .unwrap();
+    (child, stdout, addr)
+}
+
+#[test]
+fn a_guest_tcp_echo_server_on_a_granted_port_answers_a_host_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (mut child, mut stdout, addr) = listening(&log, &[], "tcp-echo");
 
     let mut client = TcpStream::connect(addr).unwrap();
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -83,17 +91,7 @@ fn a_guest_tcp_echo_server_on_a_granted_port_answers_a_host_client() {
 fn accepted_connections_count_against_the_socket_limit() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
-    let mut child = membrane()
-        .args(["run", "--audit-log", log.to_str().unwrap(), "--allow-tcp-bind", "127.0.0.1:0"])
-        .args(["--max-sockets", "3", guests::NET_PROBE, "--", "accept-all", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+    let (mut child, mut stdout, addr) = listening(&log, &["--max-sockets", "3"], "accept-all");
     // The listener and two connections fill three sockets; a third client waits unaccepted.
     let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let mut rest = String::new();
