@@ -9,6 +9,8 @@ mod util;
 
 // `membrane run`: each grant works when given and is denied when not.
 mod grants;
+// Sockets: TCP listeners and UDP under their grants, denials audited, counters served.
+mod net;
 // `membrane run`: each limit stops its guest with the right error and exit code.
 mod limits;
 // Bad inputs: each gets its message and its exit code.

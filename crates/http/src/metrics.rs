@@ -90,6 +90,21 @@ impl Metrics {
         for (component, stats) in app.stats().components {
             let _ = writeln!(out, "membrane_keyvalue_calls_total{{component={component:?}}} {}", stats.keyvalue_calls);
         }
+        out.push_str(
+            "# HELP membrane_socket_uses_total Socket addresses a component used or was refused, by use \
+             (tcp_bind, tcp_listen, tcp_accept, tcp_connect, udp_bind, udp_send, udp_receive).\n",
+        );
+        out.push_str("# TYPE membrane_socket_uses_total counter\n");
+        for (component, stats) in app.stats().components {
+            for (outcome, counts) in [("granted", &stats.sockets.granted), ("denied", &stats.sockets.denied)] {
+                for (usage, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "membrane_socket_uses_total{{component={component:?},use=\"{usage}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
+        }
         out.push_str("# HELP membrane_traps_total Requests whose handler trapped or hit a limit, by kind.\n");
         out.push_str("# TYPE membrane_traps_total counter\n");
         for ((component, kind), n) in snapshot(&self.traps) {

@@ -75,7 +75,7 @@ pub struct Injection {
     /// Time added to every call through the link.
     #[serde(default)]
     pub latency: Option<Duration>,
-    /// Grants taken from the component: dirs, env, allow_tcp, allow_dns, stdin, outbound_http.
+    /// Grants taken from the component: any of [`DENIABLE`].
     #[serde(default)]
     pub deny: Vec<String>,
     /// Restart the component this often while traffic runs.
@@ -114,7 +114,17 @@ fn default_success() -> f64 {
 }
 
 /// The grants `deny` may name.
-pub const DENIABLE: [&str; 6] = ["dirs", "env", "allow_tcp", "allow_dns", "stdin", "outbound_http"];
+pub const DENIABLE: [&str; 9] = [
+    "dirs",
+    "env",
+    "allow_tcp",
+    "allow_tcp_bind",
+    "allow_udp",
+    "allow_udp_bind",
+    "allow_dns",
+    "stdin",
+    "outbound_http",
+];
 
 /// Takes the grants named in `deny` away from `grants`.
 pub fn deny_grants(grants: &mut Grants, deny: &[String]) {
@@ -123,6 +133,9 @@ pub fn deny_grants(grants: &mut Grants, deny: &[String]) {
             "dirs" => grants.dirs.clear(),
             "env" => grants.env.clear(),
             "allow_tcp" => grants.allow_tcp.clear(),
+            "allow_tcp_bind" => grants.allow_tcp_bind.clear(),
+            "allow_udp" => grants.allow_udp.clear(),
+            "allow_udp_bind" => grants.allow_udp_bind.clear(),
             "allow_dns" => grants.allow_dns = false,
             "stdin" => grants.stdin = false,
             "outbound_http" => grants.outbound_http.clear(),

@@ -69,7 +69,7 @@ pub fn of_import(import: &str) -> Capability {
             };
         }
     }
-    use Capability::{Always, Grant, Refused};
+    use Capability::{Always, Grant};
     match (package, interface) {
         ("wasi:io", _) => Always { what: "streams and polling" },
         ("wasi:clocks", _) => Always { what: "clocks" },
@@ -85,10 +85,19 @@ pub fn of_import(import: &str) -> Capability {
         ("wasi:sockets", "ip-name-lookup") => {
             Grant { what: "DNS lookups", flag: "--allow-dns", key: "grants.allow_dns" }
         }
-        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network") => {
-            Grant { what: "TCP connections", flag: "--allow-tcp", key: "grants.allow_tcp" }
+        ("wasi:sockets", "network" | "instance-network") => {
+            Always { what: "the network handle; each socket still needs its grant" }
         }
-        ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
+        ("wasi:sockets", "tcp" | "tcp-create-socket") => Grant {
+            what: "TCP: outbound connections; binding, listening and accepting",
+            flag: "--allow-tcp; --allow-tcp-bind",
+            key: "grants.allow_tcp; grants.allow_tcp_bind",
+        },
+        ("wasi:sockets", "udp" | "udp-create-socket") => Grant {
+            what: "UDP: datagrams to peers; binding a local address",
+            flag: "--allow-udp; --allow-udp-bind",
+            key: "grants.allow_udp; grants.allow_udp_bind",
+        },
         ("wasi:http", "types") => Always { what: "HTTP types" },
         ("wasi:keyvalue", "store" | "atomics" | "batch") | ("membrane:state", "cas") => {
             Grant { what: "key-value buckets", flag: "(manifest only)", key: "grants.keyvalue" }
@@ -118,9 +127,19 @@ mod tests {
             Capability::Grant { what: "files in preopened directories", flag: "--dir", key: "grants.dirs" }
         );
         assert!(matches!(of_import("wasi:cli/environment@0.2.0"), Capability::Grant { flag: "--env", .. }));
-        assert!(matches!(of_import("wasi:sockets/tcp@0.2.0"), Capability::Grant { flag: "--allow-tcp", .. }));
+        assert!(matches!(
+            of_import("wasi:sockets/tcp@0.2.0"),
+            Capability::Grant { flag: "--allow-tcp; --allow-tcp-bind", .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/udp-create-socket@0.2.3"),
+            Capability::Grant { key: "grants.allow_udp; grants.allow_udp_bind", .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/ip-name-lookup@0.2.0"),
+            Capability::Grant { flag: "--allow-dns", .. }
+        ));
         assert!(matches!(of_import("wasi:clocks/monotonic-clock@0.2.6"), Capability::Always { .. }));
-        assert!(matches!(of_import("wasi:sockets/udp@0.2.0"), Capability::Refused { .. }));
         assert!(matches!(
             of_import("wasi:keyvalue/store@0.2.0-draft"),
             Capability::Grant { key: "grants.keyvalue", .. }

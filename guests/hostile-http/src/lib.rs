@@ -76,25 +76,39 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 format!("held {} fields of 120 KiB", held.len())
             }
-            // File descriptors: TCP sockets, never closed, until the host refuses one (or
-            // 5,000 of them); then held for `hold-ms`.
+            // File descriptors: TCP (or, with `udp`, UDP) sockets, never closed, until the
+            // host refuses one (or 5,000 of them); then held for `hold-ms`.
             "sockets" => {
-                use wasip2::sockets::{network::IpAddressFamily, tcp_create_socket::create_tcp_socket};
+                use wasip2::sockets::network::IpAddressFamily::Ipv4;
+                use wasip2::sockets::{tcp_create_socket::create_tcp_socket, udp_create_socket::create_udp_socket};
                 let hold_ms: u64 = param("hold-ms").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let mut held = Vec::new();
+                let udp = query.split('&').any(|kv| kv == "udp");
+                let (mut tcp_held, mut udp_held) = (Vec::new(), Vec::new());
                 let refused = loop {
-                    if held.len() == 5_000 {
+                    if tcp_held.len() + udp_held.len() == 5_000 {
                         break "none".to_string();
                     }
-                    match create_tcp_socket(IpAddressFamily::Ipv4) {
-                        Ok(socket) => held.push(socket),
-                        Err(code) => break code.name().to_string(),
+                    let created = if udp {
+                        create_udp_socket(Ipv4).map(|s| udp_held.push(s))
+                    } else {
+                        create_tcp_socket(Ipv4).map(|s| tcp_held.push(s))
+                    };
+                    if let Err(code) = created {
+                        break code.name().to_string();
                     }
                 };
                 if hold_ms > 0 {
                     wasip2::clocks::monotonic_clock::subscribe_duration(hold_ms * 1_000_000).block();
                 }
-                format!("created {} sockets; refused: {refused}", held.len())
+                format!("created {} sockets; refused: {refused}", tcp_held.len() + udp_held.len())
+            }
+            // One UDP datagram to `to` (IP:PORT): `sent`, or the error.
+            "udp-send" => {
+                let to = param("to").unwrap_or_default();
+                match std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"hostile", &to)) {
+                    Ok(_) => "sent".to_string(),
+                    Err(e) => format!("not sent: {e}"),
+                }
             }
             // The text a stream error carries to the guest: a body written past its
             // declared Content-Length fails with one.

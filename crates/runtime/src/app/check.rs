@@ -78,6 +78,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
     check_imports(spec, components, &mut report);
     check_entry_and_routes(spec, components, &mut report);
     check_grants_and_config(spec, &mut report);
+    report.problems.extend(unused_socket_grants(spec, components));
     check_cycles(spec, &mut report);
     report
 }
@@ -274,6 +275,42 @@ fn check_cycles(spec: &AppSpec, report: &mut Report) {
         };
         report.problems.push(Problem { severity: Severity::Warning, key: "link".into(), message });
     }
+}
+
+/// A socket grant for a protocol the component does not import is a mistake (a grant on
+/// the wrong component, or a component built without that protocol): a warning, with the fix.
+fn unused_socket_grants(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, component) in &spec.components {
+        let Some(checked) = components.get(name) else { continue };
+        let imports = |interfaces: &[&str]| {
+            checked.imports.iter().any(|import| {
+                let path = import.split('@').next().unwrap_or(import);
+                interfaces.iter().any(|i| path == format!("wasi:sockets/{i}"))
+            })
+        };
+        let grants = &component.grants;
+        let protocols = [
+            ("allow_tcp", !grants.allow_tcp.is_empty(), imports(&["tcp", "tcp-create-socket"]), "tcp"),
+            ("allow_tcp_bind", !grants.allow_tcp_bind.is_empty(), imports(&["tcp", "tcp-create-socket"]), "tcp"),
+            ("allow_udp", !grants.allow_udp.is_empty(), imports(&["udp", "udp-create-socket"]), "udp"),
+            ("allow_udp_bind", !grants.allow_udp_bind.is_empty(), imports(&["udp", "udp-create-socket"]), "udp"),
+            ("allow_dns", grants.allow_dns, imports(&["ip-name-lookup"]), "ip-name-lookup"),
+        ];
+        for (key, granted, imported, interface) in protocols {
+            if granted && !imported {
+                problems.push(Problem {
+                    severity: Severity::Warning,
+                    key: format!("component.{name}.grants.{key}"),
+                    message: format!(
+                        "`{name}` does not import wasi:sockets/{interface}, so it cannot use this grant; \
+                         remove it, or grant it to the component that needs it"
+                    ),
+                });
+            }
+        }
+    }
+    problems
 }
 
 fn mismatch_message(consumer: &str, provider: &str, import: &str, m: &wit_compat::Mismatch) -> String {

@@ -66,14 +66,18 @@ impl KeyValueAccess {
 pub struct ComponentState {
     pub keyvalue: Arc<KeyValueAccess>,
     pub config: Arc<WasiConfigVariables>,
+    /// The component's counters, shared by all its instances.
+    pub stats: Arc<ComponentStats>,
 }
 
 impl ComponentState {
     /// No buckets and no config: what a component run on its own holds.
     pub fn none(component: &str, audit: &Audit) -> ComponentState {
+        let stats = Arc::<ComponentStats>::default();
         ComponentState {
-            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit, Arc::default())),
+            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit, stats.clone())),
             config: Arc::new(WasiConfigVariables::new()),
+            stats,
         }
     }
 }
