@@ -29,6 +29,12 @@ pub struct RunCommon {
     /// still go to the log].
     #[arg(long, value_name = "FILE", help_heading = "Audit")]
     pub audit_log: Option<PathBuf>,
+
+    /// Export OpenTelemetry traces over OTLP/HTTP (protobuf) to the collector at URL, such
+    /// as http://localhost:4318 [default: $OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing].
+    /// OTEL_SERVICE_NAME and OTEL_TRACES_SAMPLER(_ARG) are honoured.
+    #[arg(long, value_name = "URL", help_heading = "Telemetry")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where compiled components are kept between runs.
@@ -333,6 +339,12 @@ impl CacheFlags {
 }
 
 impl RunCommon {
+    /// Tracing for this process, when an OTLP endpoint is given; keep it until the end,
+    /// when it sends what is left.
+    pub fn telemetry(&self) -> anyhow::Result<Option<membrane_telemetry::Telemetry>> {
+        Ok(membrane_telemetry::Telemetry::install(self.otlp_endpoint.as_deref())?)
+    }
+
     pub fn cache(&self) -> CompileCache {
         self.cache.cache()
     }

@@ -131,6 +131,7 @@ impl ServeCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
         // Everything is loaded and checked before a socket is bound.
         let admin_hosts = self.admin_hosts()?;
+        let _telemetry = self.common.telemetry()?;
         let (deployment, is_app) = self.load()?;
         let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
         let token = self.admin_token()?;

@@ -23,6 +23,8 @@ mod cache;
 mod compose;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
+// OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.
+mod trace;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
 // config and secrets, several nodes behind nginx.
 mod external;

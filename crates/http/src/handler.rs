@@ -12,6 +12,7 @@ use membrane_runtime::App;
 use membrane_runtime::CallError;
 use membrane_runtime::Route;
 use membrane_runtime::{Fault, FaultKind};
+use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -35,17 +36,32 @@ impl Server {
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
         let path = request.uri().path().to_string();
         let app = self.deployment.current();
-        let (response, route) = self.respond(&app, request, host.as_deref(), &path).await;
+        let mut span = server_span(&request, host.as_deref());
+        let (response, route) = self.respond(&app, request, host.as_deref(), &path, span.context()).await;
+        let status = response.status().as_u16();
+        if let Some(route) = route {
+            span.rename(|| format!("{method} {}", route.prefix));
+            span.set(|| KeyValue::new("http.route", route.prefix.clone()));
+            span.set(|| KeyValue::new("membrane.component", route.component.clone()));
+        }
+        if let Some(tenant) = self.tenants.for_host(host.as_deref()) {
+            span.set(|| KeyValue::new("membrane.tenant", tenant.name.clone()));
+        }
+        span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
+        if status >= 500 {
+            span.fail(|| format!("status {status}"));
+        }
         let entry = AccessEntry {
             method: method.to_string(),
             host: host.unwrap_or_else(|| "-".into()),
             path,
             route: route.map_or("-".into(), |r| r.prefix.clone()),
             component: route.map_or("-".into(), |r| r.component.clone()),
-            status: response.status().as_u16(),
+            status,
             started,
             bytes: 0,
             metrics: self.metrics.clone(),
+            span,
         };
         // The entry is written when the body has been sent (or abandoned), with its size.
         response.map(|body| http_body_util::BodyExt::boxed_unsync(crate::body::Counted::new(body, entry)))
@@ -57,6 +73,7 @@ impl Server {
         request: http::Request<hyper::body::Incoming>,
         host: Option<&str>,
         path: &str,
+        trace: Option<Context>,
     ) -> (Response, Option<&'a Route>) {
         let tenant = self.tenants.for_host(host);
         let tenant_permit = match self.admit(&request, tenant) {
@@ -77,10 +94,11 @@ impl Server {
             None => instances.limits().clone(),
         };
         let tenant_name = tenant.map(|t| t.name.clone());
-        let guest = match self.instance_for(app, component, tenant_name.as_deref(), &limits) {
+        let mut guest = match self.instance_for(app, component, tenant_name.as_deref(), &limits) {
             Ok(guest) => guest,
             Err(refused) => return (refused.response(), Some(route)),
         };
+        guest.store.data_mut().join_trace(trace);
         let request = request.map(|body| LimitedBody::new(body, self.limits.max_body_bytes));
         let exceeded = request.body().exceeded.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -193,6 +211,13 @@ impl Server {
             let call = call;
             let served = instances
                 .enter(&mut store, call.timeout, async |store| {
+                    let fresh = reused.is_none();
+                    let _instantiation = Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
+                        vec![
+                            KeyValue::new("membrane.component", call.component.clone()),
+                            KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
+                        ]
+                    });
                     let (proxy, uses) = match reused {
                         Some(reused) => reused,
                         None => {
@@ -201,6 +226,7 @@ impl Server {
                             (proxy, 0)
                         }
                     };
+                    drop(_instantiation);
                     proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await?;
                     Ok((proxy, uses + 1))
                 })
@@ -287,6 +313,21 @@ struct Call {
 struct Guest {
     store: wasmtime::Store<membrane_runtime::SandboxState>,
     reused: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
+}
+
+/// The request's server span (HTTP semantic conventions), joining the trace its
+/// `traceparent` names or starting one; nothing when tracing is off.
+fn server_span(request: &http::Request<hyper::body::Incoming>, host: Option<&str>) -> Span {
+    let Some(parent) = membrane_telemetry::extract(request.headers()) else { return Span::default() };
+    let method = request.method().to_string();
+    Span::start(method.clone(), SpanKind::Server, Some(&parent), || {
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("url.path", request.uri().path().to_string()),
+            KeyValue::new("server.address", host.unwrap_or_default().to_string()),
+            KeyValue::new("network.protocol.version", format!("{:?}", request.version())),
+        ]
+    })
 }
 
 /// Aborts a guest's task when dropped, unless disarmed once the response is in hand.

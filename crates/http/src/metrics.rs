@@ -105,6 +105,20 @@ impl Metrics {
                 }
             }
         }
+        if membrane_telemetry::tracer().is_some() {
+            out.push_str("# HELP membrane_trace_spans_total Spans sent to the OTLP collector, or dropped (queue full or refused).\n");
+            out.push_str("# TYPE membrane_trace_spans_total counter\n");
+            let _ = writeln!(
+                out,
+                "membrane_trace_spans_total{{outcome=\"exported\"}} {}",
+                membrane_telemetry::exported_spans()
+            );
+            let _ = writeln!(
+                out,
+                "membrane_trace_spans_total{{outcome=\"dropped\"}} {}",
+                membrane_telemetry::dropped_spans()
+            );
+        }
         out.push_str("# HELP membrane_traps_total Requests whose handler trapped or hit a limit, by kind.\n");
         out.push_str("# TYPE membrane_traps_total counter\n");
         for ((component, kind), n) in snapshot(&self.traps) {

@@ -44,6 +44,13 @@ impl Span {
         self.0.as_ref().map(|s| s.span_context().trace_id().to_string())
     }
 
+    /// Names the span anew, once what it is about is known (a request's route).
+    pub fn rename(&mut self, name: impl FnOnce() -> String) {
+        if let Some(span) = &mut self.0 {
+            span.update_name(name());
+        }
+    }
+
     pub fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
         if let Some(span) = &mut self.0 {
             span.set_attribute(attribute());
