@@ -205,3 +205,51 @@ fn header_recorder() -> (SocketAddr, Arc<Mutex<String>>) {
     });
     (addr, seen)
 }
+
+#[test]
+fn a_key_value_call_is_a_span_and_a_denial_an_event_on_it() {
+    let collector = Collector::start();
+    let app = crate::util::TestApp::new(
+        r#"[app]
+name = "traced-state"
+
+[component.web]
+source = "{state-web}"
+grants.keyvalue = [{ bucket = "notes", access = "rw" }, { bucket = "catalog", access = "ro" }]
+
+[[route]]
+path = "/"
+component = "web"
+"#,
+    );
+    let data = app.dir.path().join("data");
+    let server = Served::start(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        app.manifest().to_str().unwrap(),
+    ]);
+    assert_eq!(request(server.addr, "PUT", "/kv/notes/a", "note").0, 200);
+    let set = collector.span("keyvalue set");
+    assert_eq!(attribute(&set, "db.system.name"), Some(Value::StringValue("embedded".into())));
+    assert_eq!(attribute(&set, "db.collection.name"), Some(Value::StringValue("notes".into())));
+    let put = collector.span("PUT /");
+    assert_eq!(set.parent_span_id, put.span_id, "the call is the request's child");
+    assert!(set.events.is_empty());
+
+    assert_eq!(request(server.addr, "PUT", "/kv/catalog/x", "nope").0, 403);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let denied = spans.iter().find(|s| {
+            s.name == "keyvalue set" && attribute(s, "db.collection.name") == Some(Value::StringValue("catalog".into()))
+        });
+        if let Some(denied) = denied {
+            assert_eq!(denied.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["denied"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no span of the refused write; got {:?}", collector.names());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

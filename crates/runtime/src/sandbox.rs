@@ -72,7 +72,7 @@ impl SandboxState {
 
     /// The component's view of key-value state, for the wasi:keyvalue host.
     pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
-        KeyValueHost::new(&self.state.keyvalue, &mut self.table)
+        KeyValueHost::new(&self.state.keyvalue, &mut self.table, self.outbound.trace.as_ref())
     }
 
     /// The component's own config values, for wasi:config/store.
