@@ -223,11 +223,14 @@ component = "web"
 "#,
     );
     let data = app.dir.path().join("data");
+    let audit = app.dir.path().join("audit.jsonl");
     let server = Served::start(&[
         "--otlp-endpoint",
         &collector.endpoint(),
         "--data-dir",
         data.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
         app.manifest().to_str().unwrap(),
     ]);
     assert_eq!(request(server.addr, "PUT", "/kv/notes/a", "note").0, 200);
@@ -247,6 +250,10 @@ component = "web"
         });
         if let Some(denied) = denied {
             assert_eq!(denied.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["denied"]);
+            // The audit line of the denial leads to its trace.
+            let trail = std::fs::read_to_string(&audit).unwrap();
+            let line = trail.lines().find(|l| l.contains("\"denied\"")).expect("the denial is audited");
+            assert!(line.contains(&format!("\"trace_id\":\"{}\"", hex(&denied.trace_id))), "{line}");
             break;
         }
         assert!(Instant::now() < deadline, "no span of the refused write; got {:?}", collector.names());

@@ -377,14 +377,18 @@ impl Pool {
             Ok(Err(error)) => Fault::classify(&self.name, &error, store.data().limiter.hit()),
             Err(limit) => self.fault(FaultKind::Timeout(limit)),
         };
-        self.audit_trap(&fault.kind);
+        self.audit_trap_in(&fault.kind, store.data().trace());
         Err(fault)
     }
 
     /// Counts and audits a fault of this component.
     pub fn audit_trap(&self, kind: &FaultKind) {
+        self.audit_trap_in(kind, None);
+    }
+
+    fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&membrane_telemetry::Context>) {
         self.stats.trapped(kind.name());
-        self.audit.record(&self.name, "trap", kind.name(), &kind.to_string());
+        self.audit.record_in(trace, &self.name, "trap", kind.name(), &kind.to_string());
     }
 
     /// Starts the singleton: the first time at once, afterwards as a restart with

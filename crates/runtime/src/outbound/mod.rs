@@ -45,7 +45,7 @@ impl Outbound {
 
     fn deny(&self, what: &str, why: String) -> HttpError {
         tracing::warn!(component = %self.component, request = what, "outbound HTTP denied: {why}");
-        self.audit.record(&self.component, "denied", what, &why);
+        self.audit.record_in(self.trace.as_ref(), &self.component, "denied", what, &why);
         HttpError::HttpRequestDenied
     }
 
@@ -92,7 +92,8 @@ impl Outbound {
             );
             return Err(HttpError::DestinationIpProhibited);
         };
-        self.audit.record(&self.component, "granted", &what, &format!("connecting to {addr} under {rule}"));
+        let how = format!("connecting to {addr} under {rule}");
+        self.audit.record_in(self.trace.as_ref(), &self.component, "granted", &what, &how);
         Ok(addr)
     }
 

@@ -56,8 +56,8 @@ impl KeyValueAccess {
         self.stats.keyvalue_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn deny(&self, what: String, why: &str) -> store::Error {
-        self.audit.record(&self.component, "denied", &what, why);
+    fn deny(&self, trace: Option<&Context>, what: String, why: &str) -> store::Error {
+        self.audit.record_in(trace, &self.component, "denied", &what, why);
         store::Error::AccessDenied
     }
 }
@@ -149,6 +149,7 @@ impl KeyValueHost<'_> {
         if matches!(op, Op::Write) && !open.access.can_write() {
             self.span.event("denied", || vec![Attribute::new("membrane.grant", "keyvalue ro")]);
             return Ok(Err(self.access.deny(
+                self.trace,
                 format!("keyvalue {what} in bucket {}", open.name),
                 "the bucket is granted read-only (access = \"ro\")",
             )));
@@ -205,10 +206,11 @@ impl store::Host for KeyValueHost<'_> {
         let access = self.access;
         let what = format!("keyvalue open bucket {identifier}");
         if access.store.is_none() {
-            return Ok(Err(access.deny(what, "the component has no keyvalue grants and the app no store")));
+            return Ok(Err(access.deny(self.trace, what, "the component has no keyvalue grants and the app no store")));
         }
         let Some(grant) = access.grants.iter().find(|g| g.bucket == identifier) else {
             return Ok(Err(access.deny(
+                self.trace,
                 what,
                 "no grants.keyvalue entry names this bucket; add { bucket = \"…\", access = \"ro\"|\"rw\" }",
             )));
