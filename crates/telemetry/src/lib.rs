@@ -8,9 +8,11 @@
 //! slows a request, and what the queue cannot take is counted in [`dropped_spans`].
 
 mod export;
+mod recent;
 mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
+pub use recent::{KEPT_TRACES, SpanView, TraceView};
 pub use span::{Span, extract, inject, trace_id};
 
 use opentelemetry::trace::TracerProvider as _;
@@ -23,6 +25,12 @@ use std::sync::OnceLock;
 pub const QUEUE_SPANS: usize = 8192;
 
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+static RECENT: OnceLock<recent::Recent> = OnceLock::new();
+
+/// The `n` slowest of the recent finished traces, slowest first; empty when tracing is off.
+pub fn slowest_traces(n: usize) -> Vec<TraceView> {
+    RECENT.get().map(|r| r.slowest(n)).unwrap_or_default()
+}
 
 /// The process's tracer, or `None` when tracing is off.
 pub fn tracer() -> Option<&'static SdkTracer> {
@@ -77,7 +85,13 @@ impl Telemetry {
         let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
         let resource = Resource::builder().with_service_name(name.unwrap_or_else(|| "membrane".into())).build();
         let processor = export::BoundedBatch::start(exporter, &resource, QUEUE_SPANS);
-        let provider = SdkTracerProvider::builder().with_resource(resource).with_span_processor(processor).build();
+        let recent = recent::Recent::default();
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_span_processor(processor)
+            .with_span_processor(recent.clone())
+            .build();
+        let _ = RECENT.set(recent);
         TRACER.set(provider.tracer("membrane")).map_err(|_| TelemetryError::AlreadyOn)?;
         Ok(Some(Telemetry { provider }))
     }
