@@ -75,7 +75,7 @@ impl Recent {
     pub(crate) fn slowest(&self, n: usize) -> Vec<TraceView> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let mut traces: Vec<TraceView> = kept.finished.iter().cloned().collect();
-        traces.sort_by(|a, b| b.duration_us.cmp(&a.duration_us));
+        traces.sort_by_key(|t| std::cmp::Reverse(t.duration_us));
         traces.truncate(n);
         traces
     }
