@@ -260,3 +260,30 @@ component = "web"
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_guest_cannot_forge_the_trace_context_its_requests_carry() {
+    let collector = Collector::start();
+    let (upstream, seen) = header_recorder();
+    let app = crate::util::TestApp::new(&format!(
+        r#"[app]
+name = "forger"
+
+[component.evil]
+source = "{{hostile-http}}"
+grants.outbound_http = ["http://{upstream}"]
+
+[[route]]
+path = "/"
+component = "evil"
+"#
+    ));
+    let server = Served::start(&["--otlp-endpoint", &collector.endpoint(), app.manifest().to_str().unwrap()]);
+    let response = traceparent_request(server.addr, &format!("/fetch?url=http://{upstream}/next&forge-trace=1"));
+    assert!(response.contains("upstream 200"), "{response}");
+    let head = seen.lock().unwrap().to_ascii_lowercase();
+    let carried: Vec<&str> = head.lines().filter(|l| l.starts_with("traceparent:")).collect();
+    assert_eq!(carried.len(), 1, "one traceparent, the host's:\n{head}");
+    assert!(carried[0].contains(TRACE_ID), "the request's own trace:\n{head}");
+    assert!(!head.contains("0123456789abcdef0123456789abcdef"), "the forged context is gone:\n{head}");
+}

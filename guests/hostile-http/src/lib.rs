@@ -181,7 +181,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             "fetch" => {
                 let url = param("url").unwrap_or_default();
                 let timeout = param("timeout-ns").and_then(|t| t.parse().ok());
-                fetch(&url, timeout)
+                // With `forge-trace`, the request claims another trace as its parent.
+                fetch(&url, timeout, param("forge-trace").is_some())
             }
             _ => "healthy".to_string(),
         };
@@ -209,8 +210,12 @@ fn respond(out: ResponseOutparam, status: u16, text: &str) {
     OutgoingBody::finish(body, None).unwrap();
 }
 
-/// GETs `url` with every timeout set to `timeout_ns` (when given); reports the outcome.
-fn fetch(url: &str, timeout_ns: Option<u64>) -> String {
+/// A trace context that is not this request's.
+const FORGED_TRACEPARENT: &[u8] = b"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+
+/// GETs `url` with every timeout set to `timeout_ns` (when given), with a forged
+/// `traceparent` when `forge_trace`; reports the outcome.
+fn fetch(url: &str, timeout_ns: Option<u64>, forge_trace: bool) -> String {
     let Some(rest) = url.strip_prefix("http://") else {
         return format!("not an http URL: {url}");
     };
@@ -218,7 +223,11 @@ fn fetch(url: &str, timeout_ns: Option<u64>) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if forge_trace {
+        headers.append("traceparent", FORGED_TRACEPARENT).unwrap();
+    }
+    let request = OutgoingRequest::new(headers);
     request.set_method(&Method::Get).unwrap();
     request.set_scheme(Some(&Scheme::Http)).unwrap();
     request.set_authority(Some(authority)).unwrap();
