@@ -29,6 +29,12 @@ pub struct RunCommon {
     /// still go to the log].
     #[arg(long, value_name = "FILE", help_heading = "Audit")]
     pub audit_log: Option<PathBuf>,
+
+    /// Export OpenTelemetry traces over OTLP/HTTP (protobuf) to the collector at URL, such
+    /// as http://localhost:4318 [default: $OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing].
+    /// OTEL_SERVICE_NAME and OTEL_TRACES_SAMPLER(_ARG) are honoured.
+    #[arg(long, value_name = "URL", help_heading = "Telemetry")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where compiled components are kept between runs.
@@ -136,10 +142,26 @@ pub struct GrantFlags {
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
 
-    /// Allow TCP connections to an address: IP:PORT, [IPv6]:PORT, a CIDR (any port) or
-    /// CIDR:PORT. Repeatable [default: no connections].
+    /// Allow outbound TCP connections to an address: IP:PORT, [IPv6]:PORT, a CIDR (any
+    /// port), CIDR:PORT or CIDR:FIRST-LAST. Repeatable [default: no connections].
     #[arg(long = "allow-tcp", value_name = "ADDR")]
     pub allow_tcp: Vec<AddrRule>,
+
+    /// Allow binding and listening on a local TCP address, and accepting the connections
+    /// it gets: an address as for --allow-tcp, IP:0 for an ephemeral port. Anyone who can
+    /// reach the host can reach the port. Repeatable [default: no listeners].
+    #[arg(long = "allow-tcp-bind", value_name = "ADDR")]
+    pub allow_tcp_bind: Vec<AddrRule>,
+
+    /// Allow sending UDP datagrams to (and connecting to) a peer address, as for
+    /// --allow-tcp; replies from it are received. Repeatable [default: no UDP].
+    #[arg(long = "allow-udp", value_name = "ADDR")]
+    pub allow_udp: Vec<AddrRule>,
+
+    /// Allow binding a local UDP address (IP:0 for an ephemeral port); a bound socket
+    /// receives datagrams from any peer. Repeatable [default: no UDP].
+    #[arg(long = "allow-udp-bind", value_name = "ADDR")]
+    pub allow_udp_bind: Vec<AddrRule>,
 
     /// Allow outbound HTTP requests (wasi:http) to an origin: scheme://host[:port], with
     /// `*.` wildcards; loopback and private addresses only when named as IPs. Repeatable
@@ -198,8 +220,10 @@ pub struct LimitFlags {
     #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_HOST_RESOURCES)]
     pub max_host_resources: u32,
 
-    /// TCP sockets an instance may hold open at once; over it, creating one fails with
-    /// `new-socket-limit` (without an --allow-tcp grant no socket can be created at all).
+    /// TCP and UDP sockets an instance may hold open at once (accepted connections too,
+    /// and at most this many pending on a listener); over it, creating or accepting one
+    /// fails with `new-socket-limit`. Without a grant for a protocol (--allow-tcp,
+    /// --allow-tcp-bind; --allow-udp, --allow-udp-bind) no socket of it is created at all.
     #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_SOCKETS)]
     pub max_sockets: u32,
 }
@@ -235,8 +259,24 @@ pub struct Usage(pub String);
 impl GrantFlags {
     /// Whether any grant was given on the command line.
     pub fn any(&self) -> bool {
-        let GrantFlags { dirs, env, allow_tcp, allow_http, allow_dns, stdin } = self;
-        !dirs.is_empty() || !env.is_empty() || !allow_tcp.is_empty() || !allow_http.is_empty() || *allow_dns || *stdin
+        let GrantFlags {
+            dirs,
+            env,
+            allow_tcp,
+            allow_tcp_bind,
+            allow_udp,
+            allow_udp_bind,
+            allow_http,
+            allow_dns,
+            stdin,
+        } = self;
+        let sockets = [allow_tcp, allow_tcp_bind, allow_udp, allow_udp_bind];
+        !dirs.is_empty()
+            || !env.is_empty()
+            || sockets.iter().any(|rules| !rules.is_empty())
+            || !allow_http.is_empty()
+            || *allow_dns
+            || *stdin
     }
 
     pub fn to_grants(&self) -> anyhow::Result<Grants> {
@@ -258,6 +298,9 @@ impl GrantFlags {
             dirs: self.dirs.clone(),
             env,
             allow_tcp: self.allow_tcp.clone(),
+            allow_tcp_bind: self.allow_tcp_bind.clone(),
+            allow_udp: self.allow_udp.clone(),
+            allow_udp_bind: self.allow_udp_bind.clone(),
             allow_dns: self.allow_dns,
             stdin: self.stdin,
             outbound_http: self.allow_http.clone(),
@@ -296,6 +339,12 @@ impl CacheFlags {
 }
 
 impl RunCommon {
+    /// Tracing for this process, when an OTLP endpoint is given; keep it until the end,
+    /// when it sends what is left.
+    pub fn telemetry(&self) -> anyhow::Result<Option<membrane_telemetry::Telemetry>> {
+        Ok(membrane_telemetry::Telemetry::install(self.otlp_endpoint.as_deref())?)
+    }
+
     pub fn cache(&self) -> CompileCache {
         self.cache.cache()
     }

@@ -75,6 +75,7 @@ impl RunCommand {
         }
         let spec = AppSpec::load(&self.component)?;
         let audit = self.common.audit(spec.app.audit.as_deref())?;
+        let _telemetry = self.common.telemetry()?;
         let build = Build {
             state: self.common.state.options(),
             sources: self.common.registry.sources(self.common.state.data_dir.clone()),

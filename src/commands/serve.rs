@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 /// Serve a wasi:http/incoming-handler component, or the routes of an app (a
 /// membrane.toml), over HTTP/1.1 and HTTP/2 (h2c). Every request gets a fresh instance in
@@ -129,6 +130,49 @@ impl IngressFlags {
 impl ServeCommand {
     pub fn execute(self) -> anyhow::Result<u8> {
         // Everything is loaded and checked before a socket is bound.
+        let admin_hosts = self.admin_hosts()?;
+        let _telemetry = self.common.telemetry()?;
+        let (deployment, is_app) = self.load()?;
+        let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
+        let token = self.admin_token()?;
+
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+        runtime.block_on(async move {
+            let listeners = self.bind().await?;
+            report_keyvalue(&deployment).await;
+            let bound = listeners.public.local_addr()?;
+            println!("serving http://{bound}");
+            if let Some(metrics) = listeners.metrics {
+                println!("metrics http://{}/metrics", metrics.local_addr()?);
+                tokio::spawn(server.clone().serve_metrics(metrics));
+            }
+            if let Some(admin) = listeners.admin {
+                let mut state = AdminState::new(deployment.clone(), admin_token_or_new(token, &admin)?);
+                state.metrics = Some(server.metrics().clone());
+                state.hosts = admin_hosts;
+                println!("admin http://{}", admin.local_addr()?);
+                tokio::spawn(async move {
+                    if let Err(error) = membrane_admin::serve(admin, state).await {
+                        tracing::error!(target: "membrane::serve", %error, "the admin listener failed");
+                    }
+                });
+            }
+            let _watcher = match self.watch {
+                true => Some(crate::watch::start(deployment.clone(), self.target.clone(), is_app)?),
+                false => None,
+            };
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            server.serve(listeners.public, shutdown_signal()).await?;
+            anyhow::Ok(())
+        })?;
+        Ok(0)
+    }
+
+    /// The names the admin listener answers under, once its address is known not to be the
+    /// public one.
+    fn admin_hosts(&self) -> anyhow::Result<AdminHosts> {
         if let Some(admin) = self.admin_listen.0
             && admin == self.listen
             && admin.port() != 0
@@ -137,11 +181,16 @@ impl ServeCommand {
                 "--admin-listen {admin} is the public --listen address; the admin API needs a listener of its own"
             );
         }
-        let admin_hosts = AdminHosts::new(&self.admin_hosts).map_err(|e| {
+        AdminHosts::new(&self.admin_hosts).map_err(|e| {
             anyhow::anyhow!(
                 "--admin-host: {e}; give a DNS name such as admin.example.com (the listener's own address needs none)"
             )
-        })?;
+        })
+    }
+
+    /// The app (a manifest, or one component as an app of one), loaded and checked, as a
+    /// deployment; and whether it came from a manifest.
+    fn load(&self) -> anyhow::Result<(Arc<Deployment>, bool)> {
         let is_app = !membrane_manifest::is_oci(&self.target) && self.target.extension().is_some_and(|e| e == "toml");
         let spec = if is_app {
             if self.common.grants.any() {
@@ -160,80 +209,27 @@ impl ServeCommand {
         let sources = self.common.registry.sources(self.common.state.data_dir.clone());
         let build = Build { state: self.common.state.options(), sources: sources.clone(), ..Default::default() };
         let app = App::build(spec, &cache, audit, build)?;
-        let deployment = Arc::new(Deployment::new(app, cache).with_sources(sources));
-        let server = Arc::new(Server::new(deployment.clone(), self.ingress.limits())?);
-        let token = self.admin_token()?;
+        Ok((Arc::new(Deployment::new(app, cache).with_sources(sources)), is_app))
+    }
 
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(self.listen)
-                .await
-                .with_context(|| format!("--listen {}: cannot bind it", self.listen))?;
-            let metrics = match self.metrics_listen {
-                Some(addr) => Some(
-                    tokio::net::TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("--metrics-listen {addr}: cannot bind it"))?,
-                ),
-                None => None,
-            };
-            let admin = match self.admin_listen.0 {
-                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                    format!("--admin-listen {addr}: cannot bind it; pick another address (port 0 picks a free one) or pass --admin-listen off")
-                })?),
-                None => None,
-            };
-            // A shared store may come up after the node (as in Kubernetes); the node serves
-            // anyway and says so, and its readiness reports the store until it answers.
-            let app = deployment.current();
-            if let Some(store) = app.keyvalue() {
-                match app.ready().await {
-                    Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
-                    Err(error) => {
-                        eprintln!("warning: {error}; requests that use key-value state fail until it answers")
-                    }
-                }
-            }
-            let bound = listener.local_addr()?;
-            println!("serving http://{bound}");
-            if let Some(metrics) = metrics {
-                println!("metrics http://{}/metrics", metrics.local_addr()?);
-                tokio::spawn(server.clone().serve_metrics(metrics));
-            }
-            if let Some(admin) = admin {
-                let addr = admin.local_addr()?;
-                let token = match token {
-                    Some(token) => token,
-                    None => {
-                        let token = token::generate();
-                        let path = token::default_path(addr.port());
-                        token::write(&path, &token)
-                            .with_context(|| format!("writing the admin token to {}", path.display()))?;
-                        println!("admin token in {}", path.display());
-                        token
-                    }
-                };
-                println!("admin http://{addr}");
-                let mut state = AdminState::new(deployment.clone(), token);
-                state.metrics = Some(server.metrics().clone());
-                state.hosts = admin_hosts;
-                tokio::spawn(async move {
-                    if let Err(error) = membrane_admin::serve(admin, state).await {
-                        tracing::error!(target: "membrane::serve", %error, "the admin listener failed");
-                    }
-                });
-            }
-            let _watcher = match self.watch {
-                true => Some(crate::watch::start(deployment.clone(), self.target.clone(), is_app)?),
-                false => None,
-            };
-            use std::io::Write;
-            std::io::stdout().flush()?;
-            server.serve(listener, shutdown_signal()).await?;
-            anyhow::Ok(())
-        })?;
-        Ok(0)
+    /// Binds the public, metrics and admin listeners, naming the flag of any that fails.
+    async fn bind(&self) -> anyhow::Result<Listeners> {
+        let public = TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot bind it", self.listen))?;
+        let metrics = match self.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr).await.with_context(|| format!("--metrics-listen {addr}: cannot bind it"))?,
+            ),
+            None => None,
+        };
+        let admin = match self.admin_listen.0 {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("--admin-listen {addr}: cannot bind it; pick another address (port 0 picks a free one) or pass --admin-listen off")
+            })?),
+            None => None,
+        };
+        Ok(Listeners { public, metrics, admin })
     }
 
     /// The admin token from the flag or the environment; `None` to generate one.
@@ -294,4 +290,35 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+struct Listeners {
+    public: TcpListener,
+    metrics: Option<TcpListener>,
+    admin: Option<TcpListener>,
+}
+
+/// A shared store may come up after the node (as in Kubernetes); the node serves anyway
+/// and says so, and its readiness reports the store until it answers.
+async fn report_keyvalue(deployment: &Deployment) {
+    let app = deployment.current();
+    if let Some(store) = app.keyvalue() {
+        match app.ready().await {
+            Ok(()) => tracing::info!(store = %store.location, "key-value store ready"),
+            Err(error) => eprintln!("warning: {error}; requests that use key-value state fail until it answers"),
+        }
+    }
+}
+
+/// The admin token given, or a new one written where `membrane swap` and friends look for
+/// the admin listener's port.
+fn admin_token_or_new(token: Option<String>, admin: &TcpListener) -> anyhow::Result<String> {
+    if let Some(token) = token {
+        return Ok(token);
+    }
+    let token = token::generate();
+    let path = token::default_path(admin.local_addr()?.port());
+    token::write(&path, &token).with_context(|| format!("writing the admin token to {}", path.display()))?;
+    println!("admin token in {}", path.display());
+    Ok(token)
 }

@@ -86,7 +86,7 @@ fn an_experiment_naming_what_the_app_lacks_is_refused_with_the_fix() {
         ("hypothesis = \"h\"\n[traffic]\npaths = [\"/\"]\n", "traffic.paths: the app"),
         (
             "hypothesis = \"h\"\n[traffic]\nargs = []\n[[inject]]\ncomponent = \"provider\"\ndeny = [\"root\"]\n",
-            "inject[0].deny: \"root\" is not a grant; deny some of: dirs, env, allow_tcp, allow_dns, stdin, outbound_http",
+            "inject[0].deny: \"root\" is not a grant; deny some of: dirs, env, allow_tcp, allow_tcp_bind, allow_udp, allow_udp_bind, allow_dns, stdin, outbound_http",
         ),
         (
             "hypothesis = \"h\"\n[traffic]\nargs = []\n[[inject]]\nlink = \"caller -> provider\"\ntrap = 2.0\n",

@@ -9,6 +9,8 @@ mod util;
 
 // `membrane run`: each grant works when given and is denied when not.
 mod grants;
+// Sockets: TCP listeners and UDP under their grants, denials audited, counters served.
+mod net;
 // `membrane run`: each limit stops its guest with the right error and exit code.
 mod limits;
 // Bad inputs: each gets its message and its exit code.
@@ -21,6 +23,8 @@ mod cache;
 mod compose;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
+// OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.
+mod trace;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
 // config and secrets, several nodes behind nginx.
 mod external;

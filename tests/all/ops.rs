@@ -395,3 +395,36 @@ fn the_dashboard_draws_the_app_and_shows_a_swap_live_in_a_real_browser() {
     browser.screenshot(&shot);
     assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"), "a PNG screenshot at {}", shot.display());
 }
+
+/// With tracing on, the dashboard lists the slowest recent traces and opens one to its
+/// span tree: the request, the instance made for it and what it called.
+#[test]
+fn the_dashboard_shows_the_slowest_traces_as_span_trees_in_a_real_browser() {
+    // Spans also go to a collector that is not there: the dashboard does not need one.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs-web/membrane.toml");
+    let endpoint = format!("http://{gone}");
+    let server = Served::start(&["--otlp-endpoint", &endpoint, manifest.to_str().unwrap()]);
+    let admin = format!("http://{}", server.admin.unwrap());
+    for _ in 0..3 {
+        assert_eq!(crate::state::http(server.addr, "POST", "/", "# Title").0, 200);
+    }
+    let browser = Browser::start();
+    browser.open(&format!("{admin}/"));
+    let roots = || {
+        browser.script(
+            "return Array.from(document.querySelectorAll('#traces summary')).map(s => s.firstChild.textContent)",
+        )
+    };
+    wait_for(
+        || roots().as_array().is_some_and(|r| r.len() == 3 && r.iter().all(|n| n == "POST /")),
+        "three traces",
+        &server,
+    );
+    browser.script("document.querySelector('#traces summary').click(); return null");
+    let spans = browser
+        .script("return Array.from(document.querySelectorAll('#traces details[open] .span')).map(s => s.dataset.span)");
+    let spans: Vec<&str> = spans.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(spans.first(), Some(&"POST /"), "the request is the root: {spans:?}");
+    assert!(spans.contains(&"instantiate"), "the instance made for it: {spans:?}");
+}

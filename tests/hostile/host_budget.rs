@@ -30,7 +30,7 @@ fn a_socket_flood_gets_no_socket_without_a_grant() {
     );
     assert!(server.open_fds() <= before + 8, "{before} fds before, {} after", server.open_fds());
     server.assert_neighbour_answers();
-    assert_audited(&audit, "no grants.allow_tcp: a socket needs a TCP grant");
+    assert_audited(&audit, "a socket needs grants.allow_tcp or grants.allow_tcp_bind");
 }
 
 #[test]
@@ -60,6 +60,29 @@ fn a_socket_flood_with_a_grant_stops_at_the_socket_limit_and_fds_stay_bounded() 
     }
     assert!(most <= before + 4 * 64 + 16, "{before} fds before, {most} during the flood");
     // The sockets went with their instances.
+    server.assert_neighbour_answers();
+    assert!(server.open_fds() <= before + 16, "{before} fds before, {} after", server.open_fds());
+    assert_audited(&audit, "its limits.sockets");
+}
+
+#[test]
+fn a_udp_socket_flood_stops_at_the_socket_limit_and_needs_a_udp_grant() {
+    // A TCP grant opens no UDP socket.
+    let app = hostile_app_with(r#"timeout = "20s""#, r#"allow_tcp = ["127.0.0.1:9"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let server = Served::start(&["--audit-log", audit.to_str().unwrap(), app.manifest().to_str().unwrap()]);
+    assert_eq!(server.get("/evil/sockets?udp"), (200, "created 0 sockets; refused: access-denied".into()));
+    assert_audited(&audit, "a socket needs grants.allow_udp or grants.allow_udp_bind");
+    drop(server);
+
+    let app = hostile_app_with(r#"timeout = "20s""#, r#"allow_udp = ["127.0.0.1:9"]"#);
+    let server = Served::start(&["--audit-log", audit.to_str().unwrap(), app.manifest().to_str().unwrap()]);
+    let before = server.open_fds();
+    let floods = at_once(&server, 4, "/evil/sockets?udp&hold-ms=1000");
+    for response in floods {
+        assert_eq!(response, (200, "created 64 sockets; refused: new-socket-limit".into()), "{}", server.stderr());
+    }
     server.assert_neighbour_answers();
     assert!(server.open_fds() <= before + 16, "{before} fds before, {} after", server.open_fds());
     assert_audited(&audit, "its limits.sockets");

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use membrane_runtime::{Change, DeployError, Deployment, Source};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const DASHBOARD: &str = include_str!("dashboard/index.html");
 
@@ -46,6 +46,24 @@ pub async fn app(State(state): State<AdminState>) -> Json<AppView> {
 pub async fn stats(State(state): State<AdminState>) -> Json<StatsView> {
     let requests = state.metrics.as_ref().map(|m| m.requests()).unwrap_or_default();
     Json(StatsView::of(&state.deployment.current(), requests))
+}
+
+/// Traces shown at most, slowest first.
+const SLOWEST_TRACES: usize = 20;
+
+#[derive(Serialize)]
+pub struct TracesView {
+    /// Whether this process traces (`--otlp-endpoint`); without it there are none.
+    pub tracing: bool,
+    /// The slowest recent traces, each a tree of spans.
+    pub traces: Vec<membrane_telemetry::TraceView>,
+}
+
+pub async fn traces() -> Json<TracesView> {
+    Json(TracesView {
+        tracing: membrane_telemetry::tracer().is_some(),
+        traces: membrane_telemetry::slowest_traces(SLOWEST_TRACES),
+    })
 }
 
 #[derive(Deserialize)]

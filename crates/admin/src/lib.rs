@@ -54,6 +54,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/app", get(api::app))
         .route("/api/stats", get(api::stats))
         .route("/api/audit", get(api::audit))
+        .route("/api/traces", get(api::traces))
         .route("/api/components/{name}/swap", post(api::swap))
         .route("/api/components/{name}/rollback", post(api::rollback))
         .route("/api/components/{name}/restart", post(api::restart))

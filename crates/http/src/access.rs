@@ -14,12 +14,17 @@ pub(crate) struct AccessEntry {
     pub(crate) started: Instant,
     pub(crate) bytes: u64,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The request's server span, ended with the body.
+    pub(crate) span: membrane_telemetry::Span,
 }
 
 impl Drop for AccessEntry {
     fn drop(&mut self) {
         let took = self.started.elapsed();
         self.metrics.request(&self.route, self.status, took);
+        let bytes = self.bytes as i64;
+        self.span.set(|| membrane_telemetry::KeyValue::new("http.response.body.size", bytes));
+        let trace_id = self.span.trace_id().unwrap_or_default();
         tracing::info!(
             target: "membrane::access",
             method = self.method,
@@ -30,6 +35,7 @@ impl Drop for AccessEntry {
             status = self.status,
             bytes = self.bytes,
             duration_us = took.as_micros() as u64,
+            trace_id,
         );
     }
 }

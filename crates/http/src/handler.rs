@@ -10,12 +10,15 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use membrane_runtime::App;
 use membrane_runtime::CallError;
-use membrane_runtime::FaultKind;
 use membrane_runtime::Route;
+use membrane_runtime::{Fault, FaultKind};
+use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -33,17 +36,32 @@ impl Server {
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
         let path = request.uri().path().to_string();
         let app = self.deployment.current();
-        let (response, route) = self.respond(&app, request, host.as_deref(), &path).await;
+        let mut span = server_span(&request, host.as_deref());
+        let (response, route) = self.respond(&app, request, host.as_deref(), &path, span.context()).await;
+        let status = response.status().as_u16();
+        if let Some(route) = route {
+            span.rename(|| format!("{method} {}", route.prefix));
+            span.set(|| KeyValue::new("http.route", route.prefix.clone()));
+            span.set(|| KeyValue::new("membrane.component", route.component.clone()));
+        }
+        if let Some(tenant) = self.tenants.for_host(host.as_deref()) {
+            span.set(|| KeyValue::new("membrane.tenant", tenant.name.clone()));
+        }
+        span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
+        if status >= 500 {
+            span.fail(|| format!("status {status}"));
+        }
         let entry = AccessEntry {
             method: method.to_string(),
             host: host.unwrap_or_else(|| "-".into()),
             path,
             route: route.map_or("-".into(), |r| r.prefix.clone()),
             component: route.map_or("-".into(), |r| r.component.clone()),
-            status: response.status().as_u16(),
+            status,
             started,
             bytes: 0,
             metrics: self.metrics.clone(),
+            span,
         };
         // The entry is written when the body has been sent (or abandoned), with its size.
         response.map(|body| http_body_util::BodyExt::boxed_unsync(crate::body::Counted::new(body, entry)))
@@ -55,11 +73,67 @@ impl Server {
         request: http::Request<hyper::body::Incoming>,
         host: Option<&str>,
         path: &str,
+        trace: Option<Context>,
     ) -> (Response, Option<&'a Route>) {
+        let tenant = self.tenants.for_host(host);
+        let tenant_permit = match self.admit(&request, tenant) {
+            Ok(permit) => permit,
+            Err(refused) => return (refused.response(), None),
+        };
+        let Some(route) = app.router().route(host, path) else {
+            return (plain(StatusCode::NOT_FOUND, "no route"), None);
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let busy = Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again", 1);
+            return (busy.response(), Some(route));
+        };
+        let component = route.component.as_str();
+        let instances = app.instances(component).expect("routes name loaded components");
+        let limits = match tenant {
+            Some(tenant) => tenant.narrow(instances.limits()),
+            None => instances.limits().clone(),
+        };
+        let tenant_name = tenant.map(|t| t.name.clone());
+        let mut guest = match self.instance_for(app, component, tenant_name.as_deref(), &limits) {
+            Ok(guest) => guest,
+            Err(refused) => return (refused.response(), Some(route)),
+        };
+        guest.store.data_mut().join_trace(trace);
+        let request = request.map(|body| LimitedBody::new(body, self.limits.max_body_bytes));
+        let exceeded = request.body().exceeded.clone();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let call = Call {
+            app: app.clone(),
+            component: component.to_string(),
+            tenant: tenant_name,
+            timeout: limits.timeout.map(|t| t.std()),
+            _held: (permit, tenant_permit),
+        };
+        let task = match self.spawn_guest(call, guest, request, sender) {
+            Ok(task) => task,
+            Err(refused) => return (refused.response(), Some(route)),
+        };
+        // A client that goes away before the response takes its request with it: hyper
+        // drops this future, and the guest's task must not keep the slot until its timeout.
+        let abandoned = AbortOnDrop(Some(task.abort_handle()));
+        let response = self.await_response(component, receiver, task, &exceeded).await;
+        // From here the client's interest is the body's: a client gone mid-body stops the
+        // guest at once instead of leaving it (and its permits) until its timeout.
+        let task = abandoned.disarm();
+        (response.map(|body| crate::body::StopsGuest::new(body, task).boxed_unsync()), Some(route))
+    }
+
+    /// Refuses what the ingress limits refuse before anything is routed: an overlong target,
+    /// a declared body over the limit, a tenant over its rate or concurrency.
+    fn admit(
+        &self,
+        request: &http::Request<hyper::body::Incoming>,
+        tenant: Option<&Tenant>,
+    ) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
         let limits = &self.limits;
         let target_len = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if target_len > limits.max_url_bytes {
-            return (plain(StatusCode::URI_TOO_LONG, "request target too long"), None);
+            return Err(Refusal::new(StatusCode::URI_TOO_LONG, "request target too long"));
         }
         let declared = request
             .headers()
@@ -67,96 +141,92 @@ impl Server {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
-            return (plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"), None);
+            return Err(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
         }
-        let tenant = self.tenants.for_host(host);
-        let tenant_permit = match tenant.map(Tenant::admit) {
-            Some(Err(Throttle::Rate(wait))) => {
-                let tenant = tenant.expect("matched above");
+        let Some(tenant) = tenant else { return Ok(None) };
+        tenant.admit().map_err(|throttle| match throttle {
+            Throttle::Rate(wait) => {
                 self.metrics.throttled(&tenant.name, "rate");
-                return (busy(StatusCode::TOO_MANY_REQUESTS, "over the request rate", wait.as_secs() + 1), None);
+                Refusal::busy(StatusCode::TOO_MANY_REQUESTS, "over the request rate", wait.as_secs() + 1)
             }
-            Some(Err(Throttle::Concurrency)) => {
-                let tenant = tenant.expect("matched above");
+            Throttle::Concurrency => {
                 self.metrics.throttled(&tenant.name, "concurrency");
-                return (busy(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight", 1), None);
+                Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight", 1)
             }
-            Some(Ok(permit)) => permit,
-            None => None,
-        };
-        let Some(route) = app.router().route(host, path) else {
-            return (plain(StatusCode::NOT_FOUND, "no route"), None);
-        };
-        let component = route.component.as_str();
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return (busy(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again", 1), Some(route));
-        };
-        let handler = app.http_handler(component).expect("routes lead to checked handlers");
-        let instances = app.instances(component).expect("routes name loaded components");
-        let request = request.map(|body| LimitedBody::new(body, limits.max_body_bytes));
-        let (parts, body) = request.into_parts();
-        let exceeded = body.exceeded.clone();
-        let request = http::Request::from_parts(parts, body);
+        })
+    }
 
-        let limits_here = match tenant {
-            Some(tenant) => tenant.narrow(&instances.limits),
-            None => instances.limits.clone(),
-        };
-        // With instance reuse on, an idle instance that served earlier requests may take
-        // this one, never across a tenant boundary (reuse.rs); by default every request
-        // starts fresh.
-        let generation = app.generation();
-        let tenant_name = tenant.map(|t| t.name.clone());
-        let reusable = self.reuse.take(component, generation, tenant_name.as_deref());
-        let (mut store, reused) = match reusable {
-            Some(idle) => (idle.store, Some((idle.proxy, idle.uses))),
-            None => match instances.new_store_with(&[component.to_string()], &limits_here) {
-                Ok(store) => (store, None),
-                // This component has all its pool slots in use; others still have theirs.
-                Err(full @ CallError::NoSlot { .. }) => {
-                    tracing::warn!(component, "{full}");
-                    return (
-                        busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1),
-                        Some(route),
-                    );
-                }
-                Err(error) => {
-                    tracing::error!(component, "{error}");
-                    return (plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"), Some(route));
-                }
-            },
-        };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+    /// The store the request runs in: a fresh one with `limits` (the component's, narrowed
+    /// by the tenant), or, with instance reuse on, an idle instance of the same app
+    /// version and tenant (reuse.rs).
+    fn instance_for(
+        &self,
+        app: &App,
+        component: &str,
+        tenant: Option<&str>,
+        limits: &membrane_manifest::Limits,
+    ) -> Result<Guest, Refusal> {
+        if let Some(idle) = self.reuse.take(component, app.generation(), tenant) {
+            return Ok(Guest { store: idle.store, reused: Some((idle.proxy, idle.uses)) });
+        }
+        let instances = app.instances(component).expect("routes name loaded components");
+        match instances.new_store_with(&[component.to_string()], limits) {
+            Ok(store) => Ok(Guest { store, reused: None }),
+            // This component has all its pool slots in use; others still have theirs.
+            Err(full @ CallError::NoSlot { .. }) => {
+                tracing::warn!(component, "{full}");
+                Err(Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1))
+            }
+            Err(error) => {
+                tracing::error!(component, "{error}");
+                Err(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+            }
+        }
+    }
+
+    /// Runs the handler in a task of its own: it may keep streaming the body after the
+    /// response headers are sent, and it must not hold the connection's task. The task
+    /// holds its app version and permits until the guest is done, body included.
+    fn spawn_guest(
+        &self,
+        call: Call,
+        guest: Guest,
+        request: http::Request<LimitedBody>,
+        sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
+    ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
+        let Guest { mut store, reused } = guest;
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
             Ok((req, out))
         })();
         let Ok((req, out)) = prepared else {
-            return (plain(StatusCode::BAD_REQUEST, "malformed request"), Some(route));
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "malformed request"));
         };
-        let pre = handler.clone();
-        let instances = instances.clone();
-        let guest_timeout = limits_here.timeout.map(|t| t.std());
-        // The task holds its app version until the guest is done, body included.
-        let version = app.clone();
-        let metrics = self.metrics.clone();
-        let reuse = self.reuse.clone();
-        let key = component.to_string();
-        // The guest runs in its own task: it may keep streaming the body after the
-        // response headers are sent, and it must not hold the connection's task.
-        let task = tokio::spawn(async move {
-            let _held = (permit, tenant_permit, version);
+        let pre = call.app.http_handler(&call.component).expect("routes lead to checked handlers").clone();
+        let instances = call.app.instances(&call.component).expect("routes name loaded components").clone();
+        let (metrics, reuse) = (self.metrics.clone(), self.reuse.clone());
+        Ok(tokio::spawn(async move {
+            // The whole call moves in, its permits and app version with it, until the end.
+            let call = call;
             let served = instances
-                .enter(&mut store, guest_timeout, async |store| {
+                .enter(&mut store, call.timeout, async |store| {
+                    let fresh = reused.is_none();
+                    let _instantiation = Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
+                        vec![
+                            KeyValue::new("membrane.component", call.component.clone()),
+                            KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
+                        ]
+                    });
                     let (proxy, uses) = match reused {
                         Some(reused) => reused,
                         None => {
                             let proxy = pre.instantiate_async(&mut *store).await?;
-                            instances.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                            instances.count_instantiation();
                             (proxy, 0)
                         }
                     };
+                    drop(_instantiation);
                     proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await?;
                     Ok((proxy, uses + 1))
                 })
@@ -164,33 +234,37 @@ impl Server {
             match served {
                 // Only an instance that finished cleanly may serve again.
                 Ok((proxy, uses)) => {
-                    reuse.give_back(
-                        &key,
-                        crate::reuse::Idle { store, proxy, uses, generation },
-                        tenant_name.as_deref(),
-                    );
+                    let generation = call.app.generation();
+                    let idle = crate::reuse::Idle { store, proxy, uses, generation };
+                    reuse.give_back(&call.component, idle, call.tenant.as_deref());
                     Ok(())
                 }
                 Err(fault) => {
-                    metrics.trap(&instances.name, fault.kind.name());
+                    metrics.trap(&call.component, fault.kind.name());
                     Err(fault)
                 }
             }
-        });
-        // A client that goes away before the response takes its request with it: hyper
-        // drops this future, and the guest's task must not keep the slot until its timeout.
-        let abandoned = AbortOnDrop(Some(task.abort_handle()));
+        }))
+    }
 
-        let response = match tokio::time::timeout(limits.request_timeout, receiver).await {
+    /// The guest's response within the request deadline, or the status that says why
+    /// there is none: a body over the limit, a timeout, a trap.
+    async fn await_response(
+        &self,
+        component: &str,
+        receiver: tokio::sync::oneshot::Receiver<Result<Response, ErrorCode>>,
+        task: tokio::task::JoinHandle<Result<(), Fault>>,
+        exceeded: &AtomicBool,
+    ) -> Response {
+        let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        match tokio::time::timeout(self.limits.request_timeout, receiver).await {
             // A body over the limit is refused whatever the guest made of its truncation.
-            Ok(Ok(Ok(_))) if exceeded.load(Ordering::Relaxed) => {
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            }
+            Ok(Ok(Ok(_))) if exceeded.load(Ordering::Relaxed) => too_large(),
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(code))) => {
                 tracing::warn!(component, ?code, "the handler answered with an error");
                 if exceeded.load(Ordering::Relaxed) {
-                    plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                    too_large()
                 } else {
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
                 }
@@ -200,9 +274,7 @@ impl Server {
                 Ok(Err(fault)) => {
                     tracing::error!(component, "{fault}");
                     match fault.kind {
-                        _ if exceeded.load(Ordering::Relaxed) => {
-                            plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-                        }
+                        _ if exceeded.load(Ordering::Relaxed) => too_large(),
                         FaultKind::Timeout(_) | FaultKind::CpuTime(_) => {
                             plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
                         }
@@ -220,15 +292,42 @@ impl Server {
             },
             Err(_) => {
                 task.abort();
-                tracing::warn!(component, "request timed out after {:?}", limits.request_timeout);
+                tracing::warn!(component, "request timed out after {:?}", self.limits.request_timeout);
                 plain(StatusCode::GATEWAY_TIMEOUT, "the handler took too long")
             }
-        };
-        // From here the client's interest is the body's: a client gone mid-body stops the
-        // guest at once instead of leaving it (and its permits) until its timeout.
-        let task = abandoned.disarm();
-        (response.map(|body| crate::body::StopsGuest::new(body, task).boxed_unsync()), Some(route))
+        }
     }
+}
+
+/// What a request's guest task carries: its app version (held until the guest is done),
+/// where it is going, and the permits it holds.
+struct Call {
+    app: Arc<App>,
+    component: String,
+    tenant: Option<String>,
+    timeout: Option<std::time::Duration>,
+    _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+}
+
+/// The store a request runs in, and the instance in it when one is reused.
+struct Guest {
+    store: wasmtime::Store<membrane_runtime::SandboxState>,
+    reused: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
+}
+
+/// The request's server span (HTTP semantic conventions), joining the trace its
+/// `traceparent` names or starting one; nothing when tracing is off.
+fn server_span(request: &http::Request<hyper::body::Incoming>, host: Option<&str>) -> Span {
+    let Some(parent) = membrane_telemetry::extract(request.headers()) else { return Span::default() };
+    let method = request.method().to_string();
+    Span::start(method.clone(), SpanKind::Server, Some(&parent), || {
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("url.path", request.uri().path().to_string()),
+            KeyValue::new("server.address", host.unwrap_or_default().to_string()),
+            KeyValue::new("network.protocol.version", format!("{:?}", request.version())),
+        ]
+    })
 }
 
 /// Aborts a guest's task when dropped, unless disarmed once the response is in hand.
@@ -248,9 +347,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A refusal that tells the client when to try again.
-fn busy(status: StatusCode, text: &str, retry_after_secs: u64) -> Response {
-    let mut response = plain(status, text);
-    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_secs));
-    response
+/// A request answered by the host instead of a guest: the status, a short text, and when
+/// to try again.
+struct Refusal {
+    status: StatusCode,
+    text: &'static str,
+    retry_after_secs: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, text: &'static str) -> Refusal {
+        Refusal { status, text, retry_after_secs: None }
+    }
+
+    /// A refusal that tells the client when to try again.
+    fn busy(status: StatusCode, text: &'static str, retry_after_secs: u64) -> Refusal {
+        Refusal { status, text, retry_after_secs: Some(retry_after_secs) }
+    }
+
+    fn response(self) -> Response {
+        let mut response = plain(self.status, self.text);
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
+    }
 }

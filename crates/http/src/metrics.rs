@@ -90,6 +90,35 @@ impl Metrics {
         for (component, stats) in app.stats().components {
             let _ = writeln!(out, "membrane_keyvalue_calls_total{{component={component:?}}} {}", stats.keyvalue_calls);
         }
+        out.push_str(
+            "# HELP membrane_socket_uses_total Socket addresses a component used or was refused, by use \
+             (tcp_bind, tcp_listen, tcp_accept, tcp_connect, udp_bind, udp_send, udp_receive).\n",
+        );
+        out.push_str("# TYPE membrane_socket_uses_total counter\n");
+        for (component, stats) in app.stats().components {
+            for (outcome, counts) in [("granted", &stats.sockets.granted), ("denied", &stats.sockets.denied)] {
+                for (usage, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "membrane_socket_uses_total{{component={component:?},use=\"{usage}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
+        }
+        if membrane_telemetry::tracer().is_some() {
+            out.push_str("# HELP membrane_trace_spans_total Spans sent to the OTLP collector, or dropped (queue full or refused).\n");
+            out.push_str("# TYPE membrane_trace_spans_total counter\n");
+            let _ = writeln!(
+                out,
+                "membrane_trace_spans_total{{outcome=\"exported\"}} {}",
+                membrane_telemetry::exported_spans()
+            );
+            let _ = writeln!(
+                out,
+                "membrane_trace_spans_total{{outcome=\"dropped\"}} {}",
+                membrane_telemetry::dropped_spans()
+            );
+        }
         out.push_str("# HELP membrane_traps_total Requests whose handler trapped or hit a limit, by kind.\n");
         out.push_str("# TYPE membrane_traps_total counter\n");
         for ((component, kind), n) in snapshot(&self.traps) {

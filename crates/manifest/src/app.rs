@@ -336,6 +336,14 @@ impl AppSpec {
         for (interface, component) in &self.app.exports {
             self.check_component(&format!("app.exports.\"{interface}\""), component)?;
         }
+        self.validate_links()?;
+        self.validate_tenants()?;
+        self.validate_routes()
+    }
+
+    /// Each link joins two declared components by a WIT interface name, once per import,
+    /// with a third component as its fallback.
+    fn validate_links(&self) -> Result<(), ManifestError> {
         for (i, link) in self.links.iter().enumerate() {
             let key = |field: &str| format!("link[{i}].{field}");
             self.check_component(&key("from"), &link.from)?;
@@ -377,6 +385,11 @@ impl AppSpec {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Each tenant has hosts of its own and quotas that admit something.
+    fn validate_tenants(&self) -> Result<(), ManifestError> {
         let mut seen_hosts: BTreeMap<String, &str> = BTreeMap::new();
         for (name, tenant) in &self.tenants {
             if tenant.hosts.is_empty() {
@@ -404,6 +417,11 @@ impl AppSpec {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Each route leads to a declared component, under a host and a path prefix.
+    fn validate_routes(&self) -> Result<(), ManifestError> {
         for (i, route) in self.routes.iter().enumerate() {
             self.check_component(&format!("route[{i}].component"), &route.component)?;
             if let Some(host) = &route.host {

@@ -75,7 +75,7 @@ pub struct Injection {
     /// Time added to every call through the link.
     #[serde(default)]
     pub latency: Option<Duration>,
-    /// Grants taken from the component: dirs, env, allow_tcp, allow_dns, stdin, outbound_http.
+    /// Grants taken from the component: any of [`DENIABLE`].
     #[serde(default)]
     pub deny: Vec<String>,
     /// Restart the component this often while traffic runs.
@@ -114,15 +114,17 @@ fn default_success() -> f64 {
 }
 
 /// The grants `deny` may name.
-pub const DENIABLE: [&str; 6] = ["dirs", "env", "allow_tcp", "allow_dns", "stdin", "outbound_http"];
-
-impl Injection {
-    /// `(consumer, provider)` of `link = "consumer -> provider"`.
-    pub fn link_ends(&self) -> Option<(&str, &str)> {
-        let (from, to) = self.link.as_deref()?.split_once("->")?;
-        Some((from.trim(), to.trim()))
-    }
-}
+pub const DENIABLE: [&str; 9] = [
+    "dirs",
+    "env",
+    "allow_tcp",
+    "allow_tcp_bind",
+    "allow_udp",
+    "allow_udp_bind",
+    "allow_dns",
+    "stdin",
+    "outbound_http",
+];
 
 /// Takes the grants named in `deny` away from `grants`.
 pub fn deny_grants(grants: &mut Grants, deny: &[String]) {
@@ -131,6 +133,9 @@ pub fn deny_grants(grants: &mut Grants, deny: &[String]) {
             "dirs" => grants.dirs.clear(),
             "env" => grants.env.clear(),
             "allow_tcp" => grants.allow_tcp.clear(),
+            "allow_tcp_bind" => grants.allow_tcp_bind.clear(),
+            "allow_udp" => grants.allow_udp.clear(),
+            "allow_udp_bind" => grants.allow_udp_bind.clear(),
             "allow_dns" => grants.allow_dns = false,
             "stdin" => grants.stdin = false,
             "outbound_http" => grants.outbound_http.clear(),
@@ -154,12 +159,7 @@ impl Experiment {
     }
 
     fn validate(&self, file: &Path, app: &AppSpec) -> Result<(), ManifestError> {
-        let invalid = |key: String, message: String, fix: String| ManifestError::Invalid {
-            file: PathBuf::from(file),
-            key,
-            message,
-            fix,
-        };
+        let invalid = |key, message, fix| invalid(file, key, message, fix);
         if self.hypothesis.trim().is_empty() {
             return Err(invalid(
                 "hypothesis".into(),
@@ -167,6 +167,24 @@ impl Experiment {
                 "say what should hold, e.g. hypothesis = \"the site answers 200 while the renderer traps\"".into(),
             ));
         }
+        self.validate_traffic(file, app)?;
+        if !(0.0..=1.0).contains(&self.expect.success) {
+            return Err(invalid(
+                "expect.success".into(),
+                format!("{} is not a share between 0 and 1", self.expect.success),
+                "write e.g. success = 0.99 for 99%".into(),
+            ));
+        }
+        for (i, injection) in self.inject.iter().enumerate() {
+            injection.validate(i, file, app)?;
+        }
+        Ok(())
+    }
+
+    /// Traffic either sends requests through the app's routes or runs its entry, and
+    /// sends at least one.
+    fn validate_traffic(&self, file: &Path, app: &AppSpec) -> Result<(), ManifestError> {
+        let invalid = |key, message, fix| invalid(file, key, message, fix);
         let traffic = &self.traffic;
         match (&traffic.args, traffic.paths.is_empty()) {
             (Some(_), false) | (None, true) => {
@@ -207,99 +225,124 @@ impl Experiment {
                 "e.g. requests = 200, concurrency = 4".into(),
             ));
         }
-        if !(0.0..=1.0).contains(&self.expect.success) {
-            return Err(invalid(
-                "expect.success".into(),
-                format!("{} is not a share between 0 and 1", self.expect.success),
-                "write e.g. success = 0.99 for 99%".into(),
-            ));
-        }
-        for (i, injection) in self.inject.iter().enumerate() {
-            let key = |k: &str| format!("inject[{i}].{k}");
-            let known = || app.components.keys().cloned().collect::<Vec<_>>().join(", ");
-            match (&injection.link, &injection.component) {
-                (Some(_), None) => {
-                    let Some((from, to)) = injection.link_ends() else {
-                        return Err(invalid(
-                            key("link"),
-                            format!("{:?} does not name a link", injection.link.as_deref().unwrap_or_default()),
-                            "write link = \"consumer -> provider\"".into(),
-                        ));
-                    };
-                    if !app.links.iter().any(|l| l.from == from && l.to == to) {
-                        let links: Vec<String> = app.links.iter().map(|l| format!("{} -> {}", l.from, l.to)).collect();
-                        return Err(invalid(
-                            key("link"),
-                            format!("the app has no link {from} -> {to}"),
-                            format!(
-                                "use one of its links: {}",
-                                if links.is_empty() { "none".into() } else { links.join(", ") }
-                            ),
-                        ));
-                    }
-                    if injection.trap.is_none() && injection.latency.is_none() {
-                        return Err(invalid(
-                            key("link"),
-                            "nothing to inject at the link".into(),
-                            "add trap = 0.2 (a probability) and/or latency = \"50ms\"".into(),
-                        ));
-                    }
-                    if !injection.deny.is_empty() || injection.restart_every.is_some() {
-                        return Err(invalid(
-                            key("link"),
-                            "deny and restart_every act on a component, not a link".into(),
-                            "move them to an [[inject]] with component = \"...\"".into(),
-                        ));
-                    }
-                }
-                (None, Some(component)) => {
-                    if !app.components.contains_key(component) {
-                        return Err(invalid(
-                            key("component"),
-                            format!("no component named {component:?}"),
-                            format!("use one of the app's components: {}", known()),
-                        ));
-                    }
-                    if let Some(name) = injection.deny.iter().find(|d| !DENIABLE.contains(&d.as_str())) {
-                        return Err(invalid(
-                            key("deny"),
-                            format!("{name:?} is not a grant"),
-                            format!("deny some of: {}", DENIABLE.join(", ")),
-                        ));
-                    }
-                    if injection.trap.is_some() || injection.latency.is_some() {
-                        return Err(invalid(
-                            key("component"),
-                            "trap and latency act on a link".into(),
-                            "move them to an [[inject]] with link = \"consumer -> provider\"".into(),
-                        ));
-                    }
-                    if injection.deny.is_empty() && injection.restart_every.is_none() {
-                        return Err(invalid(
-                            key("component"),
-                            "nothing to inject at the component".into(),
-                            "add deny = [\"outbound_http\"] and/or restart_every = \"1s\"".into(),
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(invalid(
-                        format!("inject[{i}]"),
-                        "an injection names one place: a link or a component".into(),
-                        "write link = \"consumer -> provider\" or component = \"name\"".into(),
-                    ));
-                }
-            }
-            if let Some(p) = injection.trap
-                && !(0.0..=1.0).contains(&p)
-            {
+        Ok(())
+    }
+}
+
+impl Injection {
+    /// `(consumer, provider)` of `link = "consumer -> provider"`.
+    pub fn link_ends(&self) -> Option<(&str, &str)> {
+        let (from, to) = self.link.as_deref()?.split_once("->")?;
+        Some((from.trim(), to.trim()))
+    }
+
+    /// An injection acts on one place: a link of the app (traps, latency) or one of its
+    /// components (denied grants, restarts).
+    fn validate(&self, i: usize, file: &Path, app: &AppSpec) -> Result<(), ManifestError> {
+        let at = At { file, index: i };
+        match (&self.link, &self.component) {
+            (Some(_), None) => self.validate_at_link(&at, app)?,
+            (None, Some(component)) => self.validate_at_component(component, &at, app)?,
+            _ => {
                 return Err(invalid(
-                    key("trap"),
-                    format!("{p} is not a probability"),
-                    "write a number from 0 to 1, e.g. trap = 0.2".into(),
+                    file,
+                    format!("inject[{i}]"),
+                    "an injection names one place: a link or a component".into(),
+                    "write link = \"consumer -> provider\" or component = \"name\"".into(),
                 ));
             }
         }
+        if let Some(p) = self.trap
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(at.invalid(
+                "trap",
+                format!("{p} is not a probability"),
+                "write a number from 0 to 1, e.g. trap = 0.2".into(),
+            ));
+        }
         Ok(())
+    }
+
+    fn validate_at_link(&self, at: &At<'_>, app: &AppSpec) -> Result<(), ManifestError> {
+        let Some((from, to)) = self.link_ends() else {
+            return Err(at.invalid(
+                "link",
+                format!("{:?} does not name a link", self.link.as_deref().unwrap_or_default()),
+                "write link = \"consumer -> provider\"".into(),
+            ));
+        };
+        if !app.links.iter().any(|l| l.from == from && l.to == to) {
+            let links: Vec<String> = app.links.iter().map(|l| format!("{} -> {}", l.from, l.to)).collect();
+            return Err(at.invalid(
+                "link",
+                format!("the app has no link {from} -> {to}"),
+                format!("use one of its links: {}", if links.is_empty() { "none".into() } else { links.join(", ") }),
+            ));
+        }
+        if self.trap.is_none() && self.latency.is_none() {
+            return Err(at.invalid(
+                "link",
+                "nothing to inject at the link".into(),
+                "add trap = 0.2 (a probability) and/or latency = \"50ms\"".into(),
+            ));
+        }
+        if !self.deny.is_empty() || self.restart_every.is_some() {
+            return Err(at.invalid(
+                "link",
+                "deny and restart_every act on a component, not a link".into(),
+                "move them to an [[inject]] with component = \"...\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_at_component(&self, component: &str, at: &At<'_>, app: &AppSpec) -> Result<(), ManifestError> {
+        let known = || app.components.keys().cloned().collect::<Vec<_>>().join(", ");
+        if !app.components.contains_key(component) {
+            return Err(at.invalid(
+                "component",
+                format!("no component named {component:?}"),
+                format!("use one of the app's components: {}", known()),
+            ));
+        }
+        if let Some(name) = self.deny.iter().find(|d| !DENIABLE.contains(&d.as_str())) {
+            return Err(at.invalid(
+                "deny",
+                format!("{name:?} is not a grant"),
+                format!("deny some of: {}", DENIABLE.join(", ")),
+            ));
+        }
+        if self.trap.is_some() || self.latency.is_some() {
+            return Err(at.invalid(
+                "component",
+                "trap and latency act on a link".into(),
+                "move them to an [[inject]] with link = \"consumer -> provider\"".into(),
+            ));
+        }
+        if self.deny.is_empty() && self.restart_every.is_none() {
+            return Err(at.invalid(
+                "component",
+                "nothing to inject at the component".into(),
+                "add deny = [\"outbound_http\"] and/or restart_every = \"1s\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(file: &Path, key: String, message: String, fix: String) -> ManifestError {
+    ManifestError::Invalid { file: PathBuf::from(file), key, message, fix }
+}
+
+/// Where in an experiment a finding is: its file and the index of the injection.
+struct At<'a> {
+    file: &'a Path,
+    index: usize,
+}
+
+impl At<'_> {
+    fn invalid(&self, key: &str, message: String, fix: String) -> ManifestError {
+        invalid(self.file, format!("inject[{}].{key}", self.index), message, fix)
     }
 }

@@ -18,6 +18,13 @@ pub struct Grants {
     pub env: BTreeMap<String, String>,
     /// TCP addresses the guest may connect to.
     pub allow_tcp: Vec<AddrRule>,
+    /// Local TCP addresses the guest may bind and listen on, and accept connections at
+    /// (port 0: an ephemeral port the host picks).
+    pub allow_tcp_bind: Vec<AddrRule>,
+    /// UDP peers the guest may send datagrams to (and "connect" to); their replies reach it.
+    pub allow_udp: Vec<AddrRule>,
+    /// Local UDP addresses the guest may bind; a bound socket receives from any peer.
+    pub allow_udp_bind: Vec<AddrRule>,
     /// Whether the guest may resolve names (`wasi:sockets/ip-name-lookup`).
     pub allow_dns: bool,
     /// Whether the guest reads the host's standard input.
@@ -55,7 +62,8 @@ pub enum GrantError {
     Dir { text: String },
     #[error(
         "invalid address rule {text:?}: expected IP:PORT, [IPv6]:PORT, a CIDR such as \
-         10.0.0.0/8 (any port) or CIDR:PORT such as 10.0.0.0/8:443"
+         10.0.0.0/8 (any port), CIDR:PORT such as 10.0.0.0/8:443 or a port range such as \
+         10.0.0.0/8:8000-8999"
     )]
     Addr { text: String },
 }
@@ -85,17 +93,41 @@ impl FromStr for DirGrant {
     }
 }
 
-/// An address the guest may connect to: one IP or a network, on one port or any.
+/// An address a socket grant names: one IP or a network, on one port, a range of ports or
+/// any port. Port 0 names an ephemeral port, picked by the host when the guest binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AddrRule {
     pub net: IpNet,
-    pub port: Option<u16>,
+    /// `None` for any port.
+    pub ports: Option<Ports>,
+}
+
+/// An inclusive range of ports; one port is a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ports {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ports {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
 }
 
 impl AddrRule {
     pub fn allows(&self, addr: SocketAddr) -> bool {
-        let ip = canonical_ip(addr.ip());
-        self.net.contains(&ip) && self.port.is_none_or(|p| p == addr.port())
+        self.net.contains(&canonical_ip(addr.ip())) && self.ports.is_none_or(|p| p.contains(addr.port()))
+    }
+
+    /// Whether every address `inner` allows, this rule allows too.
+    pub fn covers(&self, inner: &AddrRule) -> bool {
+        let ports = match (self.ports, inner.ports) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(o), Some(i)) => o.first <= i.first && i.last <= o.last,
+        };
+        ports && self.net.contains(&inner.net)
     }
 }
 
@@ -127,16 +159,30 @@ impl FromStr for AddrRule {
         } else {
             (text_t, None)
         };
-        let port = match port {
+        let ports = match port {
             None | Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| err())?),
+            Some(p) => {
+                let (first, last) = p.split_once('-').unwrap_or((p, p));
+                let first = first.parse::<u16>().map_err(|_| err())?;
+                let last = last.parse::<u16>().map_err(|_| err())?;
+                if first > last {
+                    return Err(err());
+                }
+                Some(Ports { first, last })
+            }
         };
         let net = if addr.contains('/') {
             addr.parse::<IpNet>().map_err(|_| err())?.trunc()
         } else {
             IpNet::from(canonical_ip(addr.parse::<IpAddr>().map_err(|_| err())?))
         };
-        Ok(AddrRule { net, port })
+        Ok(AddrRule { net, ports })
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last { write!(f, "{}", self.first) } else { write!(f, "{}-{}", self.first, self.last) }
     }
 }
 
@@ -144,7 +190,7 @@ impl fmt::Display for AddrRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let single = self.net.prefix_len() == self.net.max_prefix_len();
         let addr = if single { self.net.addr().to_string() } else { self.net.to_string() };
-        match (self.port, self.net) {
+        match (self.ports, self.net) {
             (Some(p), IpNet::V6(_)) => write!(f, "[{addr}]:{p}"),
             (Some(p), IpNet::V4(_)) => write!(f, "{addr}:{p}"),
             (None, _) => f.write_str(&addr),
@@ -192,8 +238,26 @@ mod tests {
         assert_eq!(v6net.to_string(), "[fc00::/7]:443");
         assert_eq!(one.to_string(), "127.0.0.1:8080");
 
-        for bad in ["localhost:80", "1.2.3.4:99999", "1.2.3.4:x", "[::1", "300.1.1.1:80"] {
+        let range: AddrRule = "10.0.0.0/8:8000-8999".parse().unwrap();
+        assert!(range.allows("10.9.9.9:8000".parse().unwrap()));
+        assert!(range.allows("10.9.9.9:8999".parse().unwrap()));
+        assert!(!range.allows("10.9.9.9:9000".parse().unwrap()));
+        assert_eq!(range.to_string(), "10.0.0.0/8:8000-8999");
+        assert_eq!("[::1]:1-2".parse::<AddrRule>().unwrap().to_string(), "[::1]:1-2");
+
+        for bad in ["localhost:80", "1.2.3.4:99999", "1.2.3.4:x", "[::1", "300.1.1.1:80", "1.2.3.4:9-8", "1.2.3.4:1-"] {
             assert!(bad.parse::<AddrRule>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn a_rule_covers_narrower_networks_and_port_ranges_only() {
+        let rule = |t: &str| t.parse::<AddrRule>().unwrap();
+        assert!(rule("10.0.0.0/8").covers(&rule("10.1.0.0/16:80")));
+        assert!(rule("10.0.0.0/8:8000-8999").covers(&rule("10.1.2.3:8080")));
+        assert!(rule("10.0.0.0/8:8000-8999").covers(&rule("10.1.2.3:8100-8200")));
+        assert!(!rule("10.0.0.0/8:8000-8999").covers(&rule("10.1.2.3:7000-8100")));
+        assert!(!rule("10.0.0.0/8:8080").covers(&rule("10.1.2.3")));
+        assert!(!rule("10.0.0.0/16").covers(&rule("10.0.0.0/8")));
     }
 }

@@ -34,7 +34,7 @@ pub use app::{
     ManifestError, OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
-pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants};
+pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants, Ports};
 pub use host::{InvalidHost, normalize_authority, normalize_host};
 pub use limits::Limits;
 pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};

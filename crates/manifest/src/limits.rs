@@ -28,7 +28,8 @@ pub struct Limits {
     /// Host objects (resources: fields, streams, pollables, sockets, …) the instance may
     /// hold at once.
     pub host_resources: u32,
-    /// TCP sockets the instance may hold open at once (only with a `grants.allow_tcp`).
+    /// TCP and UDP sockets the instance may hold open at once, accepted connections
+    /// included; also the most connections a listener keeps pending (its backlog).
     pub sockets: u32,
 }
 

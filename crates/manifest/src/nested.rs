@@ -137,11 +137,16 @@ fn check_attenuation(
             return Err(refuse(format!("env.{name}"), format!("environment variable {name}")));
         }
     }
-    for (i, rule) in inner.allow_tcp.iter().enumerate() {
-        let covered =
-            outer.allow_tcp.iter().any(|o| o.net.contains(&rule.net) && (o.port.is_none() || o.port == rule.port));
-        if !covered {
-            return Err(refuse(format!("allow_tcp[{i}]"), format!("TCP to {rule}")));
+    let sockets = [
+        ("allow_tcp", &inner.allow_tcp, &outer.allow_tcp, "TCP connections to"),
+        ("allow_tcp_bind", &inner.allow_tcp_bind, &outer.allow_tcp_bind, "a TCP listener on"),
+        ("allow_udp", &inner.allow_udp, &outer.allow_udp, "UDP datagrams to"),
+        ("allow_udp_bind", &inner.allow_udp_bind, &outer.allow_udp_bind, "a UDP socket bound on"),
+    ];
+    for (key, inner_rules, outer_rules, what) in sockets {
+        if let Some((i, rule)) = inner_rules.iter().enumerate().find(|(_, r)| !outer_rules.iter().any(|o| o.covers(r)))
+        {
+            return Err(refuse(format!("{key}[{i}]"), format!("{what} {rule}")));
         }
     }
     for (i, rule) in inner.outbound_http.iter().enumerate() {
@@ -187,4 +192,29 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_grants_only_narrow() {
+        let grants = |tcp_bind: &str, udp: &str| Grants {
+            allow_tcp_bind: vec![tcp_bind.parse().unwrap()],
+            allow_udp: vec![udp.parse().unwrap()],
+            ..Grants::default()
+        };
+        let check = |inner: &Grants, outer: &Grants| {
+            check_attenuation(Path::new("in.toml"), "c", inner, Path::new("out.toml"), "n", outer)
+        };
+        let outer = grants("127.0.0.0/8:8000-8999", "10.0.0.0/8");
+        check(&grants("127.0.0.1:8080", "10.1.1.1:53"), &outer).unwrap();
+        let wider = check(&grants("127.0.0.1:9000", "10.1.1.1:53"), &outer).unwrap_err().to_string();
+        assert!(wider.contains("allow_tcp_bind[0]") && wider.contains("127.0.0.1:9000"), "{wider}");
+        let wider = check(&grants("127.0.0.1:8080", "11.0.0.1:53"), &outer).unwrap_err().to_string();
+        assert!(wider.contains("allow_udp[0]"), "{wider}");
+        let none = check(&Grants { allow_udp_bind: vec!["0.0.0.0:0".parse().unwrap()], ..Grants::default() }, &outer);
+        assert!(none.unwrap_err().to_string().contains("allow_udp_bind[0]"));
+    }
 }

@@ -25,6 +25,9 @@ pub struct AuditEvent {
     /// What it was about: an address, a path, a trap kind.
     pub what: String,
     pub outcome: String,
+    /// The trace the event happened in, when tracing is on: the log line leads to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -71,8 +74,21 @@ impl Audit {
     }
 
     pub fn record(&self, component: &str, event: &str, what: &str, outcome: &str) {
+        self.record_in(None, component, event, what, outcome);
+    }
+
+    /// As [`Audit::record`], for an event inside the trace `trace`.
+    pub fn record_in(
+        &self,
+        trace: Option<&membrane_telemetry::Context>,
+        component: &str,
+        event: &str,
+        what: &str,
+        outcome: &str,
+    ) {
         let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        tracing::info!(target: "membrane::audit", component, event, what, outcome);
+        let trace_id = trace.and_then(membrane_telemetry::trace_id);
+        tracing::info!(target: "membrane::audit", component, event, what, outcome, trace_id);
         let entry = {
             let mut trail = self.trail();
             trail.next_seq += 1;
@@ -83,6 +99,7 @@ impl Audit {
                 event: event.to_string(),
                 what: what.to_string(),
                 outcome: outcome.to_string(),
+                trace_id,
             };
             *trail.counts.entry((entry.event.clone(), entry.component.clone())).or_default() += 1;
             if trail.recent.len() == RECENT_EVENTS {

@@ -1,5 +1,5 @@
-//! What a guest makes the host hold on its behalf, bounded per instance: TCP sockets
-//! (`limits.sockets`), host objects (`limits.host_resources`) and the bytes of wasi:http
+//! What a guest makes the host hold on its behalf, bounded per instance: TCP and UDP
+//! sockets, accepted connections and a listener's pending ones (`limits.sockets`), host objects (`limits.host_resources`) and the bytes of wasi:http
 //! fields and unsent body buffers (`limits.host_memory`). Linear memory is the limiter's.
 //!
 //! wasmtime-wasi caps each `fields` (128 KiB) and each `get-random-bytes`, not how many a
@@ -9,13 +9,14 @@
 //! counted again (drops give bytes back) and a call still over it is refused.
 
 use crate::audit::Audit;
-use membrane_manifest::{ByteSize, Limits};
+use crate::net::NetPolicy;
+use membrane_manifest::{ByteSize, Grants, Limits};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::TcpSocket;
-// WASI 0.3's socket resource is wasmtime-wasi's shared socket, not 0.2's wrapper of it.
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
-use wasmtime_wasi::sockets::TcpSocket as P3TcpSocket;
+use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+// WASI 0.3's socket resources are wasmtime-wasi's shared sockets, not 0.2's wrappers of them.
+use wasmtime_wasi::sockets::{TcpSocket as P3TcpSocket, UdpSocket as P3UdpSocket};
 use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
 
@@ -45,24 +46,36 @@ pub struct HostBudget {
     component: Arc<str>,
     audit: Audit,
     tcp_granted: bool,
+    udp_granted: bool,
     sockets: usize,
     bytes: u64,
     /// Bytes held at the last count plus everything charged since: never below the truth.
     charged: u64,
-    /// Refusals already audited, so a guest refused in a loop writes one record each.
-    audited_sockets: bool,
+    /// Refusals already audited (TCP, UDP, accept), so a guest refused in a loop writes
+    /// one record each.
+    audited_sockets: [bool; 3],
+}
+
+/// The kind of socket a guest asks the host for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewSocket {
+    Tcp,
+    Udp,
+    /// A connection a TCP listener accepts.
+    Accepted,
 }
 
 impl HostBudget {
-    pub fn new(component: Arc<str>, limits: &Limits, tcp_granted: bool, audit: &Audit) -> Self {
+    pub fn new(component: Arc<str>, limits: &Limits, grants: &Grants, audit: &Audit) -> Self {
         HostBudget {
             component,
             audit: audit.clone(),
-            tcp_granted,
+            tcp_granted: NetPolicy::tcp_granted(grants),
+            udp_granted: NetPolicy::udp_granted(grants),
             sockets: limits.sockets as usize,
             bytes: limits.host_memory_bytes(),
             charged: 0,
-            audited_sockets: false,
+            audited_sockets: [false; 3],
         }
     }
 
@@ -83,13 +96,17 @@ impl HostBudget {
         Ok(())
     }
 
-    /// Why a new TCP socket is refused, if it is: no grant, or as many open as allowed.
-    pub(crate) fn refuse_socket(&mut self, table: &mut ResourceTable) -> Option<ErrorCode> {
-        let (code, why) = if !self.tcp_granted {
-            (ErrorCode::AccessDenied, "no grants.allow_tcp: a socket needs a TCP grant".to_string())
-        } else if table.iter_mut().filter(|entry| entry.is::<TcpSocket>() || entry.is::<P3TcpSocket>()).count()
-            >= self.sockets
-        {
+    /// Why a new socket is refused, if it is: no grant for its protocol, or as many open
+    /// (accepted connections included) as allowed.
+    pub(crate) fn refuse_socket(&mut self, table: &mut ResourceTable, kind: NewSocket) -> Option<ErrorCode> {
+        let (what, granted, grant) = match kind {
+            NewSocket::Tcp => ("create-tcp-socket", self.tcp_granted, "grants.allow_tcp or grants.allow_tcp_bind"),
+            NewSocket::Udp => ("create-udp-socket", self.udp_granted, "grants.allow_udp or grants.allow_udp_bind"),
+            NewSocket::Accepted => ("accept", true, ""),
+        };
+        let (code, why) = if !granted {
+            (ErrorCode::AccessDenied, format!("no socket grant for the protocol: a socket needs {grant}"))
+        } else if open_sockets(table) >= self.sockets {
             (
                 ErrorCode::NewSocketLimit,
                 format!("the instance holds {} sockets, its limits.sockets (--max-sockets)", self.sockets),
@@ -97,11 +114,25 @@ impl HostBudget {
         } else {
             return None;
         };
-        if !std::mem::replace(&mut self.audited_sockets, true) {
-            self.audit.record(&self.component, "denied", "create-tcp-socket", &why);
+        if !std::mem::replace(&mut self.audited_sockets[kind as usize], true) {
+            self.audit.record(&self.component, "denied", what, &why);
         }
         Some(code)
     }
+
+    /// The most connections a listener keeps pending: no more than the instance may hold.
+    pub(crate) fn listen_backlog(&self, wanted: u64) -> u64 {
+        wanted.min(self.sockets.max(1) as u64)
+    }
+}
+
+/// TCP and UDP sockets in `table`: listeners, connections (accepted ones too) and datagram
+/// sockets.
+fn open_sockets(table: &mut ResourceTable) -> usize {
+    table
+        .iter_mut()
+        .filter(|e| e.is::<TcpSocket>() || e.is::<UdpSocket>() || e.is::<P3TcpSocket>() || e.is::<P3UdpSocket>())
+        .count()
 }
 
 /// Bytes of wasi:http fields and unsent body buffers in `table`. A `fields` that shares its
@@ -139,7 +170,7 @@ mod tests {
 
     fn budget(bytes: u64) -> HostBudget {
         let limits = Limits { host_memory: Some(ByteSize(bytes)), ..Limits::default() };
-        HostBudget::new("c".into(), &limits, false, &Audit::default())
+        HostBudget::new("c".into(), &limits, &Grants::default(), &Audit::default())
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn of_import(import: &str) -> Capability {
             };
         }
     }
-    use Capability::{Always, Grant, Refused};
+    use Capability::{Always, Grant};
     match (package, interface) {
         ("wasi:io", _) => Always { what: "streams and polling" },
         ("wasi:clocks", _) => Always { what: "clocks" },
@@ -91,11 +91,25 @@ pub fn of_import(import: &str) -> Capability {
             Grant { what: "DNS lookups", flag: "--allow-dns", key: "grants.allow_dns" }
         }
         ("wasi:cli", "types") => Always { what: "standard stream error codes" },
-        // WASI 0.3 has one interface for TCP and UDP sockets; UDP stays refused in it too.
-        ("wasi:sockets", "tcp" | "tcp-create-socket" | "network" | "instance-network" | "types") => {
-            Grant { what: "TCP connections", flag: "--allow-tcp", key: "grants.allow_tcp" }
+        ("wasi:sockets", "network" | "instance-network") => {
+            Always { what: "the network handle; each socket still needs its grant" }
         }
-        ("wasi:sockets", "udp" | "udp-create-socket") => Refused { what: "UDP sockets" },
+        ("wasi:sockets", "tcp" | "tcp-create-socket") => Grant {
+            what: "TCP: outbound connections; binding, listening and accepting",
+            flag: "--allow-tcp; --allow-tcp-bind",
+            key: "grants.allow_tcp; grants.allow_tcp_bind",
+        },
+        // WASI 0.3 has one interface for TCP and UDP sockets, behind the same grants.
+        ("wasi:sockets", "types") => Grant {
+            what: "TCP and UDP sockets (WASI 0.3)",
+            flag: "--allow-tcp; --allow-tcp-bind; --allow-udp; --allow-udp-bind",
+            key: "grants.allow_tcp; grants.allow_tcp_bind; grants.allow_udp; grants.allow_udp_bind",
+        },
+        ("wasi:sockets", "udp" | "udp-create-socket") => Grant {
+            what: "UDP: datagrams to peers; binding a local address",
+            flag: "--allow-udp; --allow-udp-bind",
+            key: "grants.allow_udp; grants.allow_udp_bind",
+        },
         ("wasi:http", "types") => Always { what: "HTTP types" },
         ("wasi:keyvalue", "store" | "atomics" | "batch") | ("membrane:state", "cas") => {
             Grant { what: "key-value buckets", flag: "(manifest only)", key: "grants.keyvalue" }
@@ -152,9 +166,19 @@ mod tests {
             Capability::Grant { what: "files in preopened directories", flag: "--dir", key: "grants.dirs" }
         );
         assert!(matches!(of_import("wasi:cli/environment@0.2.0"), Capability::Grant { flag: "--env", .. }));
-        assert!(matches!(of_import("wasi:sockets/tcp@0.2.0"), Capability::Grant { flag: "--allow-tcp", .. }));
+        assert!(matches!(
+            of_import("wasi:sockets/tcp@0.2.0"),
+            Capability::Grant { flag: "--allow-tcp; --allow-tcp-bind", .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/udp-create-socket@0.2.3"),
+            Capability::Grant { key: "grants.allow_udp; grants.allow_udp_bind", .. }
+        ));
+        assert!(matches!(
+            of_import("wasi:sockets/ip-name-lookup@0.2.0"),
+            Capability::Grant { flag: "--allow-dns", .. }
+        ));
         assert!(matches!(of_import("wasi:clocks/monotonic-clock@0.2.6"), Capability::Always { .. }));
-        assert!(matches!(of_import("wasi:sockets/udp@0.2.0"), Capability::Refused { .. }));
         assert!(matches!(
             of_import("wasi:keyvalue/store@0.2.0-draft"),
             Capability::Grant { key: "grants.keyvalue", .. }
@@ -168,7 +192,10 @@ mod tests {
         assert!(matches!(of_import("wasi:filesystem/preopens@0.3.0"), Capability::Grant { flag: "--dir", .. }));
         assert!(matches!(of_import("wasi:cli/environment@0.3.0"), Capability::Grant { flag: "--env", .. }));
         assert!(matches!(of_import("wasi:cli/stdin@0.3.0"), Capability::Grant { flag: "--stdin", .. }));
-        assert!(matches!(of_import("wasi:sockets/types@0.3.0"), Capability::Grant { flag: "--allow-tcp", .. }));
+        assert!(matches!(
+            of_import("wasi:sockets/types@0.3.0"),
+            Capability::Grant { flag: "--allow-tcp; --allow-tcp-bind; --allow-udp; --allow-udp-bind", .. }
+        ));
         assert!(matches!(
             of_import("wasi:sockets/ip-name-lookup@0.3.0"),
             Capability::Grant { flag: "--allow-dns", .. }

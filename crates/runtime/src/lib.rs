@@ -19,6 +19,7 @@ mod file;
 mod inspect;
 mod limits;
 mod link;
+mod net;
 mod outbound;
 mod p3;
 mod pool;

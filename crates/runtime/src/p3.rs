@@ -5,6 +5,7 @@
 //! Today only `membrane run` takes a WASI 0.3 component; apps, `serve` and links refuse one
 //! with [`crate::LoadError::WasiP3`] (issue #14 brings them next).
 
+use crate::budget::NewSocket;
 use crate::command::RunError;
 use crate::pool::Pool;
 use crate::sandbox::SandboxState;
@@ -16,7 +17,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode as P2ErrorCode;
 use wasmtime_wasi::p3::bindings::CommandPre;
-use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, IpAddressFamily};
+use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, HostUdpSocket, IpAddressFamily};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 /// The WASI 0.3 sockets interface wasmtime-wasi 48 defines.
@@ -129,22 +130,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Resu
     add_budgeted_socket(linker)
 }
 
-/// wasmtime's WASI 0.3 TCP socket creation, replaced (as `budgeted_wasi` does for 0.2) by
-/// one that asks the instance's budget first: otherwise a 0.3 guest's sockets would escape
+/// wasmtime's WASI 0.3 socket creation, replaced (as `budgeted_wasi` does for 0.2) by one
+/// that asks the instance's budget first: otherwise a 0.3 guest's sockets would escape
 /// `limits.sockets`, and a creation refused for want of a grant would go unaudited.
 fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(SOCKET_TYPES)?.func_wrap(
+    let mut types = linker.instance(SOCKET_TYPES)?;
+    types.func_wrap(
         "[static]tcp-socket.create",
         |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
             let state = store.data_mut();
-            if let Some(code) = state.budget.refuse_socket(&mut state.table) {
-                let code = match code {
-                    P2ErrorCode::AccessDenied => ErrorCode::AccessDenied,
-                    // WASI 0.3 dropped 0.2's `new-socket-limit`; the text keeps its name.
-                    _ => ErrorCode::Other(Some("new-socket-limit".into())),
-                };
-                return Ok((Err(code),));
+            if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
+                return Ok((Err(p3_code(code)),));
             }
             let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
             match HostTcpSocket::create(&mut view, family) {
@@ -153,7 +150,32 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
                 Err(error) => Ok((Err(error.downcast()?),)),
             }
         },
+    )?;
+    types.func_wrap_async(
+        "[static]udp-socket.create",
+        |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Udp) {
+                    return Ok((Err(p3_code(code)),));
+                }
+                let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+                match HostUdpSocket::create(&mut view, family).await {
+                    Ok(socket) => Ok((Ok(socket),)),
+                    Err(error) => Ok((Err(error.downcast()?),)),
+                }
+            })
+        },
     )
+}
+
+/// The WASI 0.3 code for a refusal of the budget (which speaks WASI 0.2).
+fn p3_code(code: P2ErrorCode) -> ErrorCode {
+    match code {
+        P2ErrorCode::AccessDenied => ErrorCode::AccessDenied,
+        // WASI 0.3 dropped 0.2's `new-socket-limit`; the text keeps its name.
+        _ => ErrorCode::Other(Some("new-socket-limit".into())),
+    }
 }
 
 /// Instantiates the WASI 0.3 command and calls `wasi:cli/run@0.3.0` in a concurrent

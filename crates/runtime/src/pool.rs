@@ -111,12 +111,12 @@ struct Slot {
 
 /// Everything needed to make and keep instances of one component.
 pub struct Pool {
-    pub name: Arc<str>,
-    pub mode: InstanceMode,
-    pub grants: Grants,
-    pub limits: Limits,
-    pub restart: RestartPolicy,
-    pub stats: Arc<ComponentStats>,
+    pub(crate) name: Arc<str>,
+    pub(crate) mode: InstanceMode,
+    pub(crate) grants: Grants,
+    pub(crate) limits: Limits,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) stats: Arc<ComponentStats>,
     engine: Engine,
     pre: InstancePre<SandboxState>,
     audit: Audit,
@@ -125,7 +125,7 @@ pub struct Pool {
     idle: std::sync::Mutex<Vec<Sandbox>>,
     permits: tokio::sync::Semaphore,
     /// Its share of the engine's pooled slots; `None` without a pool.
-    pub slots: Option<InstanceSlots>,
+    pub(crate) slots: Option<InstanceSlots>,
 }
 
 /// The identity of the singleton instance a resource handle came from.
@@ -166,6 +166,16 @@ impl Pool {
             permits: tokio::sync::Semaphore::new(permits),
             slots,
         }
+    }
+
+    /// The component's limits, as its manifest (or the command line) sets them.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts an instance made outside [`Pool::call`] (an HTTP handler's, per request).
+    pub fn count_instantiation(&self) {
+        self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn pre(&self) -> &InstancePre<SandboxState> {
@@ -367,14 +377,18 @@ impl Pool {
             Ok(Err(error)) => Fault::classify(&self.name, &error, store.data().limiter.hit()),
             Err(limit) => self.fault(FaultKind::Timeout(limit)),
         };
-        self.audit_trap(&fault.kind);
+        self.audit_trap_in(&fault.kind, store.data().trace());
         Err(fault)
     }
 
     /// Counts and audits a fault of this component.
     pub fn audit_trap(&self, kind: &FaultKind) {
+        self.audit_trap_in(kind, None);
+    }
+
+    fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&membrane_telemetry::Context>) {
         self.stats.trapped(kind.name());
-        self.audit.record(&self.name, "trap", kind.name(), &kind.to_string());
+        self.audit.record_in(trace, &self.name, "trap", kind.name(), &kind.to_string());
     }
 
     /// Starts the singleton: the first time at once, afterwards as a restart with

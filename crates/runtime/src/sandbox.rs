@@ -5,16 +5,16 @@ use crate::audit::Audit;
 use crate::budget::HostBudget;
 use crate::fault::CpuTimeExceeded;
 use crate::limits::{ComponentLimiter, CpuMeter};
+use crate::net::NetPolicy;
 use crate::outbound::Outbound;
 use crate::state::ComponentState;
 use crate::state::host::KeyValueHost;
-use membrane_manifest::{AddrRule, DirMode, Grants, Limits};
+use membrane_manifest::{DirMode, Grants, Limits};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -59,9 +59,20 @@ pub struct SandboxState {
 }
 
 impl SandboxState {
+    /// Makes this store's calls part of the trace `cx` leads (the request's span, or the
+    /// link call's): outbound requests and calls across links become its children.
+    pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) {
+        self.outbound.trace = cx;
+    }
+
+    /// The trace context this store's calls run in, if tracing is on.
+    pub fn trace(&self) -> Option<&membrane_telemetry::Context> {
+        self.outbound.trace.as_ref()
+    }
+
     /// The component's view of key-value state, for the wasi:keyvalue host.
     pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
-        KeyValueHost::new(&self.state.keyvalue, &mut self.table)
+        KeyValueHost::new(&self.state.keyvalue, &mut self.table, self.outbound.trace.as_ref())
     }
 
     /// The component's own config values, for wasi:config/store.
@@ -130,12 +141,12 @@ pub fn new_store(
     let state = SandboxState {
         component: component.into(),
         chain: Arc::new([Arc::from(component)]),
-        wasi: wasi_ctx(component, grants, limits, args, audit)?,
+        wasi: wasi_ctx(component, grants, limits, args, audit, state)?,
         table,
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
         fuel: limits.fuel,
-        budget: HostBudget::new(component.into(), limits, !grants.allow_tcp.is_empty(), audit),
+        budget: HostBudget::new(component.into(), limits, grants, audit),
         http: WasiHttpCtx::new(),
         outbound: Outbound::new(
             component.into(),
@@ -182,6 +193,7 @@ fn wasi_ctx(
     limits: &Limits,
     args: &[String],
     audit: &Audit,
+    state: &ComponentState,
 ) -> Result<WasiCtx, GrantError> {
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdout().inherit_stderr().args(args);
@@ -206,29 +218,9 @@ fn wasi_ctx(
         })?;
     }
     builder.allow_ip_name_lookup(grants.allow_dns);
-    builder.allow_udp(false);
-    // Every socket is a host file descriptor, so without a TCP grant none is created at
-    // all (`access-denied`); with one, the budget caps how many are open at once and the
-    // address check below refuses (and audits) whatever no rule allows.
-    builder.allow_tcp(!grants.allow_tcp.is_empty());
-    let rules: Arc<[AddrRule]> = grants.allow_tcp.clone().into();
-    let audit = audit.clone();
-    let name: Arc<str> = component.into();
-    builder.socket_addr_check(move |addr, usage| {
-        let allowed = match usage {
-            SocketAddrUse::TcpConnect => rules.iter().any(|r| r.allows(addr)),
-            // The OS binds a connecting socket to a wildcard address first; wasmtime asks
-            // about that implicit bind too. Explicit binds, listens and accepts stay denied.
-            SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-            _ => false,
-        };
-        // Outbound connections are a sensitive use of a grant: audited either way.
-        if !allowed {
-            audit.record(&name, "denied", &format!("{usage:?} {addr}"), "no grants.allow_tcp rule matches");
-        } else if matches!(usage, SocketAddrUse::TcpConnect) {
-            audit.record(&name, "granted", &format!("{usage:?} {addr}"), "allowed by grants.allow_tcp");
-        }
-        Box::pin(std::future::ready(allowed))
-    });
+    // Every socket is a host file descriptor, so a protocol with no grant gets none at all
+    // (`access-denied`); the budget caps how many are open at once, and the policy refuses
+    // (and audits) every address no rule allows.
+    NetPolicy::new(component, grants, audit, state.stats.clone()).install(grants, &mut builder);
     Ok(builder.build())
 }

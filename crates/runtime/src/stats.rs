@@ -106,6 +106,8 @@ pub struct ComponentStats {
     by_kind: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Granted wasi:keyvalue calls (refused ones are audited and counted as denials).
     pub keyvalue_calls: AtomicU64,
+    /// Socket addresses used and refused, by use.
+    pub sockets: SocketStats,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -117,6 +119,7 @@ pub struct ComponentSnapshot {
     pub memory_bytes: u64,
     pub traps_by_kind: std::collections::BTreeMap<&'static str, u64>,
     pub keyvalue_calls: u64,
+    pub sockets: SocketSnapshot,
 }
 
 impl ComponentStats {
@@ -134,7 +137,90 @@ impl ComponentStats {
             memory_bytes: self.memory_bytes.load(Relaxed),
             traps_by_kind: self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             keyvalue_calls: self.keyvalue_calls.load(Relaxed),
+            sockets: self.sockets.snapshot(),
         }
+    }
+}
+
+/// What a guest did with a socket address, as counted.
+#[derive(Debug, Clone, Copy)]
+pub enum SocketUse {
+    TcpBind,
+    TcpListen,
+    TcpAccept,
+    TcpConnect,
+    UdpBind,
+    UdpSend,
+    UdpReceive,
+}
+
+impl SocketUse {
+    const ALL: [SocketUse; 7] = [
+        SocketUse::TcpBind,
+        SocketUse::TcpListen,
+        SocketUse::TcpAccept,
+        SocketUse::TcpConnect,
+        SocketUse::UdpBind,
+        SocketUse::UdpSend,
+        SocketUse::UdpReceive,
+    ];
+
+    pub fn of(usage: wasmtime_wasi::sockets::SocketAddrUse) -> SocketUse {
+        use wasmtime_wasi::sockets::SocketAddrUse as U;
+        match usage {
+            U::TcpBind => SocketUse::TcpBind,
+            U::TcpListen => SocketUse::TcpListen,
+            U::TcpAccept => SocketUse::TcpAccept,
+            U::TcpConnect => SocketUse::TcpConnect,
+            U::UdpBind => SocketUse::UdpBind,
+            U::UdpSend => SocketUse::UdpSend,
+            U::UdpReceive => SocketUse::UdpReceive,
+        }
+    }
+
+    /// The label in metrics and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketUse::TcpBind => "tcp_bind",
+            SocketUse::TcpListen => "tcp_listen",
+            SocketUse::TcpAccept => "tcp_accept",
+            SocketUse::TcpConnect => "tcp_connect",
+            SocketUse::UdpBind => "udp_bind",
+            SocketUse::UdpSend => "udp_send",
+            SocketUse::UdpReceive => "udp_receive",
+        }
+    }
+}
+
+/// Socket address uses of one component, granted and denied. Implicit wildcard binds
+/// before a connect or send are not counted; every datagram sent or received is.
+#[derive(Debug, Default)]
+pub struct SocketStats {
+    granted: [AtomicU64; 7],
+    denied: [AtomicU64; 7],
+}
+
+/// Counts by use name (`tcp_bind`, `udp_send`, …); every use is present.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SocketSnapshot {
+    pub granted: std::collections::BTreeMap<&'static str, u64>,
+    pub denied: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl SocketStats {
+    pub fn granted(&self, usage: SocketUse) {
+        self.granted[usage as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn denied(&self, usage: SocketUse) {
+        self.denied[usage as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> SocketSnapshot {
+        let read = |counts: &[AtomicU64; 7]| {
+            SocketUse::ALL.iter().map(|u| (u.name(), counts[*u as usize].load(Relaxed))).collect()
+        };
+        SocketSnapshot { granted: read(&self.granted), denied: read(&self.denied) }
     }
 }
 

@@ -76,25 +76,39 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 format!("held {} fields of 120 KiB", held.len())
             }
-            // File descriptors: TCP sockets, never closed, until the host refuses one (or
-            // 5,000 of them); then held for `hold-ms`.
+            // File descriptors: TCP (or, with `udp`, UDP) sockets, never closed, until the
+            // host refuses one (or 5,000 of them); then held for `hold-ms`.
             "sockets" => {
-                use wasip2::sockets::{network::IpAddressFamily, tcp_create_socket::create_tcp_socket};
+                use wasip2::sockets::network::IpAddressFamily::Ipv4;
+                use wasip2::sockets::{tcp_create_socket::create_tcp_socket, udp_create_socket::create_udp_socket};
                 let hold_ms: u64 = param("hold-ms").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let mut held = Vec::new();
+                let udp = query.split('&').any(|kv| kv == "udp");
+                let (mut tcp_held, mut udp_held) = (Vec::new(), Vec::new());
                 let refused = loop {
-                    if held.len() == 5_000 {
+                    if tcp_held.len() + udp_held.len() == 5_000 {
                         break "none".to_string();
                     }
-                    match create_tcp_socket(IpAddressFamily::Ipv4) {
-                        Ok(socket) => held.push(socket),
-                        Err(code) => break code.name().to_string(),
+                    let created = if udp {
+                        create_udp_socket(Ipv4).map(|s| udp_held.push(s))
+                    } else {
+                        create_tcp_socket(Ipv4).map(|s| tcp_held.push(s))
+                    };
+                    if let Err(code) = created {
+                        break code.name().to_string();
                     }
                 };
                 if hold_ms > 0 {
                     wasip2::clocks::monotonic_clock::subscribe_duration(hold_ms * 1_000_000).block();
                 }
-                format!("created {} sockets; refused: {refused}", held.len())
+                format!("created {} sockets; refused: {refused}", tcp_held.len() + udp_held.len())
+            }
+            // One UDP datagram to `to` (IP:PORT): `sent`, or the error.
+            "udp-send" => {
+                let to = param("to").unwrap_or_default();
+                match std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"hostile", &to)) {
+                    Ok(_) => "sent".to_string(),
+                    Err(e) => format!("not sent: {e}"),
+                }
             }
             // The text a stream error carries to the guest: a body written past its
             // declared Content-Length fails with one.
@@ -167,7 +181,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             "fetch" => {
                 let url = param("url").unwrap_or_default();
                 let timeout = param("timeout-ns").and_then(|t| t.parse().ok());
-                fetch(&url, timeout)
+                // With `forge-trace`, the request claims another trace as its parent.
+                fetch(&url, timeout, param("forge-trace").is_some())
             }
             _ => "healthy".to_string(),
         };
@@ -195,8 +210,12 @@ fn respond(out: ResponseOutparam, status: u16, text: &str) {
     OutgoingBody::finish(body, None).unwrap();
 }
 
-/// GETs `url` with every timeout set to `timeout_ns` (when given); reports the outcome.
-fn fetch(url: &str, timeout_ns: Option<u64>) -> String {
+/// A trace context that is not this request's.
+const FORGED_TRACEPARENT: &[u8] = b"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+
+/// GETs `url` with every timeout set to `timeout_ns` (when given), with a forged
+/// `traceparent` when `forge_trace`; reports the outcome.
+fn fetch(url: &str, timeout_ns: Option<u64>, forge_trace: bool) -> String {
     let Some(rest) = url.strip_prefix("http://") else {
         return format!("not an http URL: {url}");
     };
@@ -204,7 +223,11 @@ fn fetch(url: &str, timeout_ns: Option<u64>) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if forge_trace {
+        headers.append("traceparent", FORGED_TRACEPARENT).unwrap();
+    }
+    let request = OutgoingRequest::new(headers);
     request.set_method(&Method::Get).unwrap();
     request.set_scheme(Some(&Scheme::Http)).unwrap();
     request.set_authority(Some(authority)).unwrap();

@@ -103,6 +103,7 @@ impl App {
                     stats.clone(),
                 )),
                 config: Arc::new(configs[name].to_wasi()),
+                stats: stats.clone(),
             };
             components.push(Arc::new(Pool::new(
                 Arc::from(name.as_str()),

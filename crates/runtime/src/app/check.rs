@@ -73,167 +73,186 @@ pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
 
 pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
     let mut report = Report::default();
-    let mut error = |key: String, message: String| {
-        report.problems.push(Problem { severity: Severity::Error, key, message });
+    report.links =
+        spec.links.iter().enumerate().map(|(i, link)| check_link(spec, components, i, link, &mut report)).collect();
+    check_imports(spec, components, &mut report);
+    check_entry_and_routes(spec, components, &mut report);
+    check_grants_and_config(spec, &mut report);
+    report.problems.extend(unused_socket_grants(spec, components));
+    check_cycles(spec, &mut report);
+    report
+}
+
+impl Report {
+    fn error(&mut self, key: String, message: String) {
+        self.problems.push(Problem { severity: Severity::Error, key, message });
+    }
+}
+
+/// Link `i`: the consumer imports the interface, the provider (and any fallback) exports
+/// one that serves it, and resources stay in the one instance that made them.
+fn check_link(
+    spec: &AppSpec,
+    components: &BTreeMap<String, Checked<'_>>,
+    i: usize,
+    link: &membrane_manifest::LinkSpec,
+    report: &mut Report,
+) -> LinkPlan {
+    let key = |field: &str| format!("link[{i}].{field}");
+    let consumer = &components[&link.from];
+    let provider = &components[&link.to];
+    let mut plan = LinkPlan::default();
+    let Some(wanted) = consumer.wit.import(&link.import) else {
+        report.error(
+            key("import"),
+            format!(
+                "component `{}` does not import {}; its imports that need a link are: {}",
+                link.from,
+                link.import,
+                list(consumer.imports.iter().filter(|i| !capability::of_import(i).is_satisfied()))
+            ),
+        );
+        return plan;
     };
-    let mut links = Vec::new();
-    for (i, link) in spec.links.iter().enumerate() {
-        let key = |field: &str| format!("link[{i}].{field}");
-        let consumer = &components[&link.from];
-        let provider = &components[&link.to];
-        let mut plan = LinkPlan::default();
-        let Some(wanted) = consumer.wit.import(&link.import) else {
-            error(
-                key("import"),
+    plan.import = consumer.wit.name_of(wanted);
+    match provider.wit.export(&link.import) {
+        None => report.error(
+            key("to"),
+            format!(
+                "component `{}` does not export {}; it exports: {}",
+                link.to,
+                link.import,
+                list(provider.exports.iter())
+            ),
+        ),
+        Some(offered) => {
+            plan.export = provider.wit.name_of(offered);
+            if let Err(m) = wit_compat::check(wanted, offered) {
+                report.error(key("to"), mismatch_message(&link.from, &link.to, &plan.import, &m));
+            }
+            if wit_compat::has_resources(offered) && spec.components[&link.to].instances != InstanceMode::Singleton {
+                report.error(
+                    format!("component.{}.instances", link.to),
+                    format!(
+                        "{} has resource types, and a resource lives in the instance that made it; \
+                         set instances = \"singleton\" for `{}`",
+                        plan.export, link.to
+                    ),
+                );
+            }
+        }
+    }
+    if let OnTrap::Fallback(fallback) = &link.on_trap {
+        let backup = &components[fallback];
+        match backup.wit.export(&link.import) {
+            None => report.error(
+                key("on_trap"),
                 format!(
-                    "component `{}` does not import {}; its imports that need a link are: {}",
-                    link.from,
+                    "the fallback `{fallback}` does not export {}; it exports: {}",
                     link.import,
-                    list(consumer.imports.iter().filter(|i| !capability::of_import(i).is_satisfied()))
-                ),
-            );
-            links.push(plan);
-            continue;
-        };
-        plan.import = consumer.wit.name_of(wanted);
-        match provider.wit.export(&link.import) {
-            None => error(
-                key("to"),
-                format!(
-                    "component `{}` does not export {}; it exports: {}",
-                    link.to,
-                    link.import,
-                    list(provider.exports.iter())
+                    list(backup.exports.iter())
                 ),
             ),
             Some(offered) => {
-                plan.export = provider.wit.name_of(offered);
+                plan.fallback_export = Some(backup.wit.name_of(offered));
                 if let Err(m) = wit_compat::check(wanted, offered) {
-                    error(key("to"), mismatch_message(&link.from, &link.to, &plan.import, &m));
+                    report.error(key("on_trap"), mismatch_message(&link.from, fallback, &plan.import, &m));
                 }
-                if wit_compat::has_resources(offered) && spec.components[&link.to].instances != InstanceMode::Singleton
-                {
-                    error(
-                        format!("component.{}.instances", link.to),
+                if wit_compat::has_resources(offered) {
+                    report.error(
+                        key("on_trap"),
                         format!(
-                            "{} has resource types, and a resource lives in the instance that made it; \
-                             set instances = \"singleton\" for `{}`",
-                            plan.export, link.to
+                            "{} has resource types; a fallback cannot take over resources another instance made",
+                            plan.import
                         ),
                     );
                 }
             }
         }
-        if let OnTrap::Fallback(fallback) = &link.on_trap {
-            let backup = &components[fallback];
-            match backup.wit.export(&link.import) {
-                None => error(
-                    key("on_trap"),
-                    format!(
-                        "the fallback `{fallback}` does not export {}; it exports: {}",
-                        link.import,
-                        list(backup.exports.iter())
-                    ),
-                ),
-                Some(offered) => {
-                    plan.fallback_export = Some(backup.wit.name_of(offered));
-                    if let Err(m) = wit_compat::check(wanted, offered) {
-                        error(key("on_trap"), mismatch_message(&link.from, fallback, &plan.import, &m));
-                    }
-                    if wit_compat::has_resources(offered) {
-                        error(
-                            key("on_trap"),
-                            format!(
-                                "{} has resource types; a fallback cannot take over resources another instance made",
-                                plan.import
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        links.push(plan);
     }
-    report.links = links;
+    plan
+}
 
+/// Every import is satisfied by WASI, a host interface or a link; else the fix names the
+/// components that export it.
+fn check_imports(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, report: &mut Report) {
     for (name, component) in components {
         for import in &component.imports {
             let linked = spec.links.iter().any(|l| &l.from == name && wit_compat::same_interface(&l.import, import));
-            if let capability::Capability::Unsatisfied { reason } = capability::of_import(import)
-                && !linked
-            {
-                let providers: Vec<&String> = components
-                    .iter()
-                    .filter(|(other, c)| {
-                        *other != name && c.exports.iter().any(|e| wit_compat::same_interface(e, import))
-                    })
-                    .map(|(other, _)| other)
-                    .collect();
-                let fix = match providers.first() {
-                    Some(p) => format!(
-                        "add [[link]] from = \"{name}\", import = \"{import}\", to = \"{p}\" ({} exports it)",
-                        list(providers.iter())
-                    ),
-                    None => format!("{reason}; no component of this app exports it"),
-                };
-                report.problems.push(Problem {
-                    severity: Severity::Error,
-                    key: format!("component.{name}"),
-                    message: format!("`{name}` imports {import}, which nothing supplies; {fix}"),
-                });
+            let capability::Capability::Unsatisfied { reason } = capability::of_import(import) else { continue };
+            if linked {
+                continue;
             }
+            let providers: Vec<&String> = components
+                .iter()
+                .filter(|(other, c)| *other != name && c.exports.iter().any(|e| wit_compat::same_interface(e, import)))
+                .map(|(other, _)| other)
+                .collect();
+            let fix = match providers.first() {
+                Some(p) => format!(
+                    "add [[link]] from = \"{name}\", import = \"{import}\", to = \"{p}\" ({} exports it)",
+                    list(providers.iter())
+                ),
+                None => format!("{reason}; no component of this app exports it"),
+            };
+            report.error(
+                format!("component.{name}"),
+                format!("`{name}` imports {import}, which nothing supplies; {fix}"),
+            );
         }
     }
+}
 
+/// The entry can be run and each routed component can serve HTTP (the manifest checked
+/// that they name declared components).
+fn check_entry_and_routes(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, report: &mut Report) {
     if let Some(entry) = &spec.app.entry
         && !components[entry].exports.iter().any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
     {
-        report.problems.push(Problem {
-            severity: Severity::Error,
-            key: "app.entry".into(),
-            message: format!(
+        report.error(
+            "app.entry".into(),
+            format!(
                 "the entry `{entry}` does not export wasi:cli/run, so it cannot be run; it exports: {}",
                 list(components[entry].exports.iter())
             ),
-        });
+        );
     }
-
-    // The manifest checked that routes name declared components; here, that each can serve.
     for (i, route) in spec.routes.iter().enumerate() {
         let component = &components[&route.component];
         if !component.exports.iter().any(|e| wit_compat::same_interface(e, HTTP_HANDLER)) {
-            report.problems.push(Problem {
-                severity: Severity::Error,
-                key: format!("route[{i}].component"),
-                message: format!(
+            report.error(
+                format!("route[{i}].component"),
+                format!(
                     "component `{}` cannot serve HTTP: it does not export wasi:http/incoming-handler; it exports: {}",
                     route.component,
                     list(component.exports.iter())
                 ),
-            });
+            );
         }
     }
+}
 
+/// Granted directories exist, and config sources resolve (they are read at start; say
+/// now which ones would stop it).
+fn check_grants_and_config(spec: &AppSpec, report: &mut Report) {
     for (name, component) in &spec.components {
         for (j, dir) in component.grants.dirs.iter().enumerate() {
             if !dir.host.is_dir() {
-                report.problems.push(Problem {
-                    severity: Severity::Error,
-                    key: format!("component.{name}.grants.dirs[{j}].host"),
-                    message: format!("{} is not a directory; create it or fix the path", dir.host.display()),
-                });
+                report.error(
+                    format!("component.{name}.grants.dirs[{j}].host"),
+                    format!("{} is not a directory; create it or fix the path", dir.host.display()),
+                );
             }
         }
-        // Config sources are read at start; say now which ones would stop it.
         if let Err(error) = crate::state::ComponentConfig::resolve(name, &component.config) {
-            report.problems.push(Problem {
-                severity: Severity::Error,
-                key: format!("component.{name}.config"),
-                message: error.to_string(),
-            });
+            report.error(format!("component.{name}.config"), error.to_string());
         }
     }
+}
 
+/// Link cycles are warnings: per-call components make a fresh instance each time round;
+/// a held instance on the cycle makes a call around it reentrant, which fails.
+fn check_cycles(spec: &AppSpec, report: &mut Report) {
     report.cycles = cycles(spec);
     for cycle in &report.cycles {
         let held: Vec<&String> = cycle
@@ -256,7 +275,42 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
         };
         report.problems.push(Problem { severity: Severity::Warning, key: "link".into(), message });
     }
-    report
+}
+
+/// A socket grant for a protocol the component does not import is a mistake (a grant on
+/// the wrong component, or a component built without that protocol): a warning, with the fix.
+fn unused_socket_grants(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, component) in &spec.components {
+        let Some(checked) = components.get(name) else { continue };
+        let imports = |interfaces: &[&str]| {
+            checked.imports.iter().any(|import| {
+                let path = import.split('@').next().unwrap_or(import);
+                interfaces.iter().any(|i| path == format!("wasi:sockets/{i}"))
+            })
+        };
+        let grants = &component.grants;
+        let protocols = [
+            ("allow_tcp", !grants.allow_tcp.is_empty(), imports(&["tcp", "tcp-create-socket"]), "tcp"),
+            ("allow_tcp_bind", !grants.allow_tcp_bind.is_empty(), imports(&["tcp", "tcp-create-socket"]), "tcp"),
+            ("allow_udp", !grants.allow_udp.is_empty(), imports(&["udp", "udp-create-socket"]), "udp"),
+            ("allow_udp_bind", !grants.allow_udp_bind.is_empty(), imports(&["udp", "udp-create-socket"]), "udp"),
+            ("allow_dns", grants.allow_dns, imports(&["ip-name-lookup"]), "ip-name-lookup"),
+        ];
+        for (key, granted, imported, interface) in protocols {
+            if granted && !imported {
+                problems.push(Problem {
+                    severity: Severity::Warning,
+                    key: format!("component.{name}.grants.{key}"),
+                    message: format!(
+                        "`{name}` does not import wasi:sockets/{interface}, so it cannot use this grant; \
+                         remove it, or grant it to the component that needs it"
+                    ),
+                });
+            }
+        }
+    }
+    problems
 }
 
 fn mismatch_message(consumer: &str, provider: &str, import: &str, m: &wit_compat::Mismatch) -> String {

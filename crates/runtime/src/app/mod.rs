@@ -23,6 +23,7 @@ use crate::sandbox::SandboxState;
 use crate::state::{ComponentConfig, KeyValue, StateOptions};
 use crate::stats::{ComponentSnapshot, LinkSnapshot};
 use membrane_manifest::AppSpec;
+use membrane_telemetry::{KeyValue as Attribute, Span, SpanKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,13 +149,26 @@ impl App {
             .ok_or_else(|| AppError::NoEntry { file: self.spec.file.display().to_string() })?;
         let instances = self.instances(entry).expect("the entry was checked");
         let run_error = |e| AppError::Run(Box::new(e));
-        let store = instances.new_store(args).map_err(|error| {
+        let mut store = instances.new_store(args).map_err(|error| {
             run_error(match error {
                 CallError::Fault(fault) => RunError::Fault(fault),
                 other => RunError::Fault(instances.fault(crate::fault::FaultKind::Host(other.to_string()))),
             })
         })?;
-        command::execute(instances, store).await.map_err(run_error)
+        // One trace for the run: the entry's calls across links and out of the app are in it.
+        let mut run = Span::start(format!("run {}", self.spec.app.name), SpanKind::Internal, None, || {
+            vec![
+                Attribute::new("membrane.app", self.spec.app.name.clone()),
+                Attribute::new("membrane.component", entry.to_string()),
+            ]
+        });
+        store.data_mut().join_trace(run.context());
+        let status = command::execute(instances, store).await;
+        match &status {
+            Ok(code) => run.set(|| Attribute::new("process.exit.code", i64::from(*code))),
+            Err(error) => run.fail(|| error.to_string()),
+        }
+        status.map_err(run_error)
     }
 
     /// Calls `function` of `interface` exported by `component`, as the host: the call goes

@@ -7,6 +7,7 @@ mod connect;
 
 use crate::audit::Audit;
 use membrane_manifest::{OutboundRule, is_restricted};
+use membrane_telemetry::{KeyValue, Span, SpanKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct Outbound {
     audit: Audit,
     /// Guest-set timeouts are clamped to this (the component's wall-clock limit).
     max_timeout: Option<Duration>,
+    /// The trace the sandbox's calls are part of, when tracing is on.
+    pub(crate) trace: Option<membrane_telemetry::Context>,
 }
 
 type SendFuture = Box<
@@ -37,12 +40,12 @@ type SendFuture = Box<
 
 impl Outbound {
     pub fn new(component: Arc<str>, rules: &[OutboundRule], audit: Audit, max_timeout: Option<Duration>) -> Self {
-        Outbound { component, rules: rules.into(), audit, max_timeout }
+        Outbound { component, rules: rules.into(), audit, max_timeout, trace: None }
     }
 
     fn deny(&self, what: &str, why: String) -> HttpError {
         tracing::warn!(component = %self.component, request = what, "outbound HTTP denied: {why}");
-        self.audit.record(&self.component, "denied", what, &why);
+        self.audit.record_in(self.trace.as_ref(), &self.component, "denied", what, &why);
         HttpError::HttpRequestDenied
     }
 
@@ -89,7 +92,8 @@ impl Outbound {
             );
             return Err(HttpError::DestinationIpProhibited);
         };
-        self.audit.record(&self.component, "granted", &what, &format!("connecting to {addr} under {rule}"));
+        let how = format!("connecting to {addr} under {rule}");
+        self.audit.record_in(self.trace.as_ref(), &self.component, "granted", &what, &how);
         Ok(addr)
     }
 
@@ -128,11 +132,59 @@ impl WasiHttpHooks for Outbound {
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let policy = self.clone();
+        let mut span = client_span(self.trace.as_ref(), &request);
+        // The next service joins the trace; a guest cannot set these headers itself to
+        // forge another request's context, since the host writes them last.
+        if let Some(cx) = span.context() {
+            membrane_telemetry::inject(&cx, request.headers_mut());
+        }
         Box::new(async move {
-            let addr = policy.vet(&mut request).await?;
-            let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-            let tls_name = https.then(|| request.uri().host().unwrap_or_default().to_string());
-            connect::send(request, addr, tls_name, policy.clamp(options)).await
+            let sent = async {
+                let addr = policy.vet(&mut request).await?;
+                let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+                let tls_name = https.then(|| request.uri().host().unwrap_or_default().to_string());
+                connect::send(request, addr, tls_name, policy.clamp(options)).await
+            }
+            .await;
+            match &sent {
+                Ok((response, _)) => {
+                    let status = i64::from(response.status().as_u16());
+                    span.set(|| KeyValue::new("http.response.status_code", status));
+                    if status >= 500 {
+                        span.fail(|| format!("status {status}"));
+                    }
+                }
+                Err(error) => {
+                    if matches!(error, HttpError::HttpRequestDenied | HttpError::DestinationIpProhibited) {
+                        span.event("denied", || vec![KeyValue::new("error.type", format!("{error:?}"))]);
+                    }
+                    span.fail(|| format!("{error:?}"));
+                }
+            }
+            sent
         })
     }
+}
+
+/// The client span of an outbound request (HTTP semantic conventions), under the trace the
+/// sandbox is part of; nothing when tracing is off.
+fn client_span(parent: Option<&membrane_telemetry::Context>, request: &http::Request<WasiBody>) -> Span {
+    let Some(parent) = parent else { return Span::default() };
+    let method = request.method().to_string();
+    let uri = request.uri();
+    Span::start(method.clone(), SpanKind::Client, Some(parent), || {
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("server.address", uri.host().unwrap_or_default().to_string()),
+            KeyValue::new(
+                "url.full",
+                format!(
+                    "{}://{}{}",
+                    uri.scheme_str().unwrap_or("http"),
+                    uri.authority().map_or("", |a| a.as_str()),
+                    uri.path()
+                ),
+            ),
+        ]
+    })
 }

@@ -7,6 +7,7 @@ use super::{KeyValue, StoreError};
 use crate::audit::Audit;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Access, BucketGrant};
+use membrane_telemetry::{Context, KeyValue as Attribute, Span, SpanKind};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -55,8 +56,8 @@ impl KeyValueAccess {
         self.stats.keyvalue_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn deny(&self, what: String, why: &str) -> store::Error {
-        self.audit.record(&self.component, "denied", &what, why);
+    fn deny(&self, trace: Option<&Context>, what: String, why: &str) -> store::Error {
+        self.audit.record_in(trace, &self.component, "denied", &what, why);
         store::Error::AccessDenied
     }
 }
@@ -66,14 +67,18 @@ impl KeyValueAccess {
 pub struct ComponentState {
     pub keyvalue: Arc<KeyValueAccess>,
     pub config: Arc<WasiConfigVariables>,
+    /// The component's counters, shared by all its instances.
+    pub stats: Arc<ComponentStats>,
 }
 
 impl ComponentState {
     /// No buckets and no config: what a component run on its own holds.
     pub fn none(component: &str, audit: &Audit) -> ComponentState {
+        let stats = Arc::<ComponentStats>::default();
         ComponentState {
-            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit, Arc::default())),
+            keyvalue: Arc::new(KeyValueAccess::new(component, None, &[], audit, stats.clone())),
             config: Arc::new(WasiConfigVariables::new()),
+            stats,
         }
     }
 }
@@ -82,11 +87,15 @@ impl ComponentState {
 pub struct KeyValueHost<'a> {
     access: &'a KeyValueAccess,
     table: &'a mut ResourceTable,
+    /// The trace the store's calls are part of, when tracing is on.
+    trace: Option<&'a Context>,
+    /// The span of the call being served, ended when the call returns.
+    span: Span,
 }
 
 impl<'a> KeyValueHost<'a> {
-    pub fn new(access: &'a KeyValueAccess, table: &'a mut ResourceTable) -> Self {
-        KeyValueHost { access, table }
+    pub fn new(access: &'a KeyValueAccess, table: &'a mut ResourceTable, trace: Option<&'a Context>) -> Self {
+        KeyValueHost { access, table, trace, span: Span::default() }
     }
 }
 
@@ -124,11 +133,23 @@ enum Op {
 
 impl KeyValueHost<'_> {
     /// The open bucket and the store, if `op` is allowed on it; else the error to return.
-    fn bucket(&self, bucket: &Resource<OpenBucket>, op: Op, what: &str) -> KvResult<(Arc<str>, Arc<KeyValue>)> {
+    /// The call is a span of the trace (bucket, operation, backend), with a denial as an event.
+    fn bucket(&mut self, bucket: &Resource<OpenBucket>, op: Op, what: &str) -> KvResult<(Arc<str>, Arc<KeyValue>)> {
         let open = self.table.get(bucket)?;
         let store = self.access.store.as_ref().expect("a bucket is only opened when there is a store");
+        if let Some(parent) = self.trace {
+            self.span = Span::start(format!("keyvalue {what}"), SpanKind::Client, Some(parent), || {
+                vec![
+                    Attribute::new("db.system.name", store.backend_name()),
+                    Attribute::new("db.operation.name", what.to_string()),
+                    Attribute::new("db.collection.name", open.name.to_string()),
+                ]
+            });
+        }
         if matches!(op, Op::Write) && !open.access.can_write() {
+            self.span.event("denied", || vec![Attribute::new("membrane.grant", "keyvalue ro")]);
             return Ok(Err(self.access.deny(
+                self.trace,
                 format!("keyvalue {what} in bucket {}", open.name),
                 "the bucket is granted read-only (access = \"ro\")",
             )));
@@ -185,10 +206,11 @@ impl store::Host for KeyValueHost<'_> {
         let access = self.access;
         let what = format!("keyvalue open bucket {identifier}");
         if access.store.is_none() {
-            return Ok(Err(access.deny(what, "the component has no keyvalue grants and the app no store")));
+            return Ok(Err(access.deny(self.trace, what, "the component has no keyvalue grants and the app no store")));
         }
         let Some(grant) = access.grants.iter().find(|g| g.bucket == identifier) else {
             return Ok(Err(access.deny(
+                self.trace,
                 what,
                 "no grants.keyvalue entry names this bucket; add { bucket = \"…\", access = \"ro\"|\"rw\" }",
             )));

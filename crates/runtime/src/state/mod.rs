@@ -85,6 +85,14 @@ macro_rules! timed {
 }
 
 impl KeyValue {
+    /// Which backend this is, as traces name it.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            BackendImpl::Embedded(_) => "embedded",
+            BackendImpl::Redis(_) => "redis",
+        }
+    }
+
     /// Opens the store of `spec`'s app, or `None` when no component holds a bucket grant.
     pub fn for_app(spec: &AppSpec, options: &StateOptions) -> Result<Option<KeyValue>, StoreError> {
         if spec.components.values().all(|c| c.grants.keyvalue.is_empty()) {

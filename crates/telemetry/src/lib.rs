@@ -1,0 +1,106 @@
+//! OpenTelemetry traces of membrane. Off unless an OTLP endpoint is given
+//! (`--otlp-endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`): off, no span is ever made and
+//! [`tracer`] is `None` at every site that would make one. On, each request, instantiation,
+//! link call and capability call that leaves a sandbox is a span of one trace, sampled
+//! parent-based (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), named by
+//! `OTEL_SERVICE_NAME` (default `membrane`), and exported over OTLP/HTTP (protobuf) by a
+//! thread of its own from a bounded queue ([`export`]): a slow or dead collector never
+//! slows a request, and what the queue cannot take is counted in [`dropped_spans`].
+
+mod export;
+mod recent;
+mod span;
+
+pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
+pub use recent::{KEPT_TRACES, SpanView, TraceView};
+pub use span::{Span, extract, inject, trace_id};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::OnceLock;
+
+/// Spans a process may hold for export at once; beyond it they are dropped and counted.
+pub const QUEUE_SPANS: usize = 8192;
+
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+static RECENT: OnceLock<recent::Recent> = OnceLock::new();
+
+/// The `n` slowest of the recent finished traces, slowest first; empty when tracing is off.
+pub fn slowest_traces(n: usize) -> Vec<TraceView> {
+    RECENT.get().map(|r| r.slowest(n)).unwrap_or_default()
+}
+
+/// The process's tracer, or `None` when tracing is off.
+pub fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
+
+/// Spans dropped because the export queue was full or the collector refused them.
+pub fn dropped_spans() -> u64 {
+    export::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Spans handed to the collector.
+pub fn exported_spans() -> u64 {
+    export::EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(
+        "--otlp-endpoint {endpoint}: {reason}; give the collector's OTLP/HTTP base address, such as \
+         http://localhost:4318"
+    )]
+    Endpoint { endpoint: String, reason: String },
+    #[error("tracing is already on in this process")]
+    AlreadyOn,
+}
+
+/// Tracing for the life of the process; dropping it sends what is queued (for at most a
+/// few seconds).
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Turns tracing on when `endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set, exporting
+    /// to `{endpoint}/v1/traces`; `None` leaves it off.
+    pub fn install(endpoint: Option<&str>) -> Result<Option<Telemetry>, TelemetryError> {
+        let from_env = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+        let Some(endpoint) = endpoint.map(str::to_string).or(from_env) else { return Ok(None) };
+        let refused = |reason: String| TelemetryError::Endpoint { endpoint: endpoint.clone(), reason };
+        let uri: http::Uri = endpoint.parse().map_err(|e| refused(format!("not an address ({e})")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(refused("membrane exports over plain HTTP; run the collector (or a sidecar) on a trusted network and give an http:// address".into()));
+        }
+        let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(traces)
+            .build()
+            .map_err(|e| refused(e.to_string()))?;
+        let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
+        let resource = Resource::builder().with_service_name(name.unwrap_or_else(|| "membrane".into())).build();
+        let processor = export::BoundedBatch::start(exporter, &resource, QUEUE_SPANS);
+        let recent = recent::Recent::default();
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_span_processor(processor)
+            .with_span_processor(recent.clone())
+            .build();
+        let _ = RECENT.set(recent);
+        TRACER.set(provider.tracer("membrane")).map_err(|_| TelemetryError::AlreadyOn)?;
+        Ok(Some(Telemetry { provider }))
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!("sending the last spans: {error}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! OpenTelemetry traces: a real OTLP/HTTP receiver (hyper, decoding the protobuf with the
+//! `opentelemetry-proto` types) gets one trace per request, joined to the caller's
+//! `traceparent`, with the instantiation under the server span and outbound requests as
+//! client spans whose context reaches the next service. A collector that is down costs
+//! requests nothing; its spans are dropped and counted.
+
+use crate::state::http as request;
+use crate::util::{Served, guests};
+use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
+use prost::Message;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+/// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent.
+struct Collector {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let kept = kept.clone();
+                    tokio::spawn(async move {
+                        let service =
+                            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                                let kept = kept.clone();
+                                async move {
+                                    assert_eq!(request.uri().path(), "/v1/traces");
+                                    let body = request.into_body().collect().await?.to_bytes();
+                                    let export =
+                                        ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+                                    let mut spans = kept.lock().unwrap();
+                                    for resource in export.resource_spans {
+                                        for scope in resource.scope_spans {
+                                            spans.extend(scope.spans);
+                                        }
+                                    }
+                                    Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                        bytes::Bytes::new(),
+                                    )))
+                                }
+                            });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    });
+                }
+            });
+        });
+        Collector { addr, spans }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until a span named `name` arrives.
+    fn span(&self, name: &str) -> Span {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(span) = self.spans.lock().unwrap().iter().find(|s| s.name == name) {
+                return span.clone();
+            }
+            assert!(Instant::now() < deadline, "no span {name:?}; got {:?}", self.names());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<Value> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+}
+
+fn traceparent_request(addr: SocketAddr, path: &str) -> String {
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{TRACE_ID}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn a_request_is_one_trace_joined_to_its_traceparent() {
+    let collector = Collector::start();
+    let server = Served::start_with(
+        &["--otlp-endpoint", &collector.endpoint(), guests::HTTP_HELLO],
+        &[("MEMBRANE_LOG", "membrane::access=info")],
+    );
+    let response = traceparent_request(server.addr, "/traced");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let request = collector.span("GET /");
+    assert_eq!(hex(&request.trace_id), TRACE_ID, "the caller's trace");
+    assert_eq!(hex(&request.parent_span_id), PARENT_ID, "under the caller's span");
+    assert_eq!(request.kind, SpanKind::Server as i32);
+    assert_eq!(attribute(&request, "http.response.status_code"), Some(Value::IntValue(200)));
+    assert_eq!(attribute(&request, "membrane.component"), Some(Value::StringValue("http-hello".into())));
+
+    let instantiation = collector.span("instantiate");
+    assert_eq!(hex(&instantiation.trace_id), TRACE_ID);
+    assert_eq!(instantiation.parent_span_id, request.span_id, "the instance is made for the request");
+    assert_eq!(attribute(&instantiation, "membrane.instance"), Some(Value::StringValue("fresh".into())));
+
+    // The access log line leads to the trace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains(TRACE_ID) {
+        assert!(Instant::now() < deadline, "no trace id in the access log: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_outbound_request_carries_the_trace_to_the_next_service() {
+    let collector = Collector::start();
+    let (upstream, seen) = header_recorder();
+    let granted = format!("http://{upstream}");
+    let server =
+        Served::start(&["--otlp-endpoint", &collector.endpoint(), "--allow-http", &granted, guests::HTTP_HELLO]);
+    let response = traceparent_request(server.addr, &format!("/fetch?url=http://{upstream}/next"));
+    assert!(response.contains("upstream 200"), "{response}");
+
+    let client = collector.span("GET");
+    assert_eq!(client.kind, SpanKind::Client as i32);
+    assert_eq!(hex(&client.trace_id), TRACE_ID);
+    let request = collector.span("GET /");
+    assert_eq!(client.parent_span_id, request.span_id, "the call out is the request's child");
+    let head = seen.lock().unwrap().clone();
+    let expected = format!("traceparent: 00-{TRACE_ID}-{}-01", hex(&client.span_id));
+    assert!(head.to_ascii_lowercase().contains(&expected), "the upstream got:\n{head}");
+}
+
+#[test]
+fn a_collector_that_is_down_costs_requests_nothing_and_its_spans_are_counted() {
+    // Nothing listens on the collector's address.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = Served::start(&[
+        "--otlp-endpoint",
+        &format!("http://{gone}"),
+        "--metrics-listen",
+        "127.0.0.1:0",
+        guests::HTTP_HELLO,
+    ]);
+    for i in 0..20 {
+        assert_eq!(request(server.addr, "GET", &format!("/n{i}"), "").0, 200);
+    }
+    let metrics = server.metrics.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = request(metrics, "GET", "/metrics", "").1;
+        let dropped = text
+            .lines()
+            .find_map(|l| l.strip_prefix("membrane_trace_spans_total{outcome=\"dropped\"} "))
+            .map(|n| n.parse::<u64>().unwrap());
+        if dropped.is_some_and(|n| n >= 40) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spans not counted as dropped:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A loopback HTTP server that answers 200 and keeps the head of the last request.
+fn header_recorder() -> (SocketAddr, Arc<Mutex<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            *kept.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).to_string();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_key_value_call_is_a_span_and_a_denial_an_event_on_it() {
+    let collector = Collector::start();
+    let app = crate::util::TestApp::new(
+        r#"[app]
+name = "traced-state"
+
+[component.web]
+source = "{state-web}"
+grants.keyvalue = [{ bucket = "notes", access = "rw" }, { bucket = "catalog", access = "ro" }]
+
+[[route]]
+path = "/"
+component = "web"
+"#,
+    );
+    let data = app.dir.path().join("data");
+    let audit = app.dir.path().join("audit.jsonl");
+    let server = Served::start(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        app.manifest().to_str().unwrap(),
+    ]);
+    assert_eq!(request(server.addr, "PUT", "/kv/notes/a", "note").0, 200);
+    let set = collector.span("keyvalue set");
+    assert_eq!(attribute(&set, "db.system.name"), Some(Value::StringValue("embedded".into())));
+    assert_eq!(attribute(&set, "db.collection.name"), Some(Value::StringValue("notes".into())));
+    let put = collector.span("PUT /");
+    assert_eq!(set.parent_span_id, put.span_id, "the call is the request's child");
+    assert!(set.events.is_empty());
+
+    assert_eq!(request(server.addr, "PUT", "/kv/catalog/x", "nope").0, 403);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let denied = spans.iter().find(|s| {
+            s.name == "keyvalue set" && attribute(s, "db.collection.name") == Some(Value::StringValue("catalog".into()))
+        });
+        if let Some(denied) = denied {
+            assert_eq!(denied.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["denied"]);
+            // The audit line of the denial leads to its trace.
+            let trail = std::fs::read_to_string(&audit).unwrap();
+            let line = trail.lines().find(|l| l.contains("\"denied\"")).expect("the denial is audited");
+            assert!(line.contains(&format!("\"trace_id\":\"{}\"", hex(&denied.trace_id))), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no span of the refused write; got {:?}", collector.names());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_guest_cannot_forge_the_trace_context_its_requests_carry() {
+    let collector = Collector::start();
+    let (upstream, seen) = header_recorder();
+    let app = crate::util::TestApp::new(&format!(
+        r#"[app]
+name = "forger"
+
+[component.evil]
+source = "{{hostile-http}}"
+grants.outbound_http = ["http://{upstream}"]
+
+[[route]]
+path = "/"
+component = "evil"
+"#
+    ));
+    let server = Served::start(&["--otlp-endpoint", &collector.endpoint(), app.manifest().to_str().unwrap()]);
+    let response = traceparent_request(server.addr, &format!("/fetch?url=http://{upstream}/next&forge-trace=1"));
+    assert!(response.contains("upstream 200"), "{response}");
+    let head = seen.lock().unwrap().to_ascii_lowercase();
+    let carried: Vec<&str> = head.lines().filter(|l| l.starts_with("traceparent:")).collect();
+    assert_eq!(carried.len(), 1, "one traceparent, the host's:\n{head}");
+    assert!(carried[0].contains(TRACE_ID), "the request's own trace:\n{head}");
+    assert!(!head.contains("0123456789abcdef0123456789abcdef"), "the forged context is gone:\n{head}");
+}
