@@ -131,6 +131,11 @@ fn a_wasi_p3_guest_holds_no_more_sockets_than_its_limit_and_refusals_are_audited
     );
     assert!(fs::read_to_string(&log).unwrap().contains("the instance holds 2 sockets"));
     assert_eq!(probe_line(&["--allow-tcp", "127.0.0.1:1"], &["sockets", "5"]), "created 5");
+    // UDP: no socket without a UDP grant; with one, within the same budget.
+    assert_eq!(probe_line(&["--allow-tcp", "127.0.0.1:1"], &["udp"]), "error create ErrorCode::AccessDenied");
+    assert_eq!(probe_line(&["--allow-udp", "127.0.0.1:9"], &["udp"]), "ok created");
+    let none = ["--allow-udp", "127.0.0.1:9", "--max-sockets", "0"];
+    assert_eq!(probe_line(&none, &["udp"]), r#"error create ErrorCode::Other(Some("new-socket-limit"))"#);
 }
 
 #[test]

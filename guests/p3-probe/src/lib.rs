@@ -13,7 +13,7 @@ use exports::wasi::cli::run::Guest;
 use wasi::cli::{environment, exit, stdin, stdout};
 use wasi::filesystem::preopens;
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
-use wasi::sockets::types::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, TcpSocket};
+use wasi::sockets::types::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, TcpSocket, UdpSocket};
 
 struct Probe;
 
@@ -44,6 +44,11 @@ impl Guest for Probe {
                 let bytes = data.collect().await;
                 print(format!("stdin: {}\n", String::from_utf8_lossy(&bytes))).await
             }
+            "udp" => print(match UdpSocket::create(IpAddressFamily::Ipv4) {
+                Ok(_) => "ok created\n".to_string(),
+                Err(e) => format!("error create {e:?}\n"),
+            })
+            .await,
             "sockets" => print(format!("{}\n", sockets(arg(2).parse().unwrap_or(1)))).await,
             "spin" => spin(),
             "recurse" => print(format!("depth {}\n", descend(0))).await,
