@@ -22,7 +22,7 @@ const TCP_CREATE_SOCKET: &str = "wasi:sockets/tcp-create-socket@0.2.12";
 const UDP_CREATE_SOCKET: &str = "wasi:sockets/udp-create-socket@0.2.12";
 const TCP: &str = "wasi:sockets/tcp@0.2.12";
 /// wasmtime's backlog for a listener, before the budget clamps it.
-const DEFAULT_BACKLOG: u64 = 128;
+pub(crate) const DEFAULT_BACKLOG: u64 = 128;
 const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 const IO_ERROR: &str = "wasi:io/error@0.2.12";
 

@@ -6,6 +6,7 @@
 //! with [`crate::LoadError::WasiP3`] (issue #14 brings them next).
 
 use crate::budget::NewSocket;
+use crate::budgeted_wasi::DEFAULT_BACKLOG;
 use crate::command::RunError;
 use crate::pool::Pool;
 use crate::sandbox::SandboxState;
@@ -13,12 +14,13 @@ use wasmparser::{
     CanonicalFunction, CanonicalOption, Chunk, ComponentDefinedType, ComponentType, ComponentTypeDeclaration,
     InstanceTypeDeclaration, Parser, Payload, PrimitiveValType,
 };
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, Resource};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode as P2ErrorCode;
 use wasmtime_wasi::p3::bindings::CommandPre;
 use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, HostUdpSocket, IpAddressFamily};
-use wasmtime_wasi::sockets::WasiSocketsCtxView;
+use wasmtime_wasi::p3::sockets::SocketResult;
+use wasmtime_wasi::sockets::{TcpSocket, WasiSocketsCtxView};
 
 /// The WASI 0.3 sockets interface wasmtime-wasi 48 defines.
 const SOCKET_TYPES: &str = "wasi:sockets/types@0.3.0";
@@ -143,12 +145,23 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
             if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
                 return Ok((Err(p3_code(code)),));
             }
+            let backlog = state.budget.listen_backlog(DEFAULT_BACKLOG);
             let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
-            match HostTcpSocket::create(&mut view, family) {
-                Ok(socket) => Ok((Ok(socket),)),
-                // An error code for the guest, or a trap.
-                Err(error) => Ok((Err(error.downcast()?),)),
-            }
+            let created = HostTcpSocket::create(&mut view, family).and_then(|socket| {
+                HostTcpSocket::set_listen_backlog_size(&mut view, Resource::new_borrow(socket.rep()), backlog)?;
+                Ok(socket)
+            });
+            Ok((guest_result(created)?,))
+        },
+    )?;
+    // Pending connections wait in the kernel for the instance: no more than it may hold.
+    types.func_wrap(
+        "[method]tcp-socket.set-listen-backlog-size",
+        |mut store: StoreContextMut<'_, SandboxState>, (socket, value): (Resource<TcpSocket>, u64)| {
+            let state = store.data_mut();
+            let value = if value == 0 { 0 } else { state.budget.listen_backlog(value) };
+            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            Ok((guest_result(HostTcpSocket::set_listen_backlog_size(&mut view, socket, value))?,))
         },
     )?;
     types.func_wrap_async(
@@ -160,13 +173,18 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
                     return Ok((Err(p3_code(code)),));
                 }
                 let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
-                match HostUdpSocket::create(&mut view, family).await {
-                    Ok(socket) => Ok((Ok(socket),)),
-                    Err(error) => Ok((Err(error.downcast()?),)),
-                }
+                Ok((guest_result(HostUdpSocket::create(&mut view, family).await)?,))
             })
         },
     )
+}
+
+/// A WASI 0.3 socket call's outcome as the guest sees it: its error code, or a trap.
+fn guest_result<T>(result: SocketResult<T>) -> wasmtime::Result<Result<T, ErrorCode>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => Ok(Err(error.downcast()?)),
+    }
 }
 
 /// The WASI 0.3 code for a refusal of the budget (which speaks WASI 0.2).
