@@ -388,8 +388,10 @@ fn the_dashboard_draws_the_app_and_shows_a_swap_live_in_a_real_browser() {
             == Some(1)
     };
     wait_for(swap_in_feed, "the swap in the live feed", &server);
-    let revision = browser.script("return document.querySelector('g.node[data-component=fancy]').textContent");
-    assert!(revision.as_str().unwrap().contains("revision 2"), "the node shows the new build: {revision}");
+    // The feed and the graph are read one after the other in a tick: the node follows at
+    // the latest one tick later.
+    let revision = || browser.script("return document.querySelector('g.node[data-component=fancy]').textContent");
+    wait_for(|| revision().as_str().unwrap().contains("revision 2"), "the node to show the new build", &server);
 
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard.png");
     browser.screenshot(&shot);
