@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod engine;
 pub mod fault;
 pub mod inspect;
+pub mod invocation;
 pub mod limits;
 pub mod link;
 pub mod load;

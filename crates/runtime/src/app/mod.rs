@@ -13,6 +13,8 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command::{self, RunError};
 use crate::engine::{EngineSettings, MembraneEngine, Pooling};
+use crate::invocation::DynamicCall;
+use crate::link::typed::{self, Crossing};
 use crate::link::{Components, Link, LinkedFunc, Policy};
 use crate::load::ComponentFile;
 use crate::pool::{CallError, Pool};
@@ -201,9 +203,25 @@ impl App {
             else {
                 unreachable!("checked import {}", plan.import)
             };
+            let exported = |c: &Component, export: &str, name: &str| match c
+                .component_type()
+                .get_export(engine.engine(), export)
+                .map(|e| e.ty)
+            {
+                Some(ComponentItem::ComponentInstance(i)) => match i.get_export(engine.engine(), name).map(|e| e.ty) {
+                    Some(ComponentItem::ComponentFunc(f)) => Some(f),
+                    _ => None,
+                },
+                _ => None,
+            };
             let mut funcs = Vec::new();
             for (name, item) in ty.exports(engine.engine()) {
                 if let ComponentItem::ComponentFunc(f) = item.ty {
+                    let mut offered: Vec<_> = exported(provider, &plan.export, name).into_iter().collect();
+                    if let (Some((c, _)), Some(export)) = (&fallback, &plan.fallback_export) {
+                        offered.extend(exported(c, export, name));
+                    }
+                    let expected = 1 + usize::from(fallback.is_some());
                     let missing = || AppError::Link {
                         component: link.to.clone(),
                         reason: format!("{} has no function {name}", plan.export),
@@ -213,6 +231,10 @@ impl App {
                         results: f.results().len(),
                         resources: f.params().any(|(_, ty)| holds_handles(&ty))
                             || f.results().any(|ty| holds_handles(&ty)),
+                        crossing: match offered.len() == expected {
+                            true => Crossing::choose(&f, &offered),
+                            false => Crossing::Dynamic,
+                        },
                         provider: lookup(provider, &iface, name).ok_or_else(missing)?,
                         fallback: match &fallback {
                             Some((c, at)) => Some(lookup(c, at, name).ok_or_else(missing)?),
@@ -276,6 +298,10 @@ impl App {
                     }
                 }
                 for (func, linked) in link.funcs.iter().enumerate() {
+                    if let Crossing::Typed { shape } = &linked.crossing {
+                        typed::define(&mut instance, shape, link, func).map_err(link_error)?;
+                        continue;
+                    }
                     let link = link.clone();
                     instance
                         .func_new_async(&linked.name, move |mut store, _ty, params, results| {
@@ -463,10 +489,10 @@ impl App {
         else {
             return Err(no_export());
         };
-        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let call = DynamicCall::new(params.to_vec(), ty.results().len());
         let chain: CallChain = Arc::new([]);
-        instances.call(&chain, func, None, None, params, &mut results).await?;
-        Ok(results)
+        let (_, call) = instances.call(&chain, func, None, None, call).await?;
+        Ok(call.results)
     }
 
     /// Calls `function` through the link that serves `consumer`'s `import`, as if
