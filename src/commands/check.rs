@@ -45,7 +45,7 @@ impl CheckCommand {
         )?;
         let report = app::check_app(&spec, &engine, &loaded);
         match self.format {
-            GraphFormat::Text => print!("{}", check::graph_text(&spec)),
+            GraphFormat::Text => print!("{}", check::graph_text(&spec, &report)),
             GraphFormat::Dot => print!("{}", check::graph_dot(&spec)),
         }
         for problem in &report.problems {

@@ -2,7 +2,7 @@
 
 use membrane_manifest::{Grants, Limits, LinkSpec, RestartPolicy, RouteSpec, TenantSpec};
 use membrane_runtime::App;
-use membrane_runtime::app::LinkStatsEntry;
+use membrane_runtime::app::{LinkFunction, LinkStatsEntry};
 use membrane_runtime::audit::AuditEvent;
 use membrane_runtime::deploy::{Deployment, RevisionInfo};
 use membrane_runtime::state::ComponentConfig;
@@ -18,9 +18,18 @@ pub struct AppView {
     pub generation: u64,
     pub entry: Option<String>,
     pub components: BTreeMap<String, ComponentView>,
-    pub links: Vec<LinkSpec>,
+    pub links: Vec<LinkView>,
     pub routes: Vec<RouteSpec>,
     pub tenants: BTreeMap<String, TenantSpec>,
+}
+
+/// A link as the manifest has it, and the path each of its functions takes (typed or
+/// dynamic; see `membrane_runtime::link::typed`).
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    #[serde(flatten)]
+    pub spec: LinkSpec,
+    pub functions: Vec<LinkFunction>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,7 +79,13 @@ impl AppView {
             generation: app.generation(),
             entry: app.spec.app.entry.clone(),
             components,
-            links: app.spec.links.clone(),
+            links: app
+                .spec
+                .links
+                .iter()
+                .zip(app.link_functions())
+                .map(|(spec, functions)| LinkView { spec: spec.clone(), functions })
+                .collect(),
             routes: app.spec.routes.clone(),
             tenants: app.spec.tenants.clone(),
         }

@@ -203,25 +203,10 @@ impl App {
             else {
                 unreachable!("checked import {}", plan.import)
             };
-            let exported = |c: &Component, export: &str, name: &str| match c
-                .component_type()
-                .get_export(engine.engine(), export)
-                .map(|e| e.ty)
-            {
-                Some(ComponentItem::ComponentInstance(i)) => match i.get_export(engine.engine(), name).map(|e| e.ty) {
-                    Some(ComponentItem::ComponentFunc(f)) => Some(f),
-                    _ => None,
-                },
-                _ => None,
-            };
             let mut funcs = Vec::new();
             for (name, item) in ty.exports(engine.engine()) {
                 if let ComponentItem::ComponentFunc(f) = item.ty {
-                    let mut offered: Vec<_> = exported(provider, &plan.export, name).into_iter().collect();
-                    if let (Some((c, _)), Some(export)) = (&fallback, &plan.fallback_export) {
-                        offered.extend(exported(c, export, name));
-                    }
-                    let expected = 1 + usize::from(fallback.is_some());
+                    let crossing = plan.functions.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
                     let missing = || AppError::Link {
                         component: link.to.clone(),
                         reason: format!("{} has no function {name}", plan.export),
@@ -231,10 +216,7 @@ impl App {
                         results: f.results().len(),
                         resources: f.params().any(|(_, ty)| holds_handles(&ty))
                             || f.results().any(|ty| holds_handles(&ty)),
-                        crossing: match offered.len() == expected {
-                            true => Crossing::choose(&f, &offered),
-                            false => Crossing::Dynamic,
-                        },
+                        crossing: crossing.unwrap_or(Crossing::Dynamic),
                         provider: lookup(provider, &iface, name).ok_or_else(missing)?,
                         fallback: match &fallback {
                             Some((c, at)) => Some(lookup(c, at, name).ok_or_else(missing)?),
@@ -541,6 +523,12 @@ impl App {
         }
     }
 
+    /// How each function of each link (in manifest order) crosses it.
+    pub fn link_functions(&self) -> Vec<Vec<LinkFunction>> {
+        let function = |f: &LinkedFunc| LinkFunction { name: f.name.clone(), crossing: f.crossing.clone() };
+        self.inner.links.iter().map(|l| l.funcs.iter().map(function).collect()).collect()
+    }
+
     /// Counters of every component and link.
     pub fn stats(&self) -> AppStats {
         AppStats {
@@ -565,6 +553,14 @@ impl App {
 pub struct AppStats {
     pub components: BTreeMap<String, ComponentSnapshot>,
     pub links: Vec<LinkStatsEntry>,
+}
+
+/// One function of a link and the path its calls take.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkFunction {
+    pub name: String,
+    #[serde(flatten)]
+    pub crossing: Crossing,
 }
 
 #[derive(Debug, Clone, Serialize)]
