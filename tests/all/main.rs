@@ -19,6 +19,8 @@ mod inspect;
 mod cache;
 // Apps of linked components: isolation, instance modes, policies, resources, checks.
 mod compose;
+// Typed paths across links: values of every shape, traps, and the path each function takes.
+mod crossing;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
