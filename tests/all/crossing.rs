@@ -158,5 +158,8 @@ fn check_names_the_path_of_each_linked_function() {
         &[("client", "source = \"{kv-client}\""), ("store", "source = \"{provider}\"\ninstances = \"singleton\"")],
         &[("client", "membrane:test/kv@0.1.0", "store", "")],
     ));
-    kv.check(&[]).assert_code(0).assert_stdout_has("      merge: dynamic\n").assert_stdout_has("      live: typed () -> u32\n");
+    kv.check(&[])
+        .assert_code(0)
+        .assert_stdout_has("      merge: dynamic\n")
+        .assert_stdout_has("      live: typed () -> u32\n");
 }

@@ -4,6 +4,7 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
+use crate::invocation::Invocation;
 use crate::sandbox::{self, CallChain, GrantError, SandboxState};
 use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
@@ -17,7 +18,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use crate::invocation::Invocation;
 use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny};
 use wasmtime::{Engine, Store};
 

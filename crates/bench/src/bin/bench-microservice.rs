@@ -19,10 +19,10 @@ async fn serve(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::E
         return Ok(Response::new(Full::new(body)));
     }
     let answer = match path.as_str() {
-        "/words" => body
-            .chunks_exact(4)
-            .fold(0u32, |sum, w| sum.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
-            as u64,
+        "/words" => {
+            body.chunks_exact(4).fold(0u32, |sum, w| sum.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                as u64
+        }
         "/increment" => COUNT.fetch_add(1, Relaxed) + 1,
         "/string" => std::str::from_utf8(&body).map(|s| s.len() as u64).unwrap_or(0),
         _ => body.iter().fold(0u32, |sum, b| sum.wrapping_add(*b as u32)) as u64,

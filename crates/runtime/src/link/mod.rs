@@ -5,10 +5,10 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
+use crate::invocation::{DynamicCall, Invocation};
 use crate::pool::{CallError, Incarnation, Pool};
 use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
-use crate::invocation::{DynamicCall, Invocation};
 use crate::values::map_resources;
 use membrane_manifest::CircuitSpec;
 use std::borrow::Cow;
@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use wasmtime::StoreContextMut;
 use typed::{Crossing, TypedArgs, TypedInvocation};
+use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
 pub mod typed;

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::types::{ComponentFunc, Type};
-use wasmtime::component::{ComponentNamedList, Func, LinkerInstance, Lift, Lower};
+use wasmtime::component::{ComponentNamedList, Func, Lift, LinkerInstance, Lower};
 
 /// A type a typed path carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
