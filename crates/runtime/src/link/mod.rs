@@ -206,9 +206,9 @@ impl<A: Components> Link<A> {
         func: usize,
         call: Box<dyn TypedInvocation>,
     ) -> wasmtime::Result<Box<dyn TypedInvocation>> {
-        let outcome = match self.begin(func) {
-            Ok(app) => self.supervise(&app, &chain, func, None, &mut TypedArgs(Some(call))).await,
-            Err(error) => Err(error),
+        let outcome = match self.begin() {
+            Some(app) => self.supervise(&app, &chain, func, None, &mut TypedArgs(Some(call))).await,
+            None => Err(self.error(func, LinkCause::ShuttingDown)),
         };
         outcome.map(|(_, call)| call).map_err(|error| self.failed(error))
     }
@@ -218,10 +218,10 @@ impl<A: Components> Link<A> {
         wasmtime::Error::new(crate::fault::LinkFailed(error.to_string()))
     }
 
-    /// Counts a call and finds the app it runs in.
-    fn begin(&self, func: usize) -> Result<Arc<A>, LinkError> {
+    /// Counts a call and finds the app it runs in (none once it is shutting down).
+    fn begin(&self) -> Option<Arc<A>> {
         self.stats.calls.fetch_add(1, Relaxed);
-        self.app().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))
+        self.app()
     }
 
     async fn call(
@@ -231,7 +231,7 @@ impl<A: Components> Link<A> {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<(), LinkError> {
-        let app = self.begin(func)?;
+        let app = self.begin().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
         let chain = consumer.data().chain.clone();
         let resources = self.funcs[func].resources;
         let (params, incarnation) = if resources {
