@@ -286,8 +286,8 @@ pub fn consumer_wat(ty: &Ty) -> String {
   {typed_lower}
   (core module $m
     (import "host" "echo" (func $echo (param i32 i32)))
-    {typed_core}
     (import "host" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
+    {typed_core}
     (func (export "run") (param i32) (result i32)
       (local $ret i32)
       (local.set $ret (call $realloc (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 65536)))
