@@ -17,8 +17,13 @@ pub trait Invocation: Send + 'static {
         func: Func,
     ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
 
-    /// The resource handles among the results, which a call whose caller has gone must
-    /// drop in the instance that made them.
+    /// Whether the results may hold resource handles, which a call whose caller has gone
+    /// must drop in the instance that made them.
+    fn may_return_resources(&self) -> bool {
+        false
+    }
+
+    /// The resource handles among the results.
     fn resources(&self) -> Vec<ResourceAny> {
         Vec::new()
     }
@@ -42,6 +47,10 @@ impl DynamicCall {
 impl Invocation for DynamicCall {
     async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
         func.call_async(store, &self.params, &mut self.results).await
+    }
+
+    fn may_return_resources(&self) -> bool {
+        !self.results.is_empty()
     }
 
     fn resources(&self) -> Vec<ResourceAny> {

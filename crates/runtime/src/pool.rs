@@ -262,11 +262,14 @@ impl Pool {
         // it can move to a task of its own if its caller goes.
         let this = self.clone();
         let chain = chain.clone();
-        let abandoned = Arc::new(AtomicBool::new(false));
+        // Only a call whose results may hold resources needs to know it was abandoned
+        // (to drop them); the others save the allocation.
+        let abandoned = call.may_return_resources().then(|| Arc::new(AtomicBool::new(false)));
         let kept = {
             let abandoned = abandoned.clone();
             async move {
-                let incarnation = this.call_kept(&chain, func, resources_from, limit, &mut call, &abandoned).await?;
+                let incarnation =
+                    this.call_kept(&chain, func, resources_from, limit, &mut call, abandoned.as_deref()).await?;
                 Ok::<_, CallError>((incarnation, call))
             }
         };
@@ -287,11 +290,15 @@ impl Pool {
         resources_from: Option<Incarnation>,
         limit: Option<Duration>,
         call: &mut I,
-        abandoned: &AtomicBool,
+        abandoned: Option<&AtomicBool>,
     ) -> Result<Incarnation, CallError> {
         if self.mode == InstanceMode::Singleton {
             // Held across the call: calls into a singleton are serialized.
-            let mut slot = self.slot.lock().await;
+            // Uncontended, `try_lock` takes the slot without the lock future's machinery.
+            let mut slot = match self.slot.try_lock() {
+                Ok(slot) => slot,
+                Err(_) => self.slot.lock().await,
+            };
             let mut sandbox = match slot.sandbox.take() {
                 Some(sandbox) => sandbox,
                 None => self.start_singleton(&mut slot).await?,
@@ -303,7 +310,7 @@ impl Pool {
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
             self.run(&mut sandbox, chain, func, limit, call).await?;
-            if abandoned.load(Relaxed) {
+            if abandoned.is_some_and(|a| a.load(Relaxed)) {
                 for resource in call.resources() {
                     let _ = resource.resource_drop_async(&mut sandbox.store).await;
                 }
@@ -447,7 +454,7 @@ impl Pool {
 /// its caller's disconnect as its restart.
 struct Detachable<T: Send + 'static> {
     call: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
-    abandoned: Arc<AtomicBool>,
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl<T: Send + 'static> Future for Detachable<T> {
@@ -465,7 +472,9 @@ impl<T: Send + 'static> Drop for Detachable<T> {
         if let Some(call) = self.call.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            self.abandoned.store(true, Relaxed);
+            if let Some(abandoned) = &self.abandoned {
+                abandoned.store(true, Relaxed);
+            }
             runtime.spawn(call);
         }
     }
