@@ -35,12 +35,14 @@ pub trait Invocation: Send + 'static {
 pub struct DynamicCall {
     pub params: Vec<Val>,
     pub results: Vec<Val>,
+    /// Whether the function's results can hold resource handles.
+    pub resources: bool,
 }
 
 impl DynamicCall {
-    /// A call with `params` and room for `results` results.
+    /// A call with `params` and room for `results` results, which may hold resources.
     pub fn new(params: Vec<Val>, results: usize) -> DynamicCall {
-        DynamicCall { params, results: vec![Val::Bool(false); results] }
+        DynamicCall { params, results: vec![Val::Bool(false); results], resources: true }
     }
 }
 
@@ -50,7 +52,7 @@ impl Invocation for DynamicCall {
     }
 
     fn may_return_resources(&self) -> bool {
-        !self.results.is_empty()
+        self.resources && !self.results.is_empty()
     }
 
     fn resources(&self) -> Vec<ResourceAny> {

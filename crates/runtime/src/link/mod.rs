@@ -240,7 +240,7 @@ impl<A: Components> Link<A> {
         } else {
             (Cow::Borrowed(params), None)
         };
-        let mut args = DynamicArgs { params, results: results.len() };
+        let mut args = DynamicArgs { params, results: results.len(), resources };
         let (incarnation, call) = self.supervise(&app, &chain, func, incarnation, &mut args).await?;
         for (result, value) in results.iter_mut().zip(call.results) {
             *result = value;
@@ -477,13 +477,14 @@ trait Arguments: Send {
 struct DynamicArgs<'a> {
     params: Cow<'a, [Val]>,
     results: usize,
+    resources: bool,
 }
 
 impl Arguments for DynamicArgs<'_> {
     type Call = DynamicCall;
     fn attempt(&mut self, again: bool) -> DynamicCall {
         let params = if again { self.params.to_vec() } else { std::mem::take(&mut self.params).into_owned() };
-        DynamicCall::new(params, self.results)
+        DynamicCall { resources: self.resources, ..DynamicCall::new(params, self.results) }
     }
 }
 
