@@ -241,25 +241,34 @@ const ALLOCATOR: &str = r#"
 
 /// The provider: `echo` hands back the arguments' memory as the result.
 pub fn provider_wat(ty: &Ty) -> String {
+    let typed = TypedEcho::of(ty);
     let mut types = Types::new(false);
     let sig = signature(ty, &mut types);
     let exports: String = types.names.iter().map(|n| format!("(export \"t{n}\" (type $t{n}))")).collect();
     format!(
         r#"(component
   (core module $m {ALLOCATOR}
-    (func (export "echo") (param i32) (result i32) (local.get 0)))
+    (func (export "echo") (param i32) (result i32) (local.get 0))
+    {core_typed})
   (core instance $i (instantiate $m))
   {types}
   (func $echo {sig} (canon lift (core func $i "echo") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
-  (instance $echo-instance {exports} (export "echo" (func $echo)))
+  {typed}
+  (instance $echo-instance {exports} (export "echo" (func $echo)) {typed_export})
   (export "{INTERFACE}" (instance $echo-instance)))"#,
-        types = types.text
+        types = types.text,
+        core_typed = typed.map(|t| t.provider_core()).unwrap_or_default(),
+        typed = typed
+            .map(|t| format!(r#"(func $echo1 {} (canon lift (core func $i "echo1") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))"#, t.signature()))
+            .unwrap_or_default(),
+        typed_export = if typed.is_some() { r#"(export "echo1" (func $echo1))"# } else { "" },
     )
 }
 
 /// The consumer: `run` calls the imported `echo` with its own arguments and returns what
 /// came back.
 pub fn consumer_wat(ty: &Ty) -> String {
+    let typed = TypedEcho::of(ty);
     let mut import_types = Types::new(true);
     let import_sig = signature(ty, &mut import_types);
     let mut types = Types::new(false);
@@ -269,27 +278,105 @@ pub fn consumer_wat(ty: &Ty) -> String {
         r#"(component
   (import "{INTERFACE}" (instance $echo-import
     {import_types}
-    (export "echo" (func {import_sig}))))
+    (export "echo" (func {import_sig}))
+    {typed_import}))
   (core module $memory {ALLOCATOR})
   (core instance $mem (instantiate $memory))
   (core func $echo (canon lower (func $echo-import "echo") (memory (core memory $mem "mem")) (realloc (core func $mem "realloc"))))
+  {typed_lower}
   (core module $m
     (import "host" "echo" (func $echo (param i32 i32)))
     (import "host" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
+    {typed_core}
     (func (export "run") (param i32) (result i32)
       (local $ret i32)
       (local.set $ret (call $realloc (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 65536)))
       (call $echo (local.get 0) (local.get $ret))
       (local.get $ret)))
   (alias core export $mem "realloc" (core func $realloc))
-  (core instance $i (instantiate $m (with "host" (instance (export "echo" (func $echo)) (export "realloc" (func $realloc))))))
+  (core instance $i (instantiate $m (with "host" (instance (export "echo" (func $echo)) (export "realloc" (func $realloc)) {typed_with}))))
   {types}
   (func $run {sig} (canon lift (core func $i "run") (memory (core memory $mem "mem")) (realloc (core func $mem "realloc"))))
-  (instance $run-instance {exports} (export "run" (func $run)))
+  {typed_lift}
+  (instance $run-instance {exports} (export "run" (func $run)) {typed_export})
   (export "{RUN_INTERFACE}" (instance $run-instance)))"#,
         import_types = import_types.text,
-        types = types.text
+        types = types.text,
+        typed_import = typed.map(|t| format!(r#"(export "echo1" (func {}))"#, t.signature())).unwrap_or_default(),
+        typed_lower = if typed.is_some() {
+            r#"(core func $echo1 (canon lower (func $echo-import "echo1") (memory (core memory $mem "mem")) (realloc (core func $mem "realloc"))))"#
+        } else {
+            ""
+        },
+        typed_core = typed.map(|t| t.consumer_core()).unwrap_or_default(),
+        typed_with = if typed.is_some() { r#"(export "echo1" (func $echo1))"# } else { "" },
+        typed_lift = typed
+            .map(|t| format!(r#"(func $run1 {} (canon lift (core func $i "run1") (memory (core memory $mem "mem")) (realloc (core func $mem "realloc"))))"#, t.signature()))
+            .unwrap_or_default(),
+        typed_export = if typed.is_some() { r#"(export "run1" (func $run1))"# } else { "" },
     )
+}
+
+/// For a type a link carries on a typed path as `func(x: T) -> T` (one flat value, or a
+/// `string` / `list<u8>` passed as pointer and length and returned through memory), the
+/// pieces of `echo1` and `run1`, which echo it as `echo` and `run` do but without the
+/// padding that forces the dynamic path.
+#[derive(Debug, Clone, Copy)]
+pub enum TypedEcho {
+    /// One flat value of this core type, and the WIT type.
+    Flat(&'static str, &'static str),
+    /// Pointer and length, and the WIT type.
+    Pair(&'static str),
+}
+
+impl TypedEcho {
+    pub fn of(ty: &Ty) -> Option<TypedEcho> {
+        Some(match ty {
+            Ty::Bool => TypedEcho::Flat("i32", "bool"),
+            Ty::U32 => TypedEcho::Flat("i32", "u32"),
+            Ty::S32 => TypedEcho::Flat("i32", "s32"),
+            Ty::U64 => TypedEcho::Flat("i64", "u64"),
+            Ty::S64 => TypedEcho::Flat("i64", "s64"),
+            Ty::F64 => TypedEcho::Flat("f64", "f64"),
+            Ty::String => TypedEcho::Pair("string"),
+            Ty::List(t) if **t == Ty::U8 => TypedEcho::Pair("(list u8)"),
+            _ => return None,
+        })
+    }
+
+    fn signature(self) -> String {
+        let wit = match self {
+            TypedEcho::Flat(_, wit) | TypedEcho::Pair(wit) => wit,
+        };
+        format!("(param \"x\" {wit}) (result {wit})")
+    }
+
+    /// The provider's `echo1`: the value back; for a pair, its pointer and length stored
+    /// below the allocator's first address and returned from there.
+    fn provider_core(self) -> String {
+        match self {
+            TypedEcho::Flat(core, _) => {
+                format!(r#"(func (export "echo1") (param {core}) (result {core}) (local.get 0))"#)
+            }
+            TypedEcho::Pair(_) => r#"(func (export "echo1") (param i32 i32) (result i32)
+      (i32.store (i32.const 0) (local.get 0)) (i32.store (i32.const 4) (local.get 1)) (i32.const 0))"#
+                .into(),
+        }
+    }
+
+    /// The consumer's `run1` (and its import of the lowered `echo1`).
+    fn consumer_core(self) -> String {
+        match self {
+            TypedEcho::Flat(core, _) => format!(
+                r#"(import "host" "echo1" (func $echo1 (param {core}) (result {core})))
+    (func (export "run1") (param {core}) (result {core}) (call $echo1 (local.get 0)))"#
+            ),
+            TypedEcho::Pair(_) => r#"(import "host" "echo1" (func $echo1 (param i32 i32 i32)))
+    (func (export "run1") (param i32 i32) (result i32)
+      (call $echo1 (local.get 0) (local.get 1) (i32.const 0)) (i32.const 0))"#
+                .into(),
+        }
+    }
 }
 
 /// An app of the two components for `ty`, linked through the host.
@@ -337,5 +424,21 @@ to = "provider"
             [Val::Tuple(items)] if items.len() == 2 && items[1] == pad => Ok(items[0].clone()),
             other => Err(format!("unexpected results {other:?}")),
         }
+    }
+
+    /// Sends `value` out and back as [`EchoApp::round_trip`] does, through `run1` and
+    /// `echo1`, whose link takes a typed path; `None` when the type has none.
+    pub async fn round_trip_typed(&self, value: Val) -> Option<std::result::Result<Val, String>> {
+        let functions = self.app.link_functions();
+        let echo1 = functions[0].iter().find(|f| f.name == "echo1")?;
+        if !matches!(echo1.crossing, membrane_runtime::Crossing::Typed { .. }) {
+            return Some(Err(format!("echo1 crosses on the {} path", echo1.crossing)));
+        }
+        let results = self.app.call("consumer", RUN_INTERFACE, "run1", &[value]).await;
+        Some(match results {
+            Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            Ok(other) => Err(format!("unexpected results {other:?}")),
+            Err(error) => Err(format!("{error:#}")),
+        })
     }
 }

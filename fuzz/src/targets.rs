@@ -120,6 +120,11 @@ pub fn link_values(data: &[u8]) {
     };
     let back = runtime().block_on(app.round_trip(value.clone())).unwrap_or_else(|e| panic!("{ty:?} {value:?}: {e}"));
     assert_eq!(back, value, "{ty:?}");
+    // The same value on the typed path, where the type has one.
+    if let Some(back) = runtime().block_on(app.round_trip_typed(value.clone())) {
+        let back = back.unwrap_or_else(|e| panic!("{ty:?} {value:?} (typed): {e}"));
+        assert_eq!(back, value, "{ty:?} (typed)");
+    }
 }
 
 /// Any bytes as a component file: reading one never panics (the WASI 0.3 detection reads

@@ -34,3 +34,27 @@ fn primitives_strings_and_nominal_types_cross_and_come_back() {
         Val::Result(Err(Some(Box::new(Val::Tuple(vec![Val::S8(-1), Val::Float32(-0.0)]))))),
     );
 }
+
+/// Through `run1` and `echo1`, whose link takes the typed path.
+fn typed_round_trip(ty: Ty, value: Val) {
+    let app = EchoApp::new(&ty).unwrap_or_else(|e| panic!("{ty:?}: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let back = runtime.block_on(app.round_trip_typed(value.clone())).expect("the type has a typed path");
+    assert_eq!(back.unwrap(), value);
+}
+
+#[test]
+fn the_typed_echo_crosses_on_the_typed_path_and_comes_back() {
+    typed_round_trip(Ty::String, Val::String("membrane ✓".into()));
+    typed_round_trip(Ty::String, Val::String(String::new()));
+    typed_round_trip(Ty::List(Box::new(Ty::U8)), Val::List((0..=255).map(Val::U8).collect()));
+    typed_round_trip(Ty::List(Box::new(Ty::U8)), Val::List(vec![]));
+    typed_round_trip(Ty::U64, Val::U64(u64::MAX));
+    typed_round_trip(Ty::S32, Val::S32(i32::MIN));
+    typed_round_trip(Ty::Bool, Val::Bool(true));
+    typed_round_trip(Ty::F64, Val::Float64(-0.0));
+    // Types without one have no `echo1`.
+    let app = EchoApp::new(&Ty::U8).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    assert!(runtime.block_on(app.round_trip_typed(Val::U8(1))).is_none());
+}

@@ -36,7 +36,7 @@ impl CheckCommand {
         let spec = AppSpec::load(&self.manifest)?;
         let report = App::check(&spec, &self.cache.cache(), &self.registry.sources())?;
         match self.format {
-            GraphFormat::Text => print!("{}", graph_text(&spec)),
+            GraphFormat::Text => print!("{}", graph_text(&spec, &report)),
             GraphFormat::Dot => print!("{}", graph_dot(&spec)),
         }
         for problem in &report.problems {

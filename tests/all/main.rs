@@ -21,6 +21,8 @@ mod inspect;
 mod cache;
 // Apps of linked components: isolation, instance modes, policies, resources, checks.
 mod compose;
+// Typed paths across links: values of every shape, traps, and the path each function takes.
+mod crossing;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
 // OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.

@@ -5,8 +5,8 @@ use membrane_runtime::App;
 use membrane_runtime::AuditEvent;
 use membrane_runtime::ComponentConfig;
 use membrane_runtime::ComponentSnapshot;
-use membrane_runtime::LinkStatsEntry;
 use membrane_runtime::{Deployment, RevisionInfo};
+use membrane_runtime::{LinkFunction, LinkStatsEntry};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -18,9 +18,18 @@ pub struct AppView {
     pub generation: u64,
     pub entry: Option<String>,
     pub components: BTreeMap<String, ComponentView>,
-    pub links: Vec<LinkSpec>,
+    pub links: Vec<LinkView>,
     pub routes: Vec<RouteSpec>,
     pub tenants: BTreeMap<String, TenantSpec>,
+}
+
+/// A link as the manifest has it, and the path each of its functions takes (typed or
+/// dynamic; see the runtime's `link::typed`).
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    #[serde(flatten)]
+    pub spec: LinkSpec,
+    pub functions: Vec<LinkFunction>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,7 +79,13 @@ impl AppView {
             generation: app.generation(),
             entry: app.spec.app.entry.clone(),
             components,
-            links: app.spec.links.clone(),
+            links: app
+                .spec
+                .links
+                .iter()
+                .zip(app.link_functions())
+                .map(|(spec, functions)| LinkView { spec: spec.clone(), functions })
+                .collect(),
             routes: app.spec.routes.clone(),
             tenants: app.spec.tenants.clone(),
         }

@@ -139,6 +139,13 @@ async fn read_endpoints_describe_the_running_app() {
     assert_eq!(app["links"].as_array().unwrap().len(), 3);
     assert_eq!(app["links"][0]["from"], "caller");
     assert_eq!(app["links"][0]["to"], "provider");
+    // Each linked function with the path its calls take.
+    let increment = app["links"][0]["functions"].as_array().unwrap().iter().find(|f| f["name"] == "increment");
+    assert_eq!(
+        increment,
+        Some(&serde_json::json!({ "name": "increment", "path": "typed", "shape": "() -> u64" })),
+        "{app}"
+    );
     assert_eq!(app["routes"][0]["component"], "web");
     assert_eq!(app["tenants"]["acme"]["requests_per_second"], 50);
 

@@ -1,5 +1,7 @@
 //! A call across a membrane: consumer -> host link -> provider, each component in its own
-//! store, for small arguments, a 1 KiB string and a 64 KiB `list<u8>`. Next to it, the same
+//! store, for small arguments, a 1 KiB string, `list<u8>` of 1 and 64 KiB (one way and
+//! there and back), 64 KiB of `list<u32>` and of `list<record>`, and (group `size`)
+//! `list<u8>` from 1 KiB to 16 MiB across the link alone. Next to it, the same
 //! logic as (a) a direct in-process Rust call (the floor), (b) the two components fused
 //! statically with wac-graph and run as one instance in one store, and (c) two native
 //! microservices talking HTTP/1.1 over loopback (hyper). Run with
@@ -26,6 +28,8 @@ const DRIVER: &str = "membrane:test/driver@0.1.0";
 const PAYLOAD_DRIVER: &str = "membrane:test/payload-driver@0.1.0";
 const STRING_LEN: u32 = 1024;
 const BYTES_LEN: u32 = 64 * 1024;
+/// A `row` record is 16 bytes in the canonical ABI (a `u32`, padding, an `f64`).
+const ROW_SIZE: u32 = 16;
 
 fn linked_app(dir: &std::path::Path) -> App {
     load_app(
@@ -37,10 +41,12 @@ name = "bench"
 [component.consumer]
 source = {:?}
 instances = "singleton"
+limits = {{ memory = "512MiB" }}
 
 [component.provider]
 source = {:?}
 instances = "singleton"
+limits = {{ memory = "512MiB" }}
 
 [[link]]
 from = "consumer"
@@ -153,7 +159,10 @@ impl Microservice {
             .unwrap();
         let response = self.sender.send_request(request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        std::str::from_utf8(&body).unwrap().parse().unwrap()
+        match path {
+            "/same" => body.len() as u64,
+            _ => std::str::from_utf8(&body).unwrap().parse().unwrap(),
+        }
     }
 }
 
@@ -180,6 +189,27 @@ fn take_bytes(data: &[u8]) -> u32 {
     data.iter().fold(0u32, |sum, b| sum.wrapping_add(*b as u32))
 }
 
+#[inline(never)]
+fn same_bytes(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+#[inline(never)]
+fn take_words(data: &[u32]) -> u32 {
+    data.iter().fold(0u32, |sum, w| sum.wrapping_add(*w))
+}
+
+struct Row {
+    id: u32,
+    #[allow(dead_code, reason = "carried, as the component's record is")]
+    weight: f64,
+}
+
+#[inline(never)]
+fn take_rows(rows: &[Row]) -> u32 {
+    rows.iter().fold(0u32, |sum, r| sum.wrapping_add(r.id))
+}
+
 /// Times `iters` calls made by one host call into the guest, which loops inside.
 fn timed<F: FnMut(u32)>(iters: u64, mut f: F) -> Duration {
     let start = Instant::now();
@@ -198,7 +228,6 @@ fn calls(c: &mut Criterion) {
     let mut fused = Fused::new(&runtime, app.engine());
     let fused_calls = fused.func::<(u32,), (u64,)>(DRIVER, "calls");
     let fused_strings = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "string-calls");
-    let fused_bytes = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "bytes-calls");
     let mut service = Microservice::start(&runtime);
     let string = "x".repeat(STRING_LEN as usize);
     let bytes: Vec<u8> = (0..BYTES_LEN).map(|i| i as u8).collect();
@@ -241,20 +270,51 @@ fn calls(c: &mut Criterion) {
         b.iter(|| runtime.block_on(service.call("/string", Bytes::from(string.clone()))))
     });
 
-    group.bench_function("64 KiB bytes: direct Rust call", |b| b.iter(|| take_bytes(black_box(&bytes))));
-    group.bench_function("64 KiB bytes: membrane link", |b| {
-        b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(BYTES_LEN)]))))
-    });
-    group.bench_function("64 KiB bytes: fused (wac), one instance", |b| {
-        b.iter_custom(|n| {
-            timed(n, |n| {
-                black_box(fused.call(&runtime, &fused_bytes, (n, BYTES_LEN)));
+    let payloads: [(&str, &str, u32, &str, Bytes); 5] = [
+        ("1 KiB bytes", "bytes-calls", 1024, "/bytes", Bytes::from(bytes[..1024].to_vec())),
+        ("64 KiB bytes", "bytes-calls", BYTES_LEN, "/bytes", Bytes::from(bytes.clone())),
+        ("64 KiB bytes there and back", "same-calls", BYTES_LEN, "/same", Bytes::from(bytes.clone())),
+        ("64 KiB list<u32>", "words-calls", BYTES_LEN / 4, "/words", Bytes::from(bytes.clone())),
+        ("64 KiB list<record>", "rows-calls", BYTES_LEN / ROW_SIZE, "/bytes", Bytes::from(bytes.clone())),
+    ];
+    let words: Vec<u32> = (0..BYTES_LEN / 4).collect();
+    let rows: Vec<Row> = (0..BYTES_LEN / ROW_SIZE).map(|id| Row { id, weight: id as f64 / 2.0 }).collect();
+    for (label, driver, len, path, body) in payloads {
+        group.bench_function(format!("{label}: direct Rust call"), |b| match driver {
+            "same-calls" => b.iter(|| same_bytes(black_box(bytes.clone())).len()),
+            "words-calls" => b.iter(|| take_words(black_box(&words))),
+            "rows-calls" => b.iter(|| take_rows(black_box(&rows))),
+            _ => b.iter(|| take_bytes(black_box(&bytes[..len as usize]))),
+        });
+        group.bench_function(format!("{label}: membrane link"), |b| {
+            b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, driver, &[Val::U32(n), Val::U32(len)]))))
+        });
+        let fused_driver = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, driver);
+        group.bench_function(format!("{label}: fused (wac), one instance"), |b| {
+            b.iter_custom(|n| {
+                timed(n, |n| {
+                    black_box(fused.call(&runtime, &fused_driver, (n, len)));
+                })
             })
-        })
-    });
-    group.bench_function("64 KiB bytes: HTTP/1.1 microservice", |b| {
-        b.iter(|| runtime.block_on(service.call("/bytes", Bytes::from(bytes.clone()))))
-    });
+        });
+        group.bench_function(format!("{label}: HTTP/1.1 microservice"), |b| {
+            b.iter(|| runtime.block_on(service.call(path, body.clone())))
+        });
+    }
+    group.finish();
+
+    // Cost against size: the link alone, one way.
+    let mut group = c.benchmark_group("size");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(10);
+    // LINK_MAX_KIB caps the sizes, for a build whose link would take seconds per call.
+    let max_kib: u32 = std::env::var("LINK_MAX_KIB").ok().and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
+    for kib in [1u32, 16, 256, 1024, 4096, 16384].into_iter().filter(|kib| *kib <= max_kib) {
+        group.bench_function(format!("{kib} KiB list<u8>: membrane link"), |b| {
+            b.iter_custom(|n| {
+                timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(kib * 1024)])))
+            })
+        });
+    }
     group.finish();
 }
 

@@ -4,6 +4,7 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
+use crate::invocation::Invocation;
 use crate::sandbox::{self, CallChain, GrantError, SandboxState};
 use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
@@ -17,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny, Val};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny};
 use wasmtime::{Engine, Store};
 
 /// Calls may nest this deep across links before they are refused.
@@ -76,16 +77,15 @@ pub struct Sandbox {
     incarnation: u64,
 }
 
-/// Calls export `func` of `instance`; `caller` is the chain of components that led here,
-/// this one is `name`. Budgets and faults are [`Pool::enter`]'s business.
-async fn call_export(
+/// Calls export `func` of `instance` as `call` says; `caller` is the chain of components
+/// that led here, this one is `name`. Budgets and faults are [`Pool::enter`]'s business.
+async fn call_export<I: Invocation>(
     store: &mut Store<SandboxState>,
     instance: Instance,
     func: ComponentExportIndex,
     caller: &CallChain,
     name: &Arc<str>,
-    params: &[Val],
-    results: &mut [Val],
+    call: &mut I,
 ) -> wasmtime::Result<()> {
     // A singleton called again from the same place keeps the chain it has.
     let chain = &mut store.data_mut().chain;
@@ -97,7 +97,7 @@ async fn call_export(
     let f = instance
         .get_func(&mut *store, func)
         .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
-    f.call_async(store, params, results).await
+    call.invoke(store, f).await
 }
 
 #[derive(Default)]
@@ -233,28 +233,31 @@ impl Pool {
     }
 
     /// Calls `func` on an instance chosen by the instance mode, within the component's
-    /// wall-clock limit narrowed to `deadline` (a link's timeout). A trapped or timed-out
-    /// instance is discarded, since wasmtime forbids entering it again.
+    /// wall-clock limit narrowed to `deadline` (a link's timeout), and gives `call` back
+    /// with its results. A trapped or timed-out instance is discarded, since wasmtime
+    /// forbids entering it again.
     ///
     /// A caller that stops waiting (its client disconnected, its own instance ended) does
     /// not end the call into a long-lived instance: the call runs on to its end in a task of
     /// its own, bounded by the same limits, and the instance keeps its state. Only a
     /// per-call instance, which nobody else can reach, goes with its caller.
-    pub async fn call(
+    pub async fn call<I: Invocation>(
         self: &Arc<Self>,
         chain: &CallChain,
         func: ComponentExportIndex,
         resources_from: Option<Incarnation>,
         deadline: Option<Duration>,
-        params: &[Val],
-        results: &mut [Val],
-    ) -> Result<Incarnation, CallError> {
-        let names = || chain.iter().map(|c| c.to_string()).chain([self.name.to_string()]).collect();
+        mut call: I,
+    ) -> Result<(Incarnation, I), CallError> {
         if chain.len() >= MAX_CALL_DEPTH {
-            return Err(CallError::TooDeep { chain: names() });
+            return Err(CallError::TooDeep { chain: self.chain_names(chain) });
         }
         if self.mode != InstanceMode::PerCall && chain.contains(&self.name) {
-            return Err(CallError::Reentrant { component: self.name.to_string(), mode: self.mode, chain: names() });
+            return Err(CallError::Reentrant {
+                component: self.name.to_string(),
+                mode: self.mode,
+                chain: self.chain_names(chain),
+            });
         }
         let limit = match (deadline, self.limits.timeout.map(|d| d.std())) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -262,45 +265,50 @@ impl Pool {
         };
         if self.mode == InstanceMode::PerCall {
             let mut sandbox = self.instantiate(0).await?;
-            return self.run(&mut sandbox, chain, func, limit, params, results).await.map(|()| 0);
+            self.run(&mut sandbox, chain, func, limit, &mut call).await?;
+            return Ok((0, call));
         }
+        // The call owns everything it needs (the arguments moved in, not copied), so that
+        // it can move to a task of its own if its caller goes.
         let this = self.clone();
         let chain = chain.clone();
-        let params = params.to_vec();
-        let mut kept_results = vec![Val::Bool(false); results.len()];
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let call = {
+        // Only a call whose results may hold resources needs to know it was abandoned
+        // (to drop them); the others save the allocation.
+        let abandoned = call.may_return_resources().then(|| Arc::new(AtomicBool::new(false)));
+        let kept = {
             let abandoned = abandoned.clone();
             async move {
                 let incarnation =
-                    this.call_kept(&chain, func, resources_from, limit, &params, &mut kept_results, &abandoned).await?;
-                Ok::<_, CallError>((incarnation, kept_results))
+                    this.call_kept(&chain, func, resources_from, limit, &mut call, abandoned.as_deref()).await?;
+                Ok::<_, CallError>((incarnation, call))
             }
         };
-        let (incarnation, kept_results) = Detachable { call: Some(Box::pin(call)), abandoned }.await?;
-        for (result, value) in results.iter_mut().zip(kept_results) {
-            *result = value;
-        }
-        Ok(incarnation)
+        Detachable { call: Some(Box::pin(kept)), abandoned }.await
+    }
+
+    fn chain_names(&self, chain: &CallChain) -> Vec<String> {
+        chain.iter().map(|c| c.to_string()).chain([self.name.to_string()]).collect()
     }
 
     /// A call into the singleton or a pooled instance; see [`Pool::call`]. When its
     /// caller has gone (`abandoned`), resources it returns have nobody to hold them and are
     /// dropped at once.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_kept(
+    async fn call_kept<I: Invocation>(
         &self,
         chain: &CallChain,
         func: ComponentExportIndex,
         resources_from: Option<Incarnation>,
         limit: Option<Duration>,
-        params: &[Val],
-        results: &mut [Val],
-        abandoned: &AtomicBool,
+        call: &mut I,
+        abandoned: Option<&AtomicBool>,
     ) -> Result<Incarnation, CallError> {
         if self.mode == InstanceMode::Singleton {
             // Held across the call: calls into a singleton are serialized.
-            let mut slot = self.slot.lock().await;
+            // Uncontended, `try_lock` takes the slot without the lock future's machinery.
+            let mut slot = match self.slot.try_lock() {
+                Ok(slot) => slot,
+                Err(_) => self.slot.lock().await,
+            };
             let mut sandbox = match slot.sandbox.take() {
                 Some(sandbox) => sandbox,
                 None => self.start_singleton(&mut slot).await?,
@@ -311,9 +319,9 @@ impl Pool {
                 slot.sandbox = Some(sandbox);
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
-            self.run(&mut sandbox, chain, func, limit, params, results).await?;
-            if abandoned.load(Relaxed) {
-                for resource in crate::values::resources_in(results) {
+            self.run(&mut sandbox, chain, func, limit, call).await?;
+            if abandoned.is_some_and(|a| a.load(Relaxed)) {
+                for resource in call.resources() {
                     let _ = resource.resource_drop_async(&mut sandbox.store).await;
                 }
             }
@@ -327,28 +335,25 @@ impl Pool {
             Some(sandbox) => sandbox,
             None => self.instantiate(0).await?,
         };
-        self.run(&mut sandbox, chain, func, limit, params, results).await?;
+        self.run(&mut sandbox, chain, func, limit, call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
         Ok(0)
     }
 
     /// Runs one call in `sandbox` within `limit`. After an error the sandbox must not be
     /// entered again.
-    async fn run(
+    async fn run<I: Invocation>(
         &self,
         sandbox: &mut Sandbox,
         chain: &CallChain,
         func: ComponentExportIndex,
         limit: Option<Duration>,
-        params: &[Val],
-        results: &mut [Val],
+        call: &mut I,
     ) -> Result<(), CallError> {
         let (instance, name) = (sandbox.instance, &self.name);
-        self.enter(&mut sandbox.store, limit, async |store| {
-            call_export(store, instance, func, chain, name, params, results).await
-        })
-        .await
-        .map_err(CallError::Fault)
+        self.enter(&mut sandbox.store, limit, async |store| call_export(store, instance, func, chain, name, call).await)
+            .await
+            .map_err(CallError::Fault)
     }
 
     /// The one way into a guest: every HTTP request, `membrane run` and call across a link
@@ -463,7 +468,7 @@ impl Pool {
 /// its caller's disconnect as its restart.
 struct Detachable<T: Send + 'static> {
     call: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
-    abandoned: Arc<AtomicBool>,
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl<T: Send + 'static> Future for Detachable<T> {
@@ -481,7 +486,9 @@ impl<T: Send + 'static> Drop for Detachable<T> {
         if let Some(call) = self.call.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            self.abandoned.store(true, Relaxed);
+            if let Some(abandoned) = &self.abandoned {
+                abandoned.store(true, Relaxed);
+            }
             runtime.spawn(call);
         }
     }

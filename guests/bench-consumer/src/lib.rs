@@ -35,6 +35,33 @@ impl exports::membrane::test::payload_driver::Guest for Consumer {
         }
         last
     }
+
+    fn same_calls(n: u32, len: u32) -> u32 {
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut last = 0;
+        for _ in 0..n {
+            last = payload::same_bytes(&data).len() as u32;
+        }
+        last
+    }
+
+    fn words_calls(n: u32, len: u32) -> u32 {
+        let data: Vec<u32> = (0..len).collect();
+        let mut last = 0;
+        for _ in 0..n {
+            last = payload::take_words(&data);
+        }
+        last
+    }
+
+    fn rows_calls(n: u32, len: u32) -> u32 {
+        let rows: Vec<payload::Row> = (0..len).map(|id| payload::Row { id, weight: id as f64 / 2.0 }).collect();
+        let mut last = 0;
+        for _ in 0..n {
+            last = payload::take_rows(&rows);
+        }
+        last
+    }
 }
 
 export!(Consumer);

@@ -10,6 +10,7 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command;
 use crate::engine::{EngineSettings, MembraneEngine};
+use crate::link::typed::{self, Crossing};
 use crate::link::{Link, LinkedFunc, Policy};
 use crate::pool::Pool;
 use crate::routes::{Route, Router};
@@ -241,6 +242,7 @@ fn linked_funcs(
     let mut funcs = Vec::new();
     for (name, item) in ty.exports(engine.engine()) {
         if let ComponentItem::ComponentFunc(f) = item.ty {
+            let crossing = plan.functions.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
             let missing = || AppError::Link {
                 component: link.to.clone(),
                 reason: format!("{} has no function {name}", plan.export),
@@ -249,6 +251,7 @@ fn linked_funcs(
                 name: name.to_string(),
                 results: f.results().len(),
                 resources: f.params().any(|(_, ty)| holds_handles(&ty)) || f.results().any(|ty| holds_handles(&ty)),
+                crossing: crossing.unwrap_or(Crossing::Dynamic),
                 provider: lookup(provider, &iface, name).ok_or_else(missing)?,
                 fallback: match &fallback {
                     Some((c, at)) => Some(lookup(c, at, name).ok_or_else(missing)?),
@@ -288,6 +291,10 @@ fn prepare(
             }
         }
         for (func, linked) in link.funcs.iter().enumerate() {
+            if let Crossing::Typed { shape } = &linked.crossing {
+                typed::define(&mut instance, shape, link, func).map_err(|e| link_error(name, e))?;
+                continue;
+            }
             let link = link.clone();
             instance
                 .func_new_async(&linked.name, move |mut store, _ty, params, results| {

@@ -3,6 +3,7 @@
 //! `membrane check` prints this; loading an app refuses to start on any error in it.
 
 use crate::capability;
+use crate::link::typed::Crossing;
 use crate::wit_compat::{self, ComponentWit};
 use membrane_manifest::{AppSpec, InstanceMode, OnTrap};
 use serde::Serialize;
@@ -42,12 +43,15 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A link as it will be built: the names under which each side really has it.
+/// A link as it will be built: the names under which each side really has it, and the
+/// path each of its functions takes.
 #[derive(Debug, Clone, Default)]
 pub struct LinkPlan {
     pub import: String,
     pub export: String,
     pub fallback_export: Option<String>,
+    /// Each function of the interface and how it crosses (empty for a link in error).
+    pub functions: Vec<(String, Crossing)>,
 }
 
 /// The result of checking: one plan per link (in manifest order) and the findings.
@@ -358,8 +362,9 @@ pub fn cycles(spec: &AppSpec) -> Vec<Vec<String>> {
     found
 }
 
-/// The app as text: components with their membranes, and the links out of each.
-pub fn graph_text(spec: &AppSpec) -> String {
+/// The app as text: components with their membranes, the links out of each and, from
+/// `report`, the path each linked function takes.
+pub fn graph_text(spec: &AppSpec, report: &Report) -> String {
     let mut out = format!("app {}\n", spec.app.name);
     for (name, component) in &spec.components {
         let entry = if spec.app.entry.as_deref() == Some(name) { ", entry" } else { "" };
@@ -373,6 +378,10 @@ pub fn graph_text(spec: &AppSpec) -> String {
                 policy.push(format!("circuit {} failures / {}", c.failures, c.cooldown));
             }
             out.push_str(&format!("    {} -> {} [{}]\n", link.import, link.to, policy.join(", ")));
+            let i = spec.links.iter().position(|l| std::ptr::eq(l, link)).expect("a link of the spec");
+            for (function, crossing) in report.links.get(i).map(|p| p.functions.as_slice()).unwrap_or_default() {
+                out.push_str(&format!("      {function}: {crossing}\n"));
+            }
         }
     }
     out

@@ -3,16 +3,18 @@
 //! down to whether every component fits its share of the engine's pooled slots.
 
 use super::AppError;
-use super::check::{self, Checked, Report};
+use super::check::{self, Checked, LinkPlan, Report};
 use crate::cache::CompileCache;
 use crate::engine::MembraneEngine;
 use crate::file::{ComponentFile, Origin};
+use crate::link::typed::Crossing;
 use crate::wit_compat::ComponentWit;
-use membrane_manifest::{AppSpec, ComponentSpec};
+use membrane_manifest::{AppSpec, ComponentSpec, LinkSpec, OnTrap};
 use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 
 /// One component read, verified and compiled.
 pub struct LoadedComponent {
@@ -118,7 +120,53 @@ pub(crate) fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeM
             (name.clone(), Checked { wit: &c.wit, imports, exports })
         })
         .collect();
-    check::check(spec, &checked)
+    let mut report = check::check(spec, &checked);
+    if report.is_ok() {
+        for (link, plan) in spec.links.iter().zip(&mut report.links) {
+            plan.functions = crossings(engine, loaded, link, plan);
+        }
+    }
+    report
+}
+
+/// The path each function of a checked link takes: typed where the consumer's import,
+/// the provider's export and the fallback's all have one typed shape, else dynamic.
+fn crossings(
+    engine: &MembraneEngine,
+    loaded: &BTreeMap<String, LoadedComponent>,
+    link: &LinkSpec,
+    plan: &LinkPlan,
+) -> Vec<(String, Crossing)> {
+    let engine = engine.engine();
+    let instance = |item: Option<ComponentItem>| match item {
+        Some(ComponentItem::ComponentInstance(i)) => Some(i),
+        _ => None,
+    };
+    let func = |item: Option<ComponentItem>| match item {
+        Some(ComponentItem::ComponentFunc(f)) => Some(f),
+        _ => None,
+    };
+    let ty = |component: &str| loaded[component].component.component_type();
+    let Some(imported) = instance(ty(&link.from).get_import(engine, &plan.import).map(|e| e.ty)) else {
+        return Vec::new();
+    };
+    let mut sides = vec![instance(ty(&link.to).get_export(engine, &plan.export).map(|e| e.ty))];
+    if let (OnTrap::Fallback(fallback), Some(export)) = (&link.on_trap, &plan.fallback_export) {
+        sides.push(instance(ty(fallback).get_export(engine, export).map(|e| e.ty)));
+    }
+    imported
+        .exports(engine)
+        .filter_map(|(name, item)| {
+            let wanted = func(Some(item.ty))?;
+            let offered: Option<Vec<_>> =
+                sides.iter().map(|side| func(side.as_ref()?.get_export(engine, name).map(|e| e.ty))).collect();
+            let crossing = match offered {
+                Some(offered) => Crossing::choose(&wanted, &offered),
+                None => Crossing::Dynamic,
+            };
+            Some((name.to_string(), crossing))
+        })
+        .collect()
 }
 
 /// Each component's share of the engine's pooled slots (`None` without a pool), carried

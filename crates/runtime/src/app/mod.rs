@@ -15,7 +15,9 @@ use crate::audit::Audit;
 use crate::command::{self, RunError};
 use crate::engine::MembraneEngine;
 use crate::file::ComponentFile;
-use crate::link::{Components, Link};
+use crate::invocation::DynamicCall;
+use crate::link::typed::Crossing;
+use crate::link::{Components, Link, LinkedFunc};
 use crate::pool::{CallError, Pool};
 use crate::routes::Router;
 use crate::sandbox::CallChain;
@@ -194,10 +196,10 @@ impl App {
         else {
             return Err(no_export());
         };
-        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let call = DynamicCall::new(params.to_vec(), ty.results().len());
         let chain: CallChain = Arc::new([]);
-        instances.call(&chain, func, None, None, params, &mut results).await?;
-        Ok(results)
+        let (_, call) = instances.call(&chain, func, None, None, call).await?;
+        Ok(call.results)
     }
 
     /// Calls `function` through the link that serves `consumer`'s `import`, as if
@@ -246,6 +248,12 @@ impl App {
         }
     }
 
+    /// How each function of each link (in manifest order) crosses it.
+    pub fn link_functions(&self) -> Vec<Vec<LinkFunction>> {
+        let function = |f: &LinkedFunc| LinkFunction { name: f.name.clone(), crossing: f.crossing.clone() };
+        self.inner.links.iter().map(|l| l.funcs.iter().map(function).collect()).collect()
+    }
+
     /// Counters of every component and link.
     pub fn stats(&self) -> AppStats {
         AppStats {
@@ -270,6 +278,14 @@ impl App {
 pub struct AppStats {
     pub components: BTreeMap<String, ComponentSnapshot>,
     pub links: Vec<LinkStatsEntry>,
+}
+
+/// One function of a link and the path its calls take.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkFunction {
+    pub name: String,
+    #[serde(flatten)]
+    pub crossing: Crossing,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,18 +5,23 @@
 
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
+use crate::invocation::{DynamicCall, Invocation};
 use crate::pool::{CallError, Incarnation, Pool};
 use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
 use crate::values::map_resources;
 use membrane_manifest::CircuitSpec;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
+use typed::{Crossing, TypedArgs, TypedInvocation};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
+
+pub mod typed;
 
 /// What a link does when its provider fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,8 @@ pub struct LinkedFunc {
     /// Whether a parameter or result holds a resource handle, which the link must map
     /// between the stores; without one, values pass through untouched.
     pub resources: bool,
+    /// The path its calls take: typed, or dynamic for any signature.
+    pub crossing: Crossing,
     pub provider: ComponentExportIndex,
     pub fallback: Option<ComponentExportIndex>,
 }
@@ -175,7 +182,8 @@ impl<A: Components> Link<A> {
         }
     }
 
-    /// Serves the consumer's call of function `func` with `params`, writing `results`.
+    /// Serves the consumer's call of function `func` with `params`, writing `results`:
+    /// the dynamic path, for any signature.
     pub async fn forward(
         self: &Arc<Self>,
         consumer: &mut StoreContextMut<'_, SandboxState>,
@@ -184,10 +192,33 @@ impl<A: Components> Link<A> {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         let outcome = self.call(consumer, func, params, results).await;
-        outcome.map_err(|error| {
-            self.stats.errors.fetch_add(1, Relaxed);
-            wasmtime::Error::new(crate::fault::LinkFailed(error.to_string()))
-        })
+        outcome.map_err(|error| self.failed(error))
+    }
+
+    /// Serves the consumer's call of function `func` on a typed path: `call` holds the
+    /// arguments and, given back, the results. See [`typed`].
+    pub(crate) async fn forward_typed(
+        self: &Arc<Self>,
+        chain: CallChain,
+        func: usize,
+        call: Box<dyn TypedInvocation>,
+    ) -> wasmtime::Result<Box<dyn TypedInvocation>> {
+        let outcome = match self.begin() {
+            Some(app) => self.supervise(&app, &chain, func, None, &mut TypedArgs(Some(call))).await,
+            None => Err(self.error(func, LinkCause::ShuttingDown)),
+        };
+        outcome.map(|(_, call)| call).map_err(|error| self.failed(error))
+    }
+
+    fn failed(&self, error: LinkError) -> wasmtime::Error {
+        self.stats.errors.fetch_add(1, Relaxed);
+        wasmtime::Error::new(crate::fault::LinkFailed(error.to_string()))
+    }
+
+    /// Counts a call and finds the app it runs in (none once it is shutting down).
+    fn begin(&self) -> Option<Arc<A>> {
+        self.stats.calls.fetch_add(1, Relaxed);
+        self.app()
     }
 
     async fn call(
@@ -197,18 +228,37 @@ impl<A: Components> Link<A> {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<(), LinkError> {
-        self.stats.calls.fetch_add(1, Relaxed);
-        let app = self.app().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
+        let app = self.begin().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
         let chain = consumer.data().chain.clone();
         let resources = self.funcs[func].resources;
-        let mapped;
         let (params, incarnation) = if resources {
             let (params, incarnation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
-            mapped = params;
-            (mapped.as_slice(), incarnation)
+            (Cow::Owned(params), incarnation)
         } else {
-            (params, None)
+            (Cow::Borrowed(params), None)
         };
+        let mut args = DynamicArgs { params, results: results.len(), resources };
+        let (incarnation, call) = self.supervise(&app, &chain, func, incarnation, &mut args).await?;
+        for (result, value) in results.iter_mut().zip(call.results) {
+            *result = value;
+        }
+        if !resources {
+            return Ok(());
+        }
+        self.results_to_consumer(consumer, results, incarnation).map_err(|c| self.error(func, c))
+    }
+
+    /// Calls `func` on the provider with `args` under the link's policy: the circuit, the
+    /// chaos experiment's fault, retries and the fallback, each attempt within the timeout.
+    /// Gives back the invocation that answered, with its results.
+    async fn supervise<G: Arguments>(
+        self: &Arc<Self>,
+        app: &Arc<A>,
+        chain: &CallChain,
+        func: usize,
+        incarnation: Option<Incarnation>,
+        args: &mut G,
+    ) -> Result<(Incarnation, G::Call), LinkError> {
         if let Some(circuit) = &self.circuit
             && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
         {
@@ -230,8 +280,15 @@ impl<A: Components> Link<A> {
                     Err(CallError::Fault(provider.fault(FaultKind::Trap(why))))
                 }
                 None => {
+                    // The arguments are copied only when a later attempt may need them.
+                    let again = match self.policy {
+                        Policy::Propagate => false,
+                        Policy::Retry(n) => attempt < n,
+                        Policy::Fallback(_) => true,
+                    };
+                    let call = args.attempt(again);
                     let index = self.funcs[func].provider;
-                    self.call_once(provider, &chain, index, incarnation, delay, params, results).await
+                    self.call_once(provider, chain, index, incarnation, delay, call).await
                 }
             };
             let Err(error) = result else { break result };
@@ -262,44 +319,38 @@ impl<A: Components> Link<A> {
                         ),
                     );
                     let index = self.funcs[func].fallback.expect("fallback exports were checked at load");
-                    break self.call_once(fallback, &chain, index, None, None, params, results).await;
+                    break self.call_once(fallback, chain, index, None, None, args.attempt(false)).await;
                 }
                 _ => break Err(error),
             }
         };
         self.stats.record_latency(started.elapsed());
-        match outcome {
-            Ok(incarnation) => {
+        match &outcome {
+            Ok(_) => {
                 if let Some(circuit) = &self.circuit {
                     circuit.success(&self.audit, &self.consumer, &self.import);
                 }
-                if !resources {
-                    return Ok(());
-                }
-                self.results_to_consumer(consumer, results, incarnation).map_err(|c| self.error(func, c))
             }
-            Err(error) => {
+            Err(_) => {
                 if let Some(circuit) = &self.circuit {
                     circuit.failure(&self.audit, &self.consumer, &self.import);
                 }
-                Err(self.error(func, error))
             }
         }
+        outcome.map_err(|error| self.error(func, error))
     }
 
     /// One call of `func` in `instances`, after the chaos experiment's `delay` if any, the
     /// whole within the link's timeout.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_once(
+    async fn call_once<I: Invocation>(
         &self,
         instances: &Arc<Pool>,
         chain: &CallChain,
         func: ComponentExportIndex,
         incarnation: Option<Incarnation>,
         delay: Option<Duration>,
-        params: &[Val],
-        results: &mut [Val],
-    ) -> Result<Incarnation, CallError> {
+        call: I,
+    ) -> Result<(Incarnation, I), CallError> {
         let mut deadline = self.timeout;
         if let Some(delay) = delay {
             if let Some(limit) = deadline.filter(|limit| delay >= *limit) {
@@ -313,7 +364,7 @@ impl<A: Components> Link<A> {
         // The deadline goes with the call rather than around it: a provider past the
         // link's timeout is stopped and discarded by its supervisor, while a caller that
         // merely goes away leaves a long-lived provider to finish (see `Pool::call`).
-        instances.call(chain, func, incarnation, deadline, params, results).await
+        instances.call(chain, func, incarnation, deadline, call).await
     }
 
     fn count_failure(&self, error: &CallError) {
@@ -406,6 +457,31 @@ impl<A: Components> ReleaseProxy for Link<A> {
                 let _ = provider.drop_resource(proxy.incarnation, proxy.resource).await;
             });
         }
+    }
+}
+
+/// The arguments of a call through a link, from which each attempt takes its own
+/// invocation.
+trait Arguments: Send {
+    type Call: Invocation;
+    /// The invocation of one attempt; `again` says whether a later attempt may need the
+    /// arguments once more (then they are copied, else moved).
+    fn attempt(&mut self, again: bool) -> Self::Call;
+}
+
+/// The dynamic path's arguments: borrowed from wasmtime, or owned once resources in them
+/// were mapped to the provider's.
+struct DynamicArgs<'a> {
+    params: Cow<'a, [Val]>,
+    results: usize,
+    resources: bool,
+}
+
+impl Arguments for DynamicArgs<'_> {
+    type Call = DynamicCall;
+    fn attempt(&mut self, again: bool) -> DynamicCall {
+        let params = if again { self.params.to_vec() } else { std::mem::take(&mut self.params).into_owned() };
+        DynamicCall { resources: self.resources, ..DynamicCall::new(params, self.results) }
     }
 }
 

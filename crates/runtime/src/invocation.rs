@@ -1,0 +1,61 @@
+//! What one call into a component's export carries: its arguments, owned, and where its
+//! results go. The dynamic kind holds `Val`s and serves any signature; the typed kinds of
+//! [`crate::link::typed`] hold Rust values that wasmtime lifts and lowers in bulk.
+
+use crate::sandbox::SandboxState;
+use std::future::Future;
+use wasmtime::Store;
+use wasmtime::component::{Func, ResourceAny, Val};
+
+/// One call's arguments and results. Owned (`'static`) because a call into a long-lived
+/// instance runs on to its end after its caller has gone (see [`crate::Pool::call`]).
+pub trait Invocation: Send + 'static {
+    /// Calls `func` in `store` with the arguments, keeping the results. Called once.
+    fn invoke<'a>(
+        &'a mut self,
+        store: &'a mut Store<SandboxState>,
+        func: Func,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
+
+    /// Whether the results may hold resource handles, which a call whose caller has gone
+    /// must drop in the instance that made them.
+    fn may_return_resources(&self) -> bool {
+        false
+    }
+
+    /// The resource handles among the results.
+    fn resources(&self) -> Vec<ResourceAny> {
+        Vec::new()
+    }
+}
+
+/// A call with arguments and results as `Val`s: any signature, one `Val` per value (and
+/// per list element).
+#[derive(Debug)]
+pub struct DynamicCall {
+    pub params: Vec<Val>,
+    pub results: Vec<Val>,
+    /// Whether the function's results can hold resource handles.
+    pub resources: bool,
+}
+
+impl DynamicCall {
+    /// A call with `params` and room for `results` results, which may hold resources.
+    pub fn new(params: Vec<Val>, results: usize) -> DynamicCall {
+        DynamicCall { params, results: vec![Val::Bool(false); results], resources: true }
+    }
+}
+
+impl Invocation for DynamicCall {
+    async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
+        func.call_async(store, &self.params, &mut self.results).await
+    }
+
+    fn may_return_resources(&self) -> bool {
+        self.resources && !self.results.is_empty()
+    }
+
+    fn resources(&self) -> Vec<ResourceAny> {
+        crate::values::resources_in(&self.results)
+    }
+}
