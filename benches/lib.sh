@@ -33,3 +33,16 @@ summary() {
 
 # How many rows of hey CSV $1 have status $2.
 count() { awk -F, -v s="$2" 'NR > 1 && $7 == s { n++ } END { print n + 0 }' "$1"; }
+
+# wrk's latency figures come in us, ms or s; this prints them in ms.
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
+
+# wrk for $seconds on 127.0.0.1:PORT/hello with CONNECTIONS -> "rps p50 p99".
+wrk_run() { # port connections
+  local threads=$(( $2 < 2 ? 1 : 2 ))
+  local out
+  out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency "http://127.0.0.1:$1/hello")
+  echo "$(awk '/^Requests\/sec/ { print $2 }' <<<"$out") $(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms) $(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

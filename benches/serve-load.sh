@@ -33,21 +33,8 @@ for port in $membrane_port $wasmtime_port; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/warm" >/dev/null && break; sleep 0.1; done
 done
 
-# wrk's latency figures come in us, ms or s; this prints them in ms.
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
 
-run() { # port connections -> "rps p50 p99"
-  local threads=$(( $2 < 2 ? 1 : 2 ))
-  local out
-  out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency "http://127.0.0.1:$1/hello")
-  local rps p50 p99
-  rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
-  p50=$(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms)
-  p99=$(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)
-  echo "$rps $p50 $p99"
-}
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A figures
 for round in $(seq "$rounds"); do
   for connections in 1 8 32; do
@@ -56,7 +43,7 @@ for round in $(seq "$rounds"); do
     for server in $order; do
       port=$membrane_port
       [ "$server" = wasmtime ] && port=$wasmtime_port
-      read -r rps p50 p99 < <(run "$port" "$connections")
+      read -r rps p50 p99 < <(wrk_run "$port" "$connections")
       figures[$server.$connections.rps]+="$rps "
       figures[$server.$connections.p50]+="$p50 "
       figures[$server.$connections.p99]+="$p99 "

@@ -46,21 +46,13 @@ start off
 start on-100 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$receiver_port
 start on-1 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$receiver_port OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01
 
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
-run() { # port connections -> "rps p50 p99"
-  local threads=$(( $2 < 2 ? 1 : 2 ))
-  local out
-  out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency "http://127.0.0.1:$1/hello")
-  echo "$(awk '/^Requests\/sec/ { print $2 }' <<<"$out") $(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms) $(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)"
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A figures
 servers=(off on-100 on-1)
 for round in $(seq "$rounds"); do
   for connections in 1 8; do
     for i in 0 1 2; do
       server=${servers[$(( (i + round) % 3 ))]}
-      read -r rps p50 p99 < <(run "${ports[$server]}" "$connections")
+      read -r rps p50 p99 < <(wrk_run "${ports[$server]}" "$connections")
       figures[$server.$connections.rps]+="$rps "
       figures[$server.$connections.p50]+="$p50 "
       figures[$server.$connections.p99]+="$p99 "
