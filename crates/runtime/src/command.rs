@@ -127,7 +127,7 @@ pub async fn execute(instances: &Pool, mut store: Store<SandboxState>) -> Result
     // Only an engine with the component-model async ABI compiles a component that
     // exports wasi:cli/run@0.3.0, so finding the export is enough.
     if let Ok(command) = wasmtime_wasi::p3::bindings::CommandPre::new(instances.pre().clone()) {
-        return crate::p3::execute(instances, store, command).await;
+        return execute_p3(instances, store, command).await;
     }
     let name = instances.name();
     let component = instances.pre().component().clone();
@@ -145,9 +145,34 @@ pub async fn execute(instances: &Pool, mut store: Store<SandboxState>) -> Result
     Ok(status)
 }
 
+/// Instantiates the WASI 0.3 command and calls `wasi:cli/run@0.3.0` in a concurrent
+/// scope, through [`Pool::enter`] like a 0.2 command: the same CPU, fuel, memory and
+/// wall-clock limits, fault reports, audit and exit statuses.
+async fn execute_p3(
+    pool: &Pool,
+    mut store: Store<SandboxState>,
+    command: wasmtime_wasi::p3::bindings::CommandPre<SandboxState>,
+) -> Result<i32, RunError> {
+    // The handles of the async ABI's tasks, streams and futures live in the store's own
+    // table; they are bounded like the host's.
+    let max = pool.limits.host_resources as usize;
+    if let Some(table) = store.concurrent_resource_table() {
+        table.set_max_capacity(max);
+    }
+    let limit = pool.limits.timeout.map(|t| t.std());
+    let status = pool
+        .enter(&mut store, limit, async |store| {
+            let instance = command.instantiate_async(&mut *store).await?;
+            let run = store.run_concurrent(async |accessor| instance.wasi_cli_run().call_run(accessor).await).await;
+            exit_status(run.and_then(|result| result))
+        })
+        .await?;
+    Ok(status)
+}
+
 /// The status of a `wasi:cli/run` call (of either WASI version): 0 for success, 1 when it
 /// returned an error, the guest's own code when it called `exit`; a trap stays an error.
-pub(crate) fn exit_status(run: wasmtime::Result<Result<(), ()>>) -> wasmtime::Result<i32> {
+fn exit_status(run: wasmtime::Result<Result<(), ()>>) -> wasmtime::Result<i32> {
     match run {
         Ok(Ok(())) => Ok(0),
         Ok(Err(())) => Ok(1),

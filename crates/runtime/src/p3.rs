@@ -7,17 +7,14 @@
 
 use crate::budget::NewSocket;
 use crate::budgeted_wasi::DEFAULT_BACKLOG;
-use crate::command::RunError;
-use crate::pool::Pool;
 use crate::sandbox::SandboxState;
 use wasmparser::{
     CanonicalFunction, CanonicalOption, Chunk, ComponentDefinedType, ComponentType, ComponentTypeDeclaration,
     InstanceTypeDeclaration, Parser, Payload, PrimitiveValType,
 };
+use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
-use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode as P2ErrorCode;
-use wasmtime_wasi::p3::bindings::CommandPre;
 use wasmtime_wasi::p3::bindings::sockets::types::{ErrorCode, HostTcpSocket, HostUdpSocket, IpAddressFamily};
 use wasmtime_wasi::p3::sockets::SocketResult;
 use wasmtime_wasi::sockets::{TcpSocket, WasiSocketsCtxView};
@@ -194,31 +191,6 @@ fn p3_code(code: P2ErrorCode) -> ErrorCode {
         // WASI 0.3 dropped 0.2's `new-socket-limit`; the text keeps its name.
         _ => ErrorCode::Other(Some("new-socket-limit".into())),
     }
-}
-
-/// Instantiates the WASI 0.3 command and calls `wasi:cli/run@0.3.0` in a concurrent
-/// scope, through [`Pool::enter`] like a 0.2 command: the same CPU, fuel, memory and
-/// wall-clock limits, fault reports, audit and exit statuses.
-pub(crate) async fn execute(
-    pool: &Pool,
-    mut store: Store<SandboxState>,
-    command: CommandPre<SandboxState>,
-) -> Result<i32, RunError> {
-    // The handles of the async ABI's tasks, streams and futures live in the store's own
-    // table; they are bounded like the host's.
-    let max = pool.limits.host_resources as usize;
-    if let Some(table) = store.concurrent_resource_table() {
-        table.set_max_capacity(max);
-    }
-    let limit = pool.limits.timeout.map(|t| t.std());
-    let status = pool
-        .enter(&mut store, limit, async |store| {
-            let instance = command.instantiate_async(&mut *store).await?;
-            let run = store.run_concurrent(async |accessor| instance.wasi_cli_run().call_run(accessor).await).await;
-            crate::command::exit_status(run.and_then(|result| result))
-        })
-        .await?;
-    Ok(status)
 }
 
 /// The component-model feature named in wasmtime's refusal of a component whose binary
