@@ -14,9 +14,15 @@ fn saved(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         let Ok(dir) = std::fs::read_dir(root.join(kind).join(target)) else { continue };
         for entry in dir {
             let path = entry.unwrap().path();
-            if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                inputs.push((path.clone(), std::fs::read(&path).unwrap()));
+            if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue;
             }
+            // Wasm inputs are kept as text (no binaries in the repository) and assembled here.
+            let data = match path.extension().is_some_and(|e| e == "wat") {
+                true => wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                false => std::fs::read(&path).unwrap(),
+            };
+            inputs.push((path.clone(), data));
         }
     }
     inputs.sort();

@@ -1,0 +1,3 @@
+(component
+  (core func (;0;) (canon waitable-set.new))
+)

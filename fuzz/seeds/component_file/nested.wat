@@ -1,0 +1,18 @@
+(component
+  (core module (;0;)
+    (type (;0;) (func))
+    (export "f" (func 0))
+    (func (;0;) (type 0))
+  )
+  (component (;0;)
+    (type (;0;) (future u32))
+  )
+  (type (;0;)
+    (instance
+      (type (;0;) (result))
+      (type (;1;) (func async (result 0)))
+      (export (;0;) "run" (func (type 1)))
+    )
+  )
+  (import "wasi:cli/run@0.3.0" (instance (;0;) (type 0)))
+)

@@ -1,0 +1,3 @@
+(component
+  (type (;0;) (stream u8))
+)
