@@ -28,10 +28,11 @@ mod nested;
 mod outbound;
 mod state;
 mod units;
+mod values;
 
 pub use app::{
-    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, InvalidValue, LinkSpec, MAX_INSTANCE_SLOTS,
-    ManifestError, OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
+    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, MAX_INSTANCE_SLOTS, ManifestError,
+    OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants, Ports};
@@ -40,3 +41,4 @@ pub use limits::Limits;
 pub use outbound::{HostPattern, OutboundRule, OutboundRuleError, canonical, is_restricted};
 pub use state::{Access, Backend, BackendError, BucketGrant, ConfigValue, KeyValueSpec, valid_bucket_name};
 pub use units::{ByteSize, Duration, UnitError};
+pub use values::InvalidValue;
