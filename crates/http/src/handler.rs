@@ -44,7 +44,10 @@ impl Server {
             span.set(|| KeyValue::new("http.route", route.prefix.clone()));
             span.set(|| KeyValue::new("membrane.component", route.component.clone()));
         }
-        if let Some(tenant) = self.tenants.for_host(host.as_deref()) {
+        // Looked up again only for a span that is recorded: nothing on the path when off.
+        if span.is_recording()
+            && let Some(tenant) = self.tenants.for_host(host.as_deref())
+        {
             span.set(|| KeyValue::new("membrane.tenant", tenant.name.clone()));
         }
         span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
