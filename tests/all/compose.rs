@@ -221,13 +221,13 @@ fn check_prints_the_graph_as_text_and_dot() {
     out.assert_code(0)
         .assert_stdout_has("app test")
         .assert_stdout_has("  caller (per-call, entry)")
-        .assert_stdout_has("    membrane:test/faults@0.1.0 -> provider [propagate, timeout 100ms]")
+        .assert_stdout_has("    membrane:test/faults@0.1.0 -> provider [propagate, timeout 100ms, isolation store]")
         .assert_stdout_has("  provider (singleton)")
         .assert_stderr_has("ok, the app would start");
     let dot = app.check(&["--format", "dot"]);
-    dot.assert_code(0)
-        .assert_stdout_has("digraph \"test\" {")
-        .assert_stdout_has("\"caller\" -> \"provider\" [label=\"membrane:test/counter@0.1.0\\npropagate\"];");
+    dot.assert_code(0).assert_stdout_has("digraph \"test\" {").assert_stdout_has(
+        "\"caller\" -> \"provider\" [label=\"membrane:test/counter@0.1.0\\npropagate, isolation store\"];",
+    );
 }
 
 /// An inner app exporting the provider's interfaces, granted `inner_grants`.

@@ -9,16 +9,21 @@ use membrane_runtime::Crossing;
 use membrane_runtime::{Audit, CompileCache};
 use wasmtime::component::Val;
 
-const SHAPES: &str = "membrane:test/shapes@0.1.0";
-const DRIVER: &str = "membrane:test/shapes-driver@0.1.0";
+pub const SHAPES: &str = "membrane:test/shapes@0.1.0";
+pub const DRIVER: &str = "membrane:test/shapes-driver@0.1.0";
 
 /// The shapes consumer linked to the shapes provider (a singleton), loaded in-process.
 fn shapes_app() -> (tempfile::TempDir, App) {
+    shapes_app_with("singleton", "store")
+}
+
+/// The shapes consumer linked to the shapes provider of `instances`, with `isolation`.
+pub fn shapes_app_with(instances: &str, isolation: &str) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(
         "[app]\nname = \"shapes\"\n\n[component.consumer]\nsource = \"{{shapes-consumer}}\"\n\n\
-         [component.provider]\nsource = \"{{shapes-provider}}\"\ninstances = \"singleton\"\n\n\
-         [[link]]\nfrom = \"consumer\"\nimport = \"{SHAPES}\"\nto = \"provider\"\n"
+         [component.provider]\nsource = \"{{shapes-provider}}\"\ninstances = \"{instances}\"\n\n\
+         [[link]]\nfrom = \"consumer\"\nimport = \"{SHAPES}\"\nto = \"provider\"\nisolation = \"{isolation}\"\n"
     );
     let path = dir.path().join("membrane.toml");
     std::fs::write(&path, with_guests(&manifest)).unwrap();
@@ -27,7 +32,7 @@ fn shapes_app() -> (tempfile::TempDir, App) {
     (dir, app)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
@@ -36,7 +41,7 @@ fn bytes(data: &[u8]) -> Val {
 }
 
 /// Each function of `shapes` with arguments at the edges of their types, and the answer.
-fn cases() -> Vec<(&'static str, Vec<Val>, Vec<Val>)> {
+pub fn cases() -> Vec<(&'static str, Vec<Val>, Vec<Val>)> {
     let big_text = "ü😀 ".repeat(100_000);
     let big_bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
     let same = |f: &'static str, v: Val| (f, vec![v.clone()], vec![v]);

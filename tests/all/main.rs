@@ -23,6 +23,9 @@ mod cache;
 mod compose;
 // Typed paths across links: values of every shape, traps, and the path each function takes.
 mod crossing;
+// Links with isolation = "component": values, traps, grants and limits with the provider
+// in its consumer's store.
+mod isolation;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
 // OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.

@@ -373,6 +373,8 @@ fn the_dashboard_draws_the_app_and_shows_a_swap_live_in_a_real_browser() {
     wait_for(|| nodes() == serde_json::json!(["fancy", "hello", "plain", "web"]), "the graph's nodes", &server);
     let edges = browser.script("return Array.from(document.querySelectorAll('g.edge[data-from]')).map(e => e.dataset.from + '->' + e.dataset.to)");
     assert_eq!(edges, serde_json::json!(["web->fancy"]));
+    let edge = browser.script("return document.querySelector('g.edge[data-from=web]').textContent");
+    assert!(edge.as_str().unwrap().contains("isolation: store"), "each link shows its level: {edge}");
     let membrane_of_fancy = browser.script("return document.querySelector('g.node[data-component=fancy]').textContent");
     let text = membrane_of_fancy.as_str().unwrap();
     assert!(text.contains("per-call") && text.contains("cpu 100ms") && text.contains("no grants"), "{text}");

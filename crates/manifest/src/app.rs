@@ -146,6 +146,24 @@ pub struct LinkSpec {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub circuit: Option<CircuitSpec>,
+    /// How far apart the two components are kept [default: `store`].
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// How far apart a link keeps its consumer and provider. Both levels keep the component
+/// model's boundary (own linear memories, tables and globals; values copied) and each
+/// component's own grants; they differ in what the two share besides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each in its own store: separate limits and fault domains, and the link's
+    /// supervision (retry, fallback, timeout, circuit) between them.
+    #[default]
+    Store,
+    /// The provider lives in its consumer's store, one instance per consumer instance:
+    /// shared limits and shared fate (a provider trap fails the consumer's call and ends
+    /// both), for a call that costs a fraction of crossing stores.
+    Component,
 }
 
 /// What a consumer sees when its provider traps.
@@ -375,6 +393,9 @@ impl AppSpec {
             {
                 return Err(self.invalid(key("circuit.failures"), "must be at least 1", "write failures = 5"));
             }
+            if link.isolation == Isolation::Component {
+                self.validate_component_isolation(i, link)?;
+            }
             if let Some(j) = self.links[..i].iter().position(|l| l.from == link.from && l.import == link.import) {
                 return Err(self.invalid(
                     key("import"),
@@ -382,6 +403,42 @@ impl AppSpec {
                     "keep one [[link]] per import of a component",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A provider that lives in its consumer's store shares its fate: nothing can retry,
+    /// time out or fall back between the two, and it must be an instance per consumer
+    /// instance, not one shared by all of them.
+    fn validate_component_isolation(&self, i: usize, link: &LinkSpec) -> Result<(), ManifestError> {
+        let key = |field: &str| format!("link[{i}].{field}");
+        let shared_fate = |field: &str, what: &str| {
+            self.invalid(
+                key(field),
+                format!("{what} needs the provider in a store of its own, but the link has isolation = \"component\""),
+                format!("remove `{field}`, or write isolation = \"store\""),
+            )
+        };
+        if link.on_trap != OnTrap::Propagate {
+            return Err(shared_fate("on_trap", "a retry or fallback"));
+        }
+        if link.timeout.is_some() {
+            return Err(shared_fate("timeout", "a per-call timeout"));
+        }
+        if link.circuit.is_some() {
+            return Err(shared_fate("circuit", "a circuit breaker"));
+        }
+        let mode = self.components[&link.to].instances;
+        if mode != InstanceMode::PerCall {
+            return Err(self.invalid(
+                key("isolation"),
+                format!(
+                    "provider {:?} is instances = \"{mode}\", but isolation = \"component\" gives every \
+                     consumer instance a provider instance of its own",
+                    link.to
+                ),
+                format!("make [component.{}] instances = \"per-call\", or write isolation = \"store\"", link.to),
+            ));
         }
         Ok(())
     }

@@ -31,8 +31,8 @@ mod units;
 mod values;
 
 pub use app::{
-    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, LinkSpec, MAX_INSTANCE_SLOTS, ManifestError,
-    OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
+    AppSection, AppSpec, CircuitSpec, ComponentSpec, Digest, InstanceMode, Isolation, LinkSpec, MAX_INSTANCE_SLOTS,
+    ManifestError, OnTrap, RestartPolicy, RouteSpec, TenantSpec, TrustedKey, is_oci,
 };
 pub use experiment::{DENIABLE, Expect, Experiment, Injection, Traffic, deny_grants};
 pub use grants::{AddrRule, DirGrant, DirMode, GrantError, Grants, Ports};

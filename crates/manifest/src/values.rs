@@ -1,8 +1,8 @@
-//! The text forms of the manifest's values (instance modes, trap policies, digests,
+//! The text forms of the manifest's values (instance modes, trap policies, isolation levels, digests,
 //! trusted keys): each parses with an [`InvalidValue`] that says what the key expects, and
 //! prints back as written.
 
-use crate::app::{Digest, InstanceMode, OnTrap, TrustedKey};
+use crate::app::{Digest, InstanceMode, Isolation, OnTrap, TrustedKey};
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,6 +72,26 @@ impl fmt::Display for OnTrap {
     }
 }
 
+impl FromStr for Isolation {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "store" => Ok(Isolation::Store),
+            "component" => Ok(Isolation::Component),
+            _ => Err(InvalidValue { what: "isolation", value: s.to_string(), expected: "\"store\" or \"component\"" }),
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Isolation::Store => "store",
+            Isolation::Component => "component",
+        })
+    }
+}
+
 impl FromStr for Digest {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, InvalidValue> {
@@ -117,4 +137,4 @@ impl fmt::Display for TrustedKey {
     }
 }
 
-serde_via_str!(InstanceMode, OnTrap, Digest, TrustedKey);
+serde_via_str!(InstanceMode, Isolation, OnTrap, Digest, TrustedKey);

@@ -5,7 +5,7 @@
 use crate::audit::Audit;
 use crate::fault::{Fault, FaultKind};
 use crate::invocation::Invocation;
-use crate::sandbox::{self, CallChain, GrantError, SandboxState};
+use crate::sandbox::{self, CallChain, GrantError, Reach, SandboxState};
 use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
@@ -221,6 +221,12 @@ impl Pool {
         Ok(store)
     }
 
+    /// This component's reach (WASI, HTTP, state, budget) for an instance that lives in
+    /// another component's store; see [`crate::sandbox::Reach`].
+    pub(crate) fn reach(&self) -> Result<Reach, GrantError> {
+        Reach::new(&self.name, &self.grants, &self.limits, &[self.name.to_string()], &self.audit, &self.state)
+    }
+
     async fn instantiate(&self, incarnation: u64) -> Result<Sandbox, CallError> {
         let mut store = self.new_store(&[self.name.to_string()])?;
         let instance = self
@@ -391,7 +397,7 @@ impl Pool {
         self.audit_trap_in(kind, None);
     }
 
-    fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&membrane_telemetry::Context>) {
+    pub(crate) fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&membrane_telemetry::Context>) {
         self.stats.trapped(kind.name());
         self.audit.record_in(trace, &self.name, "trap", kind.name(), &kind.to_string());
     }

@@ -37,28 +37,115 @@ pub enum GrantError {
 pub type CallChain = Arc<[Arc<str>]>;
 
 /// Everything a sandbox's store holds.
+///
+/// The fields from `component` to `state` are the reach of the component running now (see
+/// [`Reach`]); the rest belong to the store and are shared by every component in it.
 pub struct SandboxState {
     pub component: Arc<str>,
     /// The components the call being served has passed through, this one last.
     pub chain: CallChain,
     pub(crate) wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
-    pub limiter: ComponentLimiter,
-    pub cpu: Arc<CpuMeter>,
-    /// The fuel each call starts with, when the component has a fuel limit.
-    pub(crate) fuel: Option<u64>,
     /// What the instance makes the host hold: sockets, host objects, fields and bodies.
     pub(crate) budget: HostBudget,
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
+    pub(crate) table: ResourceTable,
+    pub limiter: ComponentLimiter,
+    pub cpu: Arc<CpuMeter>,
+    /// The fuel each call starts with, when the component has a fuel limit.
+    pub(crate) fuel: Option<u64>,
     /// Handles to other components' resources that this instance holds through links.
     pub(crate) proxies: HeldProxies,
+    /// Providers that live in this store (links with isolation = "component").
+    pub(crate) embedded: Vec<Embedded>,
     /// The component's pool slot this instance holds, given back when the store goes.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// What one component may reach from its store: its WASI context (directories, env,
+/// sockets), its HTTP hooks (the outbound allowlist), its key-value and config grants and
+/// its budget of host objects. A store holds the reach of the component running now; a
+/// provider living in its consumer's store keeps its own reach aside, and the two trade
+/// places on every call across the link, so each component only ever runs with its own
+/// grants.
+pub(crate) struct Reach {
+    component: Arc<str>,
+    wasi: WasiCtx,
+    budget: HostBudget,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+    state: ComponentState,
+}
+
+impl Reach {
+    /// The reach `grants` give `component`, within `limits`.
+    pub(crate) fn new(
+        component: &str,
+        grants: &Grants,
+        limits: &Limits,
+        args: &[String],
+        audit: &Audit,
+        state: &ComponentState,
+    ) -> Result<Reach, GrantError> {
+        Ok(Reach {
+            component: component.into(),
+            wasi: wasi_ctx(component, grants, limits, args, audit, state)?,
+            budget: HostBudget::new(component.into(), limits, grants, audit),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(
+                component.into(),
+                &grants.outbound_http,
+                audit.clone(),
+                limits.timeout.map(|t| t.std()),
+            ),
+            state: state.clone(),
+        })
+    }
+}
+
+impl Reach {
+    fn trade(
+        &mut self,
+        component: &mut Arc<str>,
+        wasi: &mut WasiCtx,
+        budget: &mut HostBudget,
+        http: &mut WasiHttpCtx,
+        outbound: &mut Outbound,
+        state: &mut ComponentState,
+    ) {
+        std::mem::swap(component, &mut self.component);
+        std::mem::swap(wasi, &mut self.wasi);
+        std::mem::swap(budget, &mut self.budget);
+        std::mem::swap(http, &mut self.http);
+        std::mem::swap(outbound, &mut self.outbound);
+        std::mem::swap(state, &mut self.state);
+    }
+}
+
+/// A provider instance living in its consumer's store, with its reach set aside.
+pub(crate) struct Embedded {
+    /// The provider, as an index into the app's components.
+    pub(crate) provider: usize,
+    pub(crate) instance: wasmtime::component::Instance,
+    pub(crate) reach: Reach,
+}
+
 impl SandboxState {
+    /// Trades the reach of the component running now for `reach`: the component whose
+    /// reach it is runs next. Each reach keeps its own trace context.
+    pub(crate) fn trade_reach(&mut self, reach: &mut Reach) {
+        let SandboxState { component, wasi, budget, http, outbound, state, .. } = self;
+        reach.trade(component, wasi, budget, http, outbound, state);
+    }
+
+    /// Trades the reach of the component running now for that of the provider embedded
+    /// at `at`.
+    pub(crate) fn trade_reach_with_embedded(&mut self, at: usize) {
+        let SandboxState { component, wasi, budget, http, outbound, state, embedded, .. } = self;
+        embedded[at].reach.trade(component, wasi, budget, http, outbound, state);
+    }
+
     /// Makes this store's calls part of the trace `cx` leads (the request's span, or the
     /// link call's): outbound requests and calls across links become its children.
     pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) {
@@ -138,24 +225,21 @@ pub fn new_store(
 ) -> Result<Store<SandboxState>, GrantError> {
     let mut table = ResourceTable::new();
     table.set_max_capacity(limits.host_resources as usize);
+    let reach = Reach::new(component, grants, limits, args, audit, state)?;
     let state = SandboxState {
-        component: component.into(),
+        component: reach.component,
         chain: Arc::new([Arc::from(component)]),
-        wasi: wasi_ctx(component, grants, limits, args, audit, state)?,
+        wasi: reach.wasi,
+        budget: reach.budget,
+        http: reach.http,
+        outbound: reach.outbound,
+        state: reach.state,
         table,
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
         fuel: limits.fuel,
-        budget: HostBudget::new(component.into(), limits, grants, audit),
-        http: WasiHttpCtx::new(),
-        outbound: Outbound::new(
-            component.into(),
-            &grants.outbound_http,
-            audit.clone(),
-            limits.timeout.map(|t| t.std()),
-        ),
-        state: state.clone(),
         proxies: HeldProxies::default(),
+        embedded: Vec::new(),
         slot: None,
     };
     let mut store = Store::new(engine, state);

@@ -14,6 +14,8 @@ use wasmtime::component::Component;
 /// What one instance of a component takes from the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotNeeds {
+    /// Component instances: one, and one more for each provider that lives in its store.
+    pub instances: u32,
     pub core_instances: u32,
     pub memories: u32,
     pub tables: u32,
@@ -43,17 +45,28 @@ impl SlotNeeds {
                 }
             }
         }
-        SlotNeeds { core_instances, memories, tables }
+        SlotNeeds { instances: 1, core_instances, memories, tables }
+    }
+
+    /// What an instance takes together with `other`, an instance made in its store.
+    pub fn with(self, other: SlotNeeds) -> SlotNeeds {
+        SlotNeeds {
+            instances: self.instances + other.instances,
+            core_instances: self.core_instances + other.core_instances,
+            memories: self.memories + other.memories,
+            tables: self.tables + other.tables,
+        }
     }
 
     /// Per kind of slot: its name, what one instance takes, the engine's total, and the
-    /// most one component instance may take.
+    /// most one component instance may take (times the instances it counts).
     fn kinds(&self, pooling: &Pooling) -> [(&'static str, u32, u32, u32); 4] {
+        let max = |per_instance: u32| per_instance.saturating_mul(self.instances);
         [
-            ("component instances", 1, pooling.instances, 1),
-            ("core instances", self.core_instances, pooling.core_instances(), MAX_CORE_INSTANCES_PER_COMPONENT),
-            ("memories", self.memories, pooling.memories(), MAX_MEMORIES_PER_COMPONENT),
-            ("tables", self.tables, pooling.tables(), MAX_TABLES_PER_COMPONENT),
+            ("component instances", self.instances, pooling.instances, self.instances),
+            ("core instances", self.core_instances, pooling.core_instances(), max(MAX_CORE_INSTANCES_PER_COMPONENT)),
+            ("memories", self.memories, pooling.memories(), max(MAX_MEMORIES_PER_COMPONENT)),
+            ("tables", self.tables, pooling.tables(), max(MAX_TABLES_PER_COMPONENT)),
         ]
     }
 }
@@ -147,7 +160,7 @@ fn shares(pooling: &Pooling, components: &[(String, SlotNeeds, Claim)]) -> Resul
     let sharers = components.iter().filter(|(_, _, claim)| *claim == Claim::Share).count() as u64;
     let kinds = |needs: &SlotNeeds| needs.kinds(pooling);
     // What the fixed claims take, per kind of slot.
-    let mut left: Vec<u64> = kinds(&SlotNeeds { core_instances: 0, memories: 0, tables: 0 })
+    let mut left: Vec<u64> = kinds(&SlotNeeds { instances: 0, core_instances: 0, memories: 0, tables: 0 })
         .iter()
         .map(|(_, _, total, _)| u64::from(*total))
         .collect();
@@ -190,7 +203,7 @@ mod tests {
     }
 
     fn needs(core_instances: u32, memories: u32, tables: u32) -> SlotNeeds {
-        SlotNeeds { core_instances, memories, tables }
+        SlotNeeds { instances: 1, core_instances, memories, tables }
     }
 
     #[test]

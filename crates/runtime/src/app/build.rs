@@ -11,13 +11,13 @@ use crate::cache::CompileCache;
 use crate::command;
 use crate::engine::{EngineSettings, MembraneEngine};
 use crate::link::typed::{self, Crossing};
-use crate::link::{Link, LinkedFunc, Policy};
+use crate::link::{Link, LinkedFunc, Policy, ValCall};
 use crate::pool::Pool;
 use crate::routes::{Route, Router};
 use crate::state::{ComponentConfig, ComponentState, KeyValue, KeyValueAccess, StateOptions};
 use crate::stats::ComponentStats;
 use crate::values::holds_handles;
-use membrane_manifest::{AppSpec, OnTrap};
+use membrane_manifest::{AppSpec, Isolation, OnTrap};
 use membrane_registry::Sources;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -207,6 +207,7 @@ fn check_and_link(
             NEXT_RESOURCE_TYPE.fetch_add(1, Ordering::Relaxed),
             audit.clone(),
         );
+        made.isolation = link.isolation;
         if let Some(stats) = previous.and_then(|p| p.link_stats(&link.from, &plan.import, &link.to)) {
             made.stats = stats;
         }
@@ -296,12 +297,21 @@ fn prepare(
                 continue;
             }
             let link = link.clone();
-            instance
-                .func_new_async(&linked.name, move |mut store, _ty, params, results| {
+            let defined = match link.isolation {
+                Isolation::Store => instance.func_new_async(&linked.name, move |mut store, _ty, params, results| {
                     let link = link.clone();
                     Box::new(async move { link.forward(&mut store, func, params, results).await })
-                })
-                .map_err(|e| link_error(name, e))?;
+                }),
+                Isolation::Component => {
+                    instance.func_new_async(&linked.name, move |mut store, _ty, params, results| {
+                        let link = link.clone();
+                        Box::new(
+                            async move { link.call_in_store(&mut store, func, &mut ValCall { params, results }).await },
+                        )
+                    })
+                }
+            };
+            defined.map_err(|e| link_error(name, e))?;
         }
     }
     linker.instantiate_pre(component).map_err(|e| link_error(name, e))

@@ -5,7 +5,7 @@
 use crate::capability;
 use crate::link::typed::Crossing;
 use crate::wit_compat::{self, ComponentWit};
-use membrane_manifest::{AppSpec, InstanceMode, OnTrap};
+use membrane_manifest::{AppSpec, InstanceMode, Isolation, OnTrap};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -258,7 +258,23 @@ fn check_grants_and_config(spec: &AppSpec, report: &mut Report) {
 /// a held instance on the cycle makes a call around it reentrant, which fails.
 fn check_cycles(spec: &AppSpec, report: &mut Report) {
     report.cycles = cycles(spec);
-    for cycle in &report.cycles {
+    // Providers in a store are made once per store, so a call around a cycle of such
+    // links would enter an instance busy with the call that led there.
+    let in_one_store = cycles_of(spec, |l| l.isolation == Isolation::Component);
+    for cycle in &in_one_store {
+        let mut path = cycle.clone();
+        path.push(cycle[0].clone());
+        report.error(
+            "link".into(),
+            format!(
+                "link cycle {} has isolation = \"component\" all the way round: its components would share \
+                 one store, where a call around the cycle re-enters an instance busy with the call that led \
+                 there; give one of its links isolation = \"store\"",
+                path.join(" -> ")
+            ),
+        );
+    }
+    for cycle in report.cycles.iter().filter(|c| !in_one_store.contains(c)) {
         let held: Vec<&String> = cycle
             .iter()
             .filter(|c| spec.components[*c].instances != InstanceMode::PerCall || spec.app.entry.as_ref() == Some(*c))
@@ -337,8 +353,14 @@ fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
 
 /// Every elementary cycle of the link graph, each once, starting at its smallest name.
 pub fn cycles(spec: &AppSpec) -> Vec<Vec<String>> {
+    cycles_of(spec, |_| true)
+}
+
+/// Every elementary cycle through the links `through` keeps.
+fn cycles_of(spec: &AppSpec, through: impl Fn(&membrane_manifest::LinkSpec) -> bool) -> Vec<Vec<String>> {
     let edges = |from: &str| -> Vec<String> {
-        let mut to: Vec<String> = spec.links.iter().filter(|l| l.from == from).map(|l| l.to.clone()).collect();
+        let mut to: Vec<String> =
+            spec.links.iter().filter(|l| l.from == from && through(l)).map(|l| l.to.clone()).collect();
         to.sort();
         to.dedup();
         to
@@ -377,6 +399,7 @@ pub fn graph_text(spec: &AppSpec, report: &Report) -> String {
             if let Some(c) = link.circuit {
                 policy.push(format!("circuit {} failures / {}", c.failures, c.cooldown));
             }
+            policy.push(format!("isolation {}", link.isolation));
             out.push_str(&format!("    {} -> {} [{}]\n", link.import, link.to, policy.join(", ")));
             let i = spec.links.iter().position(|l| std::ptr::eq(l, link)).expect("a link of the spec");
             for (function, crossing) in report.links.get(i).map(|p| p.functions.as_slice()).unwrap_or_default() {
@@ -399,7 +422,7 @@ pub fn graph_dot(spec: &AppSpec) -> String {
             "  {:?} -> {:?} [label={:?}];\n",
             link.from,
             link.to,
-            format!("{}\n{}", link.import, link.on_trap)
+            format!("{}\n{}, isolation {}", link.import, link.on_trap, link.isolation)
         ));
         if let OnTrap::Fallback(f) = &link.on_trap {
             out.push_str(&format!("  {:?} -> {f:?} [style=dashed, label=\"fallback\"];\n", link.from));

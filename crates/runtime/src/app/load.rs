@@ -193,7 +193,9 @@ pub(super) fn slot_shares(
                 InstanceMode::Pool(n) if !per_request => Claim::Fixed(n),
                 _ => Claim::Share,
             };
-            (name.clone(), SlotNeeds::of(&loaded[name].component, &loaded[name].file.bytes), claim)
+            let needs = |name: &str| SlotNeeds::of(&loaded[name].component, &loaded[name].file.bytes);
+            let embedded = embedded_providers(spec, name).into_iter().map(|p| needs(&p));
+            (name.clone(), embedded.fold(needs(name), SlotNeeds::with), claim)
         })
         .collect();
     let shares = divide(&pooling, &claims)?;
@@ -206,4 +208,21 @@ pub(super) fn slot_shares(
             (name, slots)
         })
         .collect())
+}
+
+/// The providers that live in an instance of `consumer`'s store: those its links with
+/// isolation = "component" reach, and theirs in turn, each once (one instance per store).
+pub(crate) fn embedded_providers(spec: &AppSpec, consumer: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut next = vec![consumer.to_string()];
+    while let Some(at) = next.pop() {
+        for link in spec.links.iter().filter(|l| l.from == at && l.isolation == membrane_manifest::Isolation::Component)
+        {
+            if link.to != consumer && !found.contains(&link.to) {
+                found.push(link.to.clone());
+                next.push(link.to.clone());
+            }
+        }
+    }
+    found
 }

@@ -24,7 +24,7 @@ use crate::sandbox::CallChain;
 use crate::sandbox::SandboxState;
 use crate::state::{ComponentConfig, KeyValue, StateOptions};
 use crate::stats::{ComponentSnapshot, LinkSnapshot};
-use membrane_manifest::AppSpec;
+use membrane_manifest::{AppSpec, Isolation};
 use membrane_telemetry::{KeyValue as Attribute, Span, SpanKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -203,7 +203,8 @@ impl App {
     }
 
     /// Calls `function` through the link that serves `consumer`'s `import`, as if
-    /// `consumer` had called it: with the link's policy, timeout and circuit.
+    /// `consumer` had called it, on the dynamic path: with the link's policy, timeout and
+    /// circuit, or in a store of `consumer`'s own when the link has isolation = "component".
     pub async fn call_link(
         &self,
         consumer: &str,
@@ -225,7 +226,14 @@ impl App {
         let instances = self.instances(consumer).expect("links name known components");
         let mut store = instances.new_store(&[consumer.to_string()])?;
         let mut results = vec![Val::Bool(false); link.funcs[func].results];
-        link.forward(&mut store.as_context_mut(), func, params, &mut results).await?;
+        let mut store = store.as_context_mut();
+        match link.isolation {
+            Isolation::Store => link.forward(&mut store, func, params, &mut results).await?,
+            Isolation::Component => {
+                link.call_in_store(&mut store, func, &mut crate::link::ValCall { params, results: &mut results })
+                    .await?
+            }
+        }
         Ok(results)
     }
 

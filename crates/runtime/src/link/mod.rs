@@ -10,7 +10,7 @@ use crate::pool::{CallError, Incarnation, Pool};
 use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
 use crate::values::map_resources;
-use membrane_manifest::CircuitSpec;
+use membrane_manifest::{CircuitSpec, Isolation};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +21,10 @@ use typed::{Crossing, TypedArgs, TypedInvocation};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
+mod embedded;
 pub mod typed;
+
+pub(crate) use embedded::{InStore, ValCall};
 
 /// What a link does when its provider fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +115,8 @@ pub struct Link<A: Components> {
     /// The `ResourceType::host_dynamic` payload of this link's proxy handles.
     pub resource_type: u32,
     pub stats: Arc<LinkStats>,
+    /// Whether the provider has a store of its own or lives in the consumer's.
+    pub isolation: Isolation,
     circuit: Option<Circuit>,
     proxies: Mutex<HashMap<u32, Proxy>>,
     next_proxy: AtomicU32,
@@ -144,6 +149,7 @@ impl<A: Components> Link<A> {
             funcs,
             resource_type,
             stats: Arc::default(),
+            isolation: Isolation::Store,
             circuit: circuit.map(Circuit::new),
             proxies: Mutex::default(),
             next_proxy: AtomicU32::new(1),

@@ -11,18 +11,19 @@
 //! lists of numbers, alone or in pairs of the most common ones; anything else (records,
 //! variants, options, resources, longer parameter lists) keeps the dynamic path.
 
-use super::{Arguments, Components, Link};
+use super::{Arguments, Components, InStore, Link};
 use crate::invocation::Invocation;
 use crate::sandbox::SandboxState;
+use membrane_manifest::Isolation;
 use serde::Serialize;
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use wasmtime::Store;
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::{ComponentNamedList, Func, Lift, LinkerInstance, Lower};
+use wasmtime::{AsContextMut, Store, StoreContextMut};
 
 /// A type a typed path carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,12 +186,7 @@ impl fmt::Display for Crossing {
 
 /// A typed call, with its parameter and result types erased so that the link's
 /// supervision and the pool are compiled once rather than once per shape.
-pub(crate) trait TypedInvocation: Send + 'static {
-    fn invoke<'a>(
-        &'a mut self,
-        store: &'a mut Store<SandboxState>,
-        func: Func,
-    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
+pub(crate) trait TypedInvocation: InStore + 'static {
     /// Another call with a copy of the arguments, for a later attempt.
     fn copy(&self) -> Box<dyn TypedInvocation>;
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
@@ -202,7 +198,7 @@ impl Invocation for Box<dyn TypedInvocation> {
         store: &'a mut Store<SandboxState>,
         func: Func,
     ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a {
-        (**self).invoke(store, func)
+        InStore::invoke(&mut **self, store.as_context_mut(), func)
     }
 }
 
@@ -230,22 +226,24 @@ impl<P: ComponentNamedList + Lift + Lower + Clone + Send + Sync + 'static> Param
 trait Results: ComponentNamedList + Lift + Lower + Send + Sync + 'static {}
 impl<R: ComponentNamedList + Lift + Lower + Send + Sync + 'static> Results for R {}
 
-impl<P: Params, R: Results> TypedInvocation for TypedCall<P, R> {
+impl<P: Params, R: Results> InStore for TypedCall<P, R> {
     fn invoke<'a>(
         &'a mut self,
-        store: &'a mut Store<SandboxState>,
+        mut store: StoreContextMut<'a, SandboxState>,
         func: Func,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>> {
         Box::pin(async move {
             // Checked against the instance's own type on every call (a few comparisons):
             // the export may be the fallback's, and a mismatch is an error, never UB.
-            let typed = func.typed::<P, R>(&*store)?;
+            let typed = func.typed::<P, R>(&store)?;
             let params = self.params.take().ok_or_else(|| wasmtime::format_err!("a typed call is made once"))?;
-            self.results = Some(typed.call_async(&mut *store, params).await?);
+            self.results = Some(typed.call_async(&mut store, params).await?);
             Ok(())
         })
     }
+}
 
+impl<P: Params, R: Results> TypedInvocation for TypedCall<P, R> {
     fn copy(&self) -> Box<dyn TypedInvocation> {
         Box::new(TypedCall::<P, R> { params: self.params.clone(), results: None })
     }
@@ -335,6 +333,16 @@ impl<A: Components> WithTypes for Define<'_, '_, A> {
     fn with<P: Params, R: Results>(self) -> wasmtime::Result<()> {
         let (link, func) = (self.link.clone(), self.func);
         let name = link.funcs[func].name.clone();
+        if link.isolation == Isolation::Component {
+            return self.instance.func_wrap_async::<P, R, _>(&name, move |mut store, params: P| {
+                let link = link.clone();
+                Box::new(async move {
+                    let mut call = TypedCall::<P, R> { params: Some(params), results: None };
+                    link.call_in_store(&mut store, func, &mut call).await?;
+                    call.results.ok_or_else(|| wasmtime::format_err!("a typed call that succeeded has results"))
+                })
+            });
+        }
         self.instance.func_wrap_async::<P, R, _>(&name, move |store, params: P| {
             let link = link.clone();
             let chain = store.data().chain.clone();
