@@ -1,5 +1,5 @@
 //! A call across a membrane: consumer -> host link -> provider, each component in its own
-//! store, for small arguments, a 1 KiB string, `list<u8>` of 1 and 64 KiB (one way and
+//! store (and, as `one store`, the provider in the consumer's store: isolation = "component"), for small arguments, a 1 KiB string, `list<u8>` of 1 and 64 KiB (one way and
 //! there and back), 64 KiB of `list<u32>` and of `list<record>`, and (group `size`)
 //! `list<u8>` from 1 KiB to 16 MiB across the link alone. Next to it, the same
 //! logic as (a) a direct in-process Rust call (the floor), (b) the two components fused
@@ -31,7 +31,10 @@ const BYTES_LEN: u32 = 64 * 1024;
 /// A `row` record is 16 bytes in the canonical ABI (a `u32`, padding, an `f64`).
 const ROW_SIZE: u32 = 16;
 
-fn linked_app(dir: &std::path::Path) -> App {
+/// The consumer linked to the provider: each a singleton in its own store
+/// (`isolation = "store"`), or (`"component"`) the provider in the consumer's store.
+fn linked_app(dir: &std::path::Path, isolation: &str) -> App {
+    let provider_instances = if isolation == "store" { "singleton" } else { "per-call" };
     load_app(
         dir,
         &format!(
@@ -45,18 +48,20 @@ limits = {{ memory = "512MiB" }}
 
 [component.provider]
 source = {:?}
-instances = "singleton"
+instances = "{provider_instances}"
 limits = {{ memory = "512MiB" }}
 
 [[link]]
 from = "consumer"
 import = "{COUNTER}"
 to = "provider"
+isolation = "{isolation}"
 
 [[link]]
 from = "consumer"
 import = "{PAYLOAD}"
 to = "provider"
+isolation = "{isolation}"
 "#,
             membrane_test_guests::BENCH_CONSUMER,
             membrane_test_guests::BENCH_PROVIDER
@@ -220,11 +225,16 @@ fn timed<F: FnMut(u32)>(iters: u64, mut f: F) -> Duration {
 fn calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let app = linked_app(dir.path());
+    let app = linked_app(dir.path(), "store");
     let call =
         |iface: &str, func: &str, args: &[Val]| runtime.block_on(app.call("consumer", iface, func, args)).unwrap();
-    // Start both singletons before measuring.
+    let shared_dir = tempfile::tempdir().unwrap();
+    let shared = linked_app(shared_dir.path(), "component");
+    let in_store =
+        |iface: &str, func: &str, args: &[Val]| runtime.block_on(shared.call("consumer", iface, func, args)).unwrap();
+    // Start the singletons (and the provider in the consumer's store) before measuring.
     call(DRIVER, "calls", &[Val::U32(1)]);
+    in_store(DRIVER, "calls", &[Val::U32(1)]);
     let mut fused = Fused::new(&runtime, app.engine());
     let fused_calls = fused.func::<(u32,), (u64,)>(DRIVER, "calls");
     let fused_strings = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, "string-calls");
@@ -242,6 +252,9 @@ fn calls(c: &mut Criterion) {
     group.bench_function("small: membrane link", |b| {
         b.iter_custom(|n| timed(n, |n| drop(call(DRIVER, "calls", &[Val::U32(n)]))))
     });
+    group.bench_function("small: membrane link, one store", |b| {
+        b.iter_custom(|n| timed(n, |n| drop(in_store(DRIVER, "calls", &[Val::U32(n)]))))
+    });
     group.bench_function("small: fused (wac), one instance", |b| {
         b.iter_custom(|n| {
             timed(n, |n| {
@@ -257,6 +270,11 @@ fn calls(c: &mut Criterion) {
     group.bench_function("1 KiB string: membrane link", |b| {
         b.iter_custom(|n| {
             timed(n, |n| drop(call(PAYLOAD_DRIVER, "string-calls", &[Val::U32(n), Val::U32(STRING_LEN)])))
+        })
+    });
+    group.bench_function("1 KiB string: membrane link, one store", |b| {
+        b.iter_custom(|n| {
+            timed(n, |n| drop(in_store(PAYLOAD_DRIVER, "string-calls", &[Val::U32(n), Val::U32(STRING_LEN)])))
         })
     });
     group.bench_function("1 KiB string: fused (wac), one instance", |b| {
@@ -289,6 +307,9 @@ fn calls(c: &mut Criterion) {
         group.bench_function(format!("{label}: membrane link"), |b| {
             b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, driver, &[Val::U32(n), Val::U32(len)]))))
         });
+        group.bench_function(format!("{label}: membrane link, one store"), |b| {
+            b.iter_custom(|n| timed(n, |n| drop(in_store(PAYLOAD_DRIVER, driver, &[Val::U32(n), Val::U32(len)]))))
+        });
         let fused_driver = fused.func::<(u32, u32), (u32,)>(PAYLOAD_DRIVER, driver);
         group.bench_function(format!("{label}: fused (wac), one instance"), |b| {
             b.iter_custom(|n| {
@@ -312,6 +333,11 @@ fn calls(c: &mut Criterion) {
         group.bench_function(format!("{kib} KiB list<u8>: membrane link"), |b| {
             b.iter_custom(|n| {
                 timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(kib * 1024)])))
+            })
+        });
+        group.bench_function(format!("{kib} KiB list<u8>: membrane link, one store"), |b| {
+            b.iter_custom(|n| {
+                timed(n, |n| drop(in_store(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(kib * 1024)])))
             })
         });
     }
