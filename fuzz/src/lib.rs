@@ -385,8 +385,17 @@ pub struct EchoApp {
     _dir: tempfile::TempDir,
 }
 
+/// The isolation levels a link may have; the fuzz targets drive each.
+pub const ISOLATIONS: [&str; 2] = ["store", "component"];
+
 impl EchoApp {
+    /// The echo app for `ty`, its provider in a store of its own.
     pub fn new(ty: &Ty) -> std::result::Result<EchoApp, String> {
+        EchoApp::with_isolation(ty, "store")
+    }
+
+    /// The echo app for `ty`, its link at `isolation` (one of [`ISOLATIONS`]).
+    pub fn with_isolation(ty: &Ty, isolation: &str) -> std::result::Result<EchoApp, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         std::fs::write(dir.path().join("provider.wat"), provider_wat(ty)).map_err(|e| e.to_string())?;
         std::fs::write(dir.path().join("consumer.wat"), consumer_wat(ty)).map_err(|e| e.to_string())?;
@@ -404,6 +413,7 @@ source = "provider.wat"
 from = "consumer"
 import = "{INTERFACE}"
 to = "provider"
+isolation = "{isolation}"
 "#
         );
         let file = dir.path().join("membrane.toml");

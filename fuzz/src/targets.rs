@@ -110,20 +110,27 @@ pub fn link_values(data: &[u8]) {
     let mut u = arbitrary::Unstructured::new(data);
     let Ok(ty) = Ty::arbitrary(&mut u, 3) else { return };
     let Ok(value) = ty.value(&mut u) else { return };
-    let key = format!("{ty:?}");
-    let app = {
-        let mut apps = apps().lock().unwrap();
-        if apps.len() >= 4 {
-            apps.clear();
+    // Every path at every isolation level: the provider in its own store, and in the
+    // consumer's.
+    for isolation in crate::ISOLATIONS {
+        let key = format!("{ty:?} {isolation}");
+        let app = {
+            let mut apps = apps().lock().unwrap();
+            if apps.len() >= 8 {
+                apps.clear();
+            }
+            let made = || EchoApp::with_isolation(&ty, isolation).unwrap_or_else(|e| panic!("{ty:?} {isolation}: {e}"));
+            apps.entry(key).or_insert_with(|| Arc::new(made())).clone()
+        };
+        let back = runtime()
+            .block_on(app.round_trip(value.clone()))
+            .unwrap_or_else(|e| panic!("{ty:?} {value:?} ({isolation}): {e}"));
+        assert_eq!(back, value, "{ty:?} ({isolation})");
+        // The same value on the typed path, where the type has one.
+        if let Some(back) = runtime().block_on(app.round_trip_typed(value.clone())) {
+            let back = back.unwrap_or_else(|e| panic!("{ty:?} {value:?} (typed, {isolation}): {e}"));
+            assert_eq!(back, value, "{ty:?} (typed, {isolation})");
         }
-        apps.entry(key).or_insert_with(|| Arc::new(EchoApp::new(&ty).unwrap_or_else(|e| panic!("{ty:?}: {e}")))).clone()
-    };
-    let back = runtime().block_on(app.round_trip(value.clone())).unwrap_or_else(|e| panic!("{ty:?} {value:?}: {e}"));
-    assert_eq!(back, value, "{ty:?}");
-    // The same value on the typed path, where the type has one.
-    if let Some(back) = runtime().block_on(app.round_trip_typed(value.clone())) {
-        let back = back.unwrap_or_else(|e| panic!("{ty:?} {value:?} (typed): {e}"));
-        assert_eq!(back, value, "{ty:?} (typed)");
     }
 }
 
