@@ -129,6 +129,9 @@ pub(crate) struct Embedded {
     pub(crate) provider: usize,
     pub(crate) instance: wasmtime::component::Instance,
     pub(crate) reach: Reach,
+    /// The call chain while it runs, and the consumer's it extends: made once, not per call,
+    /// while the consumer is called from the same place.
+    pub(crate) chain: Option<(CallChain, CallChain)>,
 }
 
 impl SandboxState {

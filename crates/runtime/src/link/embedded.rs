@@ -12,7 +12,7 @@
 use super::{Components, Link, LinkCause};
 use crate::fault::Fault;
 use crate::pool::{CallError, MAX_CALL_DEPTH, Pool};
-use crate::sandbox::{Embedded, SandboxState};
+use crate::sandbox::{CallChain, Embedded, SandboxState};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -112,7 +112,7 @@ impl<A: Components> Link<A> {
         })?;
         provider.count_instantiation();
         let embedded = &mut store.data_mut().embedded;
-        embedded.push(Embedded { provider: self.provider, instance, reach });
+        embedded.push(Embedded { provider: self.provider, instance, reach, chain: None });
         Ok(embedded.len() - 1)
     }
 
@@ -122,11 +122,19 @@ impl<A: Components> Link<A> {
         let trace = state.trace().cloned();
         state.trade_reach_with_embedded(at);
         state.join_trace(trace);
-        state.chain = state.chain.iter().cloned().chain([self.provider_name.clone()]).collect();
+        let chain = match &state.embedded[at].chain {
+            Some((from, chain)) if Arc::ptr_eq(from, &state.chain) => chain.clone(),
+            _ => {
+                let chain: CallChain = state.chain.iter().cloned().chain([self.provider_name.clone()]).collect();
+                state.embedded[at].chain = Some((state.chain.clone(), chain.clone()));
+                chain
+            }
+        };
+        state.chain = chain;
     }
 
     /// The consumer runs again, with its own reach and `chain`.
-    fn leave(&self, state: &mut SandboxState, at: usize, chain: crate::sandbox::CallChain) {
+    fn leave(&self, state: &mut SandboxState, at: usize, chain: CallChain) {
         state.trade_reach_with_embedded(at);
         state.chain = chain;
     }
