@@ -123,10 +123,9 @@ fn each_typed_shape_carries_values_as_the_dynamic_path_does() {
     }
 }
 
-#[test]
-fn a_trap_on_a_typed_path_is_contained_and_the_provider_serves_again() {
-    let (_dir, app) = shapes_app();
-    let runtime = runtime();
+/// Makes the provider trap through the consumer; the error names the link, the function
+/// and the trap, and is given back for more checks.
+pub fn trap_on_zero(runtime: &tokio::runtime::Runtime, app: &App) -> String {
     let error = runtime.block_on(app.call("consumer", DRIVER, "trap-on-zero", &[Val::U32(0)])).unwrap_err();
     let error = format!("{error:?}");
     assert!(
@@ -134,6 +133,14 @@ fn a_trap_on_a_typed_path_is_contained_and_the_provider_serves_again() {
         "{error}"
     );
     assert!(error.contains("component `provider` stopped: wasm `unreachable` executed"), "{error}");
+    error
+}
+
+#[test]
+fn a_trap_on_a_typed_path_is_contained_and_the_provider_serves_again() {
+    let (_dir, app) = shapes_app();
+    let runtime = runtime();
+    let error = trap_on_zero(&runtime, &app);
     assert!(error.contains("membrane:test/shapes@0.1.0#trap-on-zero"), "the guest backtrace: {error}");
     let stats = app.stats();
     let link = &stats.links[0].stats;

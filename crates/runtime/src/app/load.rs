@@ -212,7 +212,7 @@ pub(super) fn slot_shares(
 
 /// The providers that live in an instance of `consumer`'s store: those its links with
 /// isolation = "component" reach, and theirs in turn, each once (one instance per store).
-pub(crate) fn embedded_providers(spec: &AppSpec, consumer: &str) -> Vec<String> {
+fn embedded_providers(spec: &AppSpec, consumer: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut next = vec![consumer.to_string()];
     while let Some(at) = next.pop() {

@@ -78,13 +78,23 @@ impl<A: Components> Link<A> {
         };
         self.leave(store.data_mut(), at, chain);
         self.stats.record_latency(started.elapsed());
-        outcome.map_err(|error| {
-            let fault = Fault::classify(provider.name(), &error, store.data().limiter.hit());
-            provider.audit_trap_in(&fault.kind, store.data().trace());
-            let error = CallError::Fault(fault);
-            self.count_failure(&error);
-            self.failed(self.error(func, error))
-        })
+        outcome.map_err(|error| self.provider_failed(store.data(), provider, func, &error))
+    }
+
+    /// The provider failed in the consumer's store: classified, audited and counted as its
+    /// own fault, and the consumer's call fails with it.
+    fn provider_failed(
+        &self,
+        state: &SandboxState,
+        provider: &Pool,
+        func: usize,
+        error: &wasmtime::Error,
+    ) -> wasmtime::Error {
+        let fault = Fault::classify(provider.name(), error, state.limiter.hit());
+        provider.audit_trap_in(&fault.kind, state.trace());
+        let error = CallError::Fault(fault);
+        self.count_failure(&error);
+        self.failed(self.error(func, error))
     }
 
     /// Makes the provider's instance in the consumer's store, with its own reach; its
@@ -105,11 +115,7 @@ impl<A: Components> Link<A> {
         state.join_trace(trace);
         let made = provider.pre().instantiate_async(&mut *store).await;
         store.data_mut().trade_reach(&mut reach);
-        let instance = made.map_err(|error| {
-            let fault = Fault::classify(provider.name(), &error, store.data().limiter.hit());
-            provider.audit_trap_in(&fault.kind, store.data().trace());
-            self.failed(self.error(func, CallError::Fault(fault)))
-        })?;
+        let instance = made.map_err(|error| self.provider_failed(store.data(), provider, func, &error))?;
         provider.count_instantiation();
         let embedded = &mut store.data_mut().embedded;
         embedded.push(Embedded { provider: self.provider, instance, reach, chain: None });
