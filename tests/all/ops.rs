@@ -472,4 +472,10 @@ fn the_dashboard_charts_each_links_latency_in_a_real_browser() {
     let figures = chart["figures"].as_str().unwrap();
     assert!(figures.starts_with("p50 ") && figures.contains(" · p99 "), "{figures}");
     assert!(figures.contains(&format!("{} calls", last["calls"])), "the latest window's: {figures}");
+    let dots = browser.script("return document.querySelectorAll('figure.link-latency circle').length");
+    assert_eq!(dots.as_u64(), Some(2 * busy.len() as u64), "a dot per window with calls, p50 and p99");
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-latency.png");
+    browser.screenshot(&shot);
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"), "a PNG screenshot at {}", shot.display());
 }
