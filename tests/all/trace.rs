@@ -382,3 +382,26 @@ fn a_link_call_is_a_span_whose_trap_and_fallback_nest_under_it() {
     assert_eq!(only(&spans, "instantiate", Some(("membrane.component", "fancy"))).parent_span_id, link.span_id);
     assert!(spans.iter().all(|s| !s.name.starts_with("fallback")), "no fallback");
 }
+
+/// `membrane run` of an app is one trace: the run is the root, and each call the entry
+/// makes across its link is a span under it, the crashing plugin's answered by the fallback.
+#[test]
+fn a_run_of_an_app_is_one_trace_with_its_link_calls_under_it() {
+    let collector = Collector::start();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(root.join("target/pipeline-out")).unwrap();
+    let manifest = root.join("examples/pipeline/membrane.toml");
+    crate::util::membrane_with(["run", "--otlp-endpoint", &collector.endpoint(), manifest.to_str().unwrap()])
+        .assert_code(0);
+    let run = collector.span("run pipeline");
+    assert!(run.parent_span_id.is_empty(), "the run starts its trace");
+    let spans = collector.trace(&hex(&run.trace_id), "run pipeline");
+    let links: Vec<&Span> = spans.iter().filter(|s| s.name == "pipeline -> fancy render").collect();
+    assert_eq!(links.len(), 3, "one call per document: {:?}", collector.names());
+    assert!(links.iter().all(|l| l.parent_span_id == run.span_id), "the entry made the calls");
+    let outcomes: Vec<Option<Value>> = links.iter().map(|l| attribute(l, "membrane.link.outcome")).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == string("fallback")).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == string("ok")).count(), 2, "{outcomes:?}");
+    let fallback = only(&spans, "fallback plain render", None);
+    assert!(links.iter().any(|l| l.span_id == fallback.parent_span_id));
+}
