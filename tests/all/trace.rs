@@ -405,3 +405,33 @@ fn a_run_of_an_app_is_one_trace_with_its_link_calls_under_it() {
     let fallback = only(&spans, "fallback plain render", None);
     assert!(links.iter().any(|l| l.span_id == fallback.parent_span_id));
 }
+
+/// A call that traps twice and is answered on the third attempt is one link span with
+/// outcome `retried`, two retries and an event per failed attempt.
+#[test]
+fn a_retried_link_call_is_one_span_with_its_retries() {
+    let collector = Collector::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = crate::compose::flaky_app(state.path(), "on_trap = \"retry:2\"");
+    let manifest = app.manifest();
+    crate::util::membrane_with([
+        "run",
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        manifest.to_str().unwrap(),
+        "--",
+        "flaky",
+        "2",
+    ])
+    .assert_code(0)
+    .assert_stdout_has("ok after 3 attempts");
+    let run = collector.span("run test");
+    let spans = collector.trace(&hex(&run.trace_id), "run test");
+    let link = spans.iter().find(|s| attribute(s, "membrane.link.function") == string("flaky")).expect("the link span");
+    assert_eq!(link.name, "caller -> provider flaky");
+    assert_eq!(link.parent_span_id, run.span_id);
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("retried"));
+    assert_eq!(attribute(link, "membrane.link.retries"), Some(Value::IntValue(2)));
+    let events: Vec<&str> = link.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(events, ["attempt failed", "retry", "attempt failed", "retry"]);
+}
