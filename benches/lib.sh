@@ -37,11 +37,11 @@ count() { awk -F, -v s="$2" 'NR > 1 && $7 == s { n++ } END { print n + 0 }' "$1"
 # wrk's latency figures come in us, ms or s; this prints them in ms.
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
 
-# wrk for $seconds on 127.0.0.1:PORT/hello with CONNECTIONS -> "rps p50 p99".
-wrk_run() { # port connections
+# wrk for $seconds on 127.0.0.1:PORT/PATH (default /hello) with CONNECTIONS -> "rps p50 p99".
+wrk_run() { # port connections [path]
   local threads=$(( $2 < 2 ? 1 : 2 ))
   local out
-  out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency "http://127.0.0.1:$1/hello")
+  out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency "http://127.0.0.1:$1${3:-/hello}")
   echo "$(awk '/^Requests\/sec/ { print $2 }' <<<"$out") $(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms) $(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)"
 }
 

@@ -50,7 +50,7 @@ fn propagate_names_the_provider_the_function_and_the_trap() {
 
 /// The caller and a provider with a writable /state for the flaky function, with
 /// `faults_link` settings on the faults link.
-fn flaky_app(state: &std::path::Path, faults_link: &str) -> TestApp {
+pub(crate) fn flaky_app(state: &std::path::Path, faults_link: &str) -> TestApp {
     let provider = format!("grants.dirs = [{{ host = \"{}\", guest = \"/state\" }}]", state.display());
     TestApp::new(&manifest(
         "caller",

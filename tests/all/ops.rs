@@ -431,4 +431,53 @@ fn the_dashboard_shows_the_slowest_traces_as_span_trees_in_a_real_browser() {
     let spans: Vec<&str> = spans.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert_eq!(spans.first(), Some(&"POST /"), "the request is the root: {spans:?}");
     assert!(spans.contains(&"instantiate"), "the instance made for it: {spans:?}");
+    assert!(spans.contains(&"web -> fancy render"), "its call across the link: {spans:?}");
+}
+
+/// The dashboard charts each link's latency over the last five minutes, p50 and p99 per
+/// window, from `/api/links/latency`.
+#[test]
+fn the_dashboard_charts_each_links_latency_in_a_real_browser() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs-web/membrane.toml");
+    let server = Served::start(&[manifest.to_str().unwrap()]);
+    let admin_addr = server.admin.unwrap();
+    for _ in 0..5 {
+        assert_eq!(crate::state::http(server.addr, "POST", "/", "# Title").0, 200);
+    }
+    let (status, body) = crate::state::http(admin_addr, "GET", "/api/links/latency", "");
+    assert_eq!(status, 200, "{body}");
+    let links: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let link = &links[0];
+    assert_eq!((link["from"].as_str(), link["to"].as_str()), (Some("web"), Some("fancy")));
+    assert_eq!(link["window_s"], 10);
+    let windows = link["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 30, "five minutes of 10 s windows");
+    let busy: Vec<&serde_json::Value> = windows.iter().filter(|w| w["calls"].as_u64() > Some(0)).collect();
+    assert_eq!(busy.iter().map(|w| w["calls"].as_u64().unwrap()).sum::<u64>(), 5, "every call in a window");
+    let last = busy.last().unwrap();
+    assert!(last["p50_ns"].as_u64() <= last["p99_ns"].as_u64() && last["p50_ns"].as_u64() > Some(0), "{last}");
+
+    let browser = Browser::start();
+    browser.open(&format!("http://{admin_addr}/"));
+    let chart = || {
+        browser.script(
+            "const f = document.querySelector('figure.link-latency[data-from=web][data-to=fancy]');
+             return f && { p50: f.querySelector('polyline.p50').getAttribute('points'),
+                           p99: f.querySelector('polyline.p99').getAttribute('points'),
+                           figures: f.querySelector('.figures').textContent }",
+        )
+    };
+    wait_for(|| chart()["p50"].as_str().is_some_and(|p| !p.is_empty()), "the link's chart", &server);
+    let chart = chart();
+    let points = |line: &str| chart[line].as_str().unwrap().split_whitespace().count();
+    assert_eq!((points("p50"), points("p99")), (busy.len(), busy.len()), "a point per window with calls: {chart}");
+    let figures = chart["figures"].as_str().unwrap();
+    assert!(figures.starts_with("p50 ") && figures.contains(" · p99 "), "{figures}");
+    assert!(figures.contains(&format!("{} calls", last["calls"])), "the latest window's: {figures}");
+    let dots = browser.script("return document.querySelectorAll('figure.link-latency circle').length");
+    assert_eq!(dots.as_u64(), Some(2 * busy.len() as u64), "a dot per window with calls, p50 and p99");
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-latency.png");
+    browser.screenshot(&shot);
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"), "a PNG screenshot at {}", shot.display());
 }

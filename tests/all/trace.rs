@@ -1,7 +1,8 @@
 //! OpenTelemetry traces: a real OTLP/HTTP receiver (hyper, decoding the protobuf with the
 //! `opentelemetry-proto` types) gets one trace per request, joined to the caller's
-//! `traceparent`, with the instantiation under the server span and outbound requests as
-//! client spans whose context reaches the next service. A collector that is down costs
+//! `traceparent`, with the instantiation under the server span, link calls (their traps
+//! and fallbacks) nested as the calls nest, and outbound requests as client spans whose
+//! context reaches the next service. A collector that is down costs
 //! requests nothing; its spans are dropped and counted.
 
 use crate::state::http as request;
@@ -84,6 +85,21 @@ impl Collector {
         }
     }
 
+    /// Waits until the spans of trace `trace_id` include one named `name` (the root, which
+    /// ends last), and gives them all.
+    fn trace(&self, trace_id: &str, name: &str) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans: Vec<Span> =
+                self.spans.lock().unwrap().iter().filter(|s| hex(&s.trace_id) == trace_id).cloned().collect();
+            if spans.iter().any(|s| s.name == name) {
+                return spans;
+            }
+            assert!(Instant::now() < deadline, "no span {name:?} in trace {trace_id}; got {:?}", self.names());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn names(&self) -> Vec<String> {
         self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect()
     }
@@ -94,9 +110,14 @@ fn attribute(span: &Span, key: &str) -> Option<Value> {
 }
 
 fn traceparent_request(addr: SocketAddr, path: &str) -> String {
+    request_in_trace(addr, path, TRACE_ID)
+}
+
+/// A GET whose `traceparent` names trace `trace_id` and span [`PARENT_ID`].
+fn request_in_trace(addr: SocketAddr, path: &str, trace_id: &str) -> String {
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{TRACE_ID}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{trace_id}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"
     );
     conn.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
@@ -286,4 +307,131 @@ component = "evil"
     assert_eq!(carried.len(), 1, "one traceparent, the host's:\n{head}");
     assert!(carried[0].contains(TRACE_ID), "the request's own trace:\n{head}");
     assert!(!head.contains("0123456789abcdef0123456789abcdef"), "the forged context is gone:\n{head}");
+}
+
+fn string(value: &str) -> Option<Value> {
+    Some(Value::StringValue(value.into()))
+}
+
+/// The one span named `name` among `spans` whose attribute `key` is `value` (any, without
+/// a key).
+fn only<'a>(spans: &'a [Span], name: &str, key: Option<(&str, &str)>) -> &'a Span {
+    let found: Vec<&Span> =
+        spans.iter().filter(|s| s.name == name && key.is_none_or(|(k, v)| attribute(s, k) == string(v))).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one span {name:?} {key:?}; the trace has {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+/// Through the docs-web example (`web` links to the per-call `fancy` renderer, which
+/// panics on raw HTML, with the singleton `plain` as its fallback): the request, each
+/// instance made for it, the link call with the renderer's trap as its outcome and the
+/// fallback's call under it are one trace, under the caller's `traceparent`.
+#[test]
+fn a_link_call_is_a_span_whose_trap_and_fallback_nest_under_it() {
+    let collector = Collector::start();
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs-web/membrane.toml");
+    let server = Served::start(&["--otlp-endpoint", &collector.endpoint(), manifest.to_str().unwrap()]);
+
+    let response = traceparent_request(server.addr, "/?doc=%3Cscript%3Ealert(1)%3C/script%3E");
+    assert!(response.starts_with("HTTP/1.1 200") && response.contains("rendered by the plain fallback"), "{response}");
+    let spans = collector.trace(TRACE_ID, "GET /");
+    let request = only(&spans, "GET /", None);
+    assert_eq!(hex(&request.parent_span_id), PARENT_ID, "under the caller's span");
+    let web = only(&spans, "instantiate", Some(("membrane.component", "web")));
+    assert_eq!(web.parent_span_id, request.span_id, "the handler's instance is made for the request");
+
+    let link = only(&spans, "web -> fancy render", None);
+    assert_eq!(link.parent_span_id, request.span_id, "the handler made the call");
+    assert_eq!(link.kind, SpanKind::Internal as i32);
+    assert_eq!(attribute(link, "membrane.link"), string("web -> fancy"));
+    assert_eq!(attribute(link, "membrane.link.import"), string("example:markdown/render@0.1.0"));
+    assert_eq!(attribute(link, "membrane.link.function"), string("render"));
+    assert_eq!(attribute(link, "membrane.link.instances"), string("per-call"));
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("fallback"));
+    assert_eq!(attribute(link, "membrane.link.fallback"), string("plain"));
+    assert_eq!(attribute(link, "membrane.trap.kind"), string("unreachable"), "the renderer's trap");
+    let failed: Vec<&str> = link.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(failed, ["attempt failed"]);
+    let fancy = only(&spans, "instantiate", Some(("membrane.component", "fancy")));
+    assert_eq!(fancy.parent_span_id, link.span_id, "the renderer's instance is made for the link call");
+
+    let fallback = only(&spans, "fallback plain render", None);
+    assert_eq!(fallback.parent_span_id, link.span_id, "the fallback answers the link call");
+    assert_eq!(attribute(fallback, "membrane.link.instances"), string("singleton"));
+    assert_eq!(attribute(fallback, "membrane.link.outcome"), string("ok"));
+    let plain = only(&spans, "instantiate", Some(("membrane.component", "plain")));
+    assert_eq!(plain.parent_span_id, fallback.span_id, "the singleton starts for the fallback's call");
+    assert_eq!(attribute(plain, "membrane.instance"), string("fresh"));
+    assert_eq!(spans.len(), 6, "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+
+    // A document the renderer takes: the link call is `ok`, and nothing falls back.
+    let healthy = "0af7651916cd43dd8448eb211c80319c";
+    let response = request_in_trace(server.addr, "/?doc=%23+Hello", healthy);
+    assert!(response.contains("<h1>Hello</h1>"), "{response}");
+    let spans = collector.trace(healthy, "GET /");
+    let link = only(&spans, "web -> fancy render", None);
+    assert_eq!(link.parent_span_id, only(&spans, "GET /", None).span_id);
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("ok"));
+    assert_eq!(attribute(link, "membrane.trap.kind"), None);
+    assert!(link.events.is_empty());
+    assert_eq!(only(&spans, "instantiate", Some(("membrane.component", "fancy"))).parent_span_id, link.span_id);
+    assert!(spans.iter().all(|s| !s.name.starts_with("fallback")), "no fallback");
+}
+
+/// `membrane run` of an app is one trace: the run is the root, and each call the entry
+/// makes across its link is a span under it, the crashing plugin's answered by the fallback.
+#[test]
+fn a_run_of_an_app_is_one_trace_with_its_link_calls_under_it() {
+    let collector = Collector::start();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(root.join("target/pipeline-out")).unwrap();
+    let manifest = root.join("examples/pipeline/membrane.toml");
+    crate::util::membrane_with(["run", "--otlp-endpoint", &collector.endpoint(), manifest.to_str().unwrap()])
+        .assert_code(0);
+    let run = collector.span("run pipeline");
+    assert!(run.parent_span_id.is_empty(), "the run starts its trace");
+    let spans = collector.trace(&hex(&run.trace_id), "run pipeline");
+    let links: Vec<&Span> = spans.iter().filter(|s| s.name == "pipeline -> fancy render").collect();
+    assert_eq!(links.len(), 3, "one call per document: {:?}", collector.names());
+    assert!(links.iter().all(|l| l.parent_span_id == run.span_id), "the entry made the calls");
+    let outcomes: Vec<Option<Value>> = links.iter().map(|l| attribute(l, "membrane.link.outcome")).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == string("fallback")).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == string("ok")).count(), 2, "{outcomes:?}");
+    let fallback = only(&spans, "fallback plain render", None);
+    assert!(links.iter().any(|l| l.span_id == fallback.parent_span_id));
+}
+
+/// A call that traps twice and is answered on the third attempt is one link span with
+/// outcome `retried`, two retries and an event per failed attempt.
+#[test]
+fn a_retried_link_call_is_one_span_with_its_retries() {
+    let collector = Collector::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = crate::compose::flaky_app(state.path(), "on_trap = \"retry:2\"");
+    let manifest = app.manifest();
+    crate::util::membrane_with([
+        "run",
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        manifest.to_str().unwrap(),
+        "--",
+        "flaky",
+        "2",
+    ])
+    .assert_code(0)
+    .assert_stdout_has("ok after 3 attempts");
+    let run = collector.span("run test");
+    let spans = collector.trace(&hex(&run.trace_id), "run test");
+    let link = spans.iter().find(|s| attribute(s, "membrane.link.function") == string("flaky")).expect("the link span");
+    assert_eq!(link.name, "caller -> provider flaky");
+    assert_eq!(link.parent_span_id, run.span_id);
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("retried"));
+    assert_eq!(attribute(link, "membrane.link.retries"), Some(Value::IntValue(2)));
+    let events: Vec<&str> = link.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(events, ["attempt failed", "retry", "attempt failed", "retry"]);
 }

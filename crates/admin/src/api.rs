@@ -48,6 +48,12 @@ pub async fn stats(State(state): State<AdminState>) -> Json<StatsView> {
     Json(StatsView::of(&state.deployment.current(), requests))
 }
 
+/// `GET /api/links/latency`: each link's p50 and p99 over the last five minutes, by
+/// window, for the dashboard's per-edge charts.
+pub async fn link_latency(State(state): State<AdminState>) -> Json<Vec<membrane_runtime::LinkLatency>> {
+    Json(state.deployment.current().link_latency())
+}
+
 /// Traces shown at most, slowest first.
 const SLOWEST_TRACES: usize = 20;
 

@@ -53,6 +53,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/api/app", get(api::app))
         .route("/api/stats", get(api::stats))
+        .route("/api/links/latency", get(api::link_latency))
         .route("/api/audit", get(api::audit))
         .route("/api/traces", get(api::traces))
         .route("/api/components/{name}/swap", post(api::swap))

@@ -10,6 +10,8 @@ use crate::slots::InstanceSlots;
 use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
+use membrane_telemetry::Context as TraceContext;
+use membrane_telemetry::{KeyValue, Span, SpanKind};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -78,12 +80,14 @@ pub struct Sandbox {
 }
 
 /// Calls export `func` of `instance` as `call` says; `caller` is the chain of components
-/// that led here, this one is `name`. Budgets and faults are [`Pool::enter`]'s business.
+/// that led here, this one is `name`, and `trace` the span the call is made in. Budgets
+/// and faults are [`Pool::enter`]'s business.
 async fn call_export<I: Invocation>(
     store: &mut Store<SandboxState>,
     instance: Instance,
     func: ComponentExportIndex,
     caller: &CallChain,
+    trace: Option<&TraceContext>,
     name: &Arc<str>,
     call: &mut I,
 ) -> wasmtime::Result<()> {
@@ -97,7 +101,16 @@ async fn call_export<I: Invocation>(
     let f = instance
         .get_func(&mut *store, func)
         .ok_or_else(|| wasmtime::format_err!("export index does not name a function"))?;
-    call.invoke(store, f).await
+    // For the length of the call, what the instance does (its own link calls,
+    // instantiations, key-value and outbound calls) is part of the caller's trace. A call
+    // that fails keeps the trace, so the fault's audit line leads to it; its instance is
+    // not entered again. (With tracing off both are `None`: nothing is cloned.)
+    let outer = store.data_mut().join_trace(trace.cloned());
+    let result = call.invoke(store, f).await;
+    if result.is_ok() {
+        store.data_mut().join_trace(outer);
+    }
+    result
 }
 
 #[derive(Default)]
@@ -227,15 +240,31 @@ impl Pool {
         Reach::new(&self.name, &self.grants, &self.limits, &[self.name.to_string()], &self.audit, &self.state)
     }
 
-    async fn instantiate(&self, incarnation: u64) -> Result<Sandbox, CallError> {
+    /// A new instance for a call made in `trace`, which gets a span for it (`how`: fresh,
+    /// or a singleton's restart).
+    async fn instantiate(
+        &self,
+        incarnation: u64,
+        trace: Option<&TraceContext>,
+        how: &'static str,
+    ) -> Result<Sandbox, CallError> {
+        let mut span = self.instance_span(trace, how);
         let mut store = self.new_store(&[self.name.to_string()])?;
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| CallError::Fault(Fault::classify(&self.name, &e, store.data().limiter.hit())))?;
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            let fault = Fault::classify(&self.name, &e, store.data().limiter.hit());
+            span.fail(|| fault.kind.to_string());
+            CallError::Fault(fault)
+        })?;
         self.stats.instantiations.fetch_add(1, Relaxed);
         Ok(Sandbox { store, instance, incarnation })
+    }
+
+    /// The span of an instance made (or taken from the pool) for a call in `trace`.
+    fn instance_span(&self, trace: Option<&TraceContext>, how: &'static str) -> Span {
+        Span::child(trace, SpanKind::Internal, || {
+            let component = KeyValue::new("membrane.component", self.name.to_string());
+            ("instantiate", vec![component, KeyValue::new("membrane.instance", how)])
+        })
     }
 
     /// Calls `func` on an instance chosen by the instance mode, within the component's
@@ -247,9 +276,13 @@ impl Pool {
     /// not end the call into a long-lived instance: the call runs on to its end in a task of
     /// its own, bounded by the same limits, and the instance keeps its state. Only a
     /// per-call instance, which nobody else can reach, goes with its caller.
+    ///
+    /// `trace` is the span the call is made in (a link call's): the instance's own spans
+    /// are its children.
     pub async fn call<I: Invocation>(
         self: &Arc<Self>,
         chain: &CallChain,
+        trace: Option<&TraceContext>,
         func: ComponentExportIndex,
         resources_from: Option<Incarnation>,
         deadline: Option<Duration>,
@@ -270,22 +303,24 @@ impl Pool {
             (a, b) => a.or(b),
         };
         if self.mode == InstanceMode::PerCall {
-            let mut sandbox = self.instantiate(0).await?;
-            self.run(&mut sandbox, chain, func, limit, &mut call).await?;
+            let mut sandbox = self.instantiate(0, trace, "fresh").await?;
+            self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
             return Ok((0, call));
         }
         // The call owns everything it needs (the arguments moved in, not copied), so that
         // it can move to a task of its own if its caller goes.
         let this = self.clone();
         let chain = chain.clone();
+        let trace = trace.cloned();
         // Only a call whose results may hold resources needs to know it was abandoned
         // (to drop them); the others save the allocation.
         let abandoned = call.may_return_resources().then(|| Arc::new(AtomicBool::new(false)));
         let kept = {
             let abandoned = abandoned.clone();
             async move {
-                let incarnation =
-                    this.call_kept(&chain, func, resources_from, limit, &mut call, abandoned.as_deref()).await?;
+                let incarnation = this
+                    .call_kept(&chain, trace.as_ref(), func, resources_from, limit, &mut call, abandoned.as_deref())
+                    .await?;
                 Ok::<_, CallError>((incarnation, call))
             }
         };
@@ -299,9 +334,11 @@ impl Pool {
     /// A call into the singleton or a pooled instance; see [`Pool::call`]. When its
     /// caller has gone (`abandoned`), resources it returns have nobody to hold them and are
     /// dropped at once.
+    #[allow(clippy::too_many_arguments)]
     async fn call_kept<I: Invocation>(
         &self,
         chain: &CallChain,
+        trace: Option<&TraceContext>,
         func: ComponentExportIndex,
         resources_from: Option<Incarnation>,
         limit: Option<Duration>,
@@ -317,7 +354,7 @@ impl Pool {
             };
             let mut sandbox = match slot.sandbox.take() {
                 Some(sandbox) => sandbox,
-                None => self.start_singleton(&mut slot).await?,
+                None => self.start_singleton(&mut slot, trace).await?,
             };
             // Resources live in the instance that made them; another store must
             // never see them.
@@ -325,7 +362,7 @@ impl Pool {
                 slot.sandbox = Some(sandbox);
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
-            self.run(&mut sandbox, chain, func, limit, call).await?;
+            self.run(&mut sandbox, chain, trace, func, limit, call).await?;
             if abandoned.is_some_and(|a| a.load(Relaxed)) {
                 for resource in call.resources() {
                     let _ = resource.resource_drop_async(&mut sandbox.store).await;
@@ -338,10 +375,14 @@ impl Pool {
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut sandbox = match idle {
-            Some(sandbox) => sandbox,
-            None => self.instantiate(0).await?,
+            Some(sandbox) => {
+                // A pool hit: the span says so, and takes no time.
+                drop(self.instance_span(trace, "pooled"));
+                sandbox
+            }
+            None => self.instantiate(0, trace, "fresh").await?,
         };
-        self.run(&mut sandbox, chain, func, limit, call).await?;
+        self.run(&mut sandbox, chain, trace, func, limit, call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
         Ok(0)
     }
@@ -352,14 +393,15 @@ impl Pool {
         &self,
         sandbox: &mut Sandbox,
         chain: &CallChain,
+        trace: Option<&TraceContext>,
         func: ComponentExportIndex,
         limit: Option<Duration>,
         call: &mut I,
     ) -> Result<(), CallError> {
         let (instance, name) = (sandbox.instance, &self.name);
-        self.enter(&mut sandbox.store, limit, async |store| call_export(store, instance, func, chain, name, call).await)
-            .await
-            .map_err(CallError::Fault)
+        let call =
+            async |store: &mut Store<SandboxState>| call_export(store, instance, func, chain, trace, name, call).await;
+        self.enter(&mut sandbox.store, limit, call).await.map_err(CallError::Fault)
     }
 
     /// The one way into a guest: every HTTP request, `membrane run` and call across a link
@@ -397,14 +439,14 @@ impl Pool {
         self.audit_trap_in(kind, None);
     }
 
-    pub(crate) fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&membrane_telemetry::Context>) {
+    pub(crate) fn audit_trap_in(&self, kind: &FaultKind, trace: Option<&TraceContext>) {
         self.stats.trapped(kind.name());
         self.audit.record_in(trace, &self.name, "trap", kind.name(), &kind.to_string());
     }
 
     /// Starts the singleton: the first time at once, afterwards as a restart with
     /// exponential backoff, refused once the restart budget for the window is spent.
-    async fn start_singleton(&self, slot: &mut Slot) -> Result<Sandbox, CallError> {
+    async fn start_singleton(&self, slot: &mut Slot, trace: Option<&TraceContext>) -> Result<Sandbox, CallError> {
         let failed = || CallError::Failed {
             component: self.name.to_string(),
             restarts: self.restart.max_restarts,
@@ -429,7 +471,8 @@ impl Pool {
             self.audit.record(&self.name, "restart", "singleton", &format!("after {backoff:?} backoff"));
         }
         slot.incarnation += 1;
-        self.instantiate(slot.incarnation).await
+        let how = if slot.incarnation > 1 { "restart" } else { "fresh" };
+        self.instantiate(slot.incarnation, trace, how).await
     }
 
     /// Clears a failed singleton so the next call starts it afresh.

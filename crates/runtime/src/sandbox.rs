@@ -150,9 +150,10 @@ impl SandboxState {
     }
 
     /// Makes this store's calls part of the trace `cx` leads (the request's span, or the
-    /// link call's): outbound requests and calls across links become its children.
-    pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) {
-        self.outbound.trace = cx;
+    /// link call's): outbound requests and calls across links become its children. Gives
+    /// back the trace it was in.
+    pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) -> Option<membrane_telemetry::Context> {
+        std::mem::replace(&mut self.outbound.trace, cx)
     }
 
     /// The trace context this store's calls run in, if tracing is on.

@@ -1,13 +1,10 @@
 //! Counters for everything that crosses a membrane, kept in atomics so that counting
 //! never takes a lock on the call path. Read as serializable snapshots.
 
+use crate::latency::{Latency, LatencyWindow};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
-
-/// Latency buckets are powers of two of nanoseconds: bucket `i` holds calls that took
-/// less than 2^i ns. 40 buckets reach past 18 minutes.
-const BUCKETS: usize = 40;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct LinkStats {
@@ -18,7 +15,7 @@ pub struct LinkStats {
     pub retries: AtomicU64,
     pub fallbacks: AtomicU64,
     pub rejected: AtomicU64,
-    latency: [AtomicU64; BUCKETS],
+    latency: Latency,
 }
 
 impl Default for LinkStats {
@@ -31,7 +28,7 @@ impl Default for LinkStats {
             retries: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: Latency::default(),
         }
     }
 }
@@ -54,29 +51,18 @@ pub struct LinkSnapshot {
 }
 
 impl LinkStats {
-    pub fn record_latency(&self, took: Duration) {
-        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
-        let bucket = (64 - ns.leading_zeros() as usize).min(BUCKETS - 1);
-        self.latency[bucket].fetch_add(1, Relaxed);
+    /// Counts a call that started `at` and took `took`.
+    pub fn record_latency(&self, at: Instant, took: Duration) {
+        self.latency.record(at, took);
+    }
+
+    /// The latency of the calls of the last five minutes, by window, oldest first.
+    pub fn recent_latency(&self) -> Vec<LatencyWindow> {
+        self.latency.recent(Instant::now())
     }
 
     pub fn snapshot(&self) -> LinkSnapshot {
-        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        let quantile = |q: f64| -> u64 {
-            if total == 0 {
-                return 0;
-            }
-            let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-            let mut seen = 0;
-            for (i, count) in counts.iter().enumerate() {
-                seen += count;
-                if seen >= rank {
-                    return 1u64 << i;
-                }
-            }
-            1u64 << (BUCKETS - 1)
-        };
+        let (p50_ns, p99_ns) = self.latency.overall();
         LinkSnapshot {
             calls: self.calls.load(Relaxed),
             errors: self.errors.load(Relaxed),
@@ -85,8 +71,8 @@ impl LinkStats {
             retries: self.retries.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
-            p50_ns: quantile(0.5),
-            p99_ns: quantile(0.99),
+            p50_ns,
+            p99_ns,
         }
     }
 }
@@ -221,23 +207,5 @@ impl SocketStats {
             SocketUse::ALL.iter().map(|u| (u.name(), counts[*u as usize].load(Relaxed))).collect()
         };
         SocketSnapshot { granted: read(&self.granted), denied: read(&self.denied) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_come_from_the_buckets() {
-        let stats = LinkStats::default();
-        for _ in 0..98 {
-            stats.record_latency(Duration::from_nanos(300));
-        }
-        stats.record_latency(Duration::from_micros(50));
-        stats.record_latency(Duration::from_micros(50));
-        let snap = stats.snapshot();
-        assert_eq!(snap.p50_ns, 512);
-        assert_eq!(snap.p99_ns, 65_536);
     }
 }

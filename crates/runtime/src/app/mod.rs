@@ -198,7 +198,7 @@ impl App {
         };
         let call = DynamicCall::new(params.to_vec(), ty.results().len());
         let chain: CallChain = Arc::new([]);
-        let (_, call) = instances.call(&chain, func, None, None, call).await?;
+        let (_, call) = instances.call(&chain, None, func, None, None, call).await?;
         Ok(call.results)
     }
 
@@ -262,6 +262,18 @@ impl App {
         self.inner.links.iter().map(|l| l.funcs.iter().map(function).collect()).collect()
     }
 
+    /// Each link's latency over the last five minutes, in manifest order.
+    pub fn link_latency(&self) -> Vec<LinkLatency> {
+        let latency = |l: &Arc<Link<AppInner>>| LinkLatency {
+            from: l.consumer.to_string(),
+            import: l.import.clone(),
+            to: l.provider_name.to_string(),
+            window_s: crate::latency::WINDOW_SECS,
+            windows: l.stats.recent_latency(),
+        };
+        self.inner.links.iter().map(latency).collect()
+    }
+
     /// Counters of every component and link.
     pub fn stats(&self) -> AppStats {
         AppStats {
@@ -280,6 +292,18 @@ impl App {
                 .collect(),
         }
     }
+}
+
+/// One link's latency over the last five minutes.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkLatency {
+    pub from: String,
+    pub import: String,
+    pub to: String,
+    /// Seconds each window covers.
+    pub window_s: u64,
+    /// Oldest first, the last one still filling.
+    pub windows: Vec<crate::latency::LatencyWindow>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,10 +9,12 @@
 //! The call skips everything a crossing between stores needs: a second store and its
 //! lock, the provider's pool, the detachable call, the deadline and the supervisor.
 
+use super::span::LinkSpan;
 use super::{Components, Link, LinkCause};
 use crate::fault::Fault;
 use crate::pool::{CallError, MAX_CALL_DEPTH, Pool};
 use crate::sandbox::{CallChain, Embedded, SandboxState};
+use membrane_telemetry::Context as TraceContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,71 +65,72 @@ impl<A: Components> Link<A> {
             let names = chain.iter().map(|c| c.to_string()).chain([provider.name().to_string()]).collect();
             return Err(self.failed(self.error(func, CallError::TooDeep { chain: names })));
         }
+        let function = &self.funcs[func].name;
+        let span = LinkSpan::start(store.data().trace(), &self.consumer, &self.import, function, provider);
         let started = Instant::now();
         let found = store.data().embedded.iter().position(|e| e.provider == self.provider);
         let at = match found {
-            Some(at) => at,
-            None => self.embed(store, provider, func).await?,
+            Some(at) => Ok(at),
+            None => self.embed(store, provider, span.context()).await,
         };
-        let instance = store.data().embedded[at].instance;
-        let export = instance.get_func(&mut *store, self.funcs[func].provider);
-        self.enter(store.data_mut(), at);
-        let outcome = match export {
-            Some(export) => call.invoke(store.as_context_mut(), export).await,
-            None => Err(wasmtime::format_err!("export index does not name a function")),
+        let outcome = match at {
+            Ok(at) => {
+                let instance = store.data().embedded[at].instance;
+                let export = instance.get_func(&mut *store, self.funcs[func].provider);
+                self.enter(store.data_mut(), at, span.context());
+                let outcome = match export {
+                    Some(export) => call.invoke(store.as_context_mut(), export).await,
+                    None => Err(wasmtime::format_err!("export index does not name a function")),
+                };
+                self.leave(store.data_mut(), at, chain);
+                outcome.map_err(|error| self.provider_fault(store.data(), provider, &error))
+            }
+            Err(error) => Err(error),
         };
-        self.leave(store.data_mut(), at, chain);
-        self.stats.record_latency(started.elapsed());
-        outcome.map_err(|error| self.provider_failed(store.data(), provider, func, &error))
+        self.stats.record_latency(started, started.elapsed());
+        span.end(&outcome, false);
+        outcome.map_err(|error| self.failed(self.error(func, error)))
     }
 
     /// The provider failed in the consumer's store: classified, audited and counted as its
-    /// own fault, and the consumer's call fails with it.
-    fn provider_failed(
-        &self,
-        state: &SandboxState,
-        provider: &Pool,
-        func: usize,
-        error: &wasmtime::Error,
-    ) -> wasmtime::Error {
+    /// own fault, which the consumer's call fails with.
+    fn provider_fault(&self, state: &SandboxState, provider: &Pool, error: &wasmtime::Error) -> CallError {
         let fault = Fault::classify(provider.name(), error, state.limiter.hit());
         provider.audit_trap_in(&fault.kind, state.trace());
         let error = CallError::Fault(fault);
         self.count_failure(&error);
-        self.failed(self.error(func, error))
+        error
     }
 
-    /// Makes the provider's instance in the consumer's store, with its own reach; its
-    /// start code runs within it. Gives its place among the store's embedded providers.
+    /// Makes the provider's instance in the consumer's store, with its own reach and in
+    /// the link call's `trace`; its start code runs within it. Gives its place among the
+    /// store's embedded providers.
     async fn embed(
         &self,
         store: &mut StoreContextMut<'_, SandboxState>,
         provider: &Pool,
-        func: usize,
-    ) -> wasmtime::Result<usize> {
-        let mut reach = provider.reach().map_err(|error| {
-            let fault = provider.fault(crate::fault::FaultKind::Host(error.to_string()));
-            self.failed(self.error(func, CallError::Fault(fault)))
-        })?;
-        let trace = store.data().trace().cloned();
+        trace: Option<&TraceContext>,
+    ) -> Result<usize, CallError> {
+        let mut reach = provider
+            .reach()
+            .map_err(|error| CallError::Fault(provider.fault(crate::fault::FaultKind::Host(error.to_string()))))?;
         let state = store.data_mut();
         state.trade_reach(&mut reach);
-        state.join_trace(trace);
+        state.join_trace(trace.cloned());
         let made = provider.pre().instantiate_async(&mut *store).await;
         store.data_mut().trade_reach(&mut reach);
-        let instance = made.map_err(|error| self.provider_failed(store.data(), provider, func, &error))?;
+        let instance = made.map_err(|error| self.provider_fault(store.data(), provider, &error))?;
         provider.count_instantiation();
         let embedded = &mut store.data_mut().embedded;
         embedded.push(Embedded { provider: self.provider, instance, reach, chain: None });
         Ok(embedded.len() - 1)
     }
 
-    /// The provider at `at` runs next: its reach in place, the consumer's trace joined,
+    /// The provider at `at` runs next: its reach in place, in the link call's `trace`,
     /// and the call chain one longer.
-    fn enter(&self, state: &mut SandboxState, at: usize) {
-        let trace = state.trace().cloned();
+    fn enter(&self, state: &mut SandboxState, at: usize, trace: Option<&TraceContext>) {
         state.trade_reach_with_embedded(at);
-        state.join_trace(trace);
+        state.join_trace(trace.cloned());
         let chain = match &state.embedded[at].chain {
             Some((from, chain)) if Arc::ptr_eq(from, &state.chain) => chain.clone(),
             _ => {

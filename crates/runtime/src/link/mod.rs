@@ -10,18 +10,23 @@ use crate::pool::{CallError, Incarnation, Pool};
 use crate::sandbox::{CallChain, ReleaseProxy, SandboxState};
 use crate::stats::LinkStats;
 use crate::values::map_resources;
+use circuit::Circuit;
 use membrane_manifest::{CircuitSpec, Isolation};
+use membrane_telemetry::Context as TraceContext;
+use span::LinkSpan;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use typed::{Crossing, TypedArgs, TypedInvocation};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
+mod circuit;
 mod embedded;
+mod span;
 pub mod typed;
 
 pub(crate) use embedded::{InStore, ValCall};
@@ -203,14 +208,19 @@ impl<A: Components> Link<A> {
 
     /// Serves the consumer's call of function `func` on a typed path: `call` holds the
     /// arguments and, given back, the results. See [`typed`].
+    /// `trace` is the consumer's trace context, under which the call is a span.
     pub(crate) async fn forward_typed(
         self: &Arc<Self>,
         chain: CallChain,
+        trace: Option<TraceContext>,
         func: usize,
         call: Box<dyn TypedInvocation>,
     ) -> wasmtime::Result<Box<dyn TypedInvocation>> {
         let outcome = match self.begin() {
-            Some(app) => self.supervise(&app, &chain, func, None, &mut TypedArgs(Some(call))).await,
+            Some(app) => {
+                let mut args = TypedArgs(Some(call));
+                self.supervise(&app, &chain, trace.as_ref(), func, None, &mut args).await
+            }
             None => Err(self.error(func, LinkCause::ShuttingDown)),
         };
         outcome.map(|(_, call)| call).map_err(|error| self.failed(error))
@@ -236,6 +246,7 @@ impl<A: Components> Link<A> {
     ) -> Result<(), LinkError> {
         let app = self.begin().ok_or_else(|| self.error(func, LinkCause::ShuttingDown))?;
         let chain = consumer.data().chain.clone();
+        let trace = consumer.data().trace().cloned();
         let resources = self.funcs[func].resources;
         let (params, incarnation) = if resources {
             let (params, incarnation) = self.params_to_provider(consumer, params).map_err(|c| self.error(func, c))?;
@@ -244,7 +255,7 @@ impl<A: Components> Link<A> {
             (Cow::Borrowed(params), None)
         };
         let mut args = DynamicArgs { params, results: results.len(), resources };
-        let (incarnation, call) = self.supervise(&app, &chain, func, incarnation, &mut args).await?;
+        let (incarnation, call) = self.supervise(&app, &chain, trace.as_ref(), func, incarnation, &mut args).await?;
         for (result, value) in results.iter_mut().zip(call.results) {
             *result = value;
         }
@@ -256,24 +267,30 @@ impl<A: Components> Link<A> {
 
     /// Calls `func` on the provider with `args` under the link's policy: the circuit, the
     /// chaos experiment's fault, retries and the fallback, each attempt within the timeout.
-    /// Gives back the invocation that answered, with its results.
+    /// Gives back the invocation that answered, with its results. The call is a span under
+    /// `trace` (see [`span`]).
     async fn supervise<G: Arguments>(
         self: &Arc<Self>,
         app: &Arc<A>,
         chain: &CallChain,
+        trace: Option<&TraceContext>,
         func: usize,
         incarnation: Option<Incarnation>,
         args: &mut G,
     ) -> Result<(Incarnation, G::Call), LinkError> {
+        let provider = app.instances(self.provider);
+        let function = &self.funcs[func].name;
+        let mut span = LinkSpan::start(trace, &self.consumer, &self.import, function, provider);
         if let Some(circuit) = &self.circuit
             && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
         {
             self.stats.rejected.fetch_add(1, Relaxed);
+            span.circuit_open(&cause);
             return Err(self.error(func, cause));
         }
         let started = Instant::now();
-        let provider = app.instances(self.provider);
         let mut attempt = 0;
+        let mut fell_back = false;
         let outcome = loop {
             let (delay, trap) = match self.injected.get().map(|f| f.next_call()) {
                 Some(Injected::Delay(delay)) => (Some(delay), None),
@@ -294,7 +311,7 @@ impl<A: Components> Link<A> {
                     };
                     let call = args.attempt(again);
                     let index = self.funcs[func].provider;
-                    self.call_once(provider, chain, index, incarnation, delay, call).await
+                    self.call_once(provider, chain, span.context(), index, incarnation, delay, call).await
                 }
             };
             let Err(error) = result else { break result };
@@ -302,6 +319,7 @@ impl<A: Components> Link<A> {
             match self.policy {
                 Policy::Retry(n) if attempt < n && retriable(&error) => {
                     attempt += 1;
+                    span.failed(&error, Some(attempt));
                     self.stats.retries.fetch_add(1, Relaxed);
                     self.audit.record(
                         &self.consumer,
@@ -311,6 +329,7 @@ impl<A: Components> Link<A> {
                     );
                 }
                 Policy::Fallback(fallback) if retriable(&error) => {
+                    span.failed(&error, None);
                     let fallback = app.instances(fallback);
                     self.stats.fallbacks.fetch_add(1, Relaxed);
                     self.audit.record(
@@ -325,12 +344,19 @@ impl<A: Components> Link<A> {
                         ),
                     );
                     let index = self.funcs[func].fallback.expect("fallback exports were checked at load");
-                    break self.call_once(fallback, chain, index, None, None, args.attempt(false)).await;
+                    let fallback_span = span.fallback(fallback, function);
+                    let trace = fallback_span.context();
+                    let call = args.attempt(false);
+                    let result = self.call_once(fallback, chain, trace.as_ref(), index, None, None, call).await;
+                    span::end_fallback(fallback_span, &result);
+                    fell_back = true;
+                    break result;
                 }
                 _ => break Err(error),
             }
         };
-        self.stats.record_latency(started.elapsed());
+        self.stats.record_latency(started, started.elapsed());
+        span.end(&outcome, fell_back);
         match &outcome {
             Ok(_) => {
                 if let Some(circuit) = &self.circuit {
@@ -347,11 +373,13 @@ impl<A: Components> Link<A> {
     }
 
     /// One call of `func` in `instances`, after the chaos experiment's `delay` if any, the
-    /// whole within the link's timeout.
+    /// whole within the link's timeout, in the trace of span `trace`.
+    #[allow(clippy::too_many_arguments)]
     async fn call_once<I: Invocation>(
         &self,
         instances: &Arc<Pool>,
         chain: &CallChain,
+        trace: Option<&TraceContext>,
         func: ComponentExportIndex,
         incarnation: Option<Incarnation>,
         delay: Option<Duration>,
@@ -370,7 +398,7 @@ impl<A: Components> Link<A> {
         // The deadline goes with the call rather than around it: a provider past the
         // link's timeout is stopped and discarded by its supervisor, while a caller that
         // merely goes away leaves a long-lived provider to finish (see `Pool::call`).
-        instances.call(chain, func, incarnation, deadline, call).await
+        instances.call(chain, trace, func, incarnation, deadline, call).await
     }
 
     fn count_failure(&self, error: &CallError) {
@@ -495,78 +523,4 @@ impl Arguments for DynamicArgs<'_> {
 /// component) is not going to change by trying again.
 fn retriable(error: &CallError) -> bool {
     matches!(error, CallError::Fault(_) | CallError::Failed { .. })
-}
-
-/// A circuit breaker: open after `failures` consecutive failures; while open, calls fail
-/// fast; after `cooldown` one probe goes through and its outcome closes or reopens it.
-struct Circuit {
-    spec: CircuitSpec,
-    state: Mutex<CircuitState>,
-    opened: AtomicU64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum CircuitState {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen,
-}
-
-impl Circuit {
-    fn new(spec: CircuitSpec) -> Circuit {
-        Circuit { spec, state: Mutex::new(CircuitState::Closed { failures: 0 }), opened: AtomicU64::new(0) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CircuitState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn state_name(&self) -> &'static str {
-        match *self.lock() {
-            CircuitState::Closed { .. } => "closed",
-            CircuitState::Open { .. } => "open",
-            CircuitState::HalfOpen => "half-open",
-        }
-    }
-
-    fn admit(&self, audit: &Audit, consumer: &str, import: &str) -> Result<(), LinkCause> {
-        let mut state = self.lock();
-        match *state {
-            CircuitState::Closed { .. } => Ok(()),
-            CircuitState::Open { until } if Instant::now() >= until => {
-                *state = CircuitState::HalfOpen;
-                audit.record(consumer, "circuit", import, "half-open: letting one probe through");
-                Ok(())
-            }
-            CircuitState::Open { .. } | CircuitState::HalfOpen => {
-                Err(LinkCause::CircuitOpen { failures: self.spec.failures, cooldown: self.spec.cooldown })
-            }
-        }
-    }
-
-    fn success(&self, audit: &Audit, consumer: &str, import: &str) {
-        let mut state = self.lock();
-        if matches!(*state, CircuitState::HalfOpen) {
-            audit.record(consumer, "circuit", import, "closed: the probe succeeded");
-        }
-        *state = CircuitState::Closed { failures: 0 };
-    }
-
-    fn failure(&self, audit: &Audit, consumer: &str, import: &str) {
-        let mut state = self.lock();
-        let open = match *state {
-            CircuitState::Closed { failures } if failures + 1 >= self.spec.failures => true,
-            CircuitState::Closed { failures } => {
-                *state = CircuitState::Closed { failures: failures + 1 };
-                false
-            }
-            CircuitState::HalfOpen => true,
-            CircuitState::Open { .. } => false,
-        };
-        if open {
-            *state = CircuitState::Open { until: Instant::now() + self.spec.cooldown.std() };
-            self.opened.fetch_add(1, Relaxed);
-            audit.record(consumer, "circuit", import, &format!("open for {}", self.spec.cooldown));
-        }
-    }
 }

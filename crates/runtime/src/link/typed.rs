@@ -346,9 +346,10 @@ impl<A: Components> WithTypes for Define<'_, '_, A> {
         self.instance.func_wrap_async::<P, R, _>(&name, move |store, params: P| {
             let link = link.clone();
             let chain = store.data().chain.clone();
+            let trace = store.data().trace().cloned();
             Box::new(async move {
                 let call = Box::new(TypedCall::<P, R> { params: Some(params), results: None });
-                let done = link.forward_typed(chain, func, call).await?;
+                let done = link.forward_typed(chain, trace, func, call).await?;
                 let done = done.into_any().downcast::<TypedCall<P, R>>().expect("a call comes back as it went");
                 done.results.ok_or_else(|| wasmtime::format_err!("a typed call that succeeded has results"))
             })

@@ -1,0 +1,145 @@
+//! A link call's span: a child of the caller's span naming the link, the interface, the
+//! function and the provider's instance mode, ended with how the call went (`ok`,
+//! `retried`, `fallback`, `trap`, `timeout`, `circuit_open`, `refused`). The fallback's
+//! call is a span of its own under it. The provider's instance joins the trace under the
+//! span, so its own spans nest as the calls nest.
+//!
+//! A caller in no trace (always so when tracing is off) gets no span, and every method
+//! here is then one branch: no allocation, no clock read on the link call path.
+
+use crate::fault::{Fault, FaultKind};
+use crate::pool::{CallError, Pool};
+use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
+
+/// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
+fn failure(error: &CallError) -> (&'static str, &'static str) {
+    match error {
+        CallError::Fault(Fault { kind: FaultKind::Timeout(_), .. }) => ("timeout", "timeout"),
+        CallError::Fault(fault) => ("trap", fault.kind.name()),
+        CallError::Reentrant { .. } => ("refused", "reentrant"),
+        CallError::TooDeep { .. } => ("refused", "too_deep"),
+        CallError::Failed { .. } => ("refused", "failed"),
+        CallError::StaleResource { .. } => ("refused", "stale_resource"),
+        CallError::NoSuchExport { .. } => ("refused", "no_such_export"),
+        CallError::NoSlot { .. } => ("refused", "no_slot"),
+    }
+}
+
+/// The span of one call across a link, all attempts and the fallback included.
+pub(super) struct LinkSpan {
+    span: Span,
+    /// The context the provider's instance runs in: this span's.
+    context: Option<Context>,
+    retries: u32,
+    /// The kind of the provider's last fault, if it had one.
+    fault: Option<&'static str>,
+}
+
+impl LinkSpan {
+    /// Starts the span of a call from `consumer` to `provider` through `import`'s
+    /// `function`, under `parent`; nothing without a parent.
+    pub(super) fn start(
+        parent: Option<&Context>,
+        consumer: &str,
+        import: &str,
+        function: &str,
+        provider: &Pool,
+    ) -> LinkSpan {
+        let span = Span::child(parent, SpanKind::Internal, || {
+            let link = format!("{consumer} -> {}", provider.name());
+            let attributes = vec![
+                KeyValue::new("membrane.link", link.clone()),
+                KeyValue::new("membrane.link.import", import.to_string()),
+                KeyValue::new("membrane.link.function", function.to_string()),
+                KeyValue::new("membrane.link.instances", provider.mode.to_string()),
+                // The RPC conventions' names, for tools that group by them.
+                KeyValue::new("rpc.system", "membrane"),
+                KeyValue::new("rpc.service", import.to_string()),
+                KeyValue::new("rpc.method", function.to_string()),
+            ];
+            (format!("{link} {function}"), attributes)
+        });
+        let context = span.context();
+        LinkSpan { span, context, retries: 0, fault: None }
+    }
+
+    /// The context the provider's instance runs in.
+    pub(super) fn context(&self) -> Option<&Context> {
+        self.context.as_ref()
+    }
+
+    /// The circuit refused the call before it reached the provider.
+    pub(super) fn circuit_open(mut self, cause: &super::LinkCause) {
+        self.span.set(|| KeyValue::new("membrane.link.outcome", "circuit_open"));
+        self.span.fail(|| cause.to_string());
+    }
+
+    /// An attempt failed with `error`; `retry` says the next attempt is this retry.
+    pub(super) fn failed(&mut self, error: &CallError, retry: Option<u32>) {
+        if self.context.is_none() {
+            return;
+        }
+        let (_, kind) = failure(error);
+        self.fault = Some(kind);
+        self.span.event("attempt failed", || {
+            vec![KeyValue::new("membrane.trap.kind", kind), KeyValue::new("exception.message", error.summary())]
+        });
+        if let Some(retry) = retry {
+            self.retries = retry;
+            self.span.event("retry", || vec![KeyValue::new("membrane.link.retry", i64::from(retry))]);
+        }
+    }
+
+    /// The span of the call to the fallback `instances`, under this one.
+    pub(super) fn fallback(&mut self, instances: &Pool, function: &str) -> Span {
+        self.span.set(|| KeyValue::new("membrane.link.fallback", instances.name().to_string()));
+        Span::child(self.context.as_ref(), SpanKind::Internal, || {
+            let attributes = vec![
+                KeyValue::new("membrane.component", instances.name().to_string()),
+                KeyValue::new("membrane.link.function", function.to_string()),
+                KeyValue::new("membrane.link.instances", instances.mode.to_string()),
+            ];
+            (format!("fallback {} {function}", instances.name()), attributes)
+        })
+    }
+
+    /// Ends the span with the call's outcome; `fell_back` says the fallback answered or
+    /// failed in the provider's place.
+    pub(super) fn end<T>(mut self, outcome: &Result<T, CallError>, fell_back: bool) {
+        if self.context.is_none() {
+            return;
+        }
+        let name = match outcome {
+            Ok(_) if fell_back => "fallback",
+            Ok(_) if self.retries > 0 => "retried",
+            Ok(_) => "ok",
+            Err(error) => {
+                let (name, kind) = failure(error);
+                self.fault = Some(kind);
+                self.span.fail(|| error.summary());
+                name
+            }
+        };
+        self.span.set(|| KeyValue::new("membrane.link.outcome", name));
+        if self.retries > 0 {
+            self.span.set(|| KeyValue::new("membrane.link.retries", i64::from(self.retries)));
+        }
+        if let Some(kind) = self.fault {
+            self.span.set(|| KeyValue::new("membrane.trap.kind", kind));
+        }
+    }
+}
+
+/// Ends a fallback's span with how its call went.
+pub(super) fn end_fallback<T>(mut span: Span, outcome: &Result<T, CallError>) {
+    let name = match outcome {
+        Ok(_) => "ok",
+        Err(error) => {
+            let (name, kind) = failure(error);
+            span.set(|| KeyValue::new("membrane.trap.kind", kind));
+            span.fail(|| error.summary());
+            name
+        }
+    };
+    span.set(|| KeyValue::new("membrane.link.outcome", name));
+}
