@@ -150,3 +150,80 @@ impl Drop for StopsGuest {
         }
     }
 }
+
+/// A WASI 0.3 guest's response body, which the guest may go on writing after it returned
+/// the response: it ends only once the guest has finished cleanly, and fails (the client
+/// sees a broken response, never a short one that looks whole) when the guest trapped or
+/// ran out of time mid-body, or when the request body was cut at its limit.
+pub struct EndsWithGuest {
+    inner: HyperOutgoingBody,
+    inner_done: bool,
+    /// Resolves when the guest finished cleanly; closed unresolved when it failed.
+    finished: tokio::sync::oneshot::Receiver<()>,
+    /// Whether the guest is known to have finished cleanly.
+    clean: bool,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl EndsWithGuest {
+    pub fn new(
+        inner: HyperOutgoingBody,
+        finished: tokio::sync::oneshot::Receiver<()>,
+        exceeded: Arc<AtomicBool>,
+    ) -> Self {
+        EndsWithGuest { inner, inner_done: false, finished, clean: false, exceeded }
+    }
+
+    /// The guest's outcome, once known: `Err` when it stopped before finishing.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HttpError>> {
+        if self.clean {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut self.finished).poll(cx) {
+            Poll::Ready(Ok(())) => {
+                self.clean = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(HttpError::InternalError(Some("the handler stopped mid-body".into()))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Body for EndsWithGuest {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        if !self.inner_done {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(None) => self.inner_done = true,
+                Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
+                // A guest that fails while the client waits for more fails the body now.
+                Poll::Pending => {
+                    return match self.poll_outcome(cx) {
+                        Poll::Ready(Err(stopped)) => Poll::Ready(Some(Err(stopped))),
+                        _ => Poll::Pending,
+                    };
+                }
+            }
+        }
+        if self.exceeded.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))));
+        }
+        match std::task::ready!(self.poll_outcome(cx)) {
+            Ok(()) => Poll::Ready(None),
+            Err(stopped) => Poll::Ready(Some(Err(stopped))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.clean && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

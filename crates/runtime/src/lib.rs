@@ -34,7 +34,7 @@ mod values;
 mod wit_compat;
 
 pub use app::check::{Problem, Report, Severity, graph_dot, graph_text};
-pub use app::{App, AppError, AppStats, Build, LinkFunction, LinkStatsEntry, NotReady, Revision};
+pub use app::{App, AppError, AppStats, Build, HttpHandler, LinkFunction, LinkStatsEntry, NotReady, Revision};
 pub use audit::{Audit, AuditEvent};
 pub use cache::{CacheOutcome, CompileCache};
 pub use command::{Command, RunError, wasi_linker};

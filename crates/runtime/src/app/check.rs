@@ -72,8 +72,8 @@ impl Report {
     }
 }
 
-/// The export a routed component must have.
-pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
+/// The exports a routed component must have one of: WASI 0.2's handler or WASI 0.3's.
+pub const HTTP_HANDLERS: [&str; 2] = ["wasi:http/incoming-handler@0.2.0", "wasi:http/handler@0.3.0"];
 
 pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
     let mut report = Report::default();
@@ -223,11 +223,12 @@ fn check_entry_and_routes(spec: &AppSpec, components: &BTreeMap<String, Checked<
     }
     for (i, route) in spec.routes.iter().enumerate() {
         let component = &components[&route.component];
-        if !component.exports.iter().any(|e| wit_compat::same_interface(e, HTTP_HANDLER)) {
+        if !component.exports.iter().any(|e| HTTP_HANDLERS.iter().any(|h| wit_compat::same_interface(e, h))) {
             report.error(
                 format!("route[{i}].component"),
                 format!(
-                    "component `{}` cannot serve HTTP: it does not export wasi:http/incoming-handler; it exports: {}",
+                    "component `{}` cannot serve HTTP: it exports neither wasi:http/incoming-handler (WASI 0.2) \
+                     nor wasi:http/handler (WASI 0.3); it exports: {}",
                     route.component,
                     list(component.exports.iter())
                 ),
