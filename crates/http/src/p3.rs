@@ -52,9 +52,10 @@ impl Server {
                         .run_concurrent(async |accessor| {
                             match service.handle(accessor, request).await? {
                                 Ok(response) => {
-                                    let response = accessor.with(|mut store| response.into_http(&mut store, request_io))?;
                                     let response =
-                                        response.map(|body| EndsWithGuest::new(body, finished_rx, exceeded).boxed_unsync());
+                                        accessor.with(|mut store| response.into_http(&mut store, request_io))?;
+                                    let response = response
+                                        .map(|body| EndsWithGuest::new(body, finished_rx, exceeded).boxed_unsync());
                                     let _ = sender.send(Ok(response));
                                 }
                                 // WASI 0.3's error codes, told in the log in WASI 0.2's terms.

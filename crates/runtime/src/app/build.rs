@@ -68,6 +68,7 @@ impl App {
         let opened = open_components(spec, &Default::default(), sources)?;
         let engine = engine_for(spec, any_wasi_p3(&opened), &Build::default())?;
         let loaded = compile_components(opened, &engine, cache)?;
+        refuse_wasi_p3_links(spec, &loaded)?;
         Ok(check_app(spec, &engine, &loaded))
     }
 

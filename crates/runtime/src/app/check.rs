@@ -211,7 +211,10 @@ fn check_imports(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, rep
 /// that they name declared components).
 fn check_entry_and_routes(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, report: &mut Report) {
     if let Some(entry) = &spec.app.entry
-        && !components[entry].exports.iter().any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
+        && !components[entry]
+            .exports
+            .iter()
+            .any(|e| ["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0"].iter().any(|run| wit_compat::same_interface(e, run)))
     {
         report.error(
             "app.entry".into(),

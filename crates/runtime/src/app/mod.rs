@@ -30,9 +30,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::AsContextMut;
+use wasmtime::component::InstancePre;
 use wasmtime::component::Val;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
