@@ -160,8 +160,8 @@ fn a_large_body_streams_through_a_p3_handler_both_ways_under_the_body_limit() {
 }
 
 #[test]
-fn a_p3_handler_trapping_mid_body_breaks_that_response_and_the_next_is_fine() {
-    let server = Served::start(&["--metrics-listen", "127.0.0.1:0", guests::P3_HTTP]);
+fn a_p3_handler_trapping_mid_body_or_running_over_its_time_fails_that_request_only() {
+    let server = Served::start(&["--metrics-listen", "127.0.0.1:0", "--timeout", "1s", guests::P3_HTTP]);
     let addr = server.addr;
     runtime().block_on(async move {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -181,14 +181,16 @@ fn a_p3_handler_trapping_mid_body_breaks_that_response_and_the_next_is_fine() {
         };
         assert!(broken, "a body cut short by a trap ended as if whole after {received} bytes");
     });
-    // A trap before the response is a 500; the host keeps serving.
+    // A trap before the response is a 500, a guest over its time a 504; the host keeps serving.
     assert_eq!(get(addr, "/trap"), (500, "internal error".into()));
+    assert_eq!(get(addr, "/spin"), (504, "the handler took too long".into()));
     assert_eq!(get(addr, "/after"), (200, "p3 hello from /after; request #1 of this instance".into()));
     let log = server.stderr();
     assert!(log.contains("component `p3-http` stopped") && log.contains("asked to trap mid-body"), "{log}");
     let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
     assert!(metrics.contains("membrane_traps_total{component=\"p3-http\",kind=\"unreachable\"} 2"), "{metrics}");
-    assert!(metrics.contains("membrane_instantiations_total{component=\"p3-http\"} 3"), "{metrics}");
+    assert!(metrics.contains("membrane_traps_total{component=\"p3-http\",kind=\"timeout\"} 1"), "{metrics}");
+    assert!(metrics.contains("membrane_instantiations_total{component=\"p3-http\"} 4"), "{metrics}");
 }
 
 #[test]
