@@ -285,16 +285,31 @@ fn the_outbound_allowlist_holds_for_a_p3_handler() {
     );
 }
 
-/// `--watch` swaps a WASI 0.2 handler for a WASI 0.3 one (on an engine made for it) and
-/// back, while the server keeps answering.
+/// `--watch` and `membrane swap` replace a WASI 0.2 handler with a WASI 0.3 one (on an
+/// engine made for it) and back, while the server keeps answering.
 #[test]
-fn watch_swaps_between_a_p2_and_a_p3_handler() {
+fn watch_and_swap_move_between_a_p2_and_a_p3_handler() {
     let app = TestApp::new(
         "[app]\nname = \"swap\"\n\n[component.web]\nsource = \"{http-hello}\"\n\n[[route]]\npath = \"/\"\ncomponent = \"web\"\n",
     );
     let manifest = app.manifest();
     let server = Served::start(&[manifest.to_str().unwrap(), "--watch"]);
     assert!(get(server.addr, "/a").1.starts_with("hello from /a"));
+    // The running engine has no component-model async: the swap brings one.
+    let swap = |file: &str| {
+        crate::util::membrane()
+            .args(["swap", "--admin", &format!("http://{}", server.admin.unwrap()), "--token-file"])
+            .arg(server.admin_token_file.as_ref().expect("serve generated a token file"))
+            .args(["web", file])
+            .output()
+            .unwrap()
+    };
+    let out = swap(guests::P3_HTTP);
+    assert!(out.status.success(), "swap: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(get(server.addr, "/d").1.starts_with("p3 hello from /d"));
+    let out = swap(guests::HTTP_HELLO);
+    assert!(out.status.success(), "swap back: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(get(server.addr, "/e").1.starts_with("hello from /e"));
     let p2 = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, p2.replace(guests::HTTP_HELLO, guests::P3_HTTP)).unwrap();
     wait_until(|| get(server.addr, "/b").1.starts_with("p3 hello from /b"), &server);
