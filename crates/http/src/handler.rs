@@ -230,7 +230,7 @@ impl Server {
             let call = call;
             let served = instances
                 .enter(&mut store, call.timeout, async |store| {
-                    let _instantiation = instantiation_span(store, &call.component, reused.is_none());
+                    let _instantiation = instances.instantiation_span(store, reused.is_none());
                     let (proxy, uses) = match reused {
                         Some(reused) => reused,
                         None => {
@@ -320,16 +320,6 @@ pub(crate) struct Call {
     pub(crate) tenant: Option<String>,
     pub(crate) timeout: Option<std::time::Duration>,
     _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
-}
-
-/// The span of making an instance for a request, when tracing is on.
-pub(crate) fn instantiation_span(store: &wasmtime::Store<SandboxState>, component: &str, fresh: bool) -> Span {
-    Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-        vec![
-            KeyValue::new("membrane.component", component.to_string()),
-            KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
-        ]
-    })
 }
 
 /// The store a request runs in, and the instance in it when one is reused.

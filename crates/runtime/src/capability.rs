@@ -150,8 +150,8 @@ fn unsupported_p3(package: &str, interface: &str, version: &str) -> Option<Strin
              does not implement; build the component without it"
         )),
         ("wasi:http", "handler") => Some(format!(
-            "{name} is imported by HTTP middleware; membrane does not link a middleware's handler \
-             import to the next handler yet (issue #14); serve the next handler on a route of its own"
+            "{name} is imported by HTTP middleware: the next handler in the chain; link it to a \
+             component that exports it with a [[link]] in membrane.toml"
         )),
         _ => Some(format!("{name} is not a WASI 0.3 interface that membrane links")),
     }

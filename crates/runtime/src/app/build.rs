@@ -13,6 +13,7 @@ use crate::cache::CompileCache;
 use crate::command;
 use crate::engine::{EngineSettings, MembraneEngine};
 use crate::file::LoadError;
+use crate::link::http_hop;
 use crate::link::typed::{self, Crossing};
 use crate::link::{Link, LinkedFunc, Policy};
 use crate::pool::Pool;
@@ -231,6 +232,10 @@ fn refuse_wasi_p3_links(spec: &AppSpec, loaded: &BTreeMap<String, LoadedComponen
             OnTrap::Fallback(f) => Some(f),
             _ => None,
         };
+        // A middleware's hop to the next handler is the one WASI 0.3 link there is.
+        if http_hop::is_http_hop(&link.import) {
+            continue;
+        }
         for name in [&link.from, &link.to].into_iter().chain(fallback) {
             if loaded[name].file.wasi_p3 {
                 let what = format!("a [[link]] ({} -> {})", link.from, link.to);
@@ -309,6 +314,10 @@ fn prepare(
             unreachable!("checked import")
         };
         let mut instance = linker.instance(&link.import).map_err(|e| link_error(name, e))?;
+        if http_hop::is_http_hop(&link.import) {
+            http_hop::define(&mut instance, link.clone()).map_err(|e| link_error(name, e))?;
+            continue;
+        }
         for (item_name, item) in ty.exports(engine.engine()) {
             if let ComponentItem::Resource(_) = item.ty {
                 let link = link.clone();

@@ -21,6 +21,7 @@ use typed::{Crossing, TypedArgs, TypedInvocation};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
+pub mod http_hop;
 pub mod typed;
 
 /// What a link does when its provider fails.
@@ -165,6 +166,11 @@ impl<A: Components> Link<A> {
 
     fn app(&self) -> Option<Arc<A>> {
         self.app.get().and_then(Weak::upgrade)
+    }
+
+    /// The provider's instances, while the app is running.
+    pub(crate) fn provider_pool(&self) -> Option<Arc<Pool>> {
+        self.app().map(|app| app.instances(self.provider).clone())
     }
 
     /// Whether the circuit is open (calls fail fast), for status reports.
