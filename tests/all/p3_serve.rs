@@ -338,3 +338,72 @@ fn wait_until(mut done: impl FnMut() -> bool, server: &Served) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// auth (a `wasi:http/middleware` component) -> web (a WASI 0.3 handler), linked by a
+/// `[[link]]`: each hop its own fresh instance, the bodies streaming through both.
+#[test]
+fn a_middleware_chain_serves_each_hop_in_its_own_instance_with_bodies_streaming_through() {
+    let app = TestApp::new(
+        r#"[app]
+name = "chain"
+
+[component.auth]
+source = "{p3-middleware}"
+
+[component.web]
+source = "{p3-http}"
+
+[[link]]
+from = "auth"
+import = "wasi:http/handler@0.3.0"
+to = "web"
+
+[[route]]
+path = "/"
+component = "auth"
+"#,
+    );
+    app.check(&[]).assert_code(0).assert_stdout_has("wasi:http/handler@0.3.0 -> web");
+    let server = Served::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--max-body-bytes",
+        "64MiB",
+        app.manifest().to_str().unwrap(),
+    ]);
+    let addr = server.addr;
+    let with_token = |path: &str| {
+        request(addr, &format!("GET {path} HTTP/1.1\r\nHost: l\r\nx-token: open-sesame\r\nConnection: close\r\n\r\n"))
+    };
+    // The middleware answers by itself: the next handler is never made.
+    assert_eq!(get(addr, "/x"), (401, "the middleware wants x-token".into()));
+    let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
+    assert!(metrics.contains("membrane_instantiations_total{component=\"web\"} 0"), "{metrics}");
+    assert_eq!(with_token("/hello"), (200, "p3 hello from /hello; request #1 of this instance".into()));
+    assert_eq!(with_token("/again"), (200, "p3 hello from /again; request #1 of this instance".into()));
+    runtime().block_on(async move {
+        let mut sender = h2(addr).await;
+        let (body, sent) = generated_body(16);
+        let req = hyper::Request::post(format!("http://{addr}/echo")).header("x-token", "open-sesame").body(body);
+        let res = sender.send_request(req.unwrap()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-middleware"], "passed");
+        let received = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(received.len(), 16 << 20);
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(&received)), sent, "the body changed on its way through the chain");
+    });
+    // A fault in the next hop fails that request alone.
+    assert_eq!(with_token("/trap"), (500, "internal error".into()));
+    let broken = runtime().block_on(async move {
+        let mut sender = h2(addr).await;
+        let req = hyper::Request::get(format!("http://{addr}/trap-mid-body")).header("x-token", "open-sesame");
+        let res = sender.send_request(req.body(http_body_util::Empty::new().map_err(|n| match n {}).boxed()).unwrap());
+        res.await.unwrap().into_body().collect().await.is_err()
+    });
+    assert!(broken, "a body cut short by a trap in the next hop ended as if whole");
+    assert_eq!(with_token("/after"), (200, "p3 hello from /after; request #1 of this instance".into()));
+    let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
+    assert!(metrics.contains("membrane_instantiations_total{component=\"web\"} 6"), "{metrics}");
+    assert!(metrics.contains("membrane_instantiations_total{component=\"auth\"} 7"), "{metrics}");
+    assert!(server.stderr().contains("asked to trap mid-body"), "{}", server.stderr());
+}
