@@ -134,3 +134,38 @@ printf '%-52s %s\n' "p3_http_proxy to a granted upstream" "$(check bash -c \
   "curl -sf -H 'url: $upstream/p' --data-binary hello http://$addr/ | grep -qx hello")"
 printf '%-52s %s\n' "p3_http_proxy to a metadata address (must be 500)" "$(check bash -c \
   "[ \$(curl -s -o /dev/null -w '%{http_code}' -H 'url: http://169.254.169.254/' http://$addr/) = 500 ]")"
+
+# p3_http_middleware in front of p3_http_echo, linked through the host (wasmtime composes
+# the two into one component; membrane keeps each behind its own membrane).
+cat > "$work/middleware.toml" <<EOF2
+[app]
+name = "wasmtime-middleware"
+
+[component.middleware]
+source = "$out/p3_http_middleware.wasm"
+
+[component.echo]
+source = "$out/p3_http_echo.wasm"
+
+[[link]]
+from = "middleware"
+import = "wasi:http/handler@0.3.0"
+to = "echo"
+
+[[route]]
+path = "/"
+component = "middleware"
+EOF2
+addr=$(serve "$work/middleware.toml")
+python3 -c "import zlib,sys; c=zlib.compressobj(wbits=-15); d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(c.compress(d)+c.flush())" "$body" "$body.deflate"
+inflates() { python3 -c "import zlib,sys; sys.exit(zlib.decompress(open(sys.argv[1],'rb').read(), -15) != open(sys.argv[2],'rb').read())" "$1" "$body"; }
+printf '%-52s %s\n' "p3_http_middleware -> p3_http_echo" "$(check bash -c \
+  "curl -sf --data-binary @$body http://$addr/ | cmp -s - $body")"
+for mode in false true; do
+  printf '%-52s %s\n' "  accept-encoding: deflate (x-host-to-host: $mode)" "$(check bash -c \
+    "curl -sf -H 'x-host-to-host: $mode' -H 'accept-encoding: deflate' --data-binary @$body http://$addr/ -o $work/deflated && $(declare -f inflates); body=$body; inflates $work/deflated")"
+done
+# The program keeps the request's content-length while it inflates the body, so the request
+# is sent chunked (with a content-length the host refuses the longer body, as wasmtime does).
+printf '%-52s %s\n' "  content-encoding: deflate, chunked" "$(check bash -c \
+  "curl -sf -H 'transfer-encoding: chunked' -H 'content-encoding: deflate' --data-binary @$body.deflate http://$addr/ | cmp -s - $body")"

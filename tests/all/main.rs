@@ -48,5 +48,6 @@ mod preview1;
 // WASI 0.2; what is not built for WASI 0.3 yet (links) is refused by name.
 mod p3;
 // WASI 0.3 HTTP handlers under `membrane serve`: a fresh instance per request, bodies
-// streaming both ways, traps, tenants, the outbound allowlist, swaps, check and inspect.
+// streaming both ways, traps, tenants, the outbound allowlist, swaps, check and inspect,
+// and middleware chains.
 mod p3_serve;
