@@ -406,4 +406,14 @@ component = "auth"
     assert!(metrics.contains("membrane_instantiations_total{component=\"web\"} 6"), "{metrics}");
     assert!(metrics.contains("membrane_instantiations_total{component=\"auth\"} 7"), "{metrics}");
     assert!(server.stderr().contains("asked to trap mid-body"), "{}", server.stderr());
+    // The hop is counted like any link: 6 calls, the 2 traps among them.
+    let status = crate::util::membrane()
+        .args(["status", "--json", "--admin", &format!("http://{}", server.admin.unwrap()), "--token-file"])
+        .arg(server.admin_token_file.as_ref().expect("serve generated a token file"))
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let hop = &status["stats"]["links"][0];
+    assert_eq!((hop["from"].as_str(), hop["to"].as_str()), (Some("auth"), Some("web")), "{status}");
+    assert_eq!((hop["calls"].as_u64(), hop["errors"].as_u64()), (Some(6), Some(2)), "{status}");
 }

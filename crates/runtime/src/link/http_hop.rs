@@ -6,6 +6,7 @@
 //! the host. Chained, such links make auth -> rate limit -> app, each hop its own membrane.
 
 use super::{Components, Link};
+use crate::fault::FaultKind;
 use crate::http_p3::{self, HandlerCall};
 use crate::sandbox::SandboxState;
 use crate::wit_compat;
@@ -13,6 +14,7 @@ use http::Uri;
 use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use wasmtime::component::{Accessor, LinkerInstance, Resource};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
@@ -93,6 +95,10 @@ async fn forward<A: Components>(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // Counted like any link's calls: the dashboard and `status` show the hop's traffic.
+    let stats = link.stats.clone();
+    stats.calls.fetch_add(1, Relaxed);
+    let started = std::time::Instant::now();
     let (answered, answer) = tokio::sync::oneshot::channel();
     let call = HandlerCall {
         timeout,
@@ -100,12 +106,21 @@ async fn forward<A: Components>(
         respond: Box::new(move |answer| {
             let _ = answered.send(answer);
         }),
-        on_fault: Box::new(|_| {}),
+        on_fault: Box::new(move |fault| {
+            stats.errors.fetch_add(1, Relaxed);
+            match fault.kind {
+                FaultKind::Timeout(_) => stats.timeouts.fetch_add(1, Relaxed),
+                _ => stats.traps.fetch_add(1, Relaxed),
+            };
+        }),
         held: Box::new(()),
     };
     let task = http_p3::serve(next, store, pre, request, call);
     let answer = match answer.await {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            link.stats.record_latency(started.elapsed());
+            answer
+        }
         Err(_) => {
             let why = match task.await {
                 Ok(Err(fault)) => fault.to_string(),
