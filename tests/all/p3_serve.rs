@@ -364,6 +364,12 @@ component = "auth"
 "#,
     );
     app.check(&[]).assert_code(0).assert_stdout_has("wasi:http/handler@0.3.0 -> web");
+    let retried = TestApp::new(
+        &std::fs::read_to_string(app.manifest())
+            .unwrap()
+            .replace("to = \"web\"", "to = \"web\"\non_trap = \"retry:2\""),
+    );
+    retried.check(&[]).assert_code(79).assert_stderr_has("on_trap and circuit do not apply to a hop");
     let server = Served::start(&[
         "--metrics-listen",
         "127.0.0.1:0",

@@ -146,6 +146,19 @@ fn check_link(
             }
         }
     }
+    // A hop hands a request and its streaming body on: it cannot be sent again, or to
+    // another handler, once the body has started to flow.
+    if crate::link::http_hop::is_http_hop(&link.import) && (link.on_trap != OnTrap::Propagate || link.circuit.is_some())
+    {
+        report.error(
+            key("on_trap"),
+            format!(
+                "the link from `{}` to `{}` is a middleware's hop to the next HTTP handler; on_trap \
+                 and circuit do not apply to a hop (a streamed request cannot be sent again); remove them",
+                link.from, link.to
+            ),
+        );
+    }
     if let OnTrap::Fallback(fallback) = &link.on_trap {
         let backup = &components[fallback];
         match backup.wit.export(&link.import) {

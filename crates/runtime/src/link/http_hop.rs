@@ -116,7 +116,12 @@ async fn forward<A: Components>(
         held: Box::new(()),
     };
     let task = http_p3::serve(next, store, pre, request, call);
-    let answer = match answer.await {
+    // A middleware that stops waiting (its own client went away, it trapped) takes the
+    // next hop's request with it; once answered, the body carries the next hop's fate.
+    let pending = AbortOnDrop(task.abort_handle());
+    let answer = answer.await;
+    std::mem::forget(pending);
+    let answer = match answer {
         Ok(answer) => {
             link.stats.record_latency(started.elapsed());
             answer
@@ -136,5 +141,14 @@ async fn forward<A: Components>(
             Ok(Ok(state.table.push(response).map_err(wasmtime::Error::from)?))
         }),
         Err(code) => Ok(Err(code)),
+    }
+}
+
+/// Aborts the next hop's task if the middleware's call is dropped before it is answered.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
