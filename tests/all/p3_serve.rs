@@ -423,3 +423,55 @@ component = "auth"
     assert_eq!((hop["from"].as_str(), hop["to"].as_str()), (Some("auth"), Some("web")), "{status}");
     assert_eq!((hop["calls"].as_u64(), hop["errors"].as_u64()), (Some(6), Some(2)), "{status}");
 }
+
+/// Three hops: each middleware's next handler is itself a middleware, up to the app.
+#[test]
+fn a_chain_of_two_middlewares_passes_through_both() {
+    let app = TestApp::new(
+        r#"[app]
+name = "chain3"
+
+[component.outer]
+source = "{p3-middleware}"
+
+[component.inner]
+source = "{p3-middleware}"
+
+[component.web]
+source = "{p3-http}"
+
+[[link]]
+from = "outer"
+import = "wasi:http/handler@0.3.0"
+to = "inner"
+
+[[link]]
+from = "inner"
+import = "wasi:http/handler@0.3.0"
+to = "web"
+
+[[route]]
+path = "/"
+component = "outer"
+"#,
+    );
+    let server = Served::start(&[app.manifest().to_str().unwrap()]);
+    let addr = server.addr;
+    let headers = runtime().block_on(async move {
+        let mut sender = h2(addr).await;
+        let req = hyper::Request::get(format!("http://{addr}/deep")).header("x-token", "open-sesame");
+        let res = sender.send_request(req.body(http_body_util::Empty::new().map_err(|n| match n {}).boxed()).unwrap());
+        let res = res.await.unwrap();
+        let passed: Vec<String> =
+            res.headers().get_all("x-middleware").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (passed, String::from_utf8_lossy(&body).trim().to_string())
+    });
+    assert_eq!(
+        headers,
+        (
+            vec!["passed".to_string(), "passed".to_string()],
+            "p3 hello from /deep; request #1 of this instance".to_string()
+        )
+    );
+}
