@@ -370,6 +370,12 @@ component = "auth"
             .replace("to = \"web\"", "to = \"web\"\non_trap = \"retry:2\""),
     );
     retried.check(&[]).assert_code(79).assert_stderr_has("on_trap and circuit do not apply to a hop");
+    // The next hop must be a WASI 0.3 handler: a WASI 0.2 one is named as the problem.
+    let to_p2 = std::fs::read_to_string(app.manifest()).unwrap().replace(guests::P3_HTTP, guests::HTTP_HELLO);
+    TestApp::new(&to_p2)
+        .check(&[])
+        .assert_code(79)
+        .assert_stderr_has("component `web` does not export wasi:http/handler@0.3.0");
     let server = Served::start(&[
         "--metrics-listen",
         "127.0.0.1:0",
