@@ -93,7 +93,9 @@ impl Fixture {
     async fn web_says(&self) -> String {
         let app = self.deployment.current();
         let instances = app.instances("web").unwrap();
-        let handler = app.http_handler("web").unwrap().clone();
+        let membrane_runtime::HttpHandler::P2(handler) = app.http_handler("web").unwrap().clone() else {
+            panic!("the web component is a WASI 0.2 handler")
+        };
         let mut store = instances.new_store(&["web".into()]).unwrap();
         let proxy = handler.instantiate_async(&mut store).await.unwrap();
         use wasmtime_wasi_http::WasiHttpView;

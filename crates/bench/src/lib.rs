@@ -22,7 +22,7 @@ pub fn app_engine_settings() -> EngineSettings {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("membrane.toml");
     std::fs::write(&path, "[app]\nname = \"bench\"\n\n[component.c]\nsource = \"c.wasm\"\n").unwrap();
-    EngineSettings::for_app(&AppSpec::load(&path).unwrap())
+    EngineSettings::for_app(&AppSpec::load(&path).unwrap(), false)
 }
 
 /// A store for one instance with no grants and default limits, as the product makes it.

@@ -1,6 +1,7 @@
 //! One request: routed, admitted, answered by a fresh instance of its component in a
 //! store of its own, within the request deadline. Whatever the guest does, the client gets
-//! a response and the host keeps serving.
+//! a response and the host keeps serving. WASI 0.2 and 0.3 handlers share this path and
+//! part only where the guest is called (`spawn_guest`; WASI 0.3's side is in p3.rs).
 
 use crate::access::AccessEntry;
 use crate::body::{LimitedBody, plain};
@@ -8,9 +9,7 @@ use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use membrane_runtime::App;
-use membrane_runtime::CallError;
-use membrane_runtime::Route;
+use membrane_runtime::{App, CallError, HttpHandler, Route, SandboxState};
 use membrane_runtime::{Fault, FaultKind};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
 use std::sync::Arc;
@@ -18,11 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-type Response = http::Response<HyperOutgoingBody>;
+pub(crate) type Response = http::Response<HyperOutgoingBody>;
 
 impl Server {
     pub(crate) async fn handle(&self, request: http::Request<hyper::body::Incoming>) -> Response {
@@ -197,6 +197,23 @@ impl Server {
         request: http::Request<LimitedBody>,
         sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
     ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
+        match call.app.http_handler(&call.component).expect("routes lead to checked handlers").clone() {
+            HttpHandler::P2(pre) => self.spawn_p2(call, guest, pre, request, sender),
+            // A WASI 0.3 instance is never reused: it is always a fresh one.
+            HttpHandler::P3(pre) => Ok(self.spawn_p3(call, guest.store, pre, request, sender)),
+        }
+    }
+
+    /// [`Server::spawn_guest`] for a WASI 0.2 handler: the request and the response
+    /// outparam are resources the guest is handed.
+    fn spawn_p2(
+        &self,
+        call: Call,
+        guest: Guest,
+        pre: ProxyPre<SandboxState>,
+        request: http::Request<LimitedBody>,
+        sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
+    ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
         let Guest { mut store, reused } = guest;
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
@@ -206,7 +223,6 @@ impl Server {
         let Ok((req, out)) = prepared else {
             return Err(Refusal::new(StatusCode::BAD_REQUEST, "malformed request"));
         };
-        let pre = call.app.http_handler(&call.component).expect("routes lead to checked handlers").clone();
         let instances = call.app.instances(&call.component).expect("routes name loaded components").clone();
         let (metrics, reuse) = (self.metrics.clone(), self.reuse.clone());
         Ok(tokio::spawn(async move {
@@ -214,13 +230,7 @@ impl Server {
             let call = call;
             let served = instances
                 .enter(&mut store, call.timeout, async |store| {
-                    let fresh = reused.is_none();
-                    let _instantiation = Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-                        vec![
-                            KeyValue::new("membrane.component", call.component.clone()),
-                            KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
-                        ]
-                    });
+                    let _instantiation = instances.instantiation_span(store, reused.is_none());
                     let (proxy, uses) = match reused {
                         Some(reused) => reused,
                         None => {
@@ -304,17 +314,17 @@ impl Server {
 
 /// What a request's guest task carries: its app version (held until the guest is done),
 /// where it is going, and the permits it holds.
-struct Call {
-    app: Arc<App>,
-    component: String,
-    tenant: Option<String>,
-    timeout: Option<std::time::Duration>,
+pub(crate) struct Call {
+    pub(crate) app: Arc<App>,
+    pub(crate) component: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) timeout: Option<std::time::Duration>,
     _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 /// The store a request runs in, and the instance in it when one is reused.
 struct Guest {
-    store: wasmtime::Store<membrane_runtime::SandboxState>,
+    store: wasmtime::Store<SandboxState>,
     reused: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
 }
 

@@ -8,6 +8,7 @@ mod framing;
 mod handler;
 mod ingress;
 mod metrics;
+mod p3;
 mod reuse;
 mod server;
 mod tenants;

@@ -56,7 +56,7 @@ pub fn of_import(import: &str) -> Capability {
     } else if package.starts_with("wasi:") && !version.starts_with("0.2.") {
         return Capability::Unsatisfied {
             reason: format!(
-                "membrane links WASI 0.2 (0.2.0 to 0.2.x) and WASI 0.3.0 (for `membrane run`); \
+                "membrane links WASI 0.2 (0.2.0 to 0.2.x) and WASI 0.3.0; \
                  this component wants version {}",
                 if version.is_empty() { "(none)" } else { version }
             ),
@@ -117,7 +117,8 @@ pub fn of_import(import: &str) -> Capability {
         ("wasi:config", "store") => {
             Grant { what: "configuration values", flag: "(manifest only)", key: "component.<name>.config" }
         }
-        ("wasi:http", "outgoing-handler") => {
+        // WASI 0.2's outgoing-handler and WASI 0.3's client: one allowlist for both.
+        ("wasi:http", "outgoing-handler" | "client") => {
             Grant { what: "outbound HTTP requests", flag: "--allow-http", key: "grants.outbound_http" }
         }
         _ => Capability::Unsatisfied {
@@ -142,14 +143,15 @@ fn unsupported_p3(package: &str, interface: &str, version: &str) -> Option<Strin
     match (package, interface) {
         ("wasi:cli" | "wasi:filesystem" | "wasi:random", _)
         | ("wasi:clocks", "types" | "monotonic-clock" | "system-clock")
-        | ("wasi:sockets", "types" | "ip-name-lookup") => None,
+        | ("wasi:sockets", "types" | "ip-name-lookup")
+        | ("wasi:http", "types" | "client") => None,
         ("wasi:clocks", "timezone") => Some(format!(
             "{name} is an unstable WASI 0.3 interface (feature `clocks-timezone`) that wasmtime 48 \
              does not implement; build the component without it"
         )),
-        ("wasi:http", _) => Some(format!(
-            "{name}: WASI 0.3 HTTP is not supported by membrane yet (serving wasi:http/handler@0.3.0 \
-             and the outbound wasi:http/client@0.3.0 come later, issue #14); use wasi:http@0.2 for now"
+        ("wasi:http", "handler") => Some(format!(
+            "{name} is imported by HTTP middleware: the next handler in the chain; link it to a \
+             component that exports it with a [[link]] in membrane.toml"
         )),
         _ => Some(format!("{name} is not a WASI 0.3 interface that membrane links")),
     }
@@ -202,6 +204,8 @@ mod tests {
         ));
         assert!(matches!(of_import("wasi:clocks/system-clock@0.3.0"), Capability::Always { .. }));
         assert!(matches!(of_import("wasi:cli/types@0.3.0"), Capability::Always { .. }));
+        assert!(matches!(of_import("wasi:http/client@0.3.0"), Capability::Grant { flag: "--allow-http", .. }));
+        assert!(matches!(of_import("wasi:http/types@0.3.0"), Capability::Always { .. }));
     }
 
     #[test]
@@ -210,7 +214,7 @@ mod tests {
         assert!(!of_import("wasi:cli/environment@0.4.0").is_satisfied());
         assert!(!of_import("wasi:cli/environment@0.3.0-rc-2025-09-16").is_satisfied());
         assert!(!of_import("wasi:clocks/timezone@0.3.0").is_satisfied());
-        assert!(!of_import("wasi:http/client@0.3.0").is_satisfied());
+        assert!(!of_import("wasi:http/handler@0.3.0").is_satisfied());
         assert!(!of_import("wasi:keyvalue/store@0.2.0-draft2").is_satisfied());
         assert!(!of_import("wasi:config/store@0.2.0-draft").is_satisfied());
         assert!(!of_import("my-func").is_satisfied());

@@ -9,6 +9,7 @@
 use crate::app::{App, AppError, Build, Preloaded, Revision};
 use crate::audit::Audit;
 use crate::cache::CompileCache;
+use crate::engine::{EngineSettings, MembraneEngine};
 use crate::file::{ComponentFile, LoadError};
 use arc_swap::ArcSwap;
 use membrane_manifest::AppSpec;
@@ -210,8 +211,22 @@ impl Deployment {
         origin: String,
         action: &'static str,
     ) -> Result<Change, DeployError> {
+        // The first WASI 0.3 component of an app needs an engine with the component-model
+        // async ABI: it is compiled on one, which the new version then runs on.
+        let engine = match file.wasi_p3 && !current.engine().settings().component_model_async {
+            true => {
+                let settings = EngineSettings { component_model_async: true, ..current.engine().settings().clone() };
+                MembraneEngine::new(settings).map_err(|e| {
+                    incompatible(AppError::EngineStart {
+                        file: current.spec.file.display().to_string(),
+                        reason: format!("{e:#}"),
+                    })
+                })?
+            }
+            false => current.engine().clone(),
+        };
         let (compiled, _) = file
-            .compile(current.engine(), &self.cache)
+            .compile(&engine, &self.cache)
             .map_err(|source| DeployError::Invalid { component: component.to_string(), source })?;
         let mut spec = current.spec.clone();
         // The manifest's digest pin named the build it started with; an operator's swap
@@ -230,8 +245,14 @@ impl Deployment {
         let mut origins: BTreeMap<String, String> =
             current.revisions().iter().map(|(name, r)| (name.clone(), r.origin.clone())).collect();
         origins.insert(component.to_string(), origin);
-        let build =
-            Build { preloaded, origins, previous: Some(current), sources: self.sources.clone(), ..Build::default() };
+        let build = Build {
+            preloaded,
+            origins,
+            previous: Some(current),
+            engine: Some(engine),
+            sources: self.sources.clone(),
+            ..Build::default()
+        };
         let app = App::build(spec, &self.cache, self.audit.clone(), build).map_err(incompatible)?;
         let change = Change {
             component: component.to_string(),

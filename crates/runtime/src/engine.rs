@@ -85,9 +85,10 @@ pub struct EngineLacks(pub Vec<String>);
 impl EngineSettings {
     /// What an app needs: fuel counting if any component has a fuel limit, a stack as large
     /// as the largest limit (the stack is engine-wide in wasmtime), and pooled slots for
-    /// `[app] max_instances` instances of the largest memory and table. No component-model
-    /// async: an app cannot hold a WASI 0.3 component yet, and loading one says so.
-    pub fn for_app(spec: &membrane_manifest::AppSpec) -> EngineSettings {
+    /// `[app] max_instances` instances of the largest memory and table, and the
+    /// component-model async ABI only when `wasi_p3` (some component is a WASI 0.3 one):
+    /// a WASI 0.2-only app keeps the faster engine.
+    pub fn for_app(spec: &membrane_manifest::AppSpec, wasi_p3: bool) -> EngineSettings {
         let components = spec.components.values();
         EngineSettings {
             fuel: components.clone().any(|c| c.limits.fuel.is_some()),
@@ -101,7 +102,7 @@ impl EngineSettings {
                 max_memory: components.clone().map(|c| c.limits.memory.bytes() as usize).max().unwrap_or(0),
                 table_elements: components.map(|c| c.limits.table_elements as usize).max().unwrap_or(0),
             }),
-            component_model_async: false,
+            component_model_async: wasi_p3,
         }
     }
 

@@ -30,11 +30,10 @@ pub enum LoadError {
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error(
-        "{path} is a WASI 0.3 component; membrane runs WASI 0.3 commands on their own \
-         (`membrane run {path}`) today, and WASI 0.3 components in apps, `serve`, `swap` and \
-         links later (issue #14); to use it in an app now, build it for WASI 0.2"
+        "{path} is a WASI 0.3 component, and membrane does not support {what} for WASI 0.3 \
+         components yet (issue #14); build it for WASI 0.2 to use it there"
     )]
-    WasiP3 { path: PathBuf },
+    WasiP3 { path: PathBuf, what: String },
     #[error(
         "{path} uses {feature}, which membrane (on wasmtime 48) does not support yet; \
          build the component without it"
@@ -49,6 +48,10 @@ impl From<RegistryError> for LoadError {
         LoadError::Registry(Box::new(error))
     }
 }
+
+/// What a WASI 0.3 component lacks on an engine made without the async ABI: it happens
+/// only when the component's WASI 0.3 use went unnoticed before the engine was chosen.
+const NO_ASYNC_ENGINE: &str = "an engine without the component-model async ABI";
 
 /// Where a component's bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,15 +158,15 @@ impl ComponentFile {
 
     /// Compiles the component for `engine`, through `cache` (whose entries are keyed by the
     /// engine's settings, so a WASI 0.3 engine's code never mixes with a 0.2 one's). A WASI
-    /// 0.3 component needs an engine with the component-model async ABI, which only
-    /// `membrane run` of the component itself builds today.
+    /// 0.3 component needs an engine with the component-model async ABI, which `run` and
+    /// apps build when one of their components is a WASI 0.3 one.
     pub fn compile(
         &self,
         engine: &MembraneEngine,
         cache: &CompileCache,
     ) -> Result<(Component, CacheOutcome), LoadError> {
         if self.wasi_p3 && !engine.settings().component_model_async {
-            return Err(LoadError::WasiP3 { path: self.path.clone() });
+            return Err(LoadError::WasiP3 { path: self.path.clone(), what: NO_ASYNC_ENGINE.into() });
         }
         cache.load(engine.engine(), &self.bytes, &self.sha256).map_err(|e| {
             let reason = format!("{e:#}");
@@ -171,7 +174,7 @@ impl ComponentFile {
                 Some(feature)
                     if !self.wasi_p3 && !engine.settings().component_model_async && feature.contains("async") =>
                 {
-                    LoadError::WasiP3 { path: self.path.clone() }
+                    LoadError::WasiP3 { path: self.path.clone(), what: NO_ASYNC_ENGINE.into() }
                 }
                 Some(feature) => LoadError::Unsupported { path: self.path.clone(), feature },
                 None => LoadError::Invalid { path: self.path.clone(), reason },

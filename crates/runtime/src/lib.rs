@@ -16,6 +16,7 @@ mod deploy;
 mod engine;
 mod fault;
 mod file;
+mod http_p3;
 mod inspect;
 mod invocation;
 mod latency;
@@ -35,7 +36,9 @@ mod values;
 mod wit_compat;
 
 pub use app::check::{Problem, Report, Severity, graph_dot, graph_text};
-pub use app::{App, AppError, AppStats, Build, LinkFunction, LinkLatency, LinkStatsEntry, NotReady, Revision};
+pub use app::{
+    App, AppError, AppStats, Build, HttpHandler, LinkFunction, LinkLatency, LinkStatsEntry, NotReady, Revision,
+};
 pub use audit::{Audit, AuditEvent};
 pub use cache::{CacheOutcome, CompileCache};
 pub use command::{Command, RunError, wasi_linker};
@@ -43,6 +46,7 @@ pub use deploy::{Change, DeployError, Deployment, RevisionInfo, Source};
 pub use engine::{APP_INSTANCE_SLOTS, EngineSettings, MembraneEngine, Pooling};
 pub use fault::{Fault, FaultKind};
 pub use file::{ComponentFile, LoadError, Origin};
+pub use http_p3::{Answer, EndsWithGuest, HandlerCall, serve as serve_p3};
 pub use inspect::{Inspection, inspect};
 pub use latency::{LatencyWindow, WINDOW_SECS, WINDOWS};
 pub use link::typed::Crossing;

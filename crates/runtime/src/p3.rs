@@ -1,9 +1,10 @@
-//! WASI 0.3 (p3) commands: telling a component that needs the component-model async ABI
-//! from one that does not, linking wasmtime-wasi's WASI 0.3 behind the same grants as 0.2
-//! (one `WasiCtx` serves both), and calling `wasi:cli/run@0.3.0` through the one call path.
+//! WASI 0.3 (p3): telling a component that needs the component-model async ABI from one
+//! that does not, and linking wasmtime-wasi's and wasmtime-wasi-http's WASI 0.3 behind the
+//! same grants as 0.2 (one `WasiCtx` and one outbound HTTP policy serve both).
 //!
-//! Today only `membrane run` takes a WASI 0.3 component; apps, `serve` and links refuse one
-//! with [`crate::LoadError::WasiP3`] (issue #14 brings them next).
+//! Commands, HTTP handlers and middleware hops (`link::http_hop`) run; other links to or
+//! from a WASI 0.3 component are refused with [`crate::LoadError::WasiP3`] (issue #14
+//! brings them next).
 
 use crate::budget::NewSocket;
 use crate::budgeted_wasi::DEFAULT_BACKLOG;
@@ -121,11 +122,14 @@ fn canon_is_async(func: &CanonicalFunction) -> bool {
 }
 
 /// Adds WASI 0.3 to `linker`, beside WASI 0.2 (a Rust guest's std still imports 0.2), on
-/// the same `WasiCtx`: the grants, the socket address check and its audit are shared.
+/// the same `WasiCtx`: the grants, the socket address check and its audit are shared. The
+/// HTTP client (`wasi:http/client@0.3.0`) sends through the same hooks as 0.2's
+/// outgoing-handler, so one allowlist, address vetting and audit cover both.
 /// (WASI 0.3's `exit-with-code` is stable and linked; `wasi:clocks/timezone`, unstable,
 /// has no implementation in wasmtime-wasi 48 and stays unlinked: see `capability`.)
 pub(crate) fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
     add_budgeted_socket(linker)
 }
 

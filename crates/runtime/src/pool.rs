@@ -191,6 +191,17 @@ impl Pool {
         self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The span of making an instance for a request, when tracing is on.
+    pub fn instantiation_span(&self, store: &Store<SandboxState>, fresh: bool) -> membrane_telemetry::Span {
+        use membrane_telemetry::{KeyValue, Span, SpanKind};
+        Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
+            vec![
+                KeyValue::new("membrane.component", self.name.to_string()),
+                KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
+            ]
+        })
+    }
+
     pub fn pre(&self) -> &InstancePre<SandboxState> {
         &self.pre
     }

@@ -4,12 +4,16 @@
 //! component's instances.
 
 use super::check::Report;
-use super::load::{LoadedComponent, Preloaded, check_app, load_components_with, slot_shares};
-use super::{App, AppError, AppInner, Revision};
+use super::load::{
+    LoadedComponent, Preloaded, any_wasi_p3, check_app, compile_components, open_components, slot_shares,
+};
+use super::{App, AppError, AppInner, HttpHandler, Revision};
 use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command;
 use crate::engine::{EngineSettings, MembraneEngine};
+use crate::file::LoadError;
+use crate::link::http_hop;
 use crate::link::typed::{self, Crossing};
 use crate::link::{Link, LinkedFunc, Policy, ValCall};
 use crate::pool::Pool;
@@ -24,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, ResourceType};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Proxy handle types must differ between links, and between apps in one process.
 static NEXT_RESOURCE_TYPE: AtomicU32 = AtomicU32::new(1);
@@ -63,16 +66,19 @@ impl App {
     /// the app would run on, and the whole app checked. Errors in the report are the
     /// caller's to show; an error here is a component that could not even be loaded.
     pub fn check(spec: &AppSpec, cache: &CompileCache, sources: &Sources) -> Result<Report, AppError> {
-        let engine = engine_for(spec, &Build::default())?;
-        let loaded = load_components_with(spec, &engine, cache, &Preloaded::new(), sources)?;
+        let opened = open_components(spec, &Default::default(), sources)?;
+        let engine = engine_for(spec, any_wasi_p3(&opened), &Build::default())?;
+        let loaded = compile_components(opened, &engine, cache)?;
+        refuse_wasi_p3_links(spec, &loaded)?;
         Ok(check_app(spec, &engine, &loaded))
     }
 
     /// As [`App::load`], from what `build` already holds.
     pub fn build(spec: AppSpec, cache: &CompileCache, audit: Audit, build: Build<'_>) -> Result<App, AppError> {
-        let engine = engine_for(&spec, &build)?;
+        let opened = open_components(&spec, &build.preloaded, &build.sources)?;
+        let engine = engine_for(&spec, any_wasi_p3(&opened), &build)?;
         let configs = resolve(&spec, build.previous)?;
-        let loaded = load_components_with(&spec, &engine, cache, &build.preloaded, &build.sources)?;
+        let loaded = compile_components(opened, &engine, cache)?;
         let links = check_and_link(&spec, &engine, &loaded, &audit, build.previous)?;
         // Opened once the app is known to be sound; a new version keeps its version's store.
         let state = build.previous.map_or(build.state.clone(), |p| p.state.clone());
@@ -88,7 +94,7 @@ impl App {
         for (name, component) in &spec.components {
             let pre = prepare(&engine, name, &loaded[name].component, &links)?;
             if spec.routes.iter().any(|r| r.component == *name) {
-                let handler = ProxyPre::new(pre.clone()).map_err(|e| link_error(name, e))?;
+                let handler = HttpHandler::new(&pre).map_err(|e| link_error(name, e))?;
                 handlers.insert(name.clone(), handler);
             }
             let stats = match build.previous.and_then(|p| p.instances(name)) {
@@ -142,11 +148,12 @@ impl App {
 }
 
 /// The engine the app runs on: the version it replaces keeps its engine, and an offered
-/// one is taken, when it has what the manifest needs (fuel counting, stack, slots);
-/// otherwise a new one is made for it, so a reload that adds a fuel limit runs on an
-/// engine that counts fuel while the version before it finishes on its own.
-fn engine_for(spec: &AppSpec, build: &Build<'_>) -> Result<MembraneEngine, AppError> {
-    let needs = EngineSettings::for_app(spec);
+/// one is taken, when it has what the manifest and its components need (fuel counting,
+/// stack, slots, the component-model async ABI for a WASI 0.3 component); otherwise a new
+/// one is made for it, so a reload that adds a fuel limit or a WASI 0.3 component runs on
+/// an engine that has it while the version before it finishes on its own.
+fn engine_for(spec: &AppSpec, wasi_p3: bool, build: &Build<'_>) -> Result<MembraneEngine, AppError> {
+    let needs = EngineSettings::for_app(spec, wasi_p3);
     let offered = build.previous.map(|p| &p.engine).into_iter().chain(build.engine.as_ref());
     if let Some(engine) = offered.into_iter().find(|e| e.settings().covers(&needs).is_ok()) {
         return Ok(engine.clone());
@@ -179,6 +186,7 @@ fn check_and_link(
     audit: &Audit,
     previous: Option<&App>,
 ) -> Result<Vec<Arc<Link<AppInner>>>, AppError> {
+    refuse_wasi_p3_links(spec, loaded)?;
     let report = check_app(spec, engine, loaded);
     if !report.is_ok() {
         return Err(AppError::Check {
@@ -214,6 +222,30 @@ fn check_and_link(
         links.push(Arc::new(made));
     }
     Ok(links)
+}
+
+/// A link carries WASI 0.2 calls only, for now: the async calls, streams and futures of a
+/// WASI 0.3 component across a link are not forwarded yet, so such a link is refused
+/// before anything runs rather than failing at its first call.
+fn refuse_wasi_p3_links(spec: &AppSpec, loaded: &BTreeMap<String, LoadedComponent>) -> Result<(), AppError> {
+    for link in &spec.links {
+        let fallback = match &link.on_trap {
+            OnTrap::Fallback(f) => Some(f),
+            _ => None,
+        };
+        // A middleware's hop to the next handler is the one WASI 0.3 link there is.
+        if http_hop::is_http_hop(&link.import) {
+            continue;
+        }
+        for name in [&link.from, &link.to].into_iter().chain(fallback) {
+            if loaded[name].file.wasi_p3 {
+                let what = format!("a [[link]] ({} -> {})", link.from, link.to);
+                let path = loaded[name].file.path.clone();
+                return Err(AppError::Load { component: name.clone(), source: LoadError::WasiP3 { path, what } });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Each function of a link's interface, found in the provider (and its fallback).
@@ -273,6 +305,9 @@ fn prepare(
     links: &[Arc<Link<AppInner>>],
 ) -> Result<wasmtime::component::InstancePre<crate::sandbox::SandboxState>, AppError> {
     let mut linker = command::wasi_linker(engine.engine());
+    if engine.settings().component_model_async {
+        crate::p3::add_to_linker(&mut linker).map_err(|e| link_error(name, e))?;
+    }
     for link in links.iter().filter(|l| *l.consumer == *name) {
         let Some(ComponentItem::ComponentInstance(ty)) =
             component.component_type().get_import(engine.engine(), &link.import).map(|e| e.ty)
@@ -280,6 +315,10 @@ fn prepare(
             unreachable!("checked import")
         };
         let mut instance = linker.instance(&link.import).map_err(|e| link_error(name, e))?;
+        if http_hop::is_http_hop(&link.import) {
+            http_hop::define(&mut instance, link.clone()).map_err(|e| link_error(name, e))?;
+            continue;
+        }
         for (item_name, item) in ty.exports(engine.engine()) {
             if let ComponentItem::Resource(_) = item.ty {
                 let link = link.clone();

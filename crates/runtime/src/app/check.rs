@@ -72,8 +72,8 @@ impl Report {
     }
 }
 
-/// The export a routed component must have.
-pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.0";
+/// The exports a routed component must have one of: WASI 0.2's handler or WASI 0.3's.
+pub const HTTP_HANDLERS: [&str; 2] = ["wasi:http/incoming-handler@0.2.0", "wasi:http/handler@0.3.0"];
 
 pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Report {
     let mut report = Report::default();
@@ -146,6 +146,19 @@ fn check_link(
             }
         }
     }
+    // A hop hands a request and its streaming body on: it cannot be sent again, or to
+    // another handler, once the body has started to flow.
+    if crate::link::http_hop::is_http_hop(&link.import) && (link.on_trap != OnTrap::Propagate || link.circuit.is_some())
+    {
+        report.error(
+            key("on_trap"),
+            format!(
+                "the link from `{}` to `{}` is a middleware's hop to the next HTTP handler; on_trap \
+                 and circuit do not apply to a hop (a streamed request cannot be sent again); remove them",
+                link.from, link.to
+            ),
+        );
+    }
     if let OnTrap::Fallback(fallback) = &link.on_trap {
         let backup = &components[fallback];
         match backup.wit.export(&link.import) {
@@ -211,7 +224,10 @@ fn check_imports(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, rep
 /// that they name declared components).
 fn check_entry_and_routes(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>, report: &mut Report) {
     if let Some(entry) = &spec.app.entry
-        && !components[entry].exports.iter().any(|e| wit_compat::same_interface(e, "wasi:cli/run@0.2.0"))
+        && !components[entry]
+            .exports
+            .iter()
+            .any(|e| ["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0"].iter().any(|run| wit_compat::same_interface(e, run)))
     {
         report.error(
             "app.entry".into(),
@@ -223,11 +239,12 @@ fn check_entry_and_routes(spec: &AppSpec, components: &BTreeMap<String, Checked<
     }
     for (i, route) in spec.routes.iter().enumerate() {
         let component = &components[&route.component];
-        if !component.exports.iter().any(|e| wit_compat::same_interface(e, HTTP_HANDLER)) {
+        if !component.exports.iter().any(|e| HTTP_HANDLERS.iter().any(|h| wit_compat::same_interface(e, h))) {
             report.error(
                 format!("route[{i}].component"),
                 format!(
-                    "component `{}` cannot serve HTTP: it does not export wasi:http/incoming-handler; it exports: {}",
+                    "component `{}` cannot serve HTTP: it exports neither wasi:http/incoming-handler (WASI 0.2) \
+                     nor wasi:http/handler (WASI 0.3); it exports: {}",
                     route.component,
                     list(component.exports.iter())
                 ),

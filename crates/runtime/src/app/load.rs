@@ -27,31 +27,29 @@ pub struct LoadedComponent {
 /// unchanged components of the running version, so that nothing is read twice.
 pub type Preloaded = BTreeMap<String, (Arc<ComponentFile>, Component)>;
 
-/// Reads, verifies (digest pins, signatures) and compiles every component of `spec`,
-/// taking the components in `preloaded` as they are (compiled again when they were
-/// compiled for another engine) and resolving `oci://` sources through `sources`.
-pub(crate) fn load_components_with(
+/// A component read and verified, not yet compiled for this version's engine; with the
+/// code it was compiled to before, when it was preloaded.
+pub(crate) struct Opened {
+    file: Arc<ComponentFile>,
+    compiled: Option<Component>,
+}
+
+/// Reads and verifies (digest pins, signatures) every component of `spec`, taking the
+/// components in `preloaded` as they are and resolving `oci://` sources through `sources`.
+/// Nothing is compiled yet: what the files are (WASI 0.3 or not) decides the engine.
+pub(crate) fn open_components(
     spec: &AppSpec,
-    engine: &MembraneEngine,
-    cache: &CompileCache,
     preloaded: &Preloaded,
     sources: &Sources,
-) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
-    let mut loaded = BTreeMap::new();
+) -> Result<BTreeMap<String, Opened>, AppError> {
+    let mut opened = BTreeMap::new();
     for (name, component) in &spec.components {
-        let load_error = |source| AppError::Load { component: name.clone(), source };
         if let Some((file, compiled)) = preloaded.get(name) {
-            let wit = ComponentWit::decode(&file.bytes)
-                .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-            let component = if wasmtime::Engine::same(compiled.engine(), engine.engine()) {
-                compiled.clone()
-            } else {
-                file.compile(engine, cache).map_err(load_error)?.0
-            };
-            loaded.insert(name.clone(), LoadedComponent { file: file.clone(), component, wit });
+            opened.insert(name.clone(), Opened { file: file.clone(), compiled: Some(compiled.clone()) });
             continue;
         }
-        let file = ComponentFile::open(&component.source, sources).map_err(load_error)?;
+        let file = ComponentFile::open(&component.source, sources)
+            .map_err(|source| AppError::Load { component: name.clone(), source })?;
         if let Some(pin) = &component.digest
             && pin.0 != file.source_sha256
         {
@@ -63,10 +61,32 @@ pub(crate) fn load_components_with(
             });
         }
         verify_signature(component, &file).map_err(|source| AppError::Signature { component: name.clone(), source })?;
-        let (compiled, _) = file.compile(engine, cache).map_err(load_error)?;
+        opened.insert(name.clone(), Opened { file: Arc::new(file), compiled: None });
+    }
+    Ok(opened)
+}
+
+/// Whether any opened component is a WASI 0.3 one, which needs the component-model async ABI.
+pub(crate) fn any_wasi_p3(opened: &BTreeMap<String, Opened>) -> bool {
+    opened.values().any(|o| o.file.wasi_p3)
+}
+
+/// Compiles every opened component for `engine` through the cache (a preloaded one is
+/// taken as it is when it was compiled for this engine) and reads its WIT.
+pub(crate) fn compile_components(
+    opened: BTreeMap<String, Opened>,
+    engine: &MembraneEngine,
+    cache: &CompileCache,
+) -> Result<BTreeMap<String, LoadedComponent>, AppError> {
+    let mut loaded = BTreeMap::new();
+    for (name, Opened { file, compiled }) in opened {
+        let component = match compiled {
+            Some(compiled) if wasmtime::Engine::same(compiled.engine(), engine.engine()) => compiled,
+            _ => file.compile(engine, cache).map_err(|source| AppError::Load { component: name.clone(), source })?.0,
+        };
         let wit = ComponentWit::decode(&file.bytes)
             .map_err(|e| AppError::Wit { component: name.clone(), reason: format!("{e:#}") })?;
-        loaded.insert(name.clone(), LoadedComponent { file: Arc::new(file), component: compiled, wit });
+        loaded.insert(name, LoadedComponent { file, component, wit });
     }
     Ok(loaded)
 }

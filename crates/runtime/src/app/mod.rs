@@ -30,9 +30,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::AsContextMut;
+use wasmtime::component::InstancePre;
 use wasmtime::component::Val;
 use wasmtime::component::types::ComponentItem;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// The components and links of a running app, as links reach them.
 pub struct AppInner {
@@ -55,13 +57,32 @@ pub struct App {
     audit: Audit,
     inner: Arc<AppInner>,
     router: Router,
-    handlers: BTreeMap<String, ProxyPre<SandboxState>>,
+    handlers: BTreeMap<String, HttpHandler>,
     revisions: BTreeMap<String, Revision>,
     generation: u64,
     keyvalue: Option<Arc<KeyValue>>,
     configs: BTreeMap<String, ComponentConfig>,
     /// How the key-value store was found, for the versions that follow this one.
     state: StateOptions,
+}
+
+/// What a routed component serves HTTP with: WASI 0.2's `wasi:http/incoming-handler` or
+/// WASI 0.3's `wasi:http/handler`, ready to instantiate.
+#[derive(Clone)]
+pub enum HttpHandler {
+    P2(ProxyPre<SandboxState>),
+    P3(ServicePre<SandboxState>),
+}
+
+impl HttpHandler {
+    /// The handler `pre` exports: WASI 0.3's when it has one, else WASI 0.2's, else the
+    /// reason it has neither.
+    pub fn new(pre: &InstancePre<SandboxState>) -> wasmtime::Result<HttpHandler> {
+        match ServicePre::new(pre.clone()) {
+            Ok(p3) => Ok(HttpHandler::P3(p3)),
+            Err(_) => ProxyPre::new(pre.clone()).map(HttpHandler::P2),
+        }
+    }
 }
 
 /// Which build of a component an app version runs.
@@ -97,7 +118,7 @@ impl App {
     }
 
     /// The HTTP handler of a routed component, ready to instantiate.
-    pub fn http_handler(&self, component: &str) -> Option<&ProxyPre<SandboxState>> {
+    pub fn http_handler(&self, component: &str) -> Option<&HttpHandler> {
         self.handlers.get(component)
     }
 
@@ -342,10 +363,10 @@ mod tests {
 
     #[test]
     fn the_pool_has_the_slots_the_manifest_asks_for() {
-        let slots = |spec: &AppSpec| EngineSettings::for_app(spec).pooling.map(|p| p.instances);
+        let slots = |spec: &AppSpec| EngineSettings::for_app(spec, false).pooling.map(|p| p.instances);
         assert_eq!(slots(&spec("")), Some(crate::engine::APP_INSTANCE_SLOTS));
         assert_eq!(slots(&spec("max_instances = 10000")), Some(10_000));
         // And an engine with that many slots can be made.
-        MembraneEngine::new(EngineSettings::for_app(&spec("max_instances = 10000"))).unwrap();
+        MembraneEngine::new(EngineSettings::for_app(&spec("max_instances = 10000"), false)).unwrap();
     }
 }

@@ -26,6 +26,7 @@ use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Va
 
 mod circuit;
 mod embedded;
+pub mod http_hop;
 mod span;
 pub mod typed;
 
@@ -176,6 +177,11 @@ impl<A: Components> Link<A> {
 
     fn app(&self) -> Option<Arc<A>> {
         self.app.get().and_then(Weak::upgrade)
+    }
+
+    /// The provider's instances, while the app is running.
+    pub(crate) fn provider_pool(&self) -> Option<Arc<Pool>> {
+        self.app().map(|app| app.instances(self.provider).clone())
     }
 
     /// Whether the circuit is open (calls fail fast), for status reports.

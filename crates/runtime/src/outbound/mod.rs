@@ -77,7 +77,11 @@ impl Outbound {
             Ok(ip) => vec![SocketAddr::new(membrane_manifest::canonical(ip), port)],
             Err(_) => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
                 Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(_)) => return Err(HttpError::DestinationNotFound),
+                // A name that does not resolve is a DNS error, as wasmtime's own client and
+                // its WASI HTTP test programs have it.
+                Ok(Err(error)) => {
+                    return Err(HttpError::DnsError { rcode: Some(error.to_string()), info_code: None });
+                }
                 Err(_) => return Err(HttpError::DnsTimeout),
             },
         };
