@@ -108,3 +108,19 @@ fn memory_limits_hold_for_python_and_javascript_handlers() {
         assert_eq!(get(server.addr, "/grow?mb=1"), (200, "holding 1 MiB".into()), "{language}");
     }
 }
+
+#[test]
+fn spare_instances_made_ahead_still_serve_one_request_each_from_the_pristine_image() {
+    for (source, language) in guests() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = tenant_app(dir.path(), &source, "");
+        let server = Served::start(&["--spare-instances", "2", app.as_str()]);
+        for (i, host) in ["localhost", "alice.localhost"].iter().cycle().take(8).enumerate() {
+            let secret = format!("spare-{i}");
+            assert_eq!(get_as(server.addr, host, &format!("/set?secret={secret}")), (200, format!("stored {secret}")));
+            assert_eq!(get_as(server.addr, host, "/get"), (200, "secret: none".into()), "{language}: {host}");
+            let hello = format!("hello from /s{i} ({language}); request #1 of this instance");
+            assert_eq!(get_as(server.addr, host, &format!("/s{i}")), (200, hello));
+        }
+    }
+}

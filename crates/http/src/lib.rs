@@ -10,6 +10,7 @@ mod ingress;
 mod metrics;
 mod reuse;
 mod server;
+mod spares;
 mod tenants;
 
 pub use ingress::IngressLimits;
