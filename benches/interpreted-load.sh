@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Requests/s and p50 of the interpreted wasi:http handlers (guests/py-hello, componentize-py;
 # guests/js-hello, componentize-js) at one connection (wrk -c1), each served three ways in
-# one run: `membrane serve` with a fresh instance per request, `membrane serve
+# one run: `membrane serve` with a fresh instance per request (made on the request path, and
+# with `--spare-instances 2` made ahead), `membrane serve
 # --max-instance-reuse 1000`, and `wasmtime serve` 48.0.8 with the pooling allocator. The
 # servers take turns run by run, ROUNDS rounds; figures are the median round.
 #
@@ -19,7 +20,7 @@ rounds=${2:-3}
 
 need_deb wrk wrk
 need_wasmtime
-build_release
+[ -n "${NO_BUILD:-}" ] || build_release  # NO_BUILD=1: measure target/release as it is
 declare -A wasm
 while IFS=$'\t' read -r name path; do wasm[$name]=$path; done < <(scripts/build-interpreted-guests.sh)
 
@@ -27,14 +28,15 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 declare -A port
-servers="fresh reuse wasmtime"
+servers="fresh spares reuse wasmtime"
 for guest in py-hello js-hello; do
   for server in $servers; do
     p=$(free_port)
     port[$guest.$server]=$p
     case $server in
       # Access logging is off for the run, as wasmtime serve keeps none.
-      fresh) MEMBRANE_LOG=warn target/release/membrane serve --admin-listen off --listen "127.0.0.1:$p" "${wasm[$guest]}" ;;
+      fresh) MEMBRANE_LOG=warn target/release/membrane serve --admin-listen off --spare-instances 0 --listen "127.0.0.1:$p" "${wasm[$guest]}" ;;
+      spares) MEMBRANE_LOG=warn target/release/membrane serve --admin-listen off --spare-instances 2 --listen "127.0.0.1:$p" "${wasm[$guest]}" ;;
       reuse) MEMBRANE_LOG=warn target/release/membrane serve --admin-listen off --max-instance-reuse 1000 --listen "127.0.0.1:$p" "${wasm[$guest]}" ;;
       wasmtime) wasmtime serve -S cli -O pooling-allocator=y --addr "127.0.0.1:$p" "${wasm[$guest]}" ;;
     esac >/dev/null 2>&1 &
@@ -65,14 +67,15 @@ echo "# title: Interpreted handlers at one connection, requests/s (median of $ro
 echo "# unit: requests/s"
 for guest in py-hello js-hello; do
   echo -e "$guest, membrane fresh per request\t$(med $guest.fresh.rps)"
+  echo -e "$guest, membrane fresh, 2 spare instances\t$(med $guest.spares.rps)"
   echo -e "$guest, membrane --max-instance-reuse 1000\t$(med $guest.reuse.rps)"
   echo -e "$guest, wasmtime serve (pooling)\t$(med $guest.wasmtime.rps)"
 done
-echo "# | handler | fresh per request: req/s (p50 ms) | reuse 1000: req/s (p50 ms) | wasmtime serve: req/s (p50 ms) | fresh / reuse | fresh / wasmtime serve |"
-echo "# | --- | --- | --- | --- | --- | --- |"
+echo "# | handler | fresh per request: req/s (p50 ms) | fresh, 2 spares | reuse 1000 | wasmtime serve | fresh / reuse | fresh / wasmtime serve |"
+echo "# | --- | --- | --- | --- | --- | --- | --- |"
 for guest in py-hello js-hello; do
   f=$(med $guest.fresh.rps); r=$(med $guest.reuse.rps); w=$(med $guest.wasmtime.rps)
   ratios=$(awk -v f="$f" -v r="$r" -v w="$w" 'BEGIN { printf "%.3f | %.2fx", f / r, f / w }')
-  echo "# | $guest | $f ($(med $guest.fresh.p50)) | $r ($(med $guest.reuse.p50)) | $w ($(med $guest.wasmtime.p50)) | $ratios |"
-  echo "# rounds of $guest: fresh ${figures[$guest.fresh.rps]}/ reuse ${figures[$guest.reuse.rps]}/ wasmtime ${figures[$guest.wasmtime.rps]}"
+  echo "# | $guest | $f ($(med $guest.fresh.p50)) | $(med $guest.spares.rps) ($(med $guest.spares.p50)) | $r ($(med $guest.reuse.p50)) | $w ($(med $guest.wasmtime.p50)) | $ratios |"
+  echo "# rounds of $guest: fresh ${figures[$guest.fresh.rps]}/ spares ${figures[$guest.spares.rps]}/ reuse ${figures[$guest.reuse.rps]}/ wasmtime ${figures[$guest.wasmtime.rps]}"
 done
