@@ -14,9 +14,11 @@ need_deb() { # command package
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
 }
 
+# wasmtime-cli 48.0.8 on PATH, or built once into target/wasmtime-cli (kept with the builds).
 need_wasmtime() {
+  export PATH="$PWD/target/wasmtime-cli/bin:$PATH"
   if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-    cargo install wasmtime-cli@48.0.8 --locked
+    cargo install wasmtime-cli@48.0.8 --locked --root target/wasmtime-cli
   fi
 }
 

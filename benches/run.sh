@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one of membrane's benchmarks next to its peers and charts it.
 #
-#   benches/run.sh instantiate|link_call|serve|density|compute|startup [quick]
+#   benches/run.sh instantiate|link_call|serve|interpreted|density|compute|startup [quick]
 #
 # Writes benches/results/NAME.tsv (label<TAB>value, the figures in BENCHMARKS.md) and
 # benches/results/NAME.svg (its chart). `quick` runs with short settings, to check the
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-bench=${1:?usage: benches/run.sh instantiate|link_call|serve|density|compute|startup [quick]}
+bench=${1:?usage: benches/run.sh instantiate|link_call|serve|interpreted|density|compute|startup [quick]}
 quick=${2:-}
 results=benches/results
 mkdir -p "$results"
@@ -37,6 +37,12 @@ case $bench in
     rounds=3
     [ -n "$quick" ] && rounds=1
     benches/serve-load.sh "$seconds" "$rounds" >"$out" ;;
+  interpreted)
+    seconds=10
+    [ -n "$quick" ] && seconds=2
+    rounds=3
+    [ -n "$quick" ] && rounds=1
+    NO_BUILD=1 benches/interpreted-load.sh "$seconds" "$rounds" >"$out" ;;
   density)
     counts="1000 10000"
     [ -n "$quick" ] && counts="100"
@@ -77,7 +83,7 @@ case $bench in
 for r in json.load(open(sys.argv[1]))["results"]: print("%s\t%.3f" % (r["command"], r["mean"] * 1000))' "$json"
       done
     } >"$out" ;;
-  *) echo "unknown benchmark $bench: use instantiate|link_call|serve|density|compute|startup" >&2; exit 2 ;;
+  *) echo "unknown benchmark $bench: use instantiate|link_call|serve|interpreted|density|compute|startup" >&2; exit 2 ;;
 esac
 "$tools/bench-chart" "$out" "$results/$bench.svg"
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out"

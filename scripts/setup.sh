@@ -16,3 +16,13 @@ if ! command -v c++ >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null ||
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null; }
 fi
+
+# The interpreted guests (scripts/build-interpreted-guests.sh) need Python's venv and Node.js.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing Node.js and npm for the JavaScript guest" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+fi
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "setup: installing Python's venv for the Python guest" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+fi

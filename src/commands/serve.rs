@@ -93,6 +93,12 @@ pub struct IngressFlags {
     /// isolation between requests for speed, as `wasmtime serve`'s option does.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub max_instance_reuse: usize,
+    /// Fresh, never-used instances kept ready per component (and tenant) that serves,
+    /// made in the background so a request need not instantiate; each still serves one
+    /// request only. Default 0 (instantiate on the request path): for the interpreted
+    /// handlers measured in BENCHMARKS.md the instantiation is not what a request waits on.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub spare_instances: usize,
     /// On SIGINT or SIGTERM, how long to let requests in flight finish.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub drain_timeout: Duration,
@@ -123,6 +129,7 @@ impl IngressFlags {
             max_concurrent: self.max_concurrent.max(1),
             drain_timeout: self.drain_timeout.std(),
             max_instance_reuse: self.max_instance_reuse.max(1),
+            spare_instances: self.spare_instances,
         }
     }
 }

@@ -28,6 +28,9 @@ mod crossing;
 mod isolation;
 // `membrane serve`: routing, isolation per request, outbound grants, ingress limits, faults.
 mod serve;
+// Python (componentize-py) and JavaScript (componentize-js) handlers: fresh per request,
+// isolated, hot-swapped and held to their memory limits like Rust ones.
+mod interpreted;
 // OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.
 mod trace;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// An app serving `web` at `/` from `source`.
-fn web_app(dir: &Path, source: &str) -> PathBuf {
+pub(crate) fn web_app(dir: &Path, source: &str) -> PathBuf {
     let manifest = dir.join("membrane.toml");
     std::fs::write(
         &manifest,
@@ -23,7 +23,7 @@ fn web_app(dir: &Path, source: &str) -> PathBuf {
 }
 
 /// `membrane <verb> --admin URL --token-file F <args>` against `server`.
-fn admin_cli(server: &Served, verb: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn admin_cli(server: &Served, verb: &str, args: &[&str]) -> std::process::Output {
     membrane()
         .arg(verb)
         .args(["--admin", &format!("http://{}", server.admin.unwrap())])

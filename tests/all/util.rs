@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub use membrane_test_guests as guests;
@@ -35,6 +35,30 @@ impl Outcome {
         assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
         self
     }
+}
+
+/// An interpreted guest (`py-hello`, `js-hello`): its component, built from `guests/<name>`
+/// on first use by `scripts/build-interpreted-guests.sh`, which installs the pinned
+/// componentize-py and componentize-js under `target/` when missing and keeps the builds
+/// there, so later runs are offline and take no time.
+pub fn interpreted_guest(name: &str) -> String {
+    static BUILT: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-interpreted-guests.sh");
+        let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("running bash");
+        assert!(out.status.success(), "{} failed; run it by hand to see why", script.display());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(n, p)| (n.to_string(), p.to_string()))
+            .collect()
+    });
+    built
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no interpreted guest named {name}; built: {built:?}"))
 }
 
 /// A cache shared by the tests, so each guest is compiled once per test run.

@@ -160,21 +160,30 @@ impl Server {
     }
 
     /// The store the request runs in: a fresh one with `limits` (the component's, narrowed
-    /// by the tenant), or, with instance reuse on, an idle instance of the same app
-    /// version and tenant (reuse.rs).
+    /// by the tenant), a spare made ahead with the same limits and never used (spares.rs),
+    /// or, with instance reuse on, an idle instance of the same app version and tenant
+    /// (reuse.rs).
     fn instance_for(
         &self,
-        app: &App,
+        app: &Arc<App>,
         component: &str,
         tenant: Option<&str>,
         limits: &membrane_manifest::Limits,
     ) -> Result<Guest, Refusal> {
         if let Some(idle) = self.reuse.take(component, app.generation(), tenant) {
-            return Ok(Guest { store: idle.store, reused: Some((idle.proxy, idle.uses)) });
+            return Ok(Guest { store: idle.store, instance: Some((idle.proxy, idle.uses)) });
+        }
+        if let Some(spare) = self.spares.take(app, component, tenant, limits) {
+            return Ok(Guest { store: spare.store, instance: Some((spare.proxy, 0)) });
         }
         let instances = app.instances(component).expect("routes name loaded components");
-        match instances.new_store_with(&[component.to_string()], limits) {
-            Ok(store) => Ok(Guest { store, reused: None }),
+        let mut made = instances.new_store_with(&[component.to_string()], limits);
+        // Spares hold slots of the component's share: a request comes first.
+        if matches!(made, Err(CallError::NoSlot { .. })) && self.spares.release(component) {
+            made = instances.new_store_with(&[component.to_string()], limits);
+        }
+        match made {
+            Ok(store) => Ok(Guest { store, instance: None }),
             // This component has all its pool slots in use; others still have theirs.
             Err(full @ CallError::NoSlot { .. }) => {
                 tracing::warn!(component, "{full}");
@@ -214,7 +223,7 @@ impl Server {
         request: http::Request<LimitedBody>,
         sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
     ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
-        let Guest { mut store, reused } = guest;
+        let Guest { mut store, instance } = guest;
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
@@ -230,9 +239,14 @@ impl Server {
             let call = call;
             let served = instances
                 .enter(&mut store, call.timeout, async |store| {
-                    let _instantiation = instances.instantiation_span(store, reused.is_none());
-                    let (proxy, uses) = match reused {
-                        Some(reused) => reused,
+                    let how = match &instance {
+                        None => "fresh",
+                        Some((_, 0)) => "spare",
+                        Some(_) => "reused",
+                    };
+                    let _instantiation = instances.instantiation_span(store, how);
+                    let (proxy, uses) = match instance {
+                        Some(instance) => instance,
                         None => {
                             let proxy = pre.instantiate_async(&mut *store).await?;
                             instances.count_instantiation();
@@ -322,10 +336,11 @@ pub(crate) struct Call {
     _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
-/// The store a request runs in, and the instance in it when one is reused.
+/// The store a request runs in, and the instance in it when one was made before the
+/// request (a spare, with no uses, or a reused one): with the requests it has handled.
 struct Guest {
     store: wasmtime::Store<SandboxState>,
-    reused: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
+    instance: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
 }
 
 /// The request's server span (HTTP semantic conventions), joining the trace its

@@ -20,6 +20,8 @@ pub struct IngressLimits {
     pub drain_timeout: Duration,
     /// Requests one instance may handle; 1 (the default) means a fresh instance for each.
     pub max_instance_reuse: usize,
+    /// Never-used instances made ahead per component and tenant (spares.rs); 0 for none.
+    pub spare_instances: usize,
 }
 
 impl Default for IngressLimits {
@@ -33,6 +35,7 @@ impl Default for IngressLimits {
             max_concurrent: 512,
             drain_timeout: Duration::from_secs(30),
             max_instance_reuse: 1,
+            spare_instances: 0,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Server {
     pub(crate) tenants: Tenants,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reuse: Arc<Reuse>,
+    pub(crate) spares: Arc<crate::spares::Spares>,
 }
 
 impl Server {
@@ -39,7 +40,8 @@ impl Server {
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
         let tenants = Tenants::new(&app.spec.tenants);
         let reuse = Arc::new(Reuse::new(limits.max_instance_reuse));
-        Ok(Server { deployment, limits, permits, tenants, metrics: Arc::default(), reuse })
+        let spares = Arc::new(crate::spares::Spares::new(limits.spare_instances));
+        Ok(Server { deployment, limits, permits, tenants, metrics: Arc::default(), reuse, spares })
     }
 
     pub fn deployment(&self) -> &Arc<Deployment> {

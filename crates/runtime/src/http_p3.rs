@@ -59,7 +59,7 @@ pub fn serve(
         let (finished, finished_rx) = tokio::sync::oneshot::channel();
         let served = instances
             .enter(&mut store, timeout, async |store| {
-                let instantiation = instances.instantiation_span(store, true);
+                let instantiation = instances.instantiation_span(store, "fresh");
                 let service = pre.instantiate_async(&mut *store).await?;
                 instances.count_instantiation();
                 drop(instantiation);

@@ -192,13 +192,10 @@ impl Pool {
     }
 
     /// The span of making an instance for a request, when tracing is on.
-    pub fn instantiation_span(&self, store: &Store<SandboxState>, fresh: bool) -> membrane_telemetry::Span {
+    pub fn instantiation_span(&self, store: &Store<SandboxState>, how: &'static str) -> membrane_telemetry::Span {
         use membrane_telemetry::{KeyValue, Span, SpanKind};
         Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-            vec![
-                KeyValue::new("membrane.component", self.name.to_string()),
-                KeyValue::new("membrane.instance", if fresh { "fresh" } else { "reused" }),
-            ]
+            vec![KeyValue::new("membrane.component", self.name.to_string()), KeyValue::new("membrane.instance", how)]
         })
     }
 
