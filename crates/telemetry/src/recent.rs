@@ -61,7 +61,8 @@ struct Kept {
     open: HashMap<TraceId, Open>,
     /// Open traces in the order they were first seen, to forget the oldest.
     order: VecDeque<TraceId>,
-    finished: VecDeque<TraceView>,
+    /// As their spans ended: a tree is made only of those the dashboard asks for.
+    finished: VecDeque<Open>,
 }
 
 /// Keeps the recent traces; registered beside the exporting processor. Clones share them.
@@ -74,10 +75,16 @@ impl Recent {
     /// The `n` slowest of the recent traces, slowest first.
     pub(crate) fn slowest(&self, n: usize) -> Vec<TraceView> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let mut traces: Vec<TraceView> = kept.finished.iter().cloned().collect();
-        traces.sort_by_key(|t| std::cmp::Reverse(t.duration_us));
-        traces.truncate(n);
-        traces
+        let mut traces: Vec<&Open> = kept.finished.iter().collect();
+        traces.sort_by_key(|t| std::cmp::Reverse(t.duration()));
+        traces.into_iter().take(n).map(view).collect()
+    }
+}
+
+impl Open {
+    /// How long the finished trace took: its root span's duration (the root ends last).
+    fn duration(&self) -> Duration {
+        self.spans.last().and_then(|root| root.end_time.duration_since(root.start_time).ok()).unwrap_or_default()
     }
 }
 
@@ -111,7 +118,7 @@ impl SpanProcessor for Recent {
             if kept.finished.len() == KEPT_TRACES {
                 kept.finished.pop_front();
             }
-            kept.finished.push_back(view(open));
+            kept.finished.push_back(open);
         }
     }
 
@@ -126,8 +133,9 @@ impl SpanProcessor for Recent {
 
 /// A finished trace as a tree: the root (the last span to end) first, each span after
 /// its parent, siblings in the order they started.
-fn view(open: Open) -> TraceView {
-    let Open { mut spans, left_out } = open;
+fn view(open: &Open) -> TraceView {
+    let mut spans = open.spans.clone();
+    let left_out = open.left_out;
     let root = spans.pop().expect("a finished trace has its root");
     spans.sort_by_key(|s| s.start_time);
     let origin = root.start_time;
