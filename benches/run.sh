@@ -30,7 +30,19 @@ criterion() { # bench group unit title
 case $bench in
   instantiate) criterion instantiate instantiate us "A fresh instance from InstancePre (median, µs)" ;;
   link_call) criterion link_call call ns "One call (median, ns per call)" ;;
-  compute) criterion compute compute ms "Compute kernels (median, ms)" ;;
+  compute)
+    # The same guest built with wasm SIMD (wasmtime compiles it to SSE/AVX), in the same
+    # run; then the native kernels again with sha2's portable code (no SHA-NI).
+    simd=target/simd128-guests
+    CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --release \
+      --manifest-path guests/Cargo.toml -p bench-kernels --target wasm32-wasip2 --target-dir "$simd"
+    BENCH_KERNELS_SIMD128=$PWD/$simd/wasm32-wasip2/release/bench_kernels.wasm \
+      criterion compute compute ms "Compute kernels (median, ms)"
+    args=()
+    [ -n "$quick" ] && args=(--warm-up-time 0.2 --measurement-time 0.5)
+    cargo bench --quiet -p membrane -p membrane-bench --features membrane-bench/soft-kernels --bench compute -- \
+      --noplot "${args[@]}" 'native, sha2 soft' >&2
+    { echo "# title: Compute kernels (median, ms)"; echo "# unit: ms"; echo "# log"; "$tools/bench-criterion" target/criterion compute ms; } >"$out" ;;
   serve)
     seconds=10
     [ -n "$quick" ] && seconds=2

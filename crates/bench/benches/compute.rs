@@ -3,6 +3,12 @@
 //! records parsed and serialized, an e-mail regex over 4 MiB of log text. The component is
 //! a singleton of an app, called as the host calls any export; its inputs are made once, as
 //! the native side's are. Run with `benches/run.sh compute`.
+//!
+//! Two variants separate missing CPU extensions from code quality: with
+//! `BENCH_KERNELS_SIMD128` naming the same guest built with `-C target-feature=+simd128`, its
+//! rows join the run ("membrane, simd128"); built with the `soft-kernels` feature, the
+//! native rows use sha2's portable code instead of the CPU's SHA extensions ("native,
+//! sha2 soft").
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use membrane_bench::load_app;
@@ -36,14 +42,37 @@ fn compute(c: &mut Criterion) {
     assert_eq!(call("json", JSON_RECORDS), vec![Val::U32(kernels::json_roundtrip(&doc) as u32)]);
     assert_eq!(call("regex", TEXT_LEN), vec![Val::U32(kernels::regex_count(&re, &text) as u32)]);
 
+    let runtime = &runtime;
+    let simd = std::env::var("BENCH_KERNELS_SIMD128").ok().map(|path| {
+        let app = load_app(
+            dir.path(),
+            &format!("[app]\nname = \"simd\"\n\n[component.kernels]\nsource = {path:?}\ninstances = \"singleton\"\n"),
+        );
+        let call =
+            move |func: &str, arg: u32| runtime.block_on(app.call("kernels", KERNELS, func, &[Val::U32(arg)])).unwrap();
+        assert_eq!(call("sha256", SHA_LEN), vec![Val::String(kernels::sha256(&bytes))]);
+        call
+    });
+    let native = if cfg!(feature = "soft-kernels") { "native, sha2 soft" } else { "native" };
+
     let mut group = c.benchmark_group("compute");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    group.bench_function("sha256 16 MiB: native", |b| b.iter(|| kernels::sha256(black_box(&bytes))));
-    group.bench_function("sha256 16 MiB: membrane", |b| b.iter(|| call("sha256", SHA_LEN)));
-    group.bench_function("JSON 10k records: native", |b| b.iter(|| kernels::json_roundtrip(black_box(&doc))));
-    group.bench_function("JSON 10k records: membrane", |b| b.iter(|| call("json", JSON_RECORDS)));
-    group.bench_function("regex 4 MiB: native", |b| b.iter(|| kernels::regex_count(&re, black_box(&text))));
-    group.bench_function("regex 4 MiB: membrane", |b| b.iter(|| call("regex", TEXT_LEN)));
+    let kernels: [(&str, &str, u32); 3] = [
+        ("sha256 16 MiB", "sha256", SHA_LEN),
+        ("JSON 10k records", "json", JSON_RECORDS),
+        ("regex 4 MiB", "regex", TEXT_LEN),
+    ];
+    for (name, func, arg) in kernels {
+        group.bench_function(format!("{name}: {native}"), |b| match func {
+            "sha256" => b.iter(|| kernels::sha256(black_box(&bytes))),
+            "json" => b.iter(|| kernels::json_roundtrip(black_box(&doc))),
+            _ => b.iter(|| kernels::regex_count(&re, black_box(&text))),
+        });
+        group.bench_function(format!("{name}: membrane"), |b| b.iter(|| call(func, arg)));
+        if let Some(simd) = &simd {
+            group.bench_function(format!("{name}: membrane, simd128"), |b| b.iter(|| simd(func, arg)));
+        }
+    }
     group.finish();
 }
 

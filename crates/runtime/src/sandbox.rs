@@ -132,6 +132,9 @@ pub(crate) struct Embedded {
     /// The call chain while it runs, and the consumer's it extends: made once, not per call,
     /// while the consumer is called from the same place.
     pub(crate) chain: Option<(CallChain, CallChain)>,
+    /// The provider's functions called so far, found once: a lookup by export index
+    /// searches the compiled functions on every call.
+    pub(crate) funcs: Vec<(wasmtime::component::ComponentExportIndex, wasmtime::component::Func)>,
 }
 
 impl SandboxState {

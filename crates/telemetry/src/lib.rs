@@ -84,13 +84,9 @@ impl Telemetry {
             .map_err(|e| refused(e.to_string()))?;
         let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
         let resource = Resource::builder().with_service_name(name.unwrap_or_else(|| "membrane".into())).build();
-        let processor = export::BoundedBatch::start(exporter, &resource, QUEUE_SPANS);
         let recent = recent::Recent::default();
-        let provider = SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_span_processor(processor)
-            .with_span_processor(recent.clone())
-            .build();
+        let processor = export::BoundedBatch::start(exporter, &resource, QUEUE_SPANS, recent.clone());
+        let provider = SdkTracerProvider::builder().with_resource(resource).with_span_processor(processor).build();
         let _ = RECENT.set(recent);
         TRACER.set(provider.tracer("membrane")).map_err(|_| TelemetryError::AlreadyOn)?;
         Ok(Some(Telemetry { provider }))

@@ -3,8 +3,7 @@
 //! Bounded everywhere: traces still open, spans per trace, traces kept.
 
 use opentelemetry::trace::{Status, TraceId};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::SpanData;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -65,7 +64,7 @@ struct Kept {
     finished: VecDeque<Open>,
 }
 
-/// Keeps the recent traces; registered beside the exporting processor. Clones share them.
+/// Keeps the recent traces, fed by the export thread. Clones share them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Recent {
     kept: Arc<Mutex<Kept>>,
@@ -88,13 +87,10 @@ impl Open {
     }
 }
 
-impl SpanProcessor for Recent {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
+impl Recent {
+    /// Takes a sampled span that ended; the export thread hands each one over before it
+    /// sends its batch, so keeping them costs the request path nothing.
+    pub(crate) fn record(&self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote;
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -120,14 +116,6 @@ impl SpanProcessor for Recent {
             }
             kept.finished.push_back(open);
         }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }
 

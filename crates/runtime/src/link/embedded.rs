@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::{Func, Val};
+use wasmtime::component::{ComponentExportIndex, Func, Val};
 use wasmtime::{AsContextMut, StoreContextMut};
 
 /// A call into a function of a provider in the caller's own store.
@@ -75,8 +75,7 @@ impl<A: Components> Link<A> {
         };
         let outcome = match at {
             Ok(at) => {
-                let instance = store.data().embedded[at].instance;
-                let export = instance.get_func(&mut *store, self.funcs[func].provider);
+                let export = self.provider_func(store, at, self.funcs[func].provider);
                 self.enter(store.data_mut(), at, span.context());
                 let outcome = match export {
                     Some(export) => call.invoke(store.as_context_mut(), export).await,
@@ -90,6 +89,23 @@ impl<A: Components> Link<A> {
         self.stats.record_latency(started, started.elapsed());
         span.end(&outcome, false);
         outcome.map_err(|error| self.failed(self.error(func, error)))
+    }
+
+    /// The function `index` of the provider at `at`, found at its first call.
+    fn provider_func(
+        &self,
+        store: &mut StoreContextMut<'_, SandboxState>,
+        at: usize,
+        index: ComponentExportIndex,
+    ) -> Option<Func> {
+        let embedded = &store.data().embedded[at];
+        if let Some((_, func)) = embedded.funcs.iter().find(|(i, _)| *i == index) {
+            return Some(*func);
+        }
+        let instance = embedded.instance;
+        let func = instance.get_func(&mut *store, index)?;
+        store.data_mut().embedded[at].funcs.push((index, func));
+        Some(func)
     }
 
     /// The provider failed in the consumer's store: classified, audited and counted as its
@@ -122,7 +138,7 @@ impl<A: Components> Link<A> {
         let instance = made.map_err(|error| self.provider_fault(store.data(), provider, &error))?;
         provider.count_instantiation();
         let embedded = &mut store.data_mut().embedded;
-        embedded.push(Embedded { provider: self.provider, instance, reach, chain: None });
+        embedded.push(Embedded { provider: self.provider, instance, reach, chain: None, funcs: Vec::new() });
         Ok(embedded.len() - 1)
     }
 
