@@ -435,3 +435,30 @@ fn a_retried_link_call_is_one_span_with_its_retries() {
     let events: Vec<&str> = link.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(events, ["attempt failed", "retry", "attempt failed", "retry"]);
 }
+
+#[test]
+fn a_link_call_cut_off_by_its_timeout_ends_its_span_as_a_timeout() {
+    let collector = Collector::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = crate::compose::flaky_app(state.path(), "timeout = \"200ms\"");
+    let manifest = app.manifest();
+    crate::util::membrane_with([
+        "run",
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        manifest.to_str().unwrap(),
+        "--",
+        "spin-then-ok",
+    ])
+    .assert_code(87)
+    .assert_stderr_has("timed out: the component ran longer than its 200ms wall-clock limit");
+    let run = collector.span("run test");
+    let spans = collector.trace(&hex(&run.trace_id), "run test");
+    let link = spans.iter().find(|s| attribute(s, "membrane.link.function") == string("spin")).expect("the link span");
+    assert_eq!(link.name, "caller -> provider spin");
+    assert_eq!(link.parent_span_id, run.span_id);
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("timeout"));
+    assert_eq!(attribute(link, "membrane.trap.kind"), string("timeout"));
+    let status = link.status.as_ref().expect("a failed span has a status");
+    assert!(status.message.contains("200ms"), "the status names the limit: {}", status.message);
+}

@@ -329,17 +329,23 @@ fn calls(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(10);
     // LINK_MAX_KIB caps the sizes, for a build whose link would take seconds per call.
     let max_kib: u32 = std::env::var("LINK_MAX_KIB").ok().and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
-    for kib in [1u32, 16, 256, 1024, 4096, 16384].into_iter().filter(|kib| *kib <= max_kib) {
-        group.bench_function(format!("{kib} KiB list<u8>: membrane link"), |b| {
-            b.iter_custom(|n| {
-                timed(n, |n| drop(call(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(kib * 1024)])))
-            })
-        });
-        group.bench_function(format!("{kib} KiB list<u8>: membrane link, one store"), |b| {
-            b.iter_custom(|n| {
-                timed(n, |n| drop(in_store(PAYLOAD_DRIVER, "bytes-calls", &[Val::U32(n), Val::U32(kib * 1024)])))
-            })
-        });
+    // Lists of u8 and u32 (typed paths) to 16 MiB; records (the dynamic path, one `Val` a
+    // field) to 1 MiB, beyond which a call takes tens of milliseconds.
+    let lists: [(&str, &str, u32, u32); 3] = [
+        ("list<u8>", "bytes-calls", 1, 16384),
+        ("list<u32>", "words-calls", 4, 16384),
+        ("list<record>", "rows-calls", ROW_SIZE, 1024),
+    ];
+    for (ty, driver, element, up_to) in lists {
+        for kib in [1u32, 16, 256, 1024, 4096, 16384].into_iter().filter(|kib| *kib <= max_kib.min(up_to)) {
+            let len = kib * 1024 / element;
+            group.bench_function(format!("{kib} KiB {ty}: membrane link"), |b| {
+                b.iter_custom(|n| timed(n, |n| drop(call(PAYLOAD_DRIVER, driver, &[Val::U32(n), Val::U32(len)]))))
+            });
+            group.bench_function(format!("{kib} KiB {ty}: membrane link, one store"), |b| {
+                b.iter_custom(|n| timed(n, |n| drop(in_store(PAYLOAD_DRIVER, driver, &[Val::U32(n), Val::U32(len)]))))
+            });
+        }
     }
     group.finish();
 }
