@@ -29,8 +29,17 @@ pub fn app_engine_settings() -> EngineSettings {
 pub fn new_store(engine: &MembraneEngine) -> Store<SandboxState> {
     let audit = Audit::default();
     let state = membrane_runtime::ComponentState::none("bench", &audit);
-    membrane_runtime::new_store(engine.engine(), "bench", &Grants::default(), &Limits::default(), &[], &audit, &state)
-        .unwrap()
+    membrane_runtime::new_store(
+        engine.engine(),
+        engine.settings().fuel,
+        "bench",
+        &Grants::default(),
+        &Limits::default(),
+        &[],
+        &audit,
+        &state,
+    )
+    .unwrap()
 }
 
 /// Resident and proportional set size of process `pid` (or this process), in bytes, from

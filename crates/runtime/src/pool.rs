@@ -131,6 +131,8 @@ pub struct Pool {
     pub(crate) restart: RestartPolicy,
     pub(crate) stats: Arc<ComponentStats>,
     engine: Engine,
+    /// Whether the engine counts fuel (asked once: wasmtime answers "no" with an error).
+    fuel_metered: bool,
     pre: InstancePre<SandboxState>,
     audit: Audit,
     state: ComponentState,
@@ -163,6 +165,7 @@ impl Pool {
             InstanceMode::Pool(n) => n as usize,
             _ => tokio::sync::Semaphore::MAX_PERMITS,
         };
+        let fuel_metered = Store::new(&engine, ()).get_fuel().is_ok();
         Pool {
             name,
             mode,
@@ -170,6 +173,7 @@ impl Pool {
             limits,
             restart,
             stats,
+            fuel_metered,
             engine,
             pre,
             audit,
@@ -236,8 +240,16 @@ impl Pool {
     /// that cannot be honoured is returned as it is, for `membrane run` to report as the
     /// user's to fix.
     pub(crate) fn open_store(&self, args: &[String], limits: &Limits) -> Result<Store<SandboxState>, GrantError> {
-        let mut store =
-            sandbox::new_store(&self.engine, &self.name, &self.grants, limits, args, &self.audit, &self.state)?;
+        let mut store = sandbox::new_store(
+            &self.engine,
+            self.fuel_metered,
+            &self.name,
+            &self.grants,
+            limits,
+            args,
+            &self.audit,
+            &self.state,
+        )?;
         store.data_mut().limiter.report_to(self.stats.clone());
         Ok(store)
     }

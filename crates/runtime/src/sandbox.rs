@@ -221,8 +221,10 @@ impl Drop for HeldProxies {
 }
 
 /// Builds the store for one instance of `component`: WASI from `grants`, `limits` enforced.
+#[allow(clippy::too_many_arguments)]
 pub fn new_store(
     engine: &wasmtime::Engine,
+    fuel_metered: bool,
     component: &str,
     grants: &Grants,
     limits: &Limits,
@@ -256,11 +258,15 @@ pub fn new_store(
     // An engine counts fuel for every store once any component of the app has a fuel
     // limit; a store that starts with none would trap at its first instruction. (An engine
     // without fuel refuses `set_fuel`, and `App::build` refuses a fuel limit on it.)
+    // `fuel_metered` says whether the engine counts fuel: asking the store each time would
+    // make (and, with RUST_BACKTRACE set, unwind for) an error on every store of an engine
+    // that does not.
     match limits.fuel {
         Some(fuel) => store.set_fuel(fuel).map_err(|_| GrantError::Fuel { component: component.to_string() })?,
-        None => {
-            let _ = store.set_fuel(u64::MAX);
+        None if fuel_metered => {
+            store.set_fuel(u64::MAX).map_err(|_| GrantError::Fuel { component: component.to_string() })?
         }
+        None => {}
     }
     let cpu_limit = limits.cpu.map(|d| d.std());
     // Every tick: stop a guest over its CPU budget, else yield so the executor can run
