@@ -462,3 +462,39 @@ fn a_link_call_cut_off_by_its_timeout_ends_its_span_as_a_timeout() {
     let status = link.status.as_ref().expect("a failed span has a status");
     assert!(status.message.contains("200ms"), "the status names the limit: {}", status.message);
 }
+
+/// A call the open circuit refuses never reaches the provider: its span ends as
+/// `circuit_open`, with no instance made under it.
+#[test]
+fn a_link_call_refused_by_the_open_circuit_ends_its_span_as_circuit_open() {
+    let collector = Collector::start();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs-web");
+    let text = std::fs::read_to_string(examples.join("membrane.toml"))
+        .unwrap()
+        .replace("../../guests/", &format!("{}/guests/", env!("CARGO_MANIFEST_DIR")))
+        .replace("on_trap = \"fallback:plain\"", "circuit = { failures = 1, cooldown = \"60s\" }");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("membrane.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let server = Served::start(&["--otlp-endpoint", &collector.endpoint(), manifest.to_str().unwrap()]);
+
+    // The renderer traps once: the circuit opens.
+    let trapped = "1af7651916cd43dd8448eb211c80319c";
+    request_in_trace(server.addr, "/?doc=%3Cscript%3Ealert(1)%3C/script%3E", trapped);
+    let spans = collector.trace(trapped, "GET /");
+    assert_eq!(attribute(only(&spans, "web -> fancy render", None), "membrane.link.outcome"), string("trap"));
+
+    // The next call is refused before it reaches the renderer.
+    let refused = "2af7651916cd43dd8448eb211c80319c";
+    request_in_trace(server.addr, "/?doc=%23+Hello", refused);
+    let spans = collector.trace(refused, "GET /");
+    let link = only(&spans, "web -> fancy render", None);
+    assert_eq!(link.parent_span_id, only(&spans, "GET /", None).span_id);
+    assert_eq!(attribute(link, "membrane.link.outcome"), string("circuit_open"));
+    assert!(link.status.as_ref().is_some_and(|s| !s.message.is_empty()), "the refusal says why");
+    assert!(
+        spans.iter().all(|s| attribute(s, "membrane.component") != string("fancy")),
+        "no renderer instance is made: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
