@@ -24,7 +24,6 @@ need_wasmtime
 declare -A wasm
 while IFS=$'\t' read -r name path; do wasm[$name]=$path; done < <(scripts/build-interpreted-guests.sh)
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 declare -A port
@@ -55,13 +54,10 @@ for round in $(seq "$rounds"); do
     order=$servers
     (( round % 2 == 0 )) && order=$(tr ' ' '\n' <<<"$servers" | tac | tr '\n' ' ')
     for server in $order; do
-      read -r rps p50 _ < <(wrk_run "${port[$guest.$server]}" 1)
-      figures[$guest.$server.rps]+="$rps "
-      figures[$guest.$server.p50]+="$p50 "
+      wrk_figures "$guest.$server" "${port[$guest.$server]}" 1
     done
   done
 done
-med() { tr ' ' '\n' <<<"${figures[$1]}" | grep . | median; }
 
 echo "# title: Interpreted handlers at one connection, requests/s (median of $rounds rounds)"
 echo "# unit: requests/s"

@@ -48,3 +48,18 @@ wrk_run() { # port connections [path]
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# A free port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wrk_run's "rps p50 p99" appended to the caller's associative array `figures`, under
+# KEY.rps, KEY.p50 and KEY.p99; `med KEY.rps` is then the median of the runs.
+wrk_figures() { # key port connections [path]
+  local key=$1 rps p50 p99
+  shift
+  read -r rps p50 p99 < <(wrk_run "$@")
+  figures[$key.rps]+="$rps "
+  figures[$key.p50]+="$p50 "
+  figures[$key.p99]+="$p99 "
+}
+med() { tr ' ' '\n' <<<"${figures[$1]}" | grep . | median; }

@@ -20,7 +20,6 @@ need_wasmtime
 build_release
 component=guests/target/wasm32-wasip2/release/http_hello.wasm
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 membrane_port=$(free_port)
 wasmtime_port=$(free_port)
 # Access logging is off for the run, as wasmtime serve keeps none.
@@ -43,14 +42,10 @@ for round in $(seq "$rounds"); do
     for server in $order; do
       port=$membrane_port
       [ "$server" = wasmtime ] && port=$wasmtime_port
-      read -r rps p50 p99 < <(wrk_run "$port" "$connections")
-      figures[$server.$connections.rps]+="$rps "
-      figures[$server.$connections.p50]+="$p50 "
-      figures[$server.$connections.p99]+="$p99 "
+      wrk_figures "$server.$connections" "$port" "$connections"
     done
   done
 done
-med() { tr ' ' '\n' <<<"${figures[$1]}" | grep . | median; }
 
 echo "# title: Requests/s, one instance per request (median of $rounds rounds)"
 echo "# unit: requests/s"

@@ -19,7 +19,6 @@ rounds=${2:-3}
 
 need_deb wrk wrk
 build_release
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The receiver takes each OTLP/HTTP export (protobuf) and answers 200, as a collector does.
 receiver_port=$(free_port)
@@ -66,14 +65,10 @@ measure() { # title app path
     for connections in 1 8; do
       for i in 0 1 2; do
         local server=${servers[$(( (i + round) % 3 ))]}
-        read -r rps p50 p99 < <(wrk_run "${ports[$server]}" "$connections" "$path")
-        figures[$server.$connections.rps]+="$rps "
-        figures[$server.$connections.p50]+="$p50 "
-        figures[$server.$connections.p99]+="$p99 "
+        wrk_figures "$server.$connections" "${ports[$server]}" "$connections" "$path"
       done
     done
   done
-  med() { tr ' ' '\n' <<<"${figures[$1]}" | grep . | median; }
   echo "# $title"
   echo "# | connections | tracing | req/s | ratio to off | p50 / p99 (ms) |"
   echo "# | --- | --- | --- | --- | --- |"

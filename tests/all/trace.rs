@@ -6,7 +6,7 @@
 //! requests nothing; its spans are dropped and counted.
 
 use crate::state::http as request;
-use crate::util::{Served, guests};
+use crate::util::{Outcome, Served, guests};
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -406,59 +406,47 @@ fn a_run_of_an_app_is_one_trace_with_its_link_calls_under_it() {
     assert!(links.iter().any(|l| l.span_id == fallback.parent_span_id));
 }
 
+/// Runs the flaky app, its faults link set with `faults_link`, traced into a collector
+/// with `check` applied to the run's outcome; gives the span of the link call to
+/// `function`, which is a child of the run's span.
+fn flaky_link_span(faults_link: &str, args: &[&str], function: &str, check: impl FnOnce(Outcome)) -> Span {
+    let collector = Collector::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = crate::compose::flaky_app(state.path(), faults_link);
+    let manifest = app.manifest();
+    let endpoint = collector.endpoint();
+    let mut command = vec!["run", "--otlp-endpoint", &endpoint, manifest.to_str().unwrap(), "--"];
+    command.extend(args);
+    check(crate::util::membrane_with(command));
+    let run = collector.span("run test");
+    let spans = collector.trace(&hex(&run.trace_id), "run test");
+    let link =
+        spans.iter().find(|s| attribute(s, "membrane.link.function") == string(function)).expect("the link span");
+    assert_eq!(link.name, format!("caller -> provider {function}"));
+    assert_eq!(link.parent_span_id, run.span_id);
+    link.clone()
+}
+
 /// A call that traps twice and is answered on the third attempt is one link span with
 /// outcome `retried`, two retries and an event per failed attempt.
 #[test]
 fn a_retried_link_call_is_one_span_with_its_retries() {
-    let collector = Collector::start();
-    let state = tempfile::tempdir().unwrap();
-    let app = crate::compose::flaky_app(state.path(), "on_trap = \"retry:2\"");
-    let manifest = app.manifest();
-    crate::util::membrane_with([
-        "run",
-        "--otlp-endpoint",
-        &collector.endpoint(),
-        manifest.to_str().unwrap(),
-        "--",
-        "flaky",
-        "2",
-    ])
-    .assert_code(0)
-    .assert_stdout_has("ok after 3 attempts");
-    let run = collector.span("run test");
-    let spans = collector.trace(&hex(&run.trace_id), "run test");
-    let link = spans.iter().find(|s| attribute(s, "membrane.link.function") == string("flaky")).expect("the link span");
-    assert_eq!(link.name, "caller -> provider flaky");
-    assert_eq!(link.parent_span_id, run.span_id);
-    assert_eq!(attribute(link, "membrane.link.outcome"), string("retried"));
-    assert_eq!(attribute(link, "membrane.link.retries"), Some(Value::IntValue(2)));
+    let link = flaky_link_span("on_trap = \"retry:2\"", &["flaky", "2"], "flaky", |out| {
+        out.assert_code(0).assert_stdout_has("ok after 3 attempts");
+    });
+    assert_eq!(attribute(&link, "membrane.link.outcome"), string("retried"));
+    assert_eq!(attribute(&link, "membrane.link.retries"), Some(Value::IntValue(2)));
     let events: Vec<&str> = link.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(events, ["attempt failed", "retry", "attempt failed", "retry"]);
 }
 
 #[test]
 fn a_link_call_cut_off_by_its_timeout_ends_its_span_as_a_timeout() {
-    let collector = Collector::start();
-    let state = tempfile::tempdir().unwrap();
-    let app = crate::compose::flaky_app(state.path(), "timeout = \"200ms\"");
-    let manifest = app.manifest();
-    crate::util::membrane_with([
-        "run",
-        "--otlp-endpoint",
-        &collector.endpoint(),
-        manifest.to_str().unwrap(),
-        "--",
-        "spin-then-ok",
-    ])
-    .assert_code(87)
-    .assert_stderr_has("timed out: the component ran longer than its 200ms wall-clock limit");
-    let run = collector.span("run test");
-    let spans = collector.trace(&hex(&run.trace_id), "run test");
-    let link = spans.iter().find(|s| attribute(s, "membrane.link.function") == string("spin")).expect("the link span");
-    assert_eq!(link.name, "caller -> provider spin");
-    assert_eq!(link.parent_span_id, run.span_id);
-    assert_eq!(attribute(link, "membrane.link.outcome"), string("timeout"));
-    assert_eq!(attribute(link, "membrane.trap.kind"), string("timeout"));
+    let link = flaky_link_span("timeout = \"200ms\"", &["spin-then-ok"], "spin", |out| {
+        out.assert_code(87).assert_stderr_has("timed out: the component ran longer than its 200ms wall-clock limit");
+    });
+    assert_eq!(attribute(&link, "membrane.link.outcome"), string("timeout"));
+    assert_eq!(attribute(&link, "membrane.trap.kind"), string("timeout"));
     let status = link.status.as_ref().expect("a failed span has a status");
     assert!(status.message.contains("200ms"), "the status names the limit: {}", status.message);
 }

@@ -35,7 +35,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
     let mut types = linker.instance(HTTP_TYPES)?;
     types.func_wrap("[constructor]fields", |mut store: StoreContextMut<'_, SandboxState>, (): ()| {
         let state = store.data_mut();
-        state.budget.charge(&mut state.table, FIELDS_COST)?;
+        state.reach.budget.charge(&mut state.table, FIELDS_COST)?;
         Ok((http::HostFields::new(&mut state.http())?,))
     })?;
     types.func_wrap(
@@ -43,7 +43,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
         |mut store: StoreContextMut<'_, SandboxState>, (entries,): (Vec<(String, Vec<u8>)>,)| {
             let state = store.data_mut();
             let bytes = FIELDS_COST + entries.iter().map(|(name, value)| entry_bytes(name, value)).sum::<u64>();
-            state.budget.charge(&mut state.table, bytes)?;
+            state.reach.budget.charge(&mut state.table, bytes)?;
             let mut view = state.http();
             let result = http::HostFields::from_list(&mut view, entries);
             Ok((header_result(&mut view, result)?,))
@@ -53,7 +53,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
         "[method]fields.append",
         |mut store: StoreContextMut<'_, SandboxState>, (fields, name, value): (Resource<FieldMap>, String, Vec<u8>)| {
             let state = store.data_mut();
-            state.budget.charge(&mut state.table, entry_bytes(&name, &value))?;
+            state.reach.budget.charge(&mut state.table, entry_bytes(&name, &value))?;
             let mut view = state.http();
             let result = http::HostFields::append(&mut view, fields, name, value);
             Ok((header_result(&mut view, result)?,))
@@ -65,7 +65,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
          (fields, name, values): (Resource<FieldMap>, String, Vec<Vec<u8>>)| {
             let state = store.data_mut();
             let bytes = values.iter().map(|value| entry_bytes(&name, value)).sum();
-            state.budget.charge(&mut state.table, bytes)?;
+            state.reach.budget.charge(&mut state.table, bytes)?;
             let mut view = state.http();
             let result = http::HostFields::set(&mut view, fields, name, values);
             Ok((header_result(&mut view, result)?,))
@@ -76,7 +76,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
         |mut store: StoreContextMut<'_, SandboxState>, (fields,): (Resource<FieldMap>,)| {
             let state = store.data_mut();
             let bytes = fields_bytes(state.table.get(&fields)?);
-            state.budget.charge(&mut state.table, bytes)?;
+            state.reach.budget.charge(&mut state.table, bytes)?;
             Ok((http::HostFields::clone(&mut state.http(), fields)?,))
         },
     )?;
@@ -85,7 +85,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
         "[constructor]outgoing-response",
         |mut store: StoreContextMut<'_, SandboxState>, (headers,): (Resource<FieldMap>,)| {
             let state = store.data_mut();
-            state.budget.charge(&mut state.table, BODY_COST)?;
+            state.reach.budget.charge(&mut state.table, BODY_COST)?;
             Ok((http::HostOutgoingResponse::new(&mut state.http(), headers)?,))
         },
     )?;
@@ -93,7 +93,7 @@ pub fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> 
         "[constructor]outgoing-request",
         |mut store: StoreContextMut<'_, SandboxState>, (headers,): (Resource<FieldMap>,)| {
             let state = store.data_mut();
-            state.budget.charge(&mut state.table, BODY_COST)?;
+            state.reach.budget.charge(&mut state.table, BODY_COST)?;
             Ok((http::HostOutgoingRequest::new(&mut state.http(), headers)?,))
         },
     )?;
@@ -116,11 +116,11 @@ fn add_sockets(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         "create-tcp-socket",
         |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
             let state = store.data_mut();
-            if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
+            if let Some(code) = state.reach.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
                 return Ok((Err(code),));
             }
-            let backlog = state.budget.listen_backlog(DEFAULT_BACKLOG);
-            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            let backlog = state.reach.budget.listen_backlog(DEFAULT_BACKLOG);
+            let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
             let created = tcp_create_socket::Host::create_tcp_socket(&mut view, family).and_then(|socket| {
                 HostTcpSocket::set_listen_backlog_size(&mut view, Resource::new_borrow(socket.rep()), backlog)?;
                 Ok(socket)
@@ -133,10 +133,10 @@ fn add_sockets(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Udp) {
+                if let Some(code) = state.reach.budget.refuse_socket(&mut state.table, NewSocket::Udp) {
                     return Ok((Err(code),));
                 }
-                let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+                let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
                 let created = udp_create_socket::Host::create_udp_socket(&mut view, family).await;
                 Ok((socket_result(&mut view, created)?,))
             })
@@ -148,10 +148,10 @@ fn add_sockets(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         "[method]tcp-socket.accept",
         |mut store: StoreContextMut<'_, SandboxState>, (listener,): (Resource<TcpSocket>,)| {
             let state = store.data_mut();
-            if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Accepted) {
+            if let Some(code) = state.reach.budget.refuse_socket(&mut state.table, NewSocket::Accepted) {
                 return Ok((Err(code),));
             }
-            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
             let accepted: SocketResult<(Resource<TcpSocket>, Resource<DynInputStream>, Resource<DynOutputStream>)> =
                 HostTcpSocket::accept(&mut view, listener);
             Ok((socket_result(&mut view, accepted)?,))
@@ -162,8 +162,8 @@ fn add_sockets(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         "[method]tcp-socket.set-listen-backlog-size",
         |mut store: StoreContextMut<'_, SandboxState>, (socket, value): (Resource<TcpSocket>, u64)| {
             let state = store.data_mut();
-            let value = if value == 0 { 0 } else { state.budget.listen_backlog(value) };
-            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            let value = if value == 0 { 0 } else { state.reach.budget.listen_backlog(value) };
+            let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
             let result = HostTcpSocket::set_listen_backlog_size(&mut view, socket, value);
             Ok((socket_result(&mut view, result)?,))
         },

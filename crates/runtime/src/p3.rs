@@ -143,11 +143,11 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
         "[static]tcp-socket.create",
         |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
             let state = store.data_mut();
-            if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
+            if let Some(code) = state.reach.budget.refuse_socket(&mut state.table, NewSocket::Tcp) {
                 return Ok((Err(p3_code(code)),));
             }
-            let backlog = state.budget.listen_backlog(DEFAULT_BACKLOG);
-            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            let backlog = state.reach.budget.listen_backlog(DEFAULT_BACKLOG);
+            let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
             let created = HostTcpSocket::create(&mut view, family).and_then(|socket| {
                 HostTcpSocket::set_listen_backlog_size(&mut view, Resource::new_borrow(socket.rep()), backlog)?;
                 Ok(socket)
@@ -160,8 +160,8 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
         "[method]tcp-socket.set-listen-backlog-size",
         |mut store: StoreContextMut<'_, SandboxState>, (socket, value): (Resource<TcpSocket>, u64)| {
             let state = store.data_mut();
-            let value = if value == 0 { 0 } else { state.budget.listen_backlog(value) };
-            let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+            let value = if value == 0 { 0 } else { state.reach.budget.listen_backlog(value) };
+            let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
             Ok((guest_result(HostTcpSocket::set_listen_backlog_size(&mut view, socket, value))?,))
         },
     )?;
@@ -170,10 +170,10 @@ fn add_budgeted_socket(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()
         |mut store: StoreContextMut<'_, SandboxState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if let Some(code) = state.budget.refuse_socket(&mut state.table, NewSocket::Udp) {
+                if let Some(code) = state.reach.budget.refuse_socket(&mut state.table, NewSocket::Udp) {
                     return Ok((Err(p3_code(code)),));
                 }
-                let mut view = WasiSocketsCtxView { ctx: state.wasi.sockets(), table: &mut state.table };
+                let mut view = WasiSocketsCtxView { ctx: state.reach.wasi.sockets(), table: &mut state.table };
                 Ok((guest_result(HostUdpSocket::create(&mut view, family).await)?,))
             })
         },

@@ -36,20 +36,12 @@ pub enum GrantError {
 /// The components a call has passed through, outermost first.
 pub type CallChain = Arc<[Arc<str>]>;
 
-/// Everything a sandbox's store holds.
-///
-/// The fields from `component` to `state` are the reach of the component running now (see
-/// [`Reach`]); the rest belong to the store and are shared by every component in it.
+/// Everything a sandbox's store holds: the reach of the component running now, and what
+/// belongs to the store and is shared by every component in it.
 pub struct SandboxState {
-    pub component: Arc<str>,
+    pub(crate) reach: Reach,
     /// The components the call being served has passed through, this one last.
     pub chain: CallChain,
-    pub(crate) wasi: WasiCtx,
-    /// What the instance makes the host hold: sockets, host objects, fields and bodies.
-    pub(crate) budget: HostBudget,
-    http: WasiHttpCtx,
-    outbound: Outbound,
-    state: ComponentState,
     pub(crate) table: ResourceTable,
     pub limiter: ComponentLimiter,
     pub cpu: Arc<CpuMeter>,
@@ -70,9 +62,9 @@ pub struct SandboxState {
 /// places on every call across the link, so each component only ever runs with its own
 /// grants.
 pub(crate) struct Reach {
-    component: Arc<str>,
-    wasi: WasiCtx,
-    budget: HostBudget,
+    pub(crate) wasi: WasiCtx,
+    /// What the instance makes the host hold: sockets, host objects, fields and bodies.
+    pub(crate) budget: HostBudget,
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
@@ -89,7 +81,6 @@ impl Reach {
         state: &ComponentState,
     ) -> Result<Reach, GrantError> {
         Ok(Reach {
-            component: component.into(),
             wasi: wasi_ctx(component, grants, limits, args, audit, state)?,
             budget: HostBudget::new(component.into(), limits, grants, audit),
             http: WasiHttpCtx::new(),
@@ -101,25 +92,6 @@ impl Reach {
             ),
             state: state.clone(),
         })
-    }
-}
-
-impl Reach {
-    fn trade(
-        &mut self,
-        component: &mut Arc<str>,
-        wasi: &mut WasiCtx,
-        budget: &mut HostBudget,
-        http: &mut WasiHttpCtx,
-        outbound: &mut Outbound,
-        state: &mut ComponentState,
-    ) {
-        std::mem::swap(component, &mut self.component);
-        std::mem::swap(wasi, &mut self.wasi);
-        std::mem::swap(budget, &mut self.budget);
-        std::mem::swap(http, &mut self.http);
-        std::mem::swap(outbound, &mut self.outbound);
-        std::mem::swap(state, &mut self.state);
     }
 }
 
@@ -141,49 +113,47 @@ impl SandboxState {
     /// Trades the reach of the component running now for `reach`: the component whose
     /// reach it is runs next. Each reach keeps its own trace context.
     pub(crate) fn trade_reach(&mut self, reach: &mut Reach) {
-        let SandboxState { component, wasi, budget, http, outbound, state, .. } = self;
-        reach.trade(component, wasi, budget, http, outbound, state);
+        std::mem::swap(&mut self.reach, reach);
     }
 
     /// Trades the reach of the component running now for that of the provider embedded
     /// at `at`.
     pub(crate) fn trade_reach_with_embedded(&mut self, at: usize) {
-        let SandboxState { component, wasi, budget, http, outbound, state, embedded, .. } = self;
-        embedded[at].reach.trade(component, wasi, budget, http, outbound, state);
+        std::mem::swap(&mut self.reach, &mut self.embedded[at].reach);
     }
 
     /// Makes this store's calls part of the trace `cx` leads (the request's span, or the
     /// link call's): outbound requests and calls across links become its children. Gives
     /// back the trace it was in.
     pub fn join_trace(&mut self, cx: Option<membrane_telemetry::Context>) -> Option<membrane_telemetry::Context> {
-        std::mem::replace(&mut self.outbound.trace, cx)
+        std::mem::replace(&mut self.reach.outbound.trace, cx)
     }
 
     /// The trace context this store's calls run in, if tracing is on.
     pub fn trace(&self) -> Option<&membrane_telemetry::Context> {
-        self.outbound.trace.as_ref()
+        self.reach.outbound.trace.as_ref()
     }
 
     /// The component's view of key-value state, for the wasi:keyvalue host.
     pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
-        KeyValueHost::new(&self.state.keyvalue, &mut self.table, self.outbound.trace.as_ref())
+        KeyValueHost::new(&self.reach.state.keyvalue, &mut self.table, self.reach.outbound.trace.as_ref())
     }
 
     /// The component's own config values, for wasi:config/store.
     pub fn config(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
-        wasmtime_wasi_config::WasiConfig::new(&self.state.config)
+        wasmtime_wasi_config::WasiConfig::new(&self.reach.state.config)
     }
 }
 
 impl WasiHttpView for SandboxState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        WasiHttpCtxView { ctx: &mut self.reach.http, table: &mut self.table, hooks: &mut self.reach.outbound }
     }
 }
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView { ctx: &mut self.reach.wasi, table: &mut self.table }
     }
 }
 
@@ -236,13 +206,8 @@ pub fn new_store(
     table.set_max_capacity(limits.host_resources as usize);
     let reach = Reach::new(component, grants, limits, args, audit, state)?;
     let state = SandboxState {
-        component: reach.component,
+        reach,
         chain: Arc::new([Arc::from(component)]),
-        wasi: reach.wasi,
-        budget: reach.budget,
-        http: reach.http,
-        outbound: reach.outbound,
-        state: reach.state,
         table,
         limiter: ComponentLimiter::new(limits),
         cpu: Arc::new(CpuMeter::new(limits.cpu.is_some())),
