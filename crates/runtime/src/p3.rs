@@ -2,9 +2,9 @@
 //! that does not, and linking wasmtime-wasi's and wasmtime-wasi-http's WASI 0.3 behind the
 //! same grants as 0.2 (one `WasiCtx` and one outbound HTTP policy serve both).
 //!
-//! Commands, HTTP handlers and middleware hops (`link::http_hop`) run; other links to or
-//! from a WASI 0.3 component are refused with [`crate::LoadError::WasiP3`] (issue #14
-//! brings them next).
+//! Commands, HTTP handlers, middleware hops (`link::http_hop`) and links with async
+//! functions, streams and futures (`link::concurrent`) run behind the same membranes as
+//! WASI 0.2 components.
 
 use crate::budget::NewSocket;
 use crate::budgeted_wasi::DEFAULT_BACKLOG;

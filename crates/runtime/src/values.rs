@@ -6,33 +6,30 @@ use wasmtime::component::{ResourceAny, Val};
 
 /// Whether a value of type `ty` can hold a handle (a resource, future or stream).
 pub fn holds_handles(ty: &Type) -> bool {
+    holds(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext))
+}
+
+/// Whether a value of type `ty` can hold a resource handle.
+pub fn holds_resources(ty: &Type) -> bool {
+    holds(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_)))
+}
+
+/// Whether `ty`, or a type anywhere inside it, is one that `leaf` picks.
+pub fn holds(ty: &Type, leaf: &dyn Fn(&Type) -> bool) -> bool {
+    if leaf(ty) {
+        return true;
+    }
+    let within = |t: &Type| holds(t, leaf);
     match ty {
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => true,
-        Type::List(list) => holds_handles(&list.ty()),
-        Type::FixedLengthList(list) => holds_handles(&list.ty()),
-        Type::Map(map) => holds_handles(&map.key()) || holds_handles(&map.value()),
-        Type::Record(record) => record.fields().any(|field| holds_handles(&field.ty)),
-        Type::Tuple(tuple) => tuple.types().any(|ty| holds_handles(&ty)),
-        Type::Variant(variant) => variant.cases().any(|case| case.ty.as_ref().is_some_and(holds_handles)),
-        Type::Option(option) => holds_handles(&option.ty()),
-        Type::Result(result) => {
-            result.ok().as_ref().is_some_and(holds_handles) || result.err().as_ref().is_some_and(holds_handles)
-        }
-        Type::Bool
-        | Type::S8
-        | Type::U8
-        | Type::S16
-        | Type::U16
-        | Type::S32
-        | Type::U32
-        | Type::S64
-        | Type::U64
-        | Type::Float32
-        | Type::Float64
-        | Type::Char
-        | Type::String
-        | Type::Enum(_)
-        | Type::Flags(_) => false,
+        Type::List(list) => within(&list.ty()),
+        Type::FixedLengthList(list) => within(&list.ty()),
+        Type::Map(map) => within(&map.key()) || within(&map.value()),
+        Type::Record(record) => record.fields().any(|field| within(&field.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|ty| within(&ty)),
+        Type::Variant(variant) => variant.cases().any(|case| case.ty.as_ref().is_some_and(within)),
+        Type::Option(option) => within(&option.ty()),
+        Type::Result(result) => result.ok().as_ref().is_some_and(within) || result.err().as_ref().is_some_and(within),
+        _ => false,
     }
 }
 

@@ -97,7 +97,10 @@ pub fn check(consumer: Side<'_>, provider: Side<'_>) -> Result<(), Mismatch> {
         let Some(offered) = theirs.get(name) else {
             return Err(Mismatch { function: name.clone(), consumer: wanted, provider: None });
         };
-        let same = func.params.len() == offered.params.len()
+        // An async function and a synchronous one differ in type: the caller of one
+        // lowers its call for the other's ABI.
+        let same = is_async(&func.kind) == is_async(&offered.kind)
+            && func.params.len() == offered.params.len()
             && func
                 .params
                 .iter()
@@ -117,6 +120,11 @@ pub fn check(consumer: Side<'_>, provider: Side<'_>) -> Result<(), Mismatch> {
         }
     }
     Ok(())
+}
+
+fn is_async(kind: &wit_parser::FunctionKind) -> bool {
+    use wit_parser::FunctionKind::*;
+    matches!(kind, AsyncFreestanding | AsyncMethod(_) | AsyncStatic(_))
 }
 
 /// Whether the interface declares resource types (which need a long-lived provider).

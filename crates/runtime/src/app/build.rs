@@ -12,7 +12,6 @@ use crate::audit::Audit;
 use crate::cache::CompileCache;
 use crate::command;
 use crate::engine::{EngineSettings, MembraneEngine};
-use crate::file::LoadError;
 use crate::link::http_hop;
 use crate::link::typed::{self, Crossing};
 use crate::link::{Link, LinkedFunc, Policy, ValCall};
@@ -69,7 +68,6 @@ impl App {
         let opened = open_components(spec, &Default::default(), sources)?;
         let engine = engine_for(spec, any_wasi_p3(&opened), &Build::default())?;
         let loaded = compile_components(opened, &engine, cache)?;
-        refuse_wasi_p3_links(spec, &loaded)?;
         Ok(check_app(spec, &engine, &loaded))
     }
 
@@ -186,7 +184,6 @@ fn check_and_link(
     audit: &Audit,
     previous: Option<&App>,
 ) -> Result<Vec<Arc<Link<AppInner>>>, AppError> {
-    refuse_wasi_p3_links(spec, loaded)?;
     let report = check_app(spec, engine, loaded);
     if !report.is_ok() {
         return Err(AppError::Check {
@@ -222,30 +219,6 @@ fn check_and_link(
         links.push(Arc::new(made));
     }
     Ok(links)
-}
-
-/// A link carries WASI 0.2 calls only, for now: the async calls, streams and futures of a
-/// WASI 0.3 component across a link are not forwarded yet, so such a link is refused
-/// before anything runs rather than failing at its first call.
-fn refuse_wasi_p3_links(spec: &AppSpec, loaded: &BTreeMap<String, LoadedComponent>) -> Result<(), AppError> {
-    for link in &spec.links {
-        let fallback = match &link.on_trap {
-            OnTrap::Fallback(f) => Some(f),
-            _ => None,
-        };
-        // A middleware's hop to the next handler is the one WASI 0.3 link there is.
-        if http_hop::is_http_hop(&link.import) {
-            continue;
-        }
-        for name in [&link.from, &link.to].into_iter().chain(fallback) {
-            if loaded[name].file.wasi_p3 {
-                let what = format!("a [[link]] ({} -> {})", link.from, link.to);
-                let path = loaded[name].file.path.clone();
-                return Err(AppError::Load { component: name.clone(), source: LoadError::WasiP3 { path, what } });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Each function of a link's interface, found in the provider (and its fallback).
@@ -331,6 +304,10 @@ fn prepare(
             }
         }
         for (func, linked) in link.funcs.iter().enumerate() {
+            if let Crossing::Concurrent { .. } = &linked.crossing {
+                crate::link::define_concurrent(&mut instance, link.clone(), func).map_err(|e| link_error(name, e))?;
+                continue;
+            }
             if let Crossing::Typed { shape } = &linked.crossing {
                 typed::define(&mut instance, shape, link, func).map_err(|e| link_error(name, e))?;
                 continue;

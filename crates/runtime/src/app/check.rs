@@ -88,7 +88,7 @@ pub fn check(spec: &AppSpec, components: &BTreeMap<String, Checked<'_>>) -> Repo
 }
 
 impl Report {
-    fn error(&mut self, key: String, message: String) {
+    pub(super) fn error(&mut self, key: String, message: String) {
         self.problems.push(Problem { severity: Severity::Error, key, message });
     }
 }

@@ -8,8 +8,9 @@ use crate::cache::CompileCache;
 use crate::engine::MembraneEngine;
 use crate::file::{ComponentFile, Origin};
 use crate::link::typed::Crossing;
+use crate::values::holds_resources;
 use crate::wit_compat::ComponentWit;
-use membrane_manifest::{AppSpec, ComponentSpec, LinkSpec, OnTrap};
+use membrane_manifest::{AppSpec, ComponentSpec, Isolation, LinkSpec, OnTrap};
 use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,21 +143,30 @@ pub(crate) fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeM
         .collect();
     let mut report = check::check(spec, &checked);
     if report.is_ok() {
-        for (link, plan) in spec.links.iter().zip(&mut report.links) {
-            plan.functions = crossings(engine, loaded, link, plan);
+        let mut refused = Vec::new();
+        for (i, (link, plan)) in spec.links.iter().zip(&mut report.links).enumerate() {
+            match crossings(engine, loaded, link, plan) {
+                Ok(functions) => plan.functions = functions,
+                Err(why) => refused.push((format!("link[{i}].import"), why)),
+            }
+        }
+        for (key, why) in refused {
+            report.error(key, why);
         }
     }
     report
 }
 
-/// The path each function of a checked link takes: typed where the consumer's import,
-/// the provider's export and the fallback's all have one typed shape, else dynamic.
+/// The path each function of a checked link takes: concurrent for an async function or
+/// one with streams or futures, typed where the consumer's import, the provider's export
+/// and the fallback's all have one typed shape, else dynamic. A function whose streams or
+/// futures the link cannot forward is refused, named with its reason.
 fn crossings(
     engine: &MembraneEngine,
     loaded: &BTreeMap<String, LoadedComponent>,
     link: &LinkSpec,
     plan: &LinkPlan,
-) -> Vec<(String, Crossing)> {
+) -> Result<Vec<(String, Crossing)>, String> {
     let engine = engine.engine();
     let instance = |item: Option<ComponentItem>| match item {
         Some(ComponentItem::ComponentInstance(i)) => Some(i),
@@ -168,8 +178,12 @@ fn crossings(
     };
     let ty = |component: &str| loaded[component].component.component_type();
     let Some(imported) = instance(ty(&link.from).get_import(engine, &plan.import).map(|e| e.ty)) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    // A middleware's hop carries requests its own way (`link::http_hop`).
+    if crate::link::http_hop::is_http_hop(&link.import) {
+        return Ok(Vec::new());
+    }
     let mut sides = vec![instance(ty(&link.to).get_export(engine, &plan.export).map(|e| e.ty))];
     if let (OnTrap::Fallback(fallback), Some(export)) = (&link.on_trap, &plan.fallback_export) {
         sides.push(instance(ty(fallback).get_export(engine, export).map(|e| e.ty)));
@@ -180,11 +194,25 @@ fn crossings(
             let wanted = func(Some(item.ty))?;
             let offered: Option<Vec<_>> =
                 sides.iter().map(|side| func(side.as_ref()?.get_export(engine, name).map(|e| e.ty))).collect();
+            let refused = |why: String| format!("{}: {name} cannot cross the link: {why}", plan.import);
             let crossing = match offered {
-                Some(offered) => Crossing::choose(&wanted, &offered),
-                None => Crossing::Dynamic,
+                Some(offered) => Crossing::choose(&wanted, &offered).map_err(refused),
+                None => Ok(Crossing::Dynamic),
             };
-            Some((name.to_string(), crossing))
+            let crossing = crossing.and_then(|crossing| match crossing {
+                Crossing::Concurrent { .. } if link.isolation == Isolation::Component => Err(refused(
+                    "an async function needs the provider in a store of its own; remove isolation = \"component\""
+                        .into(),
+                )),
+                Crossing::Concurrent { .. }
+                    if wanted.params().any(|(_, t)| holds_resources(&t))
+                        || wanted.results().any(|t| holds_resources(&t)) =>
+                {
+                    Err(refused("resource handles in an async function are not mapped between stores yet".into()))
+                }
+                other => Ok(other),
+            });
+            Some(crossing.map(|crossing| (name.to_string(), crossing)))
         })
         .collect()
 }

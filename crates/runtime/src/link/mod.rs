@@ -25,11 +25,14 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentExportIndex, ResourceAny, ResourceDynamic, Val};
 
 mod circuit;
+mod concurrent;
 mod embedded;
 pub mod http_hop;
 mod span;
+pub mod streams;
 pub mod typed;
 
+pub(crate) use concurrent::define as define_concurrent;
 pub(crate) use embedded::{InStore, ValCall};
 
 /// What a link does when its provider fails.
@@ -123,6 +126,8 @@ pub struct Link<A: Components> {
     pub stats: Arc<LinkStats>,
     /// Whether the provider has a store of its own or lives in the consumer's.
     pub isolation: Isolation,
+    /// The bytes that streams across the link may have in flight, all together.
+    budget: streams::Budget,
     circuit: Option<Circuit>,
     proxies: Mutex<HashMap<u32, Proxy>>,
     next_proxy: AtomicU32,
@@ -156,6 +161,7 @@ impl<A: Components> Link<A> {
             resource_type,
             stats: Arc::default(),
             isolation: Isolation::Store,
+            budget: streams::Budget::default(),
             circuit: circuit.map(Circuit::new),
             proxies: Mutex::default(),
             next_proxy: AtomicU32::new(1),
@@ -310,11 +316,12 @@ impl<A: Components> Link<A> {
                 }
                 None => {
                     // The arguments are copied only when a later attempt may need them.
-                    let again = match self.policy {
-                        Policy::Propagate => false,
-                        Policy::Retry(n) => attempt < n,
-                        Policy::Fallback(_) => true,
-                    };
+                    let again = args.replayable()
+                        && match self.policy {
+                            Policy::Propagate => false,
+                            Policy::Retry(n) => attempt < n,
+                            Policy::Fallback(_) => true,
+                        };
                     let call = args.attempt(again);
                     let index = self.funcs[func].provider;
                     self.call_once(provider, chain, span.context(), index, incarnation, delay, call).await
@@ -323,7 +330,7 @@ impl<A: Components> Link<A> {
             let Err(error) = result else { break result };
             self.count_failure(&error);
             match self.policy {
-                Policy::Retry(n) if attempt < n && retriable(&error) => {
+                Policy::Retry(n) if attempt < n && retriable(&error) && args.replayable() => {
                     attempt += 1;
                     span.failed(&error, Some(attempt));
                     self.stats.retries.fetch_add(1, Relaxed);
@@ -334,7 +341,7 @@ impl<A: Components> Link<A> {
                         &format!("attempt {} of {n}: {}", attempt + 1, error.summary()),
                     );
                 }
-                Policy::Fallback(fallback) if retriable(&error) => {
+                Policy::Fallback(fallback) if retriable(&error) && args.replayable() => {
                     span.failed(&error, None);
                     let fallback = app.instances(fallback);
                     self.stats.fallbacks.fetch_add(1, Relaxed);
@@ -507,6 +514,12 @@ trait Arguments: Send {
     /// The invocation of one attempt; `again` says whether a later attempt may need the
     /// arguments once more (then they are copied, else moved).
     fn attempt(&mut self, again: bool) -> Self::Call;
+
+    /// Whether another attempt can be made: not once a stream has been handed over or
+    /// the consumer answered.
+    fn replayable(&self) -> bool {
+        true
+    }
 }
 
 /// The dynamic path's arguments: borrowed from wasmtime, or owned once resources in them

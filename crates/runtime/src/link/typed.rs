@@ -44,7 +44,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(ty: &Type) -> Option<Kind> {
+    pub(crate) fn of(ty: &Type) -> Option<Kind> {
         Some(match ty {
             Type::Bool => Kind::Bool,
             Type::U8 => Kind::U8,
@@ -66,7 +66,7 @@ impl Kind {
         })
     }
 
-    fn wit(self) -> &'static str {
+    pub(crate) fn wit(self) -> &'static str {
         match self {
             Kind::Bool => "bool",
             Kind::U8 => "u8",
@@ -159,19 +159,28 @@ pub enum Crossing {
     Typed { shape: Shape },
     /// One `Val` per value and per list element: any signature.
     Dynamic,
+    /// An async function, or one whose streams and futures the host forwards between
+    /// the stores: the consumer's call is concurrent, and so is the provider's.
+    Concurrent { carrying: super::streams::Carrying },
 }
 
 impl Crossing {
     /// The path for a function of type `consumer` served by exports of types `providers`
     /// (the provider's, and the fallback's if any): typed only when every side has the
     /// same typed shape.
-    pub fn choose<'a>(consumer: &ComponentFunc, providers: impl IntoIterator<Item = &'a ComponentFunc>) -> Crossing {
-        match Shape::of(consumer) {
+    pub fn choose<'a>(
+        consumer: &ComponentFunc,
+        providers: impl IntoIterator<Item = &'a ComponentFunc>,
+    ) -> Result<Crossing, String> {
+        if super::streams::Carrying::needed(consumer) {
+            return super::streams::Carrying::of(consumer).map(|carrying| Crossing::Concurrent { carrying });
+        }
+        Ok(match Shape::of(consumer) {
             Some(shape) if providers.into_iter().all(|p| Shape::of(p).as_ref() == Some(&shape)) => {
                 Crossing::Typed { shape }
             }
             _ => Crossing::Dynamic,
-        }
+        })
     }
 }
 
@@ -180,6 +189,7 @@ impl fmt::Display for Crossing {
         match self {
             Crossing::Typed { shape } => write!(f, "typed {shape}"),
             Crossing::Dynamic => f.write_str("dynamic"),
+            Crossing::Concurrent { carrying } => write!(f, "concurrent, forwarding {carrying}"),
         }
     }
 }
@@ -275,11 +285,14 @@ macro_rules! as_type {
 
 macro_rules! one {
     ($kind:expr, $T:ident => $body:expr) => {
-        as_type!($kind, $T => $body; Bool => bool, U8 => u8, U32 => u32, S32 => i32, U64 => u64, S64 => i64,
+        $crate::link::typed::as_type!($kind, $T => $body; Bool => bool, U8 => u8, U32 => u32, S32 => i32, U64 => u64, S64 => i64,
             F32 => f32, F64 => f64, Char => char, String => String, ListU8 => Vec<u8>, ListU32 => Vec<u32>,
             ListF64 => Vec<f64>)
     };
 }
+
+// Streams and futures across a link carry the kinds one parameter may have.
+pub(crate) use {as_type, one};
 
 macro_rules! pair {
     ($kind:expr, $T:ident => $body:expr) => {

@@ -1,0 +1,206 @@
+//! Async functions across a link. The consumer's call is a concurrent host function: it
+//! takes the streams and futures among the arguments out of the consumer's store
+//! ([`streams`]), and a task of the host calls the provider under the link's supervision,
+//! each in its own store. The provider's call is concurrent too (`run_concurrent`,
+//! `call_concurrent`): once it returns, its results (streams and futures taken out of the
+//! provider's store the same way) answer the consumer at once, while the provider's
+//! instance goes on running until its streams are written; the call ends, for the
+//! link's timeout, counters and span, only then.
+//!
+//! A call is supervised like any other until it has answered: retried or sent to the
+//! fallback when that can be done again, which a call that handed over a stream cannot
+//! (its bytes are gone). A provider that fails after answering (a trap mid-stream, its
+//! deadline) ends the streams it was writing: the consumer sees them end, its store
+//! untouched, and the failure counts against the link like any other.
+
+use super::streams::{Budget, Carried, Landing, take_off};
+use super::{Arguments, Components, Link, LinkCause};
+use crate::invocation::Invocation;
+use crate::sandbox::SandboxState;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use wasmtime::component::{Accessor, Func, LinkerInstance, Val};
+use wasmtime::{AsContextMut, Store};
+
+/// Defines the consumer's imported `func` (an index into the link's functions) as a
+/// concurrent call through `link`.
+pub(crate) fn define<A: Components>(
+    instance: &mut LinkerInstance<'_, SandboxState>,
+    link: Arc<Link<A>>,
+    func: usize,
+) -> wasmtime::Result<()> {
+    let name = link.funcs[func].name.clone();
+    instance.func_new_concurrent(&name, move |accessor, _ty, params, results| {
+        let link = link.clone();
+        Box::pin(async move { link.forward_concurrent(accessor, func, params, results).await })
+    })
+}
+
+/// A result on its way back to the consumer.
+enum Answered {
+    Value(Val),
+    /// A stream or future, to be made in the consumer's store.
+    Landing(Box<dyn Landing>),
+}
+
+/// Where the provider's results go, once: shared by every attempt of one call.
+#[derive(Clone)]
+struct Answer(Arc<Mutex<Option<oneshot::Sender<Vec<Answered>>>>>);
+
+impl Answer {
+    fn send(&self, answered: Vec<Answered>) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // A consumer gone drops what it would have got, streams included.
+            let _ = tx.send(answered);
+        }
+    }
+
+    fn is_sent(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+}
+
+/// One concurrent call into the provider.
+pub(crate) struct ConcurrentCall {
+    params: Vec<Val>,
+    /// The arguments' streams and futures, by position, to be made in the provider's store.
+    landings: Vec<(usize, Box<dyn Landing>)>,
+    results: Arc<[Option<Carried>]>,
+    budget: Budget,
+    answer: Answer,
+}
+
+impl Invocation for ConcurrentCall {
+    async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
+        let this = self;
+        store
+            .run_concurrent(async |accessor| -> wasmtime::Result<()> {
+                let params = accessor.with(|mut store| -> wasmtime::Result<_> {
+                    let mut params = std::mem::take(&mut this.params);
+                    for (at, landing) in this.landings.drain(..) {
+                        params[at] = landing.land(store.as_context_mut())?;
+                    }
+                    Ok(params)
+                })?;
+                let mut results = vec![Val::Bool(false); this.results.len()];
+                func.call_concurrent(accessor, &params, &mut results).await?;
+                let answered = accessor.with(|mut store| {
+                    results
+                        .into_iter()
+                        .zip(this.results.iter())
+                        .map(|(value, carried)| match carried {
+                            Some(carried) => {
+                                take_off(*carried, &value, store.as_context_mut(), &this.budget).map(Answered::Landing)
+                            }
+                            None => Ok(Answered::Value(value)),
+                        })
+                        .collect::<wasmtime::Result<Vec<_>>>()
+                })?;
+                this.answer.send(answered);
+                // The provider may still be writing its streams, or doing other work it
+                // started: the call lasts until it has none left.
+                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                Ok(())
+            })
+            .await?
+    }
+}
+
+/// A concurrent call's arguments: copied for another attempt while they hold no stream
+/// or future and nothing has been answered.
+struct ConcurrentArgs {
+    params: Vec<Val>,
+    landings: Vec<(usize, Box<dyn Landing>)>,
+    carries: bool,
+    results: Arc<[Option<Carried>]>,
+    budget: Budget,
+    answer: Answer,
+}
+
+impl Arguments for ConcurrentArgs {
+    type Call = ConcurrentCall;
+
+    fn attempt(&mut self, again: bool) -> ConcurrentCall {
+        let params = if again && !self.carries { self.params.clone() } else { std::mem::take(&mut self.params) };
+        ConcurrentCall {
+            params,
+            landings: std::mem::take(&mut self.landings),
+            results: self.results.clone(),
+            budget: self.budget.clone(),
+            answer: self.answer.clone(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        !self.carries && !self.answer.is_sent()
+    }
+}
+
+impl<A: Components> Link<A> {
+    /// Serves the consumer's concurrent call of `func`: see the module's documentation.
+    async fn forward_concurrent(
+        self: &Arc<Self>,
+        accessor: &Accessor<SandboxState>,
+        func: usize,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let Some(app) = self.begin() else {
+            return Err(self.failed(self.error(func, LinkCause::ShuttingDown)));
+        };
+        let super::typed::Crossing::Concurrent { carrying } = &self.funcs[func].crossing else {
+            wasmtime::bail!("{} is not a concurrent function of the link", self.funcs[func].name);
+        };
+        let (tx, answered) = oneshot::channel();
+        let (chain, trace, mut args) = accessor.with(|mut store| -> wasmtime::Result<_> {
+            let state = store.get();
+            let (chain, trace) = (state.chain.clone(), state.trace().cloned());
+            let mut plain = Vec::with_capacity(params.len());
+            let mut landings = Vec::new();
+            for (at, (param, carried)) in params.iter().zip(&carrying.params).enumerate() {
+                match carried {
+                    Some(carried) => {
+                        landings.push((at, take_off(*carried, param, store.as_context_mut(), &self.budget)?));
+                        // Made in the provider's store when the call starts.
+                        plain.push(Val::Bool(false));
+                    }
+                    None => plain.push(param.clone()),
+                }
+            }
+            let args = ConcurrentArgs {
+                params: plain,
+                carries: !landings.is_empty(),
+                landings,
+                results: carrying.results.clone().into(),
+                budget: self.budget.clone(),
+                answer: Answer(Arc::new(Mutex::new(Some(tx)))),
+            };
+            Ok((chain, trace, args))
+        })?;
+        let link = self.clone();
+        let call =
+            tokio::spawn(
+                async move { link.supervise(&app, &chain, trace.as_ref(), func, None, &mut args).await.map(drop) },
+            );
+        let answered = match answered.await {
+            Ok(answered) => answered,
+            // Every attempt failed before answering: the call's error says why.
+            Err(_) => {
+                return match call.await {
+                    Ok(Err(error)) => Err(self.failed(error)),
+                    Ok(Ok(())) => Err(wasmtime::format_err!("the provider returned without results")),
+                    Err(join) => Err(wasmtime::format_err!("the call through the link stopped: {join}")),
+                };
+            }
+        };
+        accessor.with(|mut store| {
+            for (slot, answered) in results.iter_mut().zip(answered) {
+                *slot = match answered {
+                    Answered::Value(value) => value,
+                    Answered::Landing(landing) => landing.land(store.as_context_mut())?,
+                };
+            }
+            Ok(())
+        })
+    }
+}

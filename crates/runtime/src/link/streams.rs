@@ -1,0 +1,390 @@
+//! Streams and futures across a link. A `stream<T>` or `future<T>` lives in the store that
+//! made it; the other side of a link has a store of its own, so the host takes the readable
+//! end out of one store (piping it into a [`Sink`]), makes a new one in the other (fed by a
+//! [`Feed`]), and moves the items between them chunk by chunk through a bounded channel.
+//!
+//! Bounded twice: each stream holds at most [`DEPTH`] chunks in flight, and all streams of
+//! one link share a byte budget ([`Budget`]) that a chunk must take its share of before it
+//! crosses; a writer whose reader does not keep up waits (backpressure), it never grows
+//! the host's memory. Either side dropping its end closes the channel, and the other side
+//! sees its stream end: a reader gone cancels the writer, a writer gone (finished, trapped
+//! or stopped at its deadline) ends the reader's stream.
+//!
+//! wasmtime 48 gives the pieces (`StreamReader::pipe` with a `StreamConsumer`,
+//! `StreamReader::new` with a `StreamProducer`, and their future counterparts); what is
+//! ours is the channel between two stores, which wasmtime leaves to the embedder.
+
+use super::typed::Kind;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::{PollSemaphore, PollSender};
+use wasmtime::StoreContextMut;
+use wasmtime::component::types::{ComponentFunc, Type};
+use wasmtime::component::{
+    Destination, FutureAny, FutureConsumer, FutureProducer, FutureReader, Lift, Lower, Source, StreamAny,
+    StreamConsumer, StreamProducer, StreamReader, StreamResult, Val, VecBuffer,
+};
+
+/// Chunks one stream may have in flight between the stores.
+pub const DEPTH: usize = 4;
+/// The most bytes (of fixed-size items) one chunk carries.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// The most items of variable size (strings, lists) one chunk carries.
+const CHUNK_ITEMS: usize = 64;
+/// The bytes all streams of one link may have in flight at once.
+pub const LINK_BUDGET: usize = 16 << 20;
+
+/// A stream or future among a function's parameters or results, which the link forwards
+/// between the two stores; the payload is one of the kinds it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    Stream(Kind),
+    Future(Kind),
+}
+
+impl Carried {
+    /// What a parameter or result of type `ty` needs of the link: `Ok(None)` for a plain
+    /// value, else the stream or future to forward, or why it cannot be.
+    pub fn of(ty: &Type) -> Result<Option<Carried>, String> {
+        let payload = |inner: Option<Type>, what: &str| match inner.as_ref().and_then(Kind::of) {
+            Some(kind) => Ok(kind),
+            None => Err(format!(
+                "a {what} of {} is not forwarded between stores; streams and futures of numbers, \
+                 bool, char, string and lists of u8, u32 or f64 are",
+                inner.as_ref().map(describe).unwrap_or("nothing (a unit payload)")
+            )),
+        };
+        match ty {
+            Type::Stream(s) => Ok(Some(Carried::Stream(payload(s.ty(), "stream")?))),
+            Type::Future(f) => Ok(Some(Carried::Future(payload(f.ty(), "future")?))),
+            other if holds_async(other) => {
+                Err("a stream, future or error-context inside another type is not forwarded between stores; \
+                 pass it as a parameter or result of its own"
+                    .into())
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Whether a stream, future or error-context sits anywhere in `ty`.
+fn holds_async(ty: &Type) -> bool {
+    crate::values::holds(ty, &|t| matches!(t, Type::Stream(_) | Type::Future(_) | Type::ErrorContext))
+}
+
+fn describe(ty: &Type) -> &'static str {
+    match ty {
+        Type::Record(_) => "records",
+        Type::Variant(_) | Type::Enum(_) => "variants",
+        Type::Option(_) | Type::Result(_) => "options and results",
+        Type::Own(_) | Type::Borrow(_) => "resources",
+        Type::Stream(_) | Type::Future(_) => "streams and futures",
+        Type::Tuple(_) => "tuples",
+        _ => "this type",
+    }
+}
+
+/// The bytes in flight that all streams of one link share.
+#[derive(Clone)]
+pub struct Budget(Arc<Semaphore>);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget(Arc::new(Semaphore::new(LINK_BUDGET)))
+    }
+}
+
+/// What an item weighs against the budget.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+    /// Whether every item weighs the same (then a chunk is sized in bytes up front).
+    const FIXED: bool;
+}
+
+macro_rules! fixed {
+    ($($t:ty),*) => {$(
+        impl Weigh for $t {
+            fn weight(&self) -> usize { size_of::<$t>() }
+            const FIXED: bool = true;
+        }
+    )*};
+}
+fixed!(bool, u8, u32, i32, u64, i64, f32, f64, char);
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.len().max(1)
+    }
+    const FIXED: bool = false;
+}
+
+impl<T> Weigh for Vec<T> {
+    fn weight(&self) -> usize {
+        (self.len() * size_of::<T>()).max(1)
+    }
+    const FIXED: bool = false;
+}
+
+/// The items a payload kind may be: what a link forwards.
+pub trait Item: Lift + Lower + Weigh + Unpin + Send + Sync + 'static {}
+impl<T: Lift + Lower + Weigh + Unpin + Send + Sync + 'static> Item for T {}
+
+/// Items on their way from one store to the other, with their share of the budget.
+struct Chunk<T> {
+    items: Vec<T>,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// A stream or future taken out of one store, ready to be made anew in the other.
+pub trait Landing: Send {
+    /// Makes the stream or future in `store`, fed from the other store; as the `Val` to
+    /// pass there.
+    fn land(self: Box<Self>, store: StoreContextMut<'_, crate::sandbox::SandboxState>) -> wasmtime::Result<Val>;
+}
+
+/// Takes `value`, a stream or future of `carried` in `store`, out of that store: what its
+/// writer sends goes to the [`Landing`] returned, to be made in the other store.
+pub fn take_off(
+    carried: Carried,
+    value: &Val,
+    store: StoreContextMut<'_, crate::sandbox::SandboxState>,
+    budget: &Budget,
+) -> wasmtime::Result<Box<dyn Landing>> {
+    match (carried, value) {
+        (Carried::Stream(kind), Val::Stream(any)) => {
+            crate::link::typed::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
+        }
+        (Carried::Future(kind), Val::Future(any)) => {
+            crate::link::typed::one!(kind, T => future_off::<T>(any.clone(), store))
+        }
+        (carried, value) => wasmtime::bail!("expected a {carried:?}, found {value:?}"),
+    }
+}
+
+fn stream_off<T: Item>(
+    any: StreamAny,
+    mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
+    budget: &Budget,
+) -> wasmtime::Result<Box<dyn Landing>> {
+    let reader = any.try_into_stream_reader::<T>()?;
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let sink = Sink { tx: PollSender::new(tx), budget: PollSemaphore::new(budget.0.clone()), held: None };
+    reader.pipe(&mut store, sink)?;
+    Ok(Box::new(Feed { rx }))
+}
+
+fn future_off<T: Item>(
+    any: FutureAny,
+    mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
+) -> wasmtime::Result<Box<dyn Landing>> {
+    let reader = any.try_into_future_reader::<T>()?;
+    let (tx, rx) = oneshot::channel();
+    reader.pipe(&mut store, FutureSink { tx: Some(tx) })?;
+    Ok(Box::new(FutureFeed { rx }))
+}
+
+/// The reading end of a stream taken out of its store: forwards what its writer sends.
+struct Sink<T: Send + 'static> {
+    tx: PollSender<Chunk<T>>,
+    budget: PollSemaphore,
+    /// Items taken from the writer, waiting for their share of the budget.
+    held: Option<Vec<T>>,
+}
+
+impl<T: Item, D> StreamConsumer<D> for Sink<T> {
+    type Item = T;
+
+    fn poll_consume(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut store: StoreContextMut<D>,
+        mut source: Source<'_, T>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        let this = &mut *self;
+        if this.held.is_none() {
+            // Room in the channel first, so that items taken are items that can go.
+            match this.tx.poll_reserve(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(StreamResult::Dropped)),
+                Poll::Pending if finish => return Poll::Ready(Ok(StreamResult::Cancelled)),
+                Poll::Pending => return Poll::Pending,
+            }
+            let remaining = source.remaining(&mut store);
+            if remaining == 0 {
+                return Poll::Ready(Ok(StreamResult::Completed));
+            }
+            let most = if T::FIXED { CHUNK_BYTES / size_of::<T>().max(1) } else { CHUNK_ITEMS };
+            let mut items = Vec::with_capacity(remaining.min(most));
+            source.read(&mut store, &mut items)?;
+            this.held = Some(items);
+        }
+        let weight: usize = this.held.iter().flatten().map(Weigh::weight).sum();
+        // A chunk heavier than the whole budget waits for all of it.
+        let weight = weight.min(LINK_BUDGET) as u32;
+        let permit = match this.budget.poll_acquire_many(cx, weight) {
+            Poll::Ready(permit) => permit,
+            // Items already taken cannot be handed back: a cancelled write lets them go
+            // beyond the budget rather than lose them.
+            Poll::Pending if finish => None,
+            Poll::Pending => return Poll::Pending,
+        };
+        let items = this.held.take().unwrap_or_default();
+        match this.tx.send_item(Chunk { items, _budget: permit }) {
+            Ok(()) => Poll::Ready(Ok(StreamResult::Completed)),
+            Err(_) => Poll::Ready(Ok(StreamResult::Dropped)),
+        }
+    }
+}
+
+/// The writing end of a stream made in the other store: hands over what arrives.
+struct Feed<T> {
+    rx: mpsc::Receiver<Chunk<T>>,
+}
+
+impl<T: Item> Landing for Feed<T> {
+    fn land(self: Box<Self>, mut store: StoreContextMut<'_, crate::sandbox::SandboxState>) -> wasmtime::Result<Val> {
+        let reader = StreamReader::new(&mut store, *self)?;
+        Ok(Val::Stream(StreamAny::try_from_stream_reader(&mut store, reader)?))
+    }
+}
+
+impl<T: Item, D> StreamProducer<D> for Feed<T> {
+    type Item = T;
+    type Buffer = VecBuffer<T>;
+
+    fn poll_produce<'a>(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut store: StoreContextMut<'a, D>,
+        mut destination: Destination<'a, T, VecBuffer<T>>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        // A zero-length read asks whether items are ready; saying yes is allowed, and
+        // the next read waits for them.
+        if destination.remaining(&mut store) == Some(0) {
+            return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => {
+                destination.set_buffer(chunk.items.into());
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            Poll::Ready(None) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The reading end of a future taken out of its store: forwards its value.
+struct FutureSink<T> {
+    tx: Option<oneshot::Sender<T>>,
+}
+
+impl<T: Item, D> FutureConsumer<D> for FutureSink<T> {
+    type Item = T;
+
+    fn poll_consume(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        store: StoreContextMut<D>,
+        mut source: Source<'_, T>,
+        _: bool,
+    ) -> Poll<wasmtime::Result<()>> {
+        let mut value = None;
+        source.read(store, &mut value)?;
+        if let (Some(value), Some(tx)) = (value, self.tx.take()) {
+            // A reader gone on the other side simply never sees it.
+            let _ = tx.send(value);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The writing end of a future made in the other store.
+struct FutureFeed<T> {
+    rx: oneshot::Receiver<T>,
+}
+
+impl<T: Item> Landing for FutureFeed<T> {
+    fn land(self: Box<Self>, mut store: StoreContextMut<'_, crate::sandbox::SandboxState>) -> wasmtime::Result<Val> {
+        let reader = FutureReader::new(&mut store, *self)?;
+        Ok(Val::Future(FutureAny::try_from_future_reader(&mut store, reader)?))
+    }
+}
+
+impl<T: Item, D> FutureProducer<D> for FutureFeed<T> {
+    type Item = T;
+
+    fn poll_produce(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _: StoreContextMut<D>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<Option<T>>> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(value)) => Poll::Ready(Ok(Some(value))),
+            // The other side will never write it (it failed or dropped its end): the
+            // component model has no way to say so but a trap of this future's reader,
+            // as for any call through a link whose provider failed.
+            Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(wasmtime::format_err!("the future's writer across the link went away without a value")))
+            }
+            Poll::Pending if finish => Poll::Ready(Ok(None)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The streams and futures among one function's parameters and results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carrying {
+    pub params: Vec<Option<Carried>>,
+    pub results: Vec<Option<Carried>>,
+}
+
+impl Carrying {
+    /// What a link must forward for `func`, or why it cannot.
+    pub fn of(func: &ComponentFunc) -> Result<Carrying, String> {
+        Ok(Carrying {
+            params: func.params().map(|(_, ty)| Carried::of(&ty)).collect::<Result<_, _>>()?,
+            results: func.results().map(|ty| Carried::of(&ty)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether `func` needs the concurrent path: it is async, or streams or futures cross.
+    pub fn needed(func: &ComponentFunc) -> bool {
+        func.async_() || func.params().any(|(_, ty)| holds_async(&ty)) || func.results().any(|ty| holds_async(&ty))
+    }
+}
+
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Carried::Stream(kind) => write!(f, "stream<{}>", kind.wit()),
+            Carried::Future(kind) => write!(f, "future<{}>", kind.wit()),
+        }
+    }
+}
+
+impl fmt::Display for Carrying {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |side: &[Option<Carried>]| side.iter().flatten().map(|c| c.to_string()).collect::<Vec<_>>();
+        let (params, results) = (list(&self.params), list(&self.results));
+        if params.is_empty() && results.is_empty() {
+            return f.write_str("no streams");
+        }
+        write!(f, "({}) -> ({})", params.join(", "), results.join(", "))
+    }
+}
+
+impl serde::Serialize for Carrying {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
