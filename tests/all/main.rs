@@ -51,8 +51,11 @@ mod signatures;
 // WASI preview 1 command modules, adapted and run behind the same membrane.
 mod preview1;
 // WASI 0.3 commands under `membrane run`: the same grants, limits and exit statuses as
-// WASI 0.2; what is not built for WASI 0.3 yet (links) is refused by name.
+// WASI 0.2; what wasmtime 48 does not implement of WASI 0.3 is refused by name.
 mod p3;
+// Async functions, streams and futures across links between stores, and mixed WASI 0.2
+// and 0.3 apps.
+mod p3_links;
 // WASI 0.3 HTTP handlers under `membrane serve`: a fresh instance per request, bodies
 // streaming both ways, traps, tenants, the outbound allowlist, swaps, check and inspect,
 // and middleware chains.

@@ -155,21 +155,9 @@ fn limits_stop_a_wasi_p3_command_with_the_p2_fault_reports() {
 }
 
 #[test]
-fn an_app_runs_a_wasi_p3_entry_and_refuses_a_link_to_one_by_name() {
+fn an_app_runs_a_wasi_p3_entry_and_is_no_http_handler() {
     let app = TestApp::new("[app]\nname = \"p3\"\nentry = \"probe\"\n\n[component.probe]\nsource = \"{p3-probe}\"\n");
     app.run(&["hello", "x"]).assert_code(0).assert_stdout_has("hello from p3; args: hello x");
-    // Calls across a link do not carry WASI 0.3's async functions and streams yet.
-    let linked = TestApp::new(&crate::util::manifest(
-        "caller",
-        &[("caller", ""), ("provider", "source = \"{p3-probe}\"")],
-        &[("caller", crate::util::COUNTER, "provider", "")],
-    ));
-    for out in [linked.run(&[]), linked.check(&[])] {
-        out.assert_code(NOT_SUPPORTED).assert_stderr_has(
-            "is a WASI 0.3 component, and membrane does not support a [[link]] (caller -> provider)",
-        );
-        assert!(!out.stderr.contains("not a valid component"), "{}", out.stderr);
-    }
     // A WASI 0.3 command is not an HTTP handler.
     membrane_with(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", guests::P3_PROBE])
         .assert_code(APP_CHECK)

@@ -142,16 +142,20 @@ pub(crate) fn check_app(spec: &AppSpec, engine: &MembraneEngine, loaded: &BTreeM
         })
         .collect();
     let mut report = check::check(spec, &checked);
-    if report.is_ok() {
-        let mut refused = Vec::new();
-        for (i, (link, plan)) in spec.links.iter().zip(&mut report.links).enumerate() {
-            match crossings(engine, loaded, link, plan) {
-                Ok(functions) => plan.functions = functions,
-                Err(why) => refused.push((format!("link[{i}].import"), why)),
-            }
-        }
-        for (key, why) in refused {
-            report.error(key, why);
+    // Each link whose check passed is planned, whatever else is wrong with the app, so
+    // that every problem is told at once.
+    let planned: Vec<_> = spec
+        .links
+        .iter()
+        .zip(&report.links)
+        .enumerate()
+        .filter(|(i, _)| !report.errors().any(|p| p.key.starts_with(&format!("link[{i}]."))))
+        .map(|(i, (link, plan))| (i, crossings(engine, loaded, link, plan)))
+        .collect();
+    for (i, planned) in planned {
+        match planned {
+            Ok(functions) => report.links[i].functions = functions,
+            Err(why) => report.error(format!("link[{i}].import"), why),
         }
     }
     report

@@ -357,6 +357,11 @@ impl Carrying {
         })
     }
 
+    /// Whether no stream or future crosses.
+    pub fn is_empty(&self) -> bool {
+        self.params.iter().chain(&self.results).all(Option::is_none)
+    }
+
     /// Whether `func` needs the concurrent path: it is async, or streams or futures cross.
     pub fn needed(func: &ComponentFunc) -> bool {
         func.async_() || func.params().any(|(_, ty)| holds_async(&ty)) || func.results().any(|ty| holds_async(&ty))
@@ -376,9 +381,6 @@ impl fmt::Display for Carrying {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |side: &[Option<Carried>]| side.iter().flatten().map(|c| c.to_string()).collect::<Vec<_>>();
         let (params, results) = (list(&self.params), list(&self.results));
-        if params.is_empty() && results.is_empty() {
-            return f.write_str("no streams");
-        }
         write!(f, "({}) -> ({})", params.join(", "), results.join(", "))
     }
 }

@@ -189,6 +189,7 @@ impl fmt::Display for Crossing {
         match self {
             Crossing::Typed { shape } => write!(f, "typed {shape}"),
             Crossing::Dynamic => f.write_str("dynamic"),
+            Crossing::Concurrent { carrying } if carrying.is_empty() => f.write_str("concurrent"),
             Crossing::Concurrent { carrying } => write!(f, "concurrent, forwarding {carrying}"),
         }
     }

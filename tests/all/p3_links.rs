@@ -1,0 +1,202 @@
+//! Async functions, streams and futures across a `[[link]]`: guests/p3-streams calls
+//! guests/p3-transform, each in its own store, and the host forwards every stream between
+//! them. Mixed apps: a WASI 0.2 consumer of a WASI 0.3 provider and the reverse.
+
+use crate::util::{Outcome, TestApp, manifest, membrane};
+use std::fs;
+use std::process::Stdio;
+use std::time::Duration;
+
+const APP_CHECK: i32 = 79;
+const TRANSFORM: &str = "membrane:p3-probe/transform";
+const WORDS: &str = "membrane:p3-probe/words";
+
+/// The streams consumer linked to the transform provider for both interfaces, with
+/// `provider` settings and `link` settings given as TOML lines.
+fn streams_app(provider: &str, link: &str) -> TestApp {
+    TestApp::new(&manifest(
+        "p3-streams",
+        &[("p3-streams", ""), ("p3-transform", provider)],
+        &[("p3-streams", TRANSFORM, "p3-transform", link), ("p3-streams", WORDS, "p3-transform", "")],
+    ))
+}
+
+/// `membrane run` of `app` with `args`, and the peak resident memory of the membrane
+/// process while it ran (kB), sampled from /proc until it exits.
+fn run_with_peak(app: &TestApp, args: &[&str]) -> (Outcome, u64) {
+    let manifest = app.manifest();
+    let mut child = membrane()
+        .args(["run", manifest.to_str().unwrap(), "--"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = fs::read_to_string(&status)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak = line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap().max(peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let outcome = Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (outcome, peak)
+}
+
+#[test]
+fn a_64_mib_stream_crosses_a_link_intact_with_bounded_host_memory() {
+    let app = streams_app("", "");
+    let (small, small_peak) = run_with_peak(&app, &["intact", "1"]);
+    small.assert_code(0).assert_stdout_has("received 1048576 bytes; intact: true");
+    let (large, large_peak) = run_with_peak(&app, &["intact", "64"]);
+    large.assert_code(0).assert_stdout_has("received 67108864 bytes; intact: true");
+    // Both ways chunk by chunk: 64 MiB more through the link costs the host far less
+    // than the stream (its channels hold a few chunks, the link's budget caps the rest).
+    let grown = large_peak.saturating_sub(small_peak);
+    assert!(grown < 24 * 1024, "the host grew by {grown} kB for a 64 MiB stream ({small_peak} -> {large_peak} kB)");
+}
+
+#[test]
+fn a_future_and_an_async_function_without_streams_cross_a_link() {
+    let app = streams_app("", "");
+    app.run(&["measure", "3"]).assert_code(0).assert_stdout_has("measured 3145728 bytes");
+    app.run(&["reverse", "membrane"]).assert_code(0).assert_stdout_has("enarbmem");
+}
+
+#[test]
+fn a_consumer_that_drops_its_stream_stops_the_provider_and_the_link_answers_next() {
+    // A singleton provider: were it left writing to a reader that is gone, the next call
+    // would wait behind it forever.
+    let app = streams_app("instances = \"singleton\"", "timeout = \"20s\"");
+    app.run(&["cancel"])
+        .assert_code(0)
+        .assert_stdout_has("cancelled after 65536 bytes; the writer stopped after")
+        .assert_stdout_has("then: cba");
+    assert!(!app.audit().iter().any(|e| e["event"] == "trap"), "{:?}", app.audit());
+}
+
+#[test]
+fn a_provider_that_traps_mid_stream_ends_the_consumers_stream_and_is_not_retried() {
+    for provider in ["", "instances = \"singleton\""] {
+        let app = streams_app(provider, "on_trap = \"retry:2\"");
+        let out = app.run(&["misbehave", "trap-after:1048576", "8"]);
+        // The consumer's stream ends where the provider stopped; the consumer itself runs
+        // on, and its next call reaches a provider that works again.
+        out.assert_code(0).assert_stdout_has("then: cba");
+        let received: u64 = out.stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!((1 << 20..8 << 20).contains(&received), "{}", out.stdout);
+        let audit = app.audit();
+        assert!(
+            audit.iter().any(|e| e["event"] == "trap" && e["component"] == "p3-transform"),
+            "{provider}: {audit:?}"
+        );
+        // Bytes already handed over cannot be sent again: no retry.
+        assert!(!audit.iter().any(|e| e["event"] == "retry"), "{provider}: {audit:?}");
+    }
+}
+
+#[test]
+fn a_provider_that_stalls_mid_stream_is_stopped_by_the_links_timeout() {
+    let app = streams_app("", "timeout = \"1s\"");
+    let out = app.run(&["misbehave", "stall-after:1048576", "8"]);
+    out.assert_code(0).assert_stdout_has("then: cba");
+    let received: u64 = out.stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!((1 << 20..8 << 20).contains(&received), "{}", out.stdout);
+    let audit = app.audit();
+    assert!(audit.iter().any(|e| e["event"] == "trap" && e["what"] == "timeout"), "{audit:?}");
+}
+
+#[test]
+fn a_thousand_concurrent_streams_cross_one_link() {
+    for provider in ["instances = \"singleton\"", "instances = \"pool:8\""] {
+        let app = streams_app(provider, "");
+        app.run(&["many", "1000"]).assert_code(0).assert_stdout_has("1000 of 1000 intact");
+    }
+}
+
+#[test]
+fn wasi_p2_and_p3_components_call_each_others_synchronous_functions() {
+    // A WASI 0.2 command calls the WASI 0.3 provider.
+    let p2_to_p3 = TestApp::new(&manifest(
+        "words-consumer",
+        &[("words-consumer", ""), ("p3-transform", "")],
+        &[("words-consumer", WORDS, "p3-transform", "")],
+    ));
+    p2_to_p3.run(&["one", "two", "three"]).assert_code(0).assert_stdout_has("words: 3");
+    // A WASI 0.3 command calls a WASI 0.2 provider (which counts from 1000).
+    let p3_to_p2 = TestApp::new(&manifest(
+        "p3-streams",
+        &[("p3-streams", ""), ("p3-transform", ""), ("words-provider", "")],
+        &[("p3-streams", TRANSFORM, "p3-transform", ""), ("p3-streams", WORDS, "words-provider", "")],
+    ));
+    p3_to_p2.run(&["words", "one", "two"]).assert_code(0).assert_stdout_has("words: 1002");
+}
+
+#[test]
+fn check_explains_an_async_sync_mismatch_and_a_stream_it_cannot_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    // A consumer that imports `reverse` as a synchronous function.
+    let sync_reverse = dir.path().join("sync-reverse.wat");
+    fs::write(
+        &sync_reverse,
+        format!(
+            r#"(component (import "{TRANSFORM}" (instance
+                (export "reverse" (func (param "text" string) (result string))))))"#
+        ),
+    )
+    .unwrap();
+    let app = TestApp::new(&manifest(
+        "consumer",
+        &[("consumer", &format!("source = {:?}", sync_reverse.to_str().unwrap())), ("p3-transform", "")],
+        &[("consumer", TRANSFORM, "p3-transform", "")],
+    ));
+    app.check(&[])
+        .assert_code(APP_CHECK)
+        .assert_stderr_has("reverse: func(text: string) -> string")
+        .assert_stderr_has("reverse: async func(text: string) -> string");
+
+    // A stream of tuples, on both sides: the types match, and the link says why it
+    // cannot carry it.
+    let pairs = "membrane:p3-probe/pairs";
+    let consumer = dir.path().join("pairs-consumer.wat");
+    fs::write(
+        &consumer,
+        format!(
+            r#"(component (import "{pairs}" (instance (export "take" (func (param "input" (stream (tuple u8 u8))))))))"#
+        ),
+    )
+    .unwrap();
+    let provider = dir.path().join("pairs-provider.wat");
+    fs::write(
+        &provider,
+        format!(
+            r#"(component
+                (core module $m (func (export "take") (param i32)))
+                (core instance $i (instantiate $m))
+                (type $pairs (stream (tuple u8 u8)))
+                (func $take (param "input" $pairs) (canon lift (core func $i "take")))
+                (instance $e (export "take" (func $take)))
+                (export "{pairs}" (instance $e)))"#
+        ),
+    )
+    .unwrap();
+    let app = TestApp::new(&manifest(
+        "consumer",
+        &[
+            ("consumer", &format!("source = {:?}", consumer.to_str().unwrap())),
+            ("provider", &format!("source = {:?}", provider.to_str().unwrap())),
+        ],
+        &[("consumer", pairs, "provider", "")],
+    ));
+    app.check(&[])
+        .assert_code(APP_CHECK)
+        .assert_stderr_has("take cannot cross the link: a stream of tuples is not forwarded between stores");
+}
