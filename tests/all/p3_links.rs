@@ -200,3 +200,14 @@ fn check_explains_an_async_sync_mismatch_and_a_stream_it_cannot_forward() {
         .assert_code(APP_CHECK)
         .assert_stderr_has("take cannot cross the link: a stream of tuples is not forwarded between stores");
 }
+
+#[test]
+fn streams_nobody_reads_slow_a_link_down_but_never_stop_its_other_streams() {
+    // 100 unread streams hold more than the link's whole budget; the one that is read
+    // still gets through, a chunk at a time if need be (a timeout ends the test's wait
+    // should it not).
+    let app = streams_app("", "timeout = \"30s\"");
+    app.run(&["starve", "100"])
+        .assert_code(0)
+        .assert_stdout_has("with 100 unread streams: received 4194304 bytes; intact: true");
+}

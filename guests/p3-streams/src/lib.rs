@@ -38,6 +38,7 @@ impl Guest for Streams {
                 format!("ended after {received} bytes; then: {}", transform::reverse("abc".into()).await)
             }
             "many" => many(number(2) as usize).await,
+            "starve" => starve(number(2) as usize).await,
             "measure" => {
                 let (tx, rx) = wit_stream::new::<u8>();
                 let measured = transform::measure(rx);
@@ -124,6 +125,22 @@ async fn many(n: usize) -> String {
     let all = futures::future::join_all(calls).await;
     let intact = all.iter().filter(|(len, ok)| *len == CHUNK as u64 && *ok).count();
     format!("{intact} of {n} intact")
+}
+
+/// `n` transforms whose output nobody reads (their input keeps coming), then one that is
+/// read: the unread ones hold what the link lets them, and the read one still gets through.
+async fn starve(n: usize) -> String {
+    let mut unread = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = wit_stream::new::<u8>();
+        unread.push(transform::upper("upper".into(), rx).await);
+        wit_bindgen::spawn_local(async move {
+            send(tx, MIB).await;
+        });
+    }
+    let (received, intact) = through_upper("upper", 4 * MIB).await;
+    drop(unread);
+    format!("with {n} unread streams: received {received} bytes; intact: {intact}")
 }
 
 async fn print(text: String) {

@@ -6,7 +6,9 @@
 //! Bounded twice: each stream holds at most [`DEPTH`] chunks in flight, and all streams of
 //! one link share a byte budget ([`Budget`]) that a chunk must take its share of before it
 //! crosses; a writer whose reader does not keep up waits (backpressure), it never grows
-//! the host's memory. Either side dropping its end closes the channel, and the other side
+//! the host's memory. The budget never stops a stream outright: one with nothing in
+//! flight may always send one chunk, so readers that stall (one tenant's requests, say)
+//! slow the link's other streams down to a chunk at a time, never to a halt. Either side dropping its end closes the channel, and the other side
 //! sees its stream end: a reader gone cancels the writer, a writer gone (finished, trapped
 //! or stopped at its deadline) ends the reader's stream.
 //!
@@ -15,10 +17,13 @@
 //! ours is the channel between two stores, which wasmtime leaves to the embedder.
 
 use super::typed::Kind;
+use futures_util::task::AtomicWaker;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::{PollSemaphore, PollSender};
@@ -137,6 +142,34 @@ impl<T: Lift + Lower + Weigh + Unpin + Send + Sync + 'static> Item for T {}
 struct Chunk<T> {
     items: Vec<T>,
     _budget: Option<OwnedSemaphorePermit>,
+    _flight: Flight,
+}
+
+/// The chunks of one stream in flight: counted while they are, and the writer woken when
+/// the last lands (it may then send one without the budget).
+#[derive(Clone, Default)]
+struct InFlight(Arc<(AtomicUsize, AtomicWaker)>);
+
+impl InFlight {
+    fn is_empty(&self) -> bool {
+        self.0.0.load(Relaxed) == 0
+    }
+
+    fn start(&self) -> Flight {
+        self.0.0.fetch_add(1, Relaxed);
+        Flight(self.clone())
+    }
+}
+
+/// One chunk in flight.
+struct Flight(InFlight);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, Relaxed) == 1 {
+            self.0.0.1.wake();
+        }
+    }
 }
 
 /// A stream or future taken out of one store, ready to be made anew in the other.
@@ -172,7 +205,12 @@ fn stream_off<T: Item>(
 ) -> wasmtime::Result<Box<dyn Landing>> {
     let reader = any.try_into_stream_reader::<T>()?;
     let (tx, rx) = mpsc::channel(DEPTH);
-    let sink = Sink { tx: PollSender::new(tx), budget: PollSemaphore::new(budget.0.clone()), held: None };
+    let sink = Sink {
+        tx: PollSender::new(tx),
+        budget: PollSemaphore::new(budget.0.clone()),
+        held: None,
+        in_flight: InFlight::default(),
+    };
     reader.pipe(&mut store, sink)?;
     Ok(Box::new(Feed { rx }))
 }
@@ -193,6 +231,7 @@ struct Sink<T: Send + 'static> {
     budget: PollSemaphore,
     /// Items taken from the writer, waiting for their share of the budget.
     held: Option<Vec<T>>,
+    in_flight: InFlight,
 }
 
 impl<T: Item, D> StreamConsumer<D> for Sink<T> {
@@ -231,10 +270,18 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
             // Items already taken cannot be handed back: a cancelled write lets them go
             // beyond the budget rather than lose them.
             Poll::Pending if finish => None,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // Woken also when this stream's last chunk lands.
+                this.in_flight.0.1.register(cx.waker());
+                if !this.in_flight.is_empty() {
+                    return Poll::Pending;
+                }
+                None
+            }
         };
         let items = this.held.take().unwrap_or_default();
-        match this.tx.send_item(Chunk { items, _budget: permit }) {
+        let chunk = Chunk { items, _budget: permit, _flight: this.in_flight.start() };
+        match this.tx.send_item(chunk) {
             Ok(()) => Poll::Ready(Ok(StreamResult::Completed)),
             Err(_) => Poll::Ready(Ok(StreamResult::Dropped)),
         }
