@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one of membrane's benchmarks next to its peers and charts it.
 #
-#   benches/run.sh instantiate|link_call|serve|interpreted|density|compute|startup [quick]
+#   benches/run.sh instantiate|link_call|p3_link|serve|interpreted|density|compute|startup [quick]
 #
 # Writes benches/results/NAME.tsv (label<TAB>value, the figures in BENCHMARKS.md) and
 # benches/results/NAME.svg (its chart). `quick` runs with short settings, to check the
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-bench=${1:?usage: benches/run.sh instantiate|link_call|serve|interpreted|density|compute|startup [quick]}
+bench=${1:?usage: benches/run.sh instantiate|link_call|p3_link|serve|interpreted|density|compute|startup [quick]}
 quick=${2:-}
 results=benches/results
 mkdir -p "$results"
@@ -30,6 +30,7 @@ criterion() { # bench group unit title
 case $bench in
   instantiate) criterion instantiate instantiate us "A fresh instance from InstancePre (median, µs)" ;;
   link_call) criterion link_call call ns "One call (median, ns per call)" ;;
+  p3_link) criterion p3_link p3 ns "WASI 0.3 across a link (median, ns per call)" ;;
   compute)
     # The same guest built with wasm SIMD (wasmtime compiles it to SSE/AVX), in the same
     # run; then the native kernels again with sha2's portable code (no SHA-NI).

@@ -153,12 +153,6 @@ async fn execute_p3(
     mut store: Store<SandboxState>,
     command: wasmtime_wasi::p3::bindings::CommandPre<SandboxState>,
 ) -> Result<i32, RunError> {
-    // The handles of the async ABI's tasks, streams and futures live in the store's own
-    // table; they are bounded like the host's.
-    let max = pool.limits.host_resources as usize;
-    if let Some(table) = store.concurrent_resource_table() {
-        table.set_max_capacity(max);
-    }
     let limit = pool.limits.timeout.map(|t| t.std());
     let status = pool
         .enter(&mut store, limit, async |store| {

@@ -48,12 +48,6 @@ pub fn serve(
     request: http::Request<WasiBody>,
     call: HandlerCall,
 ) -> tokio::task::JoinHandle<Result<(), Fault>> {
-    // The handles of the async ABI's tasks, streams and futures live in the store's own
-    // table; they are bounded like the host's.
-    let max = instances.limits().host_resources as usize;
-    if let Some(table) = store.concurrent_resource_table() {
-        table.set_max_capacity(max);
-    }
     tokio::spawn(async move {
         let HandlerCall { timeout, exceeded, respond, on_fault, held } = call;
         let (finished, finished_rx) = tokio::sync::oneshot::channel();

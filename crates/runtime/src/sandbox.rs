@@ -218,8 +218,12 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    // Handles the guest's own resources take in the store, bounded like the host's.
+    // Handles the guest's own resources take in the store, bounded like the host's; so
+    // are the async ABI's tasks, streams and futures (WASI 0.3), in a table of their own.
     store.set_max_component_handles(limits.host_resources as usize);
+    if let Some(table) = store.concurrent_resource_table() {
+        table.set_max_capacity(limits.host_resources as usize);
+    }
     // An engine counts fuel for every store once any component of the app has a fuel
     // limit; a store that starts with none would trap at its first instruction. (An engine
     // without fuel refuses `set_fuel`, and `App::build` refuses a fuel limit on it.)

@@ -54,6 +54,49 @@ impl Guest for Streams {
     }
 }
 
+impl exports::membrane::p3_probe::stream_driver::Guest for Streams {
+    async fn async_calls(n: u32) -> u32 {
+        let mut total = 0;
+        for _ in 0..n {
+            total += transform::reverse("abc".into()).await.len() as u32;
+        }
+        total
+    }
+
+    fn sync_calls(n: u32) -> u32 {
+        (0..n).map(|_| words::count_words("a b c")).sum()
+    }
+
+    async fn stream_calls(n: u32, len: u32) -> u64 {
+        // The bytes are made once and only counted on the way back: what is timed is the
+        // crossing, not the test pattern.
+        let data = vec![b'a'; len as usize];
+        let mut back = Vec::with_capacity(CHUNK);
+        let mut total = 0;
+        for _ in 0..n {
+            let (mut tx, rx) = wit_stream::new::<u8>();
+            let mut out = transform::upper("echo".into(), rx).await;
+            let chunk = data.clone();
+            let sending = async move {
+                tx.write_all(chunk).await;
+            };
+            let receiving = async {
+                loop {
+                    let (status, read) = out.read(std::mem::take(&mut back)).await;
+                    back = read;
+                    total += back.len() as u64;
+                    back.clear();
+                    if let StreamResult::Dropped | StreamResult::Cancelled = status {
+                        break;
+                    }
+                }
+            };
+            futures::join!(sending, receiving);
+        }
+        total
+    }
+}
+
 /// The byte at offset `at` of the test pattern: letters and other bytes mixed.
 fn pattern(at: u64) -> u8 {
     (at.wrapping_mul(7) % 251) as u8

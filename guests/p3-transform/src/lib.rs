@@ -19,9 +19,11 @@ struct Transform;
 
 export!(Transform);
 
-/// What `mode` asks of `upper`: after how many bytes out it traps or stalls.
+/// What `mode` asks of `upper`: after how many bytes out it traps or stalls, or that it
+/// passes the bytes through unchanged ("echo", for benchmarks of the crossing alone).
 enum Misbehave {
     None,
+    Echo,
     Trap(u64),
     Stall(u64),
 }
@@ -31,6 +33,7 @@ fn misbehave(mode: &str) -> Misbehave {
     match mode.split_once(':') {
         Some(("trap-after", n)) => Misbehave::Trap(after(n)),
         Some(("stall-after", n)) => Misbehave::Stall(after(n)),
+        _ if mode == "echo" => Misbehave::Echo,
         _ => Misbehave::None,
     }
 }
@@ -48,7 +51,9 @@ impl transform::Guest for Transform {
                 if let StreamResult::Dropped | StreamResult::Cancelled = status {
                     break;
                 }
-                chunk.make_ascii_uppercase();
+                if !matches!(misbehave, Misbehave::Echo) {
+                    chunk.make_ascii_uppercase();
+                }
                 sent += chunk.len() as u64;
                 chunk = tx.write_all(chunk).await;
                 if !chunk.is_empty() {
