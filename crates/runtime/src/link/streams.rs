@@ -103,40 +103,73 @@ impl Default for Budget {
     }
 }
 
-/// What an item weighs against the budget.
-pub trait Weigh {
-    fn weight(&self) -> usize;
+/// An item a link forwards: one of the payload kinds, with what it weighs against the
+/// budget and how it is taken out of the writer's memory.
+pub trait Item: Lift + Lower + Unpin + Send + Sync + 'static {
     /// Whether every item weighs the same (then a chunk is sized in bytes up front).
     const FIXED: bool;
+
+    fn weight(&self) -> usize;
+
+    /// Takes up to `most` items from `source`, lifted one by one.
+    fn take<'a, D: 'static>(
+        mut source: Source<'a, Self>,
+        store: StoreContextMut<'a, D>,
+        most: usize,
+    ) -> wasmtime::Result<Vec<Self>> {
+        let mut items = Vec::with_capacity(most);
+        source.read(store, &mut items)?;
+        Ok(items)
+    }
+}
+
+/// Bytes are copied out of the writer's memory in one go.
+impl Item for u8 {
+    const FIXED: bool = true;
+
+    fn weight(&self) -> usize {
+        1
+    }
+
+    fn take<'a, D: 'static>(
+        source: Source<'a, u8>,
+        store: StoreContextMut<'a, D>,
+        most: usize,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let mut direct = source.as_direct(store);
+        let bytes = direct.remaining();
+        let taken = bytes[..bytes.len().min(most)].to_vec();
+        direct.mark_read(taken.len());
+        Ok(taken)
+    }
 }
 
 macro_rules! fixed {
     ($($t:ty),*) => {$(
-        impl Weigh for $t {
-            fn weight(&self) -> usize { size_of::<$t>() }
+        impl Item for $t {
             const FIXED: bool = true;
+            fn weight(&self) -> usize { size_of::<$t>() }
         }
     )*};
 }
-fixed!(bool, u8, u32, i32, u64, i64, f32, f64, char);
+fixed!(bool, u32, i32, u64, i64, f32, f64, char);
 
-impl Weigh for String {
+impl Item for String {
+    const FIXED: bool = false;
     fn weight(&self) -> usize {
         self.len().max(1)
     }
-    const FIXED: bool = false;
 }
 
-impl<T> Weigh for Vec<T> {
-    fn weight(&self) -> usize {
-        (self.len() * size_of::<T>()).max(1)
-    }
-    const FIXED: bool = false;
+macro_rules! lists {
+    ($($t:ty),*) => {$(
+        impl Item for Vec<$t> {
+            const FIXED: bool = false;
+            fn weight(&self) -> usize { (self.len() * size_of::<$t>()).max(1) }
+        }
+    )*};
 }
-
-/// The items a payload kind may be: what a link forwards.
-pub trait Item: Lift + Lower + Weigh + Unpin + Send + Sync + 'static {}
-impl<T: Lift + Lower + Weigh + Unpin + Send + Sync + 'static> Item for T {}
+lists!(u8, u32, f64);
 
 /// Items on their way from one store to the other, with their share of the budget.
 struct Chunk<T> {
@@ -241,7 +274,7 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut store: StoreContextMut<D>,
-        mut source: Source<'_, T>,
+        source: Source<'_, T>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
         let this = &mut *self;
@@ -258,11 +291,9 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
                 return Poll::Ready(Ok(StreamResult::Completed));
             }
             let most = if T::FIXED { CHUNK_BYTES / size_of::<T>().max(1) } else { CHUNK_ITEMS };
-            let mut items = Vec::with_capacity(remaining.min(most));
-            source.read(&mut store, &mut items)?;
-            this.held = Some(items);
+            this.held = Some(T::take(source, store, remaining.min(most))?);
         }
-        let weight: usize = this.held.iter().flatten().map(Weigh::weight).sum();
+        let weight: usize = this.held.iter().flatten().map(Item::weight).sum();
         // A chunk heavier than the whole budget waits for all of it.
         let weight = weight.min(LINK_BUDGET) as u32;
         let permit = match this.budget.poll_acquire_many(cx, weight) {
