@@ -481,3 +481,17 @@ component = "outer"
         )
     );
 }
+
+#[test]
+fn with_instance_reuse_on_a_p3_instance_serves_requests_one_after_another() {
+    let server = Served::start(&["--max-instance-reuse", "3", guests::P3_HTTP]);
+    let count = |path: &str| {
+        let (status, body) = get(server.addr, path);
+        (status, body.rsplit("request #").next().unwrap_or_default().trim().to_string())
+    };
+    let counts: Vec<_> = (0..4).map(|i| count(&format!("/r{i}")).1).collect();
+    assert_eq!(counts, ["1 of this instance", "2 of this instance", "3 of this instance", "1 of this instance"]);
+    // An instance that trapped is never served again.
+    assert_eq!(count("/trap").0, 500);
+    assert_eq!(count("/after").1, "1 of this instance");
+}

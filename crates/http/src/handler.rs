@@ -5,6 +5,7 @@
 
 use crate::access::AccessEntry;
 use crate::body::{LimitedBody, plain};
+use crate::reuse::Made;
 use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
@@ -17,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 pub(crate) type Response = http::Response<HyperOutgoingBody>;
@@ -171,10 +172,10 @@ impl Server {
         limits: &membrane_manifest::Limits,
     ) -> Result<Guest, Refusal> {
         if let Some(idle) = self.reuse.take(component, app.generation(), tenant) {
-            return Ok(Guest { store: idle.store, instance: Some((idle.proxy, idle.uses)) });
+            return Ok(Guest { store: idle.store, instance: Some((idle.instance, idle.uses)) });
         }
         if let Some(spare) = self.spares.take(app, component, tenant, limits) {
-            return Ok(Guest { store: spare.store, instance: Some((spare.proxy, 0)) });
+            return Ok(Guest { store: spare.store, instance: Some((Made::P2(spare.proxy), 0)) });
         }
         let instances = app.instances(component).expect("routes name loaded components");
         let mut made = instances.new_store_with(&[component.to_string()], limits);
@@ -206,10 +207,22 @@ impl Server {
         request: http::Request<LimitedBody>,
         sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
     ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
+        let Guest { store, instance } = guest;
         match call.app.http_handler(&call.component).expect("routes lead to checked handlers").clone() {
-            HttpHandler::P2(pre) => self.spawn_p2(call, guest, pre, request, sender),
-            // A WASI 0.3 instance is never reused: it is always a fresh one.
-            HttpHandler::P3(pre) => Ok(self.spawn_p3(call, guest.store, pre, request, sender)),
+            HttpHandler::P2(pre) => {
+                let instance = instance.and_then(|(made, uses)| match made {
+                    Made::P2(proxy) => Some((proxy, uses)),
+                    Made::P3(_) => None,
+                });
+                self.spawn_p2(call, store, instance, pre, request, sender)
+            }
+            HttpHandler::P3(pre) => {
+                let instance = instance.and_then(|(made, uses)| match made {
+                    Made::P3(service) => Some((service, uses)),
+                    Made::P2(_) => None,
+                });
+                Ok(self.spawn_p3(call, store, instance, pre, request, sender))
+            }
         }
     }
 
@@ -218,12 +231,12 @@ impl Server {
     fn spawn_p2(
         &self,
         call: Call,
-        guest: Guest,
+        mut store: wasmtime::Store<SandboxState>,
+        instance: Option<(Proxy, usize)>,
         pre: ProxyPre<SandboxState>,
         request: http::Request<LimitedBody>,
         sender: tokio::sync::oneshot::Sender<Result<Response, ErrorCode>>,
     ) -> Result<tokio::task::JoinHandle<Result<(), Fault>>, Refusal> {
-        let Guest { mut store, instance } = guest;
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
@@ -262,7 +275,7 @@ impl Server {
                 // Only an instance that finished cleanly may serve again.
                 Ok((proxy, uses)) => {
                     let generation = call.app.generation();
-                    let idle = crate::reuse::Idle { store, proxy, uses, generation };
+                    let idle = crate::reuse::Idle { store, instance: Made::P2(proxy), uses, generation };
                     reuse.give_back(&call.component, idle, call.tenant.as_deref());
                     Ok(())
                 }
@@ -340,7 +353,7 @@ pub(crate) struct Call {
 /// request (a spare, with no uses, or a reused one): with the requests it has handled.
 struct Guest {
     store: wasmtime::Store<SandboxState>,
-    instance: Option<(wasmtime_wasi_http::p2::bindings::Proxy, usize)>,
+    instance: Option<(Made, usize)>,
 }
 
 /// The request's server span (HTTP semantic conventions), joining the trace its

@@ -3,18 +3,26 @@
 //! requests for speed, so it is off (N = 1) unless asked for. It never crosses a tenant
 //! boundary: a tenant's request neither takes an idle instance nor leaves one behind, so
 //! what one tenant's request leaves in memory is never read by another's, or by a request
-//! of no tenant.
+//! of no tenant. WASI 0.2 and 0.3 handlers alike; a WASI 0.3 instance serves its requests
+//! one after another, each once the one before has finished, body written.
 
 use membrane_runtime::SandboxState;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p3::bindings::Service;
+
+/// A handler's instance, made before the request it serves.
+pub enum Made {
+    P2(Proxy),
+    P3(Service),
+}
 
 /// An instance between requests, with the store that holds it.
 pub struct Idle {
     pub store: Store<SandboxState>,
-    pub proxy: Proxy,
+    pub instance: Made,
     /// Requests it has handled.
     pub uses: usize,
     /// The app version it belongs to: after a swap, instances of the old one are dropped.

@@ -47,7 +47,7 @@ impl Spares {
         tenant: Option<&str>,
         limits: &Limits,
     ) -> Option<Spare> {
-        // A WASI 0.3 handler always gets a fresh instance (handler.rs): no spares for it.
+        // Spares are WASI 0.2 instances (a WASI 0.3 handler is fresh or reused, never a spare).
         if self.per_key == 0 || !matches!(app.http_handler(component), Some(HttpHandler::P2(_))) {
             return None;
         }

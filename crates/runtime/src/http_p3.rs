@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use wasmtime::Store;
-use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
 /// What the handler answered: a response whose body may still be streaming, or its error.
@@ -35,32 +35,44 @@ pub struct HandlerCall {
     pub on_fault: Box<dyn FnOnce(&Fault) + Send>,
     /// Held until the guest is done, body written (permits, the app version).
     pub held: Box<dyn std::any::Any + Send>,
+    /// Given the instance, with the requests it has served, once it finished this one
+    /// cleanly (instance reuse); `None` drops it.
+    pub keep: Option<Box<dyn FnOnce(Store<SandboxState>, Service, usize) + Send>>,
 }
 
 /// Runs the handler `pre` of `instances`' component for `request` in a task of its own, in
-/// a fresh instance in `store`, through the one way into a guest ([`Pool::enter`]: its CPU,
-/// fuel, memory and wall-clock limits, fault classification and audit). The task ends when
-/// the guest has nothing left to do, its body written, not when `handle` returns.
+/// `store`: in `instance` (one that served `uses` requests before, when reused) or a fresh
+/// one, through the one way into a guest ([`Pool::enter`]: its CPU, fuel, memory and
+/// wall-clock limits, fault classification and audit). The task ends when the guest has
+/// nothing left to do, its body written, not when `handle` returns.
 pub fn serve(
     instances: Arc<Pool>,
     mut store: Store<SandboxState>,
     pre: ServicePre<SandboxState>,
+    instance: Option<(Service, usize)>,
     request: http::Request<WasiBody>,
     call: HandlerCall,
 ) -> tokio::task::JoinHandle<Result<(), Fault>> {
     tokio::spawn(async move {
-        let HandlerCall { timeout, exceeded, respond, on_fault, held } = call;
+        let HandlerCall { timeout, exceeded, respond, on_fault, held, keep } = call;
         let (finished, finished_rx) = tokio::sync::oneshot::channel();
         let served = instances
             .enter(&mut store, timeout, async |store| {
-                let instantiation = instances.instantiation_span(store, "fresh");
-                let service = pre.instantiate_async(&mut *store).await?;
-                instances.count_instantiation();
+                let how = if instance.is_some() { "reused" } else { "fresh" };
+                let instantiation = instances.instantiation_span(store, how);
+                let (service, uses) = match instance {
+                    Some(instance) => instance,
+                    None => {
+                        let service = pre.instantiate_async(&mut *store).await?;
+                        instances.count_instantiation();
+                        (service, 0)
+                    }
+                };
                 drop(instantiation);
                 let (request, request_io) =
                     wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request);
                 store
-                    .run_concurrent(async |accessor| {
+                    .run_concurrent(async |accessor| -> wasmtime::Result<()> {
                         match service.handle(accessor, request).await? {
                             Ok(response) => {
                                 let response = accessor.with(|mut store| response.into_http(&mut store, request_io))?;
@@ -72,15 +84,19 @@ pub fn serve(
                         // The guest may still be writing the body, or doing other work it
                         // started: the instance lives until it has none left.
                         std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
-                        wasmtime::Result::Ok(())
+                        Ok(())
                     })
-                    .await?
+                    .await??;
+                Ok((service, uses + 1))
             })
             .await;
         drop(held);
         match served {
-            Ok(()) => {
+            Ok((service, uses)) => {
                 let _ = finished.send(());
+                if let Some(keep) = keep {
+                    keep(store, service, uses);
+                }
                 Ok(())
             }
             Err(fault) => {

@@ -119,8 +119,10 @@ async fn forward<A: Components>(
             };
         }),
         held: Box::new(()),
+        // A hop's instance serves one request: its store carries the hop's trace.
+        keep: None,
     };
-    let task = http_p3::serve(next.clone(), store, pre, request, call);
+    let task = http_p3::serve(next.clone(), store, pre, None, request, call);
     // A middleware that stops waiting (its own client went away, it trapped) takes the
     // next hop's request with it; once answered, the body carries the next hop's fate.
     let pending = AbortOnDrop(task.abort_handle());
