@@ -37,8 +37,12 @@ pub struct HandlerCall {
     pub held: Box<dyn std::any::Any + Send>,
     /// Given the instance, with the requests it has served, once it finished this one
     /// cleanly (instance reuse); `None` drops it.
-    pub keep: Option<Box<dyn FnOnce(Store<SandboxState>, Service, usize) + Send>>,
+    pub keep: Option<Keep>,
 }
+
+/// What takes back an instance that served its request cleanly: its store, the instance
+/// and the requests it has served.
+pub type Keep = Box<dyn FnOnce(Store<SandboxState>, Service, usize) + Send>;
 
 /// Runs the handler `pre` of `instances`' component for `request` in a task of its own, in
 /// `store`: in `instance` (one that served `uses` requests before, when reused) or a fresh
