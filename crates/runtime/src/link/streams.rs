@@ -81,13 +81,23 @@ fn holds_async(ty: &Type) -> bool {
     crate::values::holds(ty, &|t| matches!(t, Type::Stream(_) | Type::Future(_) | Type::ErrorContext))
 }
 
+/// What a payload the link does not forward is, in WIT's words.
 fn describe(ty: &Type) -> &'static str {
     match ty {
+        Type::S8 => "s8",
+        Type::S16 => "s16",
+        Type::U16 => "u16",
+        Type::List(_) | Type::FixedLengthList(_) => "lists of this type",
+        Type::Map(_) => "maps",
         Type::Record(_) => "records",
-        Type::Variant(_) | Type::Enum(_) => "variants",
-        Type::Option(_) | Type::Result(_) => "options and results",
+        Type::Variant(_) => "variants",
+        Type::Enum(_) => "enums",
+        Type::Flags(_) => "flags",
+        Type::Option(_) => "options",
+        Type::Result(_) => "results",
         Type::Own(_) | Type::Borrow(_) => "resources",
         Type::Stream(_) | Type::Future(_) => "streams and futures",
+        Type::ErrorContext => "error contexts",
         Type::Tuple(_) => "tuples",
         _ => "this type",
     }
