@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one of membrane's benchmarks next to its peers and charts it.
 #
-#   benches/run.sh instantiate|link_call|p3_link|serve|interpreted|density|compute|startup [quick]
+#   benches/run.sh instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup [quick]
 #
 # Writes benches/results/NAME.tsv (label<TAB>value, the figures in BENCHMARKS.md) and
 # benches/results/NAME.svg (its chart). `quick` runs with short settings, to check the
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-bench=${1:?usage: benches/run.sh instantiate|link_call|p3_link|serve|interpreted|density|compute|startup [quick]}
+bench=${1:?usage: benches/run.sh instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup [quick]}
 quick=${2:-}
 results=benches/results
 mkdir -p "$results"
@@ -50,6 +50,12 @@ case $bench in
     rounds=3
     [ -n "$quick" ] && rounds=1
     benches/serve-load.sh "$seconds" "$rounds" >"$out" ;;
+  p3_serve)
+    seconds=10
+    [ -n "$quick" ] && seconds=2
+    rounds=3
+    [ -n "$quick" ] && rounds=1
+    benches/p3-serve-load.sh "$seconds" "$rounds" >"$out" ;;
   interpreted)
     seconds=10
     [ -n "$quick" ] && seconds=2
