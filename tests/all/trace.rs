@@ -486,3 +486,29 @@ fn a_link_call_refused_by_the_open_circuit_ends_its_span_as_circuit_open() {
         spans.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
 }
+
+/// A call the host refuses before it reaches the provider (here, a reentrant call into a
+/// singleton already in the call chain) ends its span as `refused`, naming why.
+#[test]
+fn a_link_call_refused_by_the_host_ends_its_span_as_refused() {
+    let collector = Collector::start();
+    let app = crate::util::TestApp::new(&crate::util::manifest(
+        "reentrant",
+        &[("reentrant", "instances = \"singleton\""), ("relay", "")],
+        &[
+            ("reentrant", "membrane:test/relay@0.1.0", "relay", ""),
+            ("relay", "membrane:test/callback@0.1.0", "reentrant", ""),
+        ],
+    ));
+    let manifest = app.manifest();
+    crate::util::membrane_with(["run", "--otlp-endpoint", &collector.endpoint(), manifest.to_str().unwrap()])
+        .assert_code(87);
+    let run = collector.span("run test");
+    let spans = collector.trace(&hex(&run.trace_id), "run test");
+    let refused = only(&spans, "relay -> reentrant ping", None);
+    assert_eq!(attribute(refused, "membrane.link.outcome"), string("refused"));
+    assert_eq!(attribute(refused, "membrane.trap.kind"), string("reentrant"));
+    let outer = only(&spans, "reentrant -> relay call-back", None);
+    assert_eq!(refused.parent_span_id, outer.span_id, "the refused call nests under the call that made it");
+    assert!(!spans.iter().any(|s| s.parent_span_id == refused.span_id), "no instance was made for it");
+}
