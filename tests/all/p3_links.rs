@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 const APP_CHECK: i32 = 79;
+const BAD_MANIFEST: i32 = 78;
 const TRANSFORM: &str = "membrane:p3-probe/transform";
 const WORDS: &str = "membrane:p3-probe/words";
 
@@ -210,4 +211,17 @@ fn streams_nobody_reads_slow_a_link_down_but_never_stop_its_other_streams() {
     app.run(&["starve", "100"])
         .assert_code(0)
         .assert_stdout_has("with 100 unread streams: received 4194304 bytes; intact: true");
+}
+
+#[test]
+fn a_links_stream_budget_is_set_in_the_manifest_and_checked() {
+    // The smallest budget there is: one chunk in flight for the whole link at a time.
+    let app = streams_app("", "stream_budget = \"64KiB\"");
+    app.run(&["intact", "4"]).assert_code(0).assert_stdout_has("received 4194304 bytes; intact: true");
+    app.run(&["many", "20"]).assert_code(0).assert_stdout_has("20 of 20 intact");
+    let app = streams_app("", "stream_budget = \"1KiB\"");
+    app.check(&[])
+        .assert_code(BAD_MANIFEST)
+        .assert_stderr_has("link[0].stream_budget: 1024 bytes is outside 64 KiB (one chunk of a stream) to 2 GiB")
+        .assert_stderr_has("write stream_budget = \"16MiB\"");
 }

@@ -149,6 +149,10 @@ pub struct LinkSpec {
     /// How far apart the two components are kept [default: `store`].
     #[serde(default)]
     pub isolation: Isolation,
+    /// The bytes that streams across the link (WASI 0.3) may have in flight at once, all
+    /// together [default: 16 MiB].
+    #[serde(default)]
+    pub stream_budget: Option<crate::units::ByteSize>,
 }
 
 /// How far apart a link keeps its consumer and provider. Both levels keep the component
@@ -395,6 +399,17 @@ impl AppSpec {
             }
             if link.isolation == Isolation::Component {
                 self.validate_component_isolation(i, link)?;
+            }
+            // A chunk of a stream is up to 64 KiB; the semaphore behind the budget counts
+            // in u32 steps.
+            if let Some(budget) = link.stream_budget
+                && !(64 << 10..=1 << 31).contains(&budget.bytes())
+            {
+                return Err(self.invalid(
+                    key("stream_budget"),
+                    format!("{} bytes is outside 64 KiB (one chunk of a stream) to 2 GiB", budget.bytes()),
+                    "write stream_budget = \"16MiB\"",
+                ));
             }
             if let Some(j) = self.links[..i].iter().position(|l| l.from == link.from && l.import == link.import) {
                 return Err(self.invalid(

@@ -213,6 +213,9 @@ fn check_and_link(
             audit.clone(),
         );
         made.isolation = link.isolation;
+        if let Some(budget) = link.stream_budget {
+            made.budget = crate::link::streams::Budget::new(budget.bytes() as usize);
+        }
         if let Some(stats) = previous.and_then(|p| p.link_stats(&link.from, &plan.import, &link.to)) {
             made.stats = stats;
         }

@@ -127,7 +127,7 @@ pub struct Link<A: Components> {
     /// Whether the provider has a store of its own or lives in the consumer's.
     pub isolation: Isolation,
     /// The bytes that streams across the link may have in flight, all together.
-    budget: streams::Budget,
+    pub budget: streams::Budget,
     circuit: Option<Circuit>,
     proxies: Mutex<HashMap<u32, Proxy>>,
     next_proxy: AtomicU32,

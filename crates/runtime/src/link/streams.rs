@@ -40,7 +40,8 @@ pub const DEPTH: usize = 4;
 const CHUNK_BYTES: usize = 64 * 1024;
 /// The most items of variable size (strings, lists) one chunk carries.
 const CHUNK_ITEMS: usize = 64;
-/// The bytes all streams of one link may have in flight at once.
+/// The bytes all streams of one link may have in flight at once, unless the link's
+/// `stream_budget` says otherwise.
 pub const LINK_BUDGET: usize = 16 << 20;
 
 /// A stream or future among a function's parameters or results, which the link forwards
@@ -105,11 +106,21 @@ fn describe(ty: &Type) -> &'static str {
 
 /// The bytes in flight that all streams of one link share.
 #[derive(Clone)]
-pub struct Budget(Arc<Semaphore>);
+pub struct Budget {
+    bytes: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Budget {
+    /// A budget of `size` bytes (the manifest's `stream_budget`).
+    pub fn new(size: usize) -> Budget {
+        Budget { bytes: Arc::new(Semaphore::new(size)), size }
+    }
+}
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget(Arc::new(Semaphore::new(LINK_BUDGET)))
+        Budget::new(LINK_BUDGET)
     }
 }
 
@@ -250,7 +261,8 @@ fn stream_off<T: Item>(
     let (tx, rx) = mpsc::channel(DEPTH);
     let sink = Sink {
         tx: PollSender::new(tx),
-        budget: PollSemaphore::new(budget.0.clone()),
+        budget: PollSemaphore::new(budget.bytes.clone()),
+        size: budget.size,
         held: None,
         in_flight: InFlight::default(),
     };
@@ -272,6 +284,8 @@ fn future_off<T: Item>(
 struct Sink<T: Send + 'static> {
     tx: PollSender<Chunk<T>>,
     budget: PollSemaphore,
+    /// The whole budget, in bytes.
+    size: usize,
     /// Items taken from the writer, waiting for their share of the budget.
     held: Option<Vec<T>>,
     in_flight: InFlight,
@@ -305,7 +319,7 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
         }
         let weight: usize = this.held.iter().flatten().map(Item::weight).sum();
         // A chunk heavier than the whole budget waits for all of it.
-        let weight = weight.min(LINK_BUDGET) as u32;
+        let weight = weight.min(this.size) as u32;
         let permit = match this.budget.poll_acquire_many(cx, weight) {
             Poll::Ready(permit) => permit,
             // Items already taken cannot be handed back: a cancelled write lets them go
