@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the interpreted wasi:http guests from source: guests/py-hello (Python, with
 # componentize-py) and guests/js-hello (JavaScript, with componentize-js, the engine behind
-# `jco componentize`), both against wit/http, into target/interpreted-guests/.
+# `jco componentize`), both against wit/http, and guests/py-p3-http (Python, a WASI 0.3
+# handler, against wit/p3), into target/interpreted-guests/.
 #
-#   scripts/build-interpreted-guests.sh [py-hello|js-hello]...     # default: both
+#   scripts/build-interpreted-guests.sh [py-hello|py-p3-http|js-hello]...     # default: all
 #
 # Installs the pinned toolchains under target/guest-tools/ when missing (componentize-py
 # from PyPI into a venv, componentize-js from npm into a folder); offline after that. A guest
@@ -69,6 +70,15 @@ build() {
         mv "$wasm.tmp" "$wasm"
       fi
       ;;
+    py-p3-http)
+      install_py
+      if stale "$wasm" guests/py-p3-http wit/p3 "$tools/py/.pinned"; then
+        echo "build-interpreted-guests: building $name with componentize-py" >&2
+        "$tools/py/bin/componentize-py" --quiet -d wit/p3 -w http-guest componentize \
+          -p guests/py-p3-http app -o "$wasm.tmp" >&2
+        mv "$wasm.tmp" "$wasm"
+      fi
+      ;;
     js-hello)
       install_js
       if stale "$wasm" guests/js-hello wit/http "$tools/js/.pinned"; then
@@ -79,7 +89,7 @@ build() {
       fi
       ;;
     *)
-      echo "build-interpreted-guests: no guest named '$name'; the guests are py-hello and js-hello" >&2
+      echo "build-interpreted-guests: no guest named '$name'; the guests are py-hello, py-p3-http and js-hello" >&2
       exit 2
       ;;
   esac
@@ -87,5 +97,5 @@ build() {
 }
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(py-hello js-hello)
+[ ${#names[@]} -eq 0 ] && names=(py-hello py-p3-http js-hello)
 for name in "${names[@]}"; do build "$name"; done

@@ -124,3 +124,24 @@ fn spare_instances_made_ahead_still_serve_one_request_each_from_the_pristine_ima
         }
     }
 }
+
+/// A WASI 0.3 handler in Python (componentize-py, which builds WASI 0.3 components as its
+/// current release stands): served fresh per request like any other, or reused when asked;
+/// its body written after it returned the response.
+#[test]
+fn a_python_wasi_p3_handler_is_served_fresh_per_request_or_reused() {
+    let source = interpreted_guest("py-p3-http");
+    let fresh = Served::start(&[source.as_str()]);
+    for path in ["/a", "/b"] {
+        assert_eq!(get(fresh.addr, path), (200, format!("python p3 hello from {path}; request #1 of this instance")));
+    }
+    let reused = Served::start(&["--max-instance-reuse", "2", &source]);
+    let bodies: Vec<String> = ["/a", "/b"].iter().map(|p| get(reused.addr, p).1).collect();
+    assert_eq!(
+        bodies,
+        [
+            "python p3 hello from /a; request #1 of this instance",
+            "python p3 hello from /b; request #2 of this instance"
+        ]
+    );
+}
