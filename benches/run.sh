@@ -102,7 +102,7 @@ case $bench in
 for r in json.load(open(sys.argv[1]))["results"]: print("%s\t%.3f" % (r["command"], r["mean"] * 1000))' "$json"
       done
     } >"$out" ;;
-  *) echo "unknown benchmark $bench: use instantiate|link_call|serve|interpreted|density|compute|startup" >&2; exit 2 ;;
+  *) echo "unknown benchmark $bench: use instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup" >&2; exit 2 ;;
 esac
 "$tools/bench-chart" "$out" "$results/$bench.svg"
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out"
