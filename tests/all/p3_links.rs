@@ -164,6 +164,26 @@ fn check_explains_an_async_sync_mismatch_and_a_stream_it_cannot_forward() {
         .assert_stderr_has("reverse: func(text: string) -> string")
         .assert_stderr_has("reverse: async func(text: string) -> string");
 
+    // A consumer that would send words where the provider reads bytes.
+    let words_upper = dir.path().join("words-upper.wat");
+    fs::write(
+        &words_upper,
+        format!(
+            r#"(component (import "{TRANSFORM}" (instance
+                (export "upper" (func async (param "mode" string) (param "input" (stream u32)) (result (stream u8)))))))"#
+        ),
+    )
+    .unwrap();
+    let app = TestApp::new(&manifest(
+        "consumer",
+        &[("consumer", &format!("source = {:?}", words_upper.to_str().unwrap())), ("p3-transform", "")],
+        &[("consumer", TRANSFORM, "p3-transform", "")],
+    ));
+    app.check(&[])
+        .assert_code(APP_CHECK)
+        .assert_stderr_has("upper: async func(mode: string, input: stream<u32>) -> stream<u8>")
+        .assert_stderr_has("upper: async func(mode: string, input: stream<u8>) -> stream<u8>");
+
     // A stream of tuples, on both sides: the types match, and the link says why it
     // cannot carry it.
     let pairs = "membrane:p3-probe/pairs";
