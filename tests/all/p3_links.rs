@@ -85,6 +85,15 @@ fn a_consumer_that_drops_its_stream_stops_the_provider_and_the_link_answers_next
 }
 
 #[test]
+fn a_per_call_provider_that_stalls_after_its_consumer_walked_away_gives_its_instance_up() {
+    // The provider stalls after its first chunk and never learns that its reader is gone;
+    // its call ends when the consumer holds nothing of it, not at the link's timeout.
+    let app = streams_app("", "timeout = \"20s\"");
+    app.run(&["walk-away"]).assert_code(0).assert_stdout_has("walked away after 65536 bytes; then: cba");
+    assert!(!app.audit().iter().any(|e| e["event"] == "trap"), "{:?}", app.audit());
+}
+
+#[test]
 fn a_provider_that_traps_mid_stream_ends_the_consumers_stream_and_is_not_retried() {
     for provider in ["", "instances = \"singleton\""] {
         let app = streams_app(provider, "on_trap = \"retry:2\"");

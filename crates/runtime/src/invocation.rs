@@ -17,6 +17,10 @@ pub trait Invocation: Send + 'static {
         func: Func,
     ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
 
+    /// Tells the call that its instance is dropped after it (a per-call instance), and
+    /// with the instance whatever work the guest leaves unfinished.
+    fn disposable(&mut self) {}
+
     /// Whether the results may hold resource handles, which a call whose caller has gone
     /// must drop in the instance that made them.
     fn may_return_resources(&self) -> bool {

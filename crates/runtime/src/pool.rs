@@ -324,6 +324,7 @@ impl Pool {
         };
         if self.mode == InstanceMode::PerCall {
             let mut sandbox = self.instantiate(0, trace, "fresh").await?;
+            call.disposable();
             self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
             return Ok((0, call));
         }

@@ -33,6 +33,7 @@ impl Guest for Streams {
                 format!("received {received} bytes; intact: {intact}")
             }
             "cancel" => cancel().await,
+            "walk-away" => walk_away().await,
             "misbehave" => {
                 let (received, _) = through_upper(&arg(2), number(3) * MIB).await;
                 format!("ended after {received} bytes; then: {}", transform::reverse("abc".into()).await)
@@ -160,6 +161,20 @@ async fn cancel() -> String {
         sent / MIB,
         transform::reverse("abc".into()).await
     )
+}
+
+/// Starts a transform that stalls after its first chunk, reads that chunk and drops its end:
+/// the provider never notices; a per-call one's call is over all the same (nobody holds
+/// what it was writing), and the link answers the next call at once.
+async fn walk_away() -> String {
+    let (tx, rx) = wit_stream::new::<u8>();
+    let mut out = transform::upper("stall-after:65536".into(), rx).await;
+    let reading = async move {
+        let (_, first) = out.read(Vec::with_capacity(CHUNK)).await;
+        first.len()
+    };
+    let (_, first) = futures::join!(send(tx, 2 * MIB), reading);
+    format!("walked away after {first} bytes; then: {}", transform::reverse("abc".into()).await)
 }
 
 /// `n` transforms of 64 KiB at once, each its own pair of streams.

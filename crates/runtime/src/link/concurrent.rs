@@ -13,7 +13,7 @@
 //! deadline) ends the streams it was writing: the consumer sees them end, its store
 //! untouched, and the failure counts against the link like any other.
 
-use super::streams::{Budget, Carried, Landing, take_off};
+use super::streams::{Budget, Carried, Interest, Landing, take_off};
 use super::{Arguments, Components, Link, LinkCause};
 use crate::invocation::Invocation;
 use crate::sandbox::SandboxState;
@@ -68,9 +68,16 @@ pub(crate) struct ConcurrentCall {
     results: Arc<[Option<Carried>]>,
     budget: Budget,
     answer: Answer,
+    /// Whether the instance is dropped after the call (per-call), taking with it what
+    /// the guest leaves unfinished.
+    disposable: bool,
 }
 
 impl Invocation for ConcurrentCall {
+    fn disposable(&mut self) {
+        self.disposable = true;
+    }
+
     async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
         let this = self;
         store
@@ -84,13 +91,17 @@ impl Invocation for ConcurrentCall {
                 })?;
                 let mut results = vec![Val::Bool(false); this.results.len()];
                 func.call_concurrent(accessor, &params, &mut results).await?;
+                let mut interest: Vec<Interest> = Vec::new();
                 let answered = accessor.with(|mut store| {
                     results
                         .into_iter()
                         .zip(this.results.iter())
                         .map(|(value, carried)| match carried {
                             Some(carried) => {
-                                take_off(*carried, &value, store.as_context_mut(), &this.budget).map(Answered::Landing)
+                                let (landing, wanted) =
+                                    take_off(*carried, &value, store.as_context_mut(), &this.budget)?;
+                                interest.push(wanted);
+                                Ok(Answered::Landing(landing))
                             }
                             None => Ok(Answered::Value(value)),
                         })
@@ -98,8 +109,21 @@ impl Invocation for ConcurrentCall {
                 })?;
                 this.answer.send(answered);
                 // The provider may still be writing its streams, or doing other work it
-                // started: the call lasts until it has none left.
-                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                // started: the call lasts until it has none left. A per-call instance
+                // also ends once the consumer holds none of what it returned: one that
+                // stalls, or ignores a reader gone, does not keep its slot for nobody.
+                // (A long-lived instance runs on, its event loop with it, so that its
+                // tasks see their readers gone and finish.)
+                let finished = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx));
+                if !this.disposable || interest.is_empty() {
+                    finished.await;
+                } else {
+                    let abandoned = futures_util::future::join_all(interest);
+                    tokio::select! {
+                        () = finished => {}
+                        _ = abandoned => {}
+                    }
+                }
                 Ok(())
             })
             .await?
@@ -128,6 +152,7 @@ impl Arguments for ConcurrentArgs {
             results: self.results.clone(),
             budget: self.budget.clone(),
             answer: self.answer.clone(),
+            disposable: false,
         }
     }
 
@@ -160,7 +185,10 @@ impl<A: Components> Link<A> {
             for (at, (param, carried)) in params.iter().zip(&carrying.params).enumerate() {
                 match carried {
                     Some(carried) => {
-                        landings.push((at, take_off(*carried, param, store.as_context_mut(), &self.budget)?));
+                        // The provider's interest in an argument is its own business: it
+                        // ends its call when it is done.
+                        let (landing, _) = take_off(*carried, param, store.as_context_mut(), &self.budget)?;
+                        landings.push((at, landing));
                         // Made in the provider's store when the call starts.
                         plain.push(Val::Bool(false));
                     }

@@ -233,14 +233,19 @@ pub trait Landing: Send {
     fn land(self: Box<Self>, store: StoreContextMut<'_, crate::sandbox::SandboxState>) -> wasmtime::Result<Val>;
 }
 
+/// Resolves once the end made in the other store is gone (its reader dropped it, or its
+/// store went away): nobody there waits for what this side writes any more.
+pub type Interest = oneshot::Receiver<()>;
+
 /// Takes `value`, a stream or future of `carried` in `store`, out of that store: what its
-/// writer sends goes to the [`Landing`] returned, to be made in the other store.
+/// writer sends goes to the [`Landing`] returned, to be made in the other store; with the
+/// other side's [`Interest`] in it.
 pub fn take_off(
     carried: Carried,
     value: &Val,
     store: StoreContextMut<'_, crate::sandbox::SandboxState>,
     budget: &Budget,
-) -> wasmtime::Result<Box<dyn Landing>> {
+) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     match (carried, value) {
         (Carried::Stream(kind), Val::Stream(any)) => {
             crate::link::typed::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
@@ -256,7 +261,7 @@ fn stream_off<T: Item>(
     any: StreamAny,
     mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
     budget: &Budget,
-) -> wasmtime::Result<Box<dyn Landing>> {
+) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     let reader = any.try_into_stream_reader::<T>()?;
     let (tx, rx) = mpsc::channel(DEPTH);
     let sink = Sink {
@@ -267,17 +272,19 @@ fn stream_off<T: Item>(
         in_flight: InFlight::default(),
     };
     reader.pipe(&mut store, sink)?;
-    Ok(Box::new(Feed { rx }))
+    let (held, interest) = oneshot::channel();
+    Ok((Box::new(Feed { rx, _held: held }), interest))
 }
 
 fn future_off<T: Item>(
     any: FutureAny,
     mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
-) -> wasmtime::Result<Box<dyn Landing>> {
+) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     let reader = any.try_into_future_reader::<T>()?;
     let (tx, rx) = oneshot::channel();
     reader.pipe(&mut store, FutureSink { tx: Some(tx) })?;
-    Ok(Box::new(FutureFeed { rx }))
+    let (held, interest) = oneshot::channel();
+    Ok((Box::new(FutureFeed { rx, _held: held }), interest))
 }
 
 /// The reading end of a stream taken out of its store: forwards what its writer sends.
@@ -346,6 +353,8 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
 /// The writing end of a stream made in the other store: hands over what arrives.
 struct Feed<T> {
     rx: mpsc::Receiver<Chunk<T>>,
+    /// Dropped with this end: the other side's [`Interest`] resolves.
+    _held: oneshot::Sender<()>,
 }
 
 impl<T: Item> Landing for Feed<T> {
@@ -411,6 +420,8 @@ impl<T: Item, D> FutureConsumer<D> for FutureSink<T> {
 /// The writing end of a future made in the other store.
 struct FutureFeed<T> {
     rx: oneshot::Receiver<T>,
+    /// Dropped with this end: the other side's [`Interest`] resolves.
+    _held: oneshot::Sender<()>,
 }
 
 impl<T: Item> Landing for FutureFeed<T> {
