@@ -28,6 +28,7 @@ mod circuit;
 mod concurrent;
 mod embedded;
 pub mod http_hop;
+pub mod kind;
 mod span;
 pub mod streams;
 pub mod typed;

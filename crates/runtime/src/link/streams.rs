@@ -16,7 +16,7 @@
 //! `StreamReader::new` with a `StreamProducer`, and their future counterparts); what is
 //! ours is the channel between two stores, which wasmtime leaves to the embedder.
 
-use super::typed::Kind;
+use super::kind::Kind;
 use futures_util::task::AtomicWaker;
 use std::fmt;
 use std::future::Future;
@@ -248,10 +248,10 @@ pub fn take_off(
 ) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     match (carried, value) {
         (Carried::Stream(kind), Val::Stream(any)) => {
-            crate::link::typed::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
+            crate::link::kind::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
         }
         (Carried::Future(kind), Val::Future(any)) => {
-            crate::link::typed::one!(kind, T => future_off::<T>(any.clone(), store))
+            crate::link::kind::one!(kind, T => future_off::<T>(any.clone(), store))
         }
         (carried, value) => wasmtime::bail!("expected a {carried:?}, found {value:?}"),
     }
