@@ -239,7 +239,8 @@ fn watch_applies_a_reload_that_needs_another_engine_and_refuses_new_tenants() {
     std::fs::write(&manifest, starved).unwrap();
     let status = || crate::state::http(server.addr, "GET", "/", "").0;
     wait_for(|| status() == 500, "the fuel limit to apply", &server);
-    assert!(server.stderr().contains("out of fuel"), "the fault names fuel: {}", server.stderr());
+    // The server's log reaches the test through a reader thread, a moment after the answer.
+    wait_for(|| server.stderr().contains("out of fuel"), "the fault to name fuel", &server);
     std::fs::write(&manifest, &original).unwrap();
     wait_for(|| status() == 200, "the limit to be lifted", &server);
     assert_eq!(says(server.addr), "http-v1");
