@@ -205,6 +205,9 @@ impl<A: Components> Link<A> {
             };
             Ok((chain, trace, args))
         })?;
+        // In a task of its own: the provider's store runs its own event loop, which wasmtime
+        // does not allow inside the consumer's (a nested `run_concurrent` panics), and the
+        // call goes on after it answered, while the provider writes its streams.
         let link = self.clone();
         let call =
             tokio::spawn(
