@@ -90,7 +90,8 @@ pub struct IngressFlags {
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_concurrent: usize,
     /// Requests one instance may handle before it is dropped; above 1 this trades the
-    /// isolation between requests for speed, as `wasmtime serve`'s option does.
+    /// isolation between requests for speed, as `wasmtime serve`'s option does. Never
+    /// across tenants; a WASI 0.3 instance takes its requests one after another.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub max_instance_reuse: usize,
     /// Fresh, never-used instances kept ready per component (and tenant) that serves,
