@@ -59,8 +59,8 @@ impl Carried {
         let payload = |inner: Option<Type>, what: &str| match inner.as_ref().and_then(Kind::of) {
             Some(kind) => Ok(kind),
             None => Err(format!(
-                "a {what} of {} is not forwarded between stores; streams and futures of numbers, \
-                 bool, char, string and lists of u8, u32 or f64 are",
+                "a {what} of {} is not forwarded between stores; streams and futures of u8, u32, \
+                 s32, u64, s64, f32, f64, bool, char, string and lists of u8, u32 or f64 are",
                 inner.as_ref().map(describe).unwrap_or("nothing (a unit payload)")
             )),
         };
