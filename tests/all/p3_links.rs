@@ -85,6 +85,19 @@ fn a_consumer_that_drops_its_stream_stops_the_provider_and_the_link_answers_next
 }
 
 #[test]
+fn a_future_whose_provider_traps_before_writing_it_fails_its_reader_not_the_host() {
+    let app = streams_app("", "");
+    // The provider answers with the future, then traps before it writes it (an empty input).
+    let out = app.run(&["measure", "0"]);
+    out.assert_code(80)
+        .assert_stderr_has("the component across the link that returned this future stopped before it wrote it");
+    let audit = app.audit();
+    assert!(audit.iter().any(|e| e["event"] == "trap" && e["component"] == "p3-transform"), "{audit:?}");
+    // The next run of the app is served as ever.
+    app.run(&["measure", "1"]).assert_code(0).assert_stdout_has("measured 1048576 bytes");
+}
+
+#[test]
 fn a_per_call_provider_that_stalls_after_its_consumer_walked_away_gives_its_instance_up() {
     // The provider stalls after its first chunk and never learns that its reader is gone;
     // its call ends when the consumer holds nothing of it, not at the link's timeout.

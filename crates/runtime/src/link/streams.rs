@@ -445,9 +445,9 @@ impl<T: Item, D> FutureProducer<D> for FutureFeed<T> {
             // The other side will never write it (it failed or dropped its end): the
             // component model has no way to say so but a trap of this future's reader,
             // as for any call through a link whose provider failed.
-            Poll::Ready(Err(_)) => {
-                Poll::Ready(Err(wasmtime::format_err!("the future's writer across the link went away without a value")))
-            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(wasmtime::format_err!(
+                "the component across the link that returned this future stopped before it wrote it"
+            ))),
             Poll::Pending if finish => Poll::Ready(Ok(None)),
             Poll::Pending => Poll::Pending,
         }
