@@ -267,3 +267,17 @@ fn a_links_stream_budget_is_set_in_the_manifest_and_checked() {
         .assert_stderr_has("link[0].stream_budget: 1024 bytes is outside 64 KiB (one chunk of a stream) to 2 GiB")
         .assert_stderr_has("write stream_budget = \"16MiB\"");
 }
+
+#[test]
+fn an_async_method_of_a_providers_resource_takes_a_stream_across_a_link() {
+    // The tally lives in the provider's singleton; the consumer holds a handle to it and
+    // feeds it two streams through its async method, each call carrying its stream between
+    // the stores and finding the same tally.
+    let app = TestApp::new(&manifest(
+        "p3-tally",
+        &[("p3-tally", ""), ("p3-transform", "instances = \"singleton\"")],
+        &[("p3-tally", "membrane:p3-probe/tallies", "p3-transform", "")],
+    ));
+    app.run(&[]).assert_code(0).assert_stdout_has("tally: 1000 then 1234");
+    assert!(!app.audit().iter().any(|e| e["event"] == "trap"), "{:?}", app.audit());
+}

@@ -21,6 +21,10 @@ pub trait Invocation: Send + 'static {
     /// with the instance whatever work the guest leaves unfinished.
     fn disposable(&mut self) {}
 
+    /// Tells the call which incarnation of a long-lived instance it runs in: the one that
+    /// owns the resources it returns.
+    fn incarnation(&mut self, _incarnation: crate::pool::Incarnation) {}
+
     /// Whether the results may hold resource handles, which a call whose caller has gone
     /// must drop in the instance that made them.
     fn may_return_resources(&self) -> bool {

@@ -383,6 +383,7 @@ impl Pool {
                 slot.sandbox = Some(sandbox);
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
+            call.incarnation(sandbox.incarnation);
             self.run(&mut sandbox, chain, trace, func, limit, call).await?;
             if abandoned.is_some_and(|a| a.load(Relaxed)) {
                 for resource in call.resources() {

@@ -9,11 +9,6 @@ pub fn holds_handles(ty: &Type) -> bool {
     holds(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext))
 }
 
-/// Whether a value of type `ty` can hold a resource handle.
-pub fn holds_resources(ty: &Type) -> bool {
-    holds(ty, &|t| matches!(t, Type::Own(_) | Type::Borrow(_)))
-}
-
 /// Whether `ty`, or a type anywhere inside it, is one that `leaf` picks.
 pub fn holds(ty: &Type, leaf: &dyn Fn(&Type) -> bool) -> bool {
     if leaf(ty) {

@@ -10,7 +10,8 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use exports::membrane::p3_probe::{transform, words};
+use exports::membrane::p3_probe::{tallies, transform, words};
+use std::cell::Cell;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
 
 const CHUNK: usize = 64 * 1024;
@@ -103,6 +104,32 @@ impl transform::Guest for Transform {
 
     async fn reverse(text: String) -> String {
         text.chars().rev().collect()
+    }
+}
+
+impl tallies::Guest for Transform {
+    type Tally = Tally;
+}
+
+/// A running count of the bytes fed to it.
+struct Tally(Cell<u64>);
+
+impl tallies::GuestTally for Tally {
+    fn new() -> Tally {
+        Tally(Cell::new(0))
+    }
+
+    async fn feed(&self, mut input: StreamReader<u8>) -> u64 {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let (status, read) = input.read(chunk).await;
+            chunk = read;
+            self.0.set(self.0.get() + chunk.len() as u64);
+            chunk.clear();
+            if let StreamResult::Dropped | StreamResult::Cancelled = status {
+                return self.0.get();
+            }
+        }
     }
 }
 

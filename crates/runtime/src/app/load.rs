@@ -8,7 +8,6 @@ use crate::cache::CompileCache;
 use crate::engine::MembraneEngine;
 use crate::file::{ComponentFile, Origin};
 use crate::link::typed::Crossing;
-use crate::values::holds_resources;
 use crate::wit_compat::ComponentWit;
 use membrane_manifest::{AppSpec, ComponentSpec, Isolation, LinkSpec, OnTrap};
 use membrane_registry::{PublicKey, Signature, SignatureError, Sources};
@@ -208,12 +207,6 @@ fn crossings(
                     "an async function needs the provider in a store of its own; remove isolation = \"component\""
                         .into(),
                 )),
-                Crossing::Concurrent { .. }
-                    if wanted.params().any(|(_, t)| holds_resources(&t))
-                        || wanted.results().any(|t| holds_resources(&t)) =>
-                {
-                    Err(refused("resource handles in an async function are not mapped between stores yet".into()))
-                }
                 other => Ok(other),
             });
             Some(crossing.map(|crossing| (name.to_string(), crossing)))

@@ -16,6 +16,7 @@
 use super::streams::{Budget, Carried, Interest, Landing, take_off};
 use super::{Arguments, Components, Link, LinkCause};
 use crate::invocation::Invocation;
+use crate::pool::Incarnation;
 use crate::sandbox::SandboxState;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -43,16 +44,19 @@ enum Answered {
     Landing(Box<dyn Landing>),
 }
 
+/// The provider's results, with the instance that made any resources among them.
+type Results = (Incarnation, Vec<Answered>);
+
 /// Where the provider's results go, once: shared by every attempt of one call.
 #[derive(Clone)]
-struct Answer(Arc<Mutex<Option<oneshot::Sender<Vec<Answered>>>>>);
+struct Answer(Arc<Mutex<Option<oneshot::Sender<Results>>>>);
 
 impl Answer {
-    fn send(&self, answered: Vec<Answered>) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            // A consumer gone drops what it would have got, streams included.
-            let _ = tx.send(answered);
-        }
+    /// Hands the results over; gives them back when the consumer is gone (its streams
+    /// go with them, its resources must be dropped where they were made).
+    fn send(&self, results: Results) -> Option<Results> {
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        tx.send(results).err()
     }
 
     fn is_sent(&self) -> bool {
@@ -71,6 +75,8 @@ pub(crate) struct ConcurrentCall {
     /// Whether the instance is dropped after the call (per-call), taking with it what
     /// the guest leaves unfinished.
     disposable: bool,
+    /// The instance the call runs in, which owns any resource it returns.
+    incarnation: Incarnation,
 }
 
 impl Invocation for ConcurrentCall {
@@ -78,8 +84,13 @@ impl Invocation for ConcurrentCall {
         self.disposable = true;
     }
 
+    fn incarnation(&mut self, incarnation: Incarnation) {
+        self.incarnation = incarnation;
+    }
+
     async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
         let this = self;
+        let mut orphans = Vec::new();
         store
             .run_concurrent(async |accessor| -> wasmtime::Result<()> {
                 let params = accessor.with(|mut store| -> wasmtime::Result<_> {
@@ -107,7 +118,16 @@ impl Invocation for ConcurrentCall {
                         })
                         .collect::<wasmtime::Result<Vec<_>>>()
                 })?;
-                this.answer.send(answered);
+                if let Some((_, unclaimed)) = this.answer.send((this.incarnation, answered)) {
+                    let values: Vec<Val> = unclaimed
+                        .into_iter()
+                        .filter_map(|a| match a {
+                            Answered::Value(value) => Some(value),
+                            Answered::Landing(_) => None,
+                        })
+                        .collect();
+                    orphans = crate::values::resources_in(&values);
+                }
                 // The provider may still be writing its streams, or doing other work it
                 // started: the call lasts until it has none left. A per-call instance
                 // also ends once the consumer holds none of what it returned: one that
@@ -126,7 +146,12 @@ impl Invocation for ConcurrentCall {
                 }
                 Ok(())
             })
-            .await?
+            .await??;
+        // Resources made for a consumer that has gone have nobody to hold them.
+        for resource in orphans {
+            resource.resource_drop_async(&mut *store).await?;
+        }
+        Ok(())
     }
 }
 
@@ -153,6 +178,7 @@ impl Arguments for ConcurrentArgs {
             budget: self.budget.clone(),
             answer: self.answer.clone(),
             disposable: false,
+            incarnation: 0,
         }
     }
 
@@ -177,22 +203,30 @@ impl<A: Components> Link<A> {
             wasmtime::bail!("{} is not a concurrent function of the link", self.funcs[func].name);
         };
         let (tx, answered) = oneshot::channel();
-        let (chain, trace, mut args) = accessor.with(|mut store| -> wasmtime::Result<_> {
+        let resources = self.funcs[func].resources;
+        let (chain, trace, incarnation, mut args) = accessor.with(|mut store| -> wasmtime::Result<_> {
             let state = store.get();
             let (chain, trace) = (state.chain.clone(), state.trace().cloned());
+            // Proxy handles become the provider's own resources (streams pass untouched).
+            let (mapped, incarnation) = if resources {
+                self.params_to_provider(&mut store.as_context_mut(), params)
+                    .map_err(|cause| self.failed(self.error(func, cause)))?
+            } else {
+                (params.to_vec(), None)
+            };
             let mut plain = Vec::with_capacity(params.len());
             let mut landings = Vec::new();
-            for (at, (param, carried)) in params.iter().zip(&carrying.params).enumerate() {
+            for (at, (param, carried)) in mapped.into_iter().zip(&carrying.params).enumerate() {
                 match carried {
                     Some(carried) => {
                         // The provider's interest in an argument is its own business: it
                         // ends its call when it is done.
-                        let (landing, _) = take_off(*carried, param, store.as_context_mut(), &self.budget)?;
+                        let (landing, _) = take_off(*carried, &param, store.as_context_mut(), &self.budget)?;
                         landings.push((at, landing));
                         // Made in the provider's store when the call starts.
                         plain.push(Val::Bool(false));
                     }
-                    None => plain.push(param.clone()),
+                    None => plain.push(param),
                 }
             }
             let args = ConcurrentArgs {
@@ -203,17 +237,16 @@ impl<A: Components> Link<A> {
                 budget: self.budget.clone(),
                 answer: Answer(Arc::new(Mutex::new(Some(tx)))),
             };
-            Ok((chain, trace, args))
+            Ok((chain, trace, incarnation, args))
         })?;
         // In a task of its own: the provider's store runs its own event loop, which wasmtime
         // does not allow inside the consumer's (a nested `run_concurrent` panics), and the
         // call goes on after it answered, while the provider writes its streams.
         let link = self.clone();
-        let call =
-            tokio::spawn(
-                async move { link.supervise(&app, &chain, trace.as_ref(), func, None, &mut args).await.map(drop) },
-            );
-        let answered = match answered.await {
+        let call = tokio::spawn(async move {
+            link.supervise(&app, &chain, trace.as_ref(), func, incarnation, &mut args).await.map(drop)
+        });
+        let (made_by, answered) = match answered.await {
             Ok(answered) => answered,
             // Every attempt failed before answering: the call's error says why.
             Err(_) => {
@@ -230,6 +263,11 @@ impl<A: Components> Link<A> {
                     Answered::Value(value) => value,
                     Answered::Landing(landing) => landing.land(store.as_context_mut())?,
                 };
+            }
+            // Resources the provider returned reach the consumer as proxy handles.
+            if resources {
+                self.results_to_consumer(&mut store.as_context_mut(), results, made_by)
+                    .map_err(|cause| self.failed(self.error(func, cause)))?;
             }
             Ok(())
         })
