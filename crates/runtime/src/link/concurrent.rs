@@ -13,7 +13,7 @@
 //! deadline) ends the streams it was writing: the consumer sees them end, its store
 //! untouched, and the failure counts against the link like any other.
 
-use super::streams::{Budget, Carried, Interest, Landing, take_off};
+use super::streams::{Budget, Carried, Interest, Landing, Toward, take_off};
 use super::{Arguments, Components, Link, LinkCause};
 use crate::invocation::Invocation;
 use crate::pool::Incarnation;
@@ -110,7 +110,7 @@ impl Invocation for ConcurrentCall {
                         .map(|(value, carried)| match carried {
                             Some(carried) => {
                                 let (landing, wanted) =
-                                    take_off(*carried, &value, store.as_context_mut(), &this.budget)?;
+                                    take_off(*carried, &value, store.as_context_mut(), &this.budget, Toward::Consumer)?;
                                 interest.push(wanted);
                                 Ok(Answered::Landing(landing))
                             }
@@ -221,7 +221,8 @@ impl<A: Components> Link<A> {
                     Some(carried) => {
                         // The provider's interest in an argument is its own business: it
                         // ends its call when it is done.
-                        let (landing, _) = take_off(*carried, &param, store.as_context_mut(), &self.budget)?;
+                        let (landing, _) =
+                            take_off(*carried, &param, store.as_context_mut(), &self.budget, Toward::Provider)?;
                         landings.push((at, landing));
                         // Made in the provider's store when the call starts.
                         plain.push(Val::Bool(false));

@@ -132,14 +132,27 @@ pub trait Item: Lift + Lower + Unpin + Send + Sync + 'static {
 
     fn weight(&self) -> usize;
 
-    /// Takes up to `most` items from `source`, lifted one by one.
+    /// Takes up to `most` items from `source`. Items of one size are lifted together;
+    /// strings and lists one at a time until the chunk weighs [`CHUNK_BYTES`], since the
+    /// writer's items may all point at the same bytes of its memory (the host would copy
+    /// each), so that a chunk is never more than that plus one item.
     fn take<'a, D: 'static>(
         mut source: Source<'a, Self>,
-        store: StoreContextMut<'a, D>,
+        mut store: StoreContextMut<'a, D>,
         most: usize,
     ) -> wasmtime::Result<Vec<Self>> {
-        let mut items = Vec::with_capacity(most);
-        source.read(store, &mut items)?;
+        if Self::FIXED {
+            let mut items = Vec::with_capacity(most);
+            source.read(store, &mut items)?;
+            return Ok(items);
+        }
+        let (mut items, mut weight) = (Vec::new(), 0);
+        while items.len() < most && weight < CHUNK_BYTES && source.remaining(&mut store) > 0 {
+            let mut one = Vec::with_capacity(1);
+            source.read(&mut store, &mut one)?;
+            weight += one.iter().map(Item::weight).sum::<usize>();
+            items.append(&mut one);
+        }
         Ok(items)
     }
 }
@@ -245,13 +258,14 @@ pub fn take_off(
     value: &Val,
     store: StoreContextMut<'_, crate::sandbox::SandboxState>,
     budget: &Budget,
+    toward: Toward,
 ) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     match (carried, value) {
         (Carried::Stream(kind), Val::Stream(any)) => {
             crate::link::kind::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
         }
         (Carried::Future(kind), Val::Future(any)) => {
-            crate::link::kind::one!(kind, T => future_off::<T>(any.clone(), store))
+            crate::link::kind::one!(kind, T => future_off::<T>(any.clone(), store, toward))
         }
         (carried, value) => wasmtime::bail!("expected a {carried:?}, found {value:?}"),
     }
@@ -279,12 +293,13 @@ fn stream_off<T: Item>(
 fn future_off<T: Item>(
     any: FutureAny,
     mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
+    toward: Toward,
 ) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     let reader = any.try_into_future_reader::<T>()?;
     let (tx, rx) = oneshot::channel();
     reader.pipe(&mut store, FutureSink { tx: Some(tx) })?;
     let (held, interest) = oneshot::channel();
-    Ok((Box::new(FutureFeed { rx, _held: held }), interest))
+    Ok((Box::new(FutureFeed { rx: Some(rx), _held: held, toward }), interest))
 }
 
 /// The reading end of a stream taken out of its store: forwards what its writer sends.
@@ -341,6 +356,11 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
                 None
             }
         };
+        if permit.is_none() {
+            // Sent beyond the budget: the acquire left queued in the semaphore (first in,
+            // first out) would otherwise collect every permit other streams give back.
+            this.budget = PollSemaphore::new(this.budget.clone_inner());
+        }
         let items = this.held.take().unwrap_or_default();
         let chunk = Chunk { items, _budget: permit, _flight: this.in_flight.start() };
         match this.tx.send_item(chunk) {
@@ -419,9 +439,22 @@ impl<T: Item, D> FutureConsumer<D> for FutureSink<T> {
 
 /// The writing end of a future made in the other store.
 struct FutureFeed<T> {
-    rx: oneshot::Receiver<T>,
+    /// `None` once it has answered.
+    rx: Option<oneshot::Receiver<T>>,
     /// Dropped with this end: the other side's [`Interest`] resolves.
     _held: oneshot::Sender<()>,
+    toward: Toward,
+}
+
+/// Which side of a link a stream or future is made in: what a future that will never be
+/// written means there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toward {
+    /// An argument: the consumer that was to write it failed or went away, which is no
+    /// fault of the provider's; its read waits (within the call's deadline).
+    Provider,
+    /// A result: the provider failed before writing it; the consumer's read fails.
+    Consumer,
 }
 
 impl<T: Item> Landing for FutureFeed<T> {
@@ -440,16 +473,26 @@ impl<T: Item, D> FutureProducer<D> for FutureFeed<T> {
         _: StoreContextMut<D>,
         finish: bool,
     ) -> Poll<wasmtime::Result<Option<T>>> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(value)) => Poll::Ready(Ok(Some(value))),
-            // The other side will never write it (it failed or dropped its end): the
-            // component model has no way to say so but a trap of this future's reader,
-            // as for any call through a link whose provider failed.
-            Poll::Ready(Err(_)) => Poll::Ready(Err(wasmtime::format_err!(
+        // A oneshot must not be polled once it has answered: after that it is `None`.
+        let got = match self.rx.as_mut().map(|rx| Pin::new(rx).poll(cx)) {
+            Some(Poll::Ready(Ok(value))) => Some(Some(value)),
+            Some(Poll::Ready(Err(_))) | None => Some(None),
+            Some(Poll::Pending) => None,
+        };
+        if got.is_some() {
+            self.rx = None;
+        }
+        match got {
+            Some(Some(value)) => Poll::Ready(Ok(Some(value))),
+            // The provider will never write it (it failed): the component model has no way
+            // to say so but a trap of this future's reader, as for any call through a link
+            // whose provider failed.
+            Some(None) if self.toward == Toward::Consumer => Poll::Ready(Err(wasmtime::format_err!(
                 "the component across the link that returned this future stopped before it wrote it"
             ))),
-            Poll::Pending if finish => Poll::Ready(Ok(None)),
-            Poll::Pending => Poll::Pending,
+            // The consumer will never write it: the provider is not to blame, and waits.
+            _ if finish => Poll::Ready(Ok(None)),
+            _ => Poll::Pending,
         }
     }
 }
