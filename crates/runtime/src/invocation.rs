@@ -7,6 +7,9 @@ use std::future::Future;
 use wasmtime::Store;
 use wasmtime::component::{Func, ResourceAny, Val};
 
+/// The identity of the singleton instance a resource handle came from.
+pub type Incarnation = u64;
+
 /// One call's arguments and results. Owned (`'static`) because a call into a long-lived
 /// instance runs on to its end after its caller has gone (see [`crate::Pool::call`]).
 pub trait Invocation: Send + 'static {
@@ -23,7 +26,7 @@ pub trait Invocation: Send + 'static {
 
     /// Tells the call which incarnation of a long-lived instance it runs in: the one that
     /// owns the resources it returns.
-    fn incarnation(&mut self, _incarnation: crate::pool::Incarnation) {}
+    fn incarnation(&mut self, _incarnation: Incarnation) {}
 
     /// Whether the results may hold resource handles, which a call whose caller has gone
     /// must drop in the instance that made them.

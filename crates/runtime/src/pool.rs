@@ -143,8 +143,7 @@ pub struct Pool {
     pub(crate) slots: Option<InstanceSlots>,
 }
 
-/// The identity of the singleton instance a resource handle came from.
-pub type Incarnation = u64;
+pub use crate::invocation::Incarnation;
 
 impl Pool {
     #[allow(clippy::too_many_arguments)]
