@@ -16,7 +16,7 @@
 use super::streams::{Budget, Carried, Interest, Landing, Toward, take_off};
 use super::{Arguments, Components, Link, LinkCause};
 use crate::invocation::Invocation;
-use crate::pool::Incarnation;
+use crate::pool::{Incarnation, Pool};
 use crate::sandbox::SandboxState;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -47,20 +47,69 @@ enum Answered {
 /// The provider's results, with the instance that made any resources among them.
 type Results = (Incarnation, Vec<Answered>);
 
+/// Results on their way to the consumer. Dropped unclaimed (the consumer's call went away
+/// after they were sent, before it took them), the resources among them are dropped where
+/// they were made, in the background: a consumer that keeps going away at that moment
+/// cannot fill a long-lived provider's table.
+struct Unclaimed {
+    results: Option<Results>,
+    provider: Option<Arc<Pool>>,
+}
+
+impl Unclaimed {
+    fn claim(mut self) -> Results {
+        self.results.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let (Some((incarnation, answered)), Some(provider)) = (self.results.take(), self.provider.take()) else {
+            return;
+        };
+        let values: Vec<Val> = answered.into_iter().filter_map(Answered::into_value).collect();
+        let resources = crate::values::resources_in(&values);
+        if resources.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for resource in resources {
+                    let _ = provider.drop_resource(incarnation, resource).await;
+                }
+            });
+        }
+    }
+}
+
+impl Answered {
+    fn into_value(self) -> Option<Val> {
+        match self {
+            Answered::Value(value) => Some(value),
+            Answered::Landing(_) => None,
+        }
+    }
+}
+
 /// Where the provider's results go, once: shared by every attempt of one call.
 #[derive(Clone)]
-struct Answer(Arc<Mutex<Option<oneshot::Sender<Results>>>>);
+struct Answer {
+    tx: Arc<Mutex<Option<oneshot::Sender<Unclaimed>>>>,
+    /// The provider, when the results may hold its resources.
+    provider: Option<Arc<Pool>>,
+}
 
 impl Answer {
     /// Hands the results over; gives them back when the consumer is gone (its streams
     /// go with them, its resources must be dropped where they were made).
     fn send(&self, results: Results) -> Option<Results> {
-        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        tx.send(results).err()
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let unclaimed = Unclaimed { results: Some(results), provider: self.provider.clone() };
+        tx.send(unclaimed).err().map(Unclaimed::claim)
     }
 
     fn is_sent(&self) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 }
 
@@ -119,13 +168,7 @@ impl Invocation for ConcurrentCall {
                         .collect::<wasmtime::Result<Vec<_>>>()
                 })?;
                 if let Some((_, unclaimed)) = this.answer.send((this.incarnation, answered)) {
-                    let values: Vec<Val> = unclaimed
-                        .into_iter()
-                        .filter_map(|a| match a {
-                            Answered::Value(value) => Some(value),
-                            Answered::Landing(_) => None,
-                        })
-                        .collect();
+                    let values: Vec<Val> = unclaimed.into_iter().filter_map(Answered::into_value).collect();
                     orphans = crate::values::resources_in(&values);
                 }
                 // The provider may still be writing its streams, or doing other work it
@@ -236,7 +279,10 @@ impl<A: Components> Link<A> {
                 landings,
                 results: carrying.results.clone().into(),
                 budget: self.budget.clone(),
-                answer: Answer(Arc::new(Mutex::new(Some(tx)))),
+                answer: Answer {
+                    tx: Arc::new(Mutex::new(Some(tx))),
+                    provider: resources.then(|| app.instances(self.provider).clone()),
+                },
             };
             Ok((chain, trace, incarnation, args))
         })?;
@@ -248,7 +294,7 @@ impl<A: Components> Link<A> {
             link.supervise(&app, &chain, trace.as_ref(), func, incarnation, &mut args).await.map(drop)
         });
         let (made_by, answered) = match answered.await {
-            Ok(answered) => answered,
+            Ok(unclaimed) => unclaimed.claim(),
             // Every attempt failed before answering: the call's error says why.
             Err(_) => {
                 return match call.await {
