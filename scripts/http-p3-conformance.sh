@@ -11,51 +11,20 @@
 # its test programs are built there, never copied into this repository. The helper that
 # adapts them into components and the mock upstream are written under target/.
 set -euo pipefail
+source "$(dirname "$0")/test-programs.sh"
 wasmtime_dir=${1:?usage: $0 WASMTIME_DIR [MEMBRANE_BINARY]}
 membrane=$(realpath "${2:-target/release/membrane}")
 [ -x "$membrane" ] || { echo "no membrane binary at $membrane; build it with cargo build --release" >&2; exit 2; }
 work=$(realpath -m target/http-p3-conformance)
-mkdir -p "$work/components" "$work/componentize/src"
+mkdir -p "$work/components"
 
-bins=()
-for f in "$wasmtime_dir"/crates/test-programs/src/bin/p3_http_*.rs; do bins+=(--bin "$(basename "$f" .rs)"); done
-(cd "$wasmtime_dir" && cargo build --release --target wasm32-wasip1 -p test-programs "${bins[@]}" >&2)
+programs=()
+for f in "$wasmtime_dir"/crates/test-programs/src/bin/p3_http_*.rs; do programs+=("$(basename "$f" .rs)"); done
+build_test_programs "$wasmtime_dir" "${programs[@]}"
 
-# The adapter and encoder at the versions membrane itself uses.
-cat > "$work/componentize/Cargo.toml" <<'EOF'
-[package]
-name = "componentize"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[workspace]
-
-[dependencies]
-wit-component = "0.254"
-wasi-preview1-component-adapter-provider = "=48.0.8"
-EOF
-cat > "$work/componentize/src/main.rs" <<'EOF'
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let module = std::fs::read(&args[1]).unwrap();
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )
-        .unwrap()
-        .encode()
-        .unwrap();
-    std::fs::write(&args[2], component).unwrap();
-}
-EOF
-(cd "$work/componentize" && cargo build --release >&2)
+componentize=$(componentize_helper "$work")
 for m in "$wasmtime_dir"/target/wasm32-wasip1/release/p3_http_*.wasm; do
-  "$work/componentize/target/release/componentize" "$m" "$work/components/$(basename "$m")"
+  "$componentize" "$m" "$work/components/$(basename "$m")"
 done
 
 # wasmtime's mock upstream (crates/wasi-http/tests/all/http_server.rs): the request's method

@@ -22,6 +22,7 @@
 # programs into components, and each run's scratch directories and output, are under
 # target/p3-conformance.
 set -euo pipefail
+source "$(dirname "$0")/test-programs.sh"
 wasmtime_dir=$(realpath "${1:?usage: $0 WASMTIME_DIR [MEMBRANE_BINARY]}")
 membrane=$(realpath "${2:-target/release/membrane}")
 [ -x "$membrane" ] || { echo "no membrane binary at $membrane; build it with cargo build --release" >&2; exit 2; }
@@ -30,7 +31,7 @@ wasmtime=${WASMTIME:-target/wasmtime-cli/bin/wasmtime}
   { echo "no wasmtime CLI; set WASMTIME or cargo install wasmtime-cli --version 48.0.8 --root target/wasmtime-cli" >&2; exit 2; }
 wasmtime=$(realpath "$wasmtime")
 work=$(realpath -m target/p3-conformance)
-mkdir -p "$work/components" "$work/componentize/src"
+mkdir -p "$work/components"
 rm -rf "$work/runs"
 
 programs=()
@@ -39,47 +40,13 @@ for f in "$wasmtime_dir"/crates/test-programs/src/bin/p3_*.rs; do
   case $p in p3_http_* | p3_api_* | p3_tls_* | p3_cli_serve_*) continue ;; esac
   programs+=("$p")
 done
-bins=()
-for p in "${programs[@]}"; do bins+=(--bin "$p"); done
-(cd "$wasmtime_dir" && cargo build --release --target wasm32-wasip1 -p test-programs "${bins[@]}" >&2)
+build_test_programs "$wasmtime_dir" "${programs[@]}"
 
-# The adapter and encoder at the versions membrane itself uses.
-cat > "$work/componentize/Cargo.toml" <<'EOF'
-[package]
-name = "componentize"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[workspace]
-
-[dependencies]
-wit-component = "0.254"
-wasi-preview1-component-adapter-provider = "=48.0.8"
-EOF
-cat > "$work/componentize/src/main.rs" <<'EOF'
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let module = std::fs::read(&args[1]).unwrap();
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )
-        .unwrap()
-        .encode()
-        .unwrap();
-    std::fs::write(&args[2], component).unwrap();
-}
-EOF
-(cd "$work/componentize" && cargo build --release >&2)
+componentize=$(componentize_helper "$work")
 # Named as wasmtime's artifacts name them: the guest's argv[0] is the file's name, and p3_cli
 # checks that it is "p3_cli.component".
 for p in "${programs[@]}"; do
-  "$work/componentize/target/release/componentize" "$wasmtime_dir/target/wasm32-wasip1/release/$p.wasm" \
+  "$componentize" "$wasmtime_dir/target/wasm32-wasip1/release/$p.wasm" \
     "$work/components/$p.component"
 done
 

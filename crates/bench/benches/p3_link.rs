@@ -17,69 +17,30 @@ const PAYLOAD_DRIVER: &str = "membrane:test/payload-driver@0.1.0";
 const STREAM_DRIVER: &str = "membrane:p3-probe/stream-driver";
 const KIB_64: u32 = 64 * 1024;
 
-/// The WASI 0.2 benchmark app: consumer and provider singletons in their own stores.
-fn p2_app(dir: &std::path::Path) -> App {
-    load_app(
-        dir,
-        &format!(
-            r#"[app]
-name = "bench-p2"
-
-[component.consumer]
-source = {:?}
-instances = "singleton"
-
-[component.provider]
-source = {:?}
-instances = "singleton"
-
-[[link]]
-from = "consumer"
-import = "membrane:test/counter@0.1.0"
-to = "provider"
-
-[[link]]
-from = "consumer"
-import = "membrane:test/payload@0.1.0"
-to = "provider"
-"#,
-            membrane_test_guests::BENCH_CONSUMER,
-            membrane_test_guests::BENCH_PROVIDER
-        ),
-    )
+/// A consumer (a singleton) linked to a provider whose instances are `instances`, each in
+/// its own store, for each interface of `imports`.
+fn linked_app(dir: &std::path::Path, consumer: &str, provider: &str, instances: &str, imports: &[&str]) -> App {
+    let mut manifest = format!(
+        "[app]\nname = \"bench\"\n\n[component.consumer]\nsource = {consumer:?}\ninstances = \"singleton\"\n\n\
+         [component.provider]\nsource = {provider:?}\ninstances = \"{instances}\"\n"
+    );
+    for import in imports {
+        manifest.push_str(&format!("\n[[link]]\nfrom = \"consumer\"\nimport = \"{import}\"\nto = \"provider\"\n"));
+    }
+    load_app(dir, &manifest)
 }
 
-/// The WASI 0.3 streams consumer (a singleton) linked to the transform provider, whose
-/// instances are `provider` ("singleton" or "per-call").
+/// The WASI 0.2 benchmark app: consumer and provider singletons.
+fn p2_app(dir: &std::path::Path) -> App {
+    let imports = ["membrane:test/counter@0.1.0", "membrane:test/payload@0.1.0"];
+    linked_app(dir, membrane_test_guests::BENCH_CONSUMER, membrane_test_guests::BENCH_PROVIDER, "singleton", &imports)
+}
+
+/// The WASI 0.3 streams consumer linked to the transform provider, whose instances are
+/// `provider` ("singleton" or "per-call").
 fn p3_app(dir: &std::path::Path, provider: &str) -> App {
-    load_app(
-        dir,
-        &format!(
-            r#"[app]
-name = "bench-p3"
-
-[component.consumer]
-source = {:?}
-instances = "singleton"
-
-[component.provider]
-source = {:?}
-instances = "{provider}"
-
-[[link]]
-from = "consumer"
-import = "membrane:p3-probe/transform"
-to = "provider"
-
-[[link]]
-from = "consumer"
-import = "membrane:p3-probe/words"
-to = "provider"
-"#,
-            membrane_test_guests::P3_STREAMS,
-            membrane_test_guests::P3_TRANSFORM
-        ),
-    )
+    let imports = ["membrane:p3-probe/transform", "membrane:p3-probe/words"];
+    linked_app(dir, membrane_test_guests::P3_STREAMS, membrane_test_guests::P3_TRANSFORM, provider, &imports)
 }
 
 /// Times `iters` calls made by one host call into the guest, which loops inside.

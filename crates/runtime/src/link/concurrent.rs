@@ -198,25 +198,19 @@ impl Invocation for ConcurrentCall {
     }
 }
 
-/// A concurrent call's arguments: copied for another attempt while they hold no stream
-/// or future and nothing has been answered.
+/// A concurrent call's arguments: the call as its first attempt makes it, whose plain
+/// arguments are copied for another attempt while it holds no stream or future.
 struct ConcurrentArgs {
-    params: Vec<Val>,
-    landings: Vec<(usize, Box<dyn Landing>)>,
+    call: ConcurrentCall,
     carries: bool,
-    results: Arc<[Option<Carried>]>,
-    budget: Budget,
-    answer: Answer,
 }
 
-impl Arguments for ConcurrentArgs {
-    type Call = ConcurrentCall;
-
-    fn attempt(&mut self, again: bool) -> ConcurrentCall {
-        let params = if again && !self.carries { self.params.clone() } else { std::mem::take(&mut self.params) };
+impl ConcurrentCall {
+    /// A call with no arguments yet, answering where this one does.
+    fn sibling(&self) -> ConcurrentCall {
         ConcurrentCall {
-            params,
-            landings: std::mem::take(&mut self.landings),
+            params: Vec::new(),
+            landings: Vec::new(),
             results: self.results.clone(),
             budget: self.budget.clone(),
             answer: self.answer.clone(),
@@ -224,9 +218,19 @@ impl Arguments for ConcurrentArgs {
             incarnation: 0,
         }
     }
+}
+
+impl Arguments for ConcurrentArgs {
+    type Call = ConcurrentCall;
+
+    fn attempt(&mut self, again: bool) -> ConcurrentCall {
+        let params =
+            if again && !self.carries { self.call.params.clone() } else { std::mem::take(&mut self.call.params) };
+        ConcurrentCall { params, landings: std::mem::take(&mut self.call.landings), ..self.call.sibling() }
+    }
 
     fn replayable(&self) -> bool {
-        !self.carries && !self.answer.is_sent()
+        !self.carries && !self.call.answer.is_sent()
     }
 }
 
@@ -273,9 +277,8 @@ impl<A: Components> Link<A> {
                     None => plain.push(param),
                 }
             }
-            let args = ConcurrentArgs {
+            let call = ConcurrentCall {
                 params: plain,
-                carries: !landings.is_empty(),
                 landings,
                 results: carrying.results.clone().into(),
                 budget: self.budget.clone(),
@@ -283,7 +286,10 @@ impl<A: Components> Link<A> {
                     tx: Arc::new(Mutex::new(Some(tx))),
                     provider: resources.then(|| app.instances(self.provider).clone()),
                 },
+                disposable: false,
+                incarnation: 0,
             };
+            let args = ConcurrentArgs { carries: !call.landings.is_empty(), call };
             Ok((chain, trace, incarnation, args))
         })?;
         // In a task of its own: the provider's store runs its own event loop, which wasmtime
