@@ -128,13 +128,30 @@ fn a_provider_that_traps_mid_stream_ends_the_consumers_stream_and_is_not_retried
 
 #[test]
 fn a_provider_that_stalls_mid_stream_is_stopped_by_the_links_timeout() {
-    let app = streams_app("", "timeout = \"1s\"");
-    let out = app.run(&["misbehave", "stall-after:1048576", "8"]);
-    out.assert_code(0).assert_stdout_has("then: cba");
-    let received: u64 = out.stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert!((1 << 20..8 << 20).contains(&received), "{}", out.stdout);
+    for provider in ["", "instances = \"singleton\""] {
+        let app = streams_app(provider, "timeout = \"1s\"");
+        let out = app.run(&["misbehave", "stall-after:1048576", "8"]);
+        out.assert_code(0).assert_stdout_has("then: cba");
+        let received: u64 = out.stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!((1 << 20..8 << 20).contains(&received), "{}", out.stdout);
+        let audit = app.audit();
+        assert!(audit.iter().any(|e| e["event"] == "trap" && e["what"] == "timeout"), "{provider}: {audit:?}");
+        // The timeout stops the call, not a singleton serving others beside it: the next
+        // call is answered by the same instance.
+        assert!(!audit.iter().any(|e| e["event"] == "restart"), "{provider}: {audit:?}");
+    }
+}
+
+#[test]
+fn a_singleton_provider_answers_other_calls_while_a_consumer_holds_its_stream() {
+    // Were the singleton to take one call at a time, the held stream would keep the
+    // others waiting until the link's timeout discarded the instance.
+    let app = streams_app("instances = \"singleton\"", "timeout = \"30s\"");
+    app.run(&["hold"])
+        .assert_code(0)
+        .assert_stdout_has("held after 65536 bytes; meanwhile: cba, 3 words; in all: 4194304 bytes");
     let audit = app.audit();
-    assert!(audit.iter().any(|e| e["event"] == "trap" && e["what"] == "timeout"), "{audit:?}");
+    assert!(!audit.iter().any(|e| e["event"] == "trap" || e["event"] == "restart"), "{audit:?}");
 }
 
 #[test]

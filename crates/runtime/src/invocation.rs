@@ -5,7 +5,7 @@
 use crate::sandbox::SandboxState;
 use std::future::Future;
 use wasmtime::Store;
-use wasmtime::component::{Func, ResourceAny, Val};
+use wasmtime::component::{Accessor, Func, ResourceAny, Val};
 
 /// The identity of the singleton instance a resource handle came from.
 pub type Incarnation = u64;
@@ -19,6 +19,25 @@ pub trait Invocation: Send + 'static {
         store: &'a mut Store<SandboxState>,
         func: Func,
     ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
+
+    /// Calls `func` as one of the calls a long-lived instance serves at once, in its
+    /// event loop (see [`crate::resident`]).
+    fn invoke_concurrent<'a>(
+        &'a mut self,
+        accessor: &'a Accessor<SandboxState>,
+        func: Func,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
+
+    /// Whether the call is an async function's, which needs its instance's event loop
+    /// to go on after it returns (to write the streams it returned, say).
+    fn concurrent(&self) -> bool {
+        false
+    }
+
+    /// Resources the call made for a caller that has gone, to be dropped in its instance.
+    fn orphans(&mut self) -> Vec<ResourceAny> {
+        Vec::new()
+    }
 
     /// Tells the call that its instance is dropped after it (a per-call instance), and
     /// with the instance whatever work the guest leaves unfinished.
@@ -60,6 +79,10 @@ impl DynamicCall {
 impl Invocation for DynamicCall {
     async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
         func.call_async(store, &self.params, &mut self.results).await
+    }
+
+    async fn invoke_concurrent(&mut self, accessor: &Accessor<SandboxState>, func: Func) -> wasmtime::Result<()> {
+        func.call_concurrent(accessor, &self.params, &mut self.results).await
     }
 
     fn may_return_resources(&self) -> bool {

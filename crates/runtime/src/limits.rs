@@ -128,6 +128,9 @@ pub struct CpuMeter {
     /// Reading the thread CPU clock is a system call; without a CPU limit it is skipped.
     enabled: bool,
     used_ns: AtomicU64,
+    /// More CPU time the current budget allows: one budget for each further call that a
+    /// long-lived instance takes while it serves others (see [`CpuMeter::grant`]).
+    granted_ns: AtomicU64,
     /// The thread CPU clock when the current poll began; 0 when not being polled.
     poll_started_ns: AtomicU64,
 }
@@ -137,19 +140,27 @@ impl CpuMeter {
         CpuMeter { enabled, ..CpuMeter::default() }
     }
 
-    /// CPU time used so far, including the poll in progress on this thread.
+    /// CPU time used so far, including the poll in progress on this thread, less what
+    /// was granted on top of one budget.
     pub fn used(&self) -> std::time::Duration {
         let mut used = self.used_ns.load(Ordering::Relaxed);
         let started = self.poll_started_ns.load(Ordering::Relaxed);
         if started != 0 {
             used += thread_cpu_ns().saturating_sub(started);
         }
-        std::time::Duration::from_nanos(used)
+        std::time::Duration::from_nanos(used.saturating_sub(self.granted_ns.load(Ordering::Relaxed)))
     }
 
     /// Starts counting from zero: budgets are per call.
     pub fn reset(&self) {
         self.used_ns.store(0, Ordering::Relaxed);
+        self.granted_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// Allows `more` CPU time before the limit: a call that joins others in flight in
+    /// one instance brings its own budget, so that they share the sum of theirs.
+    pub fn grant(&self, more: std::time::Duration) {
+        self.granted_ns.fetch_add(more.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Wraps a future so that every poll of it is charged to this meter.

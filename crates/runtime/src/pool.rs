@@ -113,9 +113,14 @@ async fn call_export<I: Invocation>(
     result
 }
 
+mod resident;
+
 #[derive(Default)]
 struct Slot {
     sandbox: Option<Sandbox>,
+    /// The way to the resident running the instance's event loop, while one is (then
+    /// `sandbox` is empty: the resident has it).
+    resident: Option<resident::Door>,
     /// How many instances this slot has started.
     incarnation: u64,
     restarts: VecDeque<Instant>,
@@ -337,12 +342,7 @@ impl Pool {
         let abandoned = call.may_return_resources().then(|| Arc::new(AtomicBool::new(false)));
         let kept = {
             let abandoned = abandoned.clone();
-            async move {
-                let incarnation = this
-                    .call_kept(&chain, trace.as_ref(), func, resources_from, limit, &mut call, abandoned.as_deref())
-                    .await?;
-                Ok::<_, CallError>((incarnation, call))
-            }
+            async move { this.call_kept(&chain, trace.as_ref(), func, resources_from, limit, call, abandoned).await }
         };
         Detachable { call: Some(Box::pin(kept)), abandoned }.await
     }
@@ -356,22 +356,28 @@ impl Pool {
     /// dropped at once.
     #[allow(clippy::too_many_arguments)]
     async fn call_kept<I: Invocation>(
-        &self,
+        self: &Arc<Self>,
         chain: &CallChain,
         trace: Option<&TraceContext>,
         func: ComponentExportIndex,
         resources_from: Option<Incarnation>,
         limit: Option<Duration>,
-        call: &mut I,
-        abandoned: Option<&AtomicBool>,
-    ) -> Result<Incarnation, CallError> {
+        mut call: I,
+        abandoned: Option<Arc<AtomicBool>>,
+    ) -> Result<(Incarnation, I), CallError> {
         if self.mode == InstanceMode::Singleton {
-            // Held across the call: calls into a singleton are serialized.
             // Uncontended, `try_lock` takes the slot without the lock future's machinery.
             let mut slot = match self.slot.try_lock() {
                 Ok(slot) => slot,
                 Err(_) => self.slot.lock().await,
             };
+            // An async call, and any call while one is in flight, goes to the instance's
+            // event loop, which serves them side by side.
+            if call.concurrent() || slot.resident.is_some() {
+                return self.call_resident(slot, chain, trace, func, resources_from, limit, call, abandoned).await;
+            }
+            // Otherwise the lock is held across the call: calls into a singleton are
+            // serialized.
             let mut sandbox = match slot.sandbox.take() {
                 Some(sandbox) => sandbox,
                 None => self.start_singleton(&mut slot, trace).await?,
@@ -383,7 +389,7 @@ impl Pool {
                 return Err(CallError::StaleResource { component: self.name.to_string() });
             }
             call.incarnation(sandbox.incarnation);
-            self.run(&mut sandbox, chain, trace, func, limit, call).await?;
+            self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
             if abandoned.is_some_and(|a| a.load(Relaxed)) {
                 for resource in call.resources() {
                     let _ = resource.resource_drop_async(&mut sandbox.store).await;
@@ -391,7 +397,7 @@ impl Pool {
             }
             let incarnation = sandbox.incarnation;
             slot.sandbox = Some(sandbox);
-            return Ok(incarnation);
+            return Ok((incarnation, call));
         }
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -403,9 +409,9 @@ impl Pool {
             }
             None => self.instantiate(0, trace, "fresh").await?,
         };
-        self.run(&mut sandbox, chain, trace, func, limit, call).await?;
+        self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
-        Ok(0)
+        Ok((0, call))
     }
 
     /// Runs one call in `sandbox` within `limit`. After an error the sandbox must not be
@@ -507,6 +513,9 @@ impl Pool {
     /// destructor there. A resource of an instance that is gone is gone with it.
     pub async fn drop_resource(&self, incarnation: Incarnation, resource: ResourceAny) -> wasmtime::Result<()> {
         let mut slot = self.slot.lock().await;
+        let Some(resource) = Pool::drop_in_resident(&slot, incarnation, resource) else {
+            return Ok(());
+        };
         match slot.sandbox.as_mut() {
             Some(sandbox) if sandbox.incarnation == incarnation => {
                 resource.resource_drop_async(&mut sandbox.store).await

@@ -34,6 +34,7 @@ impl Guest for Streams {
             }
             "cancel" => cancel().await,
             "walk-away" => walk_away().await,
+            "hold" => hold().await,
             "misbehave" => {
                 let (received, _) = through_upper(&arg(2), number(3) * MIB).await;
                 format!("ended after {received} bytes; then: {}", transform::reverse("abc".into()).await)
@@ -175,6 +176,26 @@ async fn walk_away() -> String {
     };
     let (_, first) = futures::join!(send(tx, 2 * MIB), reading);
     format!("walked away after {first} bytes; then: {}", transform::reverse("abc".into()).await)
+}
+
+/// Starts a transform of 4 MiB, reads its first chunk and holds the rest unread while
+/// it calls the provider again, async and sync, then reads the rest: a singleton
+/// provider answers beside the call whose stream is held.
+async fn hold() -> String {
+    let (tx, rx) = wit_stream::new::<u8>();
+    let mut out = transform::upper("upper".into(), rx).await;
+    wit_bindgen::spawn_local(async move {
+        send(tx, 4 * MIB).await;
+    });
+    let (_, first) = out.read(Vec::with_capacity(CHUNK)).await;
+    let reversed = transform::reverse("abc".into()).await;
+    let counted = words::count_words("one two three");
+    let (rest, _) = receive(out).await;
+    format!(
+        "held after {} bytes; meanwhile: {reversed}, {counted} words; in all: {} bytes",
+        first.len(),
+        first.len() as u64 + rest
+    )
 }
 
 /// `n` transforms of 64 KiB at once, each its own pair of streams.

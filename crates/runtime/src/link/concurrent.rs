@@ -13,14 +13,14 @@
 //! deadline) ends the streams it was writing: the consumer sees them end, its store
 //! untouched, and the failure counts against the link like any other.
 
-use super::streams::{Budget, Carried, Interest, Landing, Toward, take_off};
+use super::streams::{Budget, Carried, Cut, Interest, Landing, Toward, take_off};
 use super::{Arguments, Components, Link, LinkCause};
 use crate::invocation::Invocation;
 use crate::pool::{Incarnation, Pool};
 use crate::sandbox::SandboxState;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use wasmtime::component::{Accessor, Func, LinkerInstance, Val};
+use wasmtime::component::{Accessor, Func, LinkerInstance, ResourceAny, Val};
 use wasmtime::{AsContextMut, Store};
 
 /// Defines the consumer's imported `func` (an index into the link's functions) as a
@@ -126,6 +126,53 @@ pub(crate) struct ConcurrentCall {
     disposable: bool,
     /// The instance the call runs in, which owns any resource it returns.
     incarnation: Incarnation,
+    /// Stops the call's streams, both ways.
+    cut: Cut,
+    /// Resources returned to a consumer that had gone, to drop where they were made.
+    orphans: Vec<ResourceAny>,
+}
+
+impl ConcurrentCall {
+    /// Makes the call in the provider's event loop and answers the consumer with its
+    /// results; gives back the consumer's interest in the streams and futures among them.
+    async fn start(&mut self, accessor: &Accessor<SandboxState>, func: Func) -> wasmtime::Result<Vec<Interest>> {
+        let params = accessor.with(|mut store| -> wasmtime::Result<_> {
+            let mut params = std::mem::take(&mut self.params);
+            for (at, landing) in self.landings.drain(..) {
+                params[at] = landing.land(store.as_context_mut())?;
+            }
+            Ok(params)
+        })?;
+        let mut results = vec![Val::Bool(false); self.results.len()];
+        func.call_concurrent(accessor, &params, &mut results).await?;
+        let mut interest: Vec<Interest> = Vec::new();
+        let answered = accessor.with(|mut store| {
+            results
+                .into_iter()
+                .zip(self.results.iter())
+                .map(|(value, carried)| match carried {
+                    Some(carried) => {
+                        let (landing, wanted) = take_off(
+                            *carried,
+                            &value,
+                            store.as_context_mut(),
+                            &self.budget,
+                            Toward::Consumer,
+                            &self.cut,
+                        )?;
+                        interest.push(wanted);
+                        Ok(Answered::Landing(landing))
+                    }
+                    None => Ok(Answered::Value(value)),
+                })
+                .collect::<wasmtime::Result<Vec<_>>>()
+        })?;
+        if let Some((_, unclaimed)) = self.answer.send((self.incarnation, answered)) {
+            let values: Vec<Val> = unclaimed.into_iter().filter_map(Answered::into_value).collect();
+            self.orphans = crate::values::resources_in(&values);
+        }
+        Ok(interest)
+    }
 }
 
 impl Invocation for ConcurrentCall {
@@ -137,46 +184,25 @@ impl Invocation for ConcurrentCall {
         self.incarnation = incarnation;
     }
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
+    fn orphans(&mut self) -> Vec<ResourceAny> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// A per-call or pooled instance's call: the instance serves this call alone, in an
+    /// event loop of its own for the call.
     async fn invoke(&mut self, store: &mut Store<SandboxState>, func: Func) -> wasmtime::Result<()> {
         let this = self;
-        let mut orphans = Vec::new();
         store
             .run_concurrent(async |accessor| -> wasmtime::Result<()> {
-                let params = accessor.with(|mut store| -> wasmtime::Result<_> {
-                    let mut params = std::mem::take(&mut this.params);
-                    for (at, landing) in this.landings.drain(..) {
-                        params[at] = landing.land(store.as_context_mut())?;
-                    }
-                    Ok(params)
-                })?;
-                let mut results = vec![Val::Bool(false); this.results.len()];
-                func.call_concurrent(accessor, &params, &mut results).await?;
-                let mut interest: Vec<Interest> = Vec::new();
-                let answered = accessor.with(|mut store| {
-                    results
-                        .into_iter()
-                        .zip(this.results.iter())
-                        .map(|(value, carried)| match carried {
-                            Some(carried) => {
-                                let (landing, wanted) =
-                                    take_off(*carried, &value, store.as_context_mut(), &this.budget, Toward::Consumer)?;
-                                interest.push(wanted);
-                                Ok(Answered::Landing(landing))
-                            }
-                            None => Ok(Answered::Value(value)),
-                        })
-                        .collect::<wasmtime::Result<Vec<_>>>()
-                })?;
-                if let Some((_, unclaimed)) = this.answer.send((this.incarnation, answered)) {
-                    let values: Vec<Val> = unclaimed.into_iter().filter_map(Answered::into_value).collect();
-                    orphans = crate::values::resources_in(&values);
-                }
+                let interest = this.start(accessor, func).await?;
                 // The provider may still be writing its streams, or doing other work it
                 // started: the call lasts until it has none left. A per-call instance
                 // also ends once the consumer holds none of what it returned: one that
                 // stalls, or ignores a reader gone, does not keep its slot for nobody.
-                // (A long-lived instance runs on, its event loop with it, so that its
-                // tasks see their readers gone and finish.)
                 let finished = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx));
                 if !this.disposable || interest.is_empty() {
                     finished.await;
@@ -191,9 +217,21 @@ impl Invocation for ConcurrentCall {
             })
             .await??;
         // Resources made for a consumer that has gone have nobody to hold them.
-        for resource in orphans {
+        for resource in std::mem::take(&mut this.orphans) {
             resource.resource_drop_async(&mut *store).await?;
         }
+        Ok(())
+    }
+
+    /// A call among others in a long-lived instance's event loop: it lasts until the
+    /// consumer holds none of what it returned. Stopped before (its deadline passed),
+    /// its streams are cut, in both directions: the instance lives on, and so could a
+    /// writer in it that stalls.
+    async fn invoke_concurrent(&mut self, accessor: &Accessor<SandboxState>, func: Func) -> wasmtime::Result<()> {
+        let cut = self.cut.clone().drop_guard();
+        let interest = self.start(accessor, func).await?;
+        futures_util::future::join_all(interest).await;
+        cut.disarm();
         Ok(())
     }
 }
@@ -216,6 +254,8 @@ impl ConcurrentCall {
             answer: self.answer.clone(),
             disposable: false,
             incarnation: 0,
+            cut: self.cut.clone(),
+            orphans: Vec::new(),
         }
     }
 }
@@ -250,6 +290,7 @@ impl<A: Components> Link<A> {
             wasmtime::bail!("{} is not a concurrent function of the link", self.funcs[func].name);
         };
         let (tx, answered) = oneshot::channel();
+        let cut = Cut::new();
         let resources = self.funcs[func].resources;
         let (chain, trace, incarnation, mut args) = accessor.with(|mut store| -> wasmtime::Result<_> {
             let state = store.get();
@@ -269,7 +310,7 @@ impl<A: Components> Link<A> {
                         // The provider's interest in an argument is its own business: it
                         // ends its call when it is done.
                         let (landing, _) =
-                            take_off(*carried, &param, store.as_context_mut(), &self.budget, Toward::Provider)?;
+                            take_off(*carried, &param, store.as_context_mut(), &self.budget, Toward::Provider, &cut)?;
                         landings.push((at, landing));
                         // Made in the provider's store when the call starts.
                         plain.push(Val::Bool(false));
@@ -288,6 +329,8 @@ impl<A: Components> Link<A> {
                 },
                 disposable: false,
                 incarnation: 0,
+                cut,
+                orphans: Vec::new(),
             };
             let args = ConcurrentArgs { carries: !call.landings.is_empty(), call };
             Ok((chain, trace, incarnation, args))

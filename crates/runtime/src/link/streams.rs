@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio_util::sync::{PollSemaphore, PollSender};
+use tokio_util::sync::{PollSemaphore, PollSender, WaitForCancellationFutureOwned};
 use wasmtime::StoreContextMut;
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::{
@@ -246,6 +246,29 @@ pub trait Landing: Send {
     fn land(self: Box<Self>, store: StoreContextMut<'_, crate::sandbox::SandboxState>) -> wasmtime::Result<Val>;
 }
 
+/// Stops the streams of one call: each ends for its reader, and its writer finds its
+/// reader gone. A call into a long-lived instance that is stopped (its deadline passed)
+/// cuts them, since the instance, and a writer in it that stalls, lives on.
+pub type Cut = tokio_util::sync::CancellationToken;
+
+/// One end's watch on its call's [`Cut`].
+struct Watch {
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    fired: bool,
+}
+
+impl Watch {
+    fn new(cut: &Cut) -> Watch {
+        Watch { cut: Box::pin(cut.clone().cancelled_owned()), fired: false }
+    }
+
+    /// Whether the call's streams were cut; wakes `cx` when they are.
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.fired = self.fired || self.cut.as_mut().poll(cx).is_ready();
+        self.fired
+    }
+}
+
 /// Resolves once the end made in the other store is gone (its reader dropped it, or its
 /// store went away): nobody there waits for what this side writes any more.
 pub type Interest = oneshot::Receiver<()>;
@@ -259,10 +282,11 @@ pub fn take_off(
     store: StoreContextMut<'_, crate::sandbox::SandboxState>,
     budget: &Budget,
     toward: Toward,
+    cut: &Cut,
 ) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     match (carried, value) {
         (Carried::Stream(kind), Val::Stream(any)) => {
-            crate::link::kind::one!(kind, T => stream_off::<T>(any.clone(), store, budget))
+            crate::link::kind::one!(kind, T => stream_off::<T>(any.clone(), store, budget, cut))
         }
         (Carried::Future(kind), Val::Future(any)) => {
             crate::link::kind::one!(kind, T => future_off::<T>(any.clone(), store, toward))
@@ -275,6 +299,7 @@ fn stream_off<T: Item>(
     any: StreamAny,
     mut store: StoreContextMut<'_, crate::sandbox::SandboxState>,
     budget: &Budget,
+    cut: &Cut,
 ) -> wasmtime::Result<(Box<dyn Landing>, Interest)> {
     let reader = any.try_into_stream_reader::<T>()?;
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -284,10 +309,11 @@ fn stream_off<T: Item>(
         size: budget.size,
         held: None,
         in_flight: InFlight::default(),
+        cut: Watch::new(cut),
     };
     reader.pipe(&mut store, sink)?;
     let (held, interest) = oneshot::channel();
-    Ok((Box::new(Feed { rx, _held: held }), interest))
+    Ok((Box::new(Feed { rx, cut: Watch::new(cut), _held: held }), interest))
 }
 
 fn future_off<T: Item>(
@@ -311,6 +337,8 @@ struct Sink<T: Send + 'static> {
     /// Items taken from the writer, waiting for their share of the budget.
     held: Option<Vec<T>>,
     in_flight: InFlight,
+    /// Ends the stream when its call is stopped: its writer finds its reader gone.
+    cut: Watch,
 }
 
 impl<T: Item, D> StreamConsumer<D> for Sink<T> {
@@ -324,6 +352,9 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
         let this = &mut *self;
+        if this.cut.fired(cx) {
+            return Poll::Ready(Ok(StreamResult::Dropped));
+        }
         if this.held.is_none() {
             // Room in the channel first, so that items taken are items that can go.
             match this.tx.poll_reserve(cx) {
@@ -373,6 +404,8 @@ impl<T: Item, D> StreamConsumer<D> for Sink<T> {
 /// The writing end of a stream made in the other store: hands over what arrives.
 struct Feed<T> {
     rx: mpsc::Receiver<Chunk<T>>,
+    /// Ends the stream when its call is stopped, whatever its writer is doing.
+    cut: Watch,
     /// Dropped with this end: the other side's [`Interest`] resolves.
     _held: oneshot::Sender<()>,
 }
@@ -399,6 +432,11 @@ impl<T: Item, D> StreamProducer<D> for Feed<T> {
         // the next read waits for them.
         if destination.remaining(&mut store) == Some(0) {
             return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        if self.cut.fired(cx) {
+            // The writer can send no more; the reader gets what is on its way, then
+            // sees the stream end.
+            self.rx.close();
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(chunk)) => {

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime::component::types::ComponentFunc;
-use wasmtime::component::{ComponentNamedList, Func, Lift, LinkerInstance, Lower};
+use wasmtime::component::{Accessor, ComponentNamedList, Func, Lift, LinkerInstance, Lower};
 use wasmtime::{AsContextMut, Store, StoreContextMut};
 
 /// Kinds one parameter alone may have.
@@ -142,6 +142,12 @@ pub(crate) trait TypedInvocation: InStore + 'static {
     /// Another call with a copy of the arguments, for a later attempt.
     fn copy(&self) -> Box<dyn TypedInvocation>;
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// The call, in a long-lived instance's event loop.
+    fn invoke_concurrent<'a>(
+        &'a mut self,
+        accessor: &'a Accessor<SandboxState>,
+        func: Func,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
 }
 
 impl Invocation for Box<dyn TypedInvocation> {
@@ -151,6 +157,14 @@ impl Invocation for Box<dyn TypedInvocation> {
         func: Func,
     ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a {
         InStore::invoke(&mut **self, store.as_context_mut(), func)
+    }
+
+    fn invoke_concurrent<'a>(
+        &'a mut self,
+        accessor: &'a Accessor<SandboxState>,
+        func: Func,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a {
+        TypedInvocation::invoke_concurrent(&mut **self, accessor, func)
     }
 }
 
@@ -196,6 +210,19 @@ impl<P: Params, R: Results> InStore for TypedCall<P, R> {
 }
 
 impl<P: Params, R: Results> TypedInvocation for TypedCall<P, R> {
+    fn invoke_concurrent<'a>(
+        &'a mut self,
+        accessor: &'a Accessor<SandboxState>,
+        func: Func,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let typed = accessor.with(|store| func.typed::<P, R>(&store))?;
+            let params = self.params.take().ok_or_else(|| wasmtime::format_err!("a typed call is made once"))?;
+            self.results = Some(typed.call_concurrent(accessor, params).await?);
+            Ok(())
+        })
+    }
+
     fn copy(&self) -> Box<dyn TypedInvocation> {
         Box::new(TypedCall::<P, R> { params: self.params.clone(), results: None })
     }

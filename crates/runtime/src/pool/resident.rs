@@ -1,0 +1,354 @@
+//! A singleton that serves several calls at once. An async function of a WASI 0.3
+//! component returns before its work is done (the streams it returned are written
+//! afterwards), so a singleton that took one call at a time would keep every other caller
+//! waiting on whoever holds such a stream, or stalls while writing one, until the link's
+//! timeout discarded the instance. Instead, once a singleton takes an async call, its
+//! event loop runs in a task of its own, the *resident*, which takes every further call
+//! (sync or async) beside those in flight, until none is left.
+//!
+//! Each call keeps its limits. It brings a CPU and fuel budget that the calls in flight
+//! share, and its own deadline, which stops that call alone (its streams are cut both
+//! ways): the instance and its other calls go on. A trap ends the instance with every call
+//! in it, as a singleton's trap always has, and the singleton restarts as its policy says.
+
+use super::{CallError, Incarnation, Pool, Sandbox, Slot};
+use crate::fault::{Fault, FaultKind};
+use crate::invocation::Invocation;
+use crate::sandbox::{CallChain, SandboxState};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use membrane_telemetry::Context as TraceContext;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::{MutexGuard, mpsc, oneshot, watch};
+use wasmtime::AsContextMut;
+use wasmtime::component::{Accessor, ComponentExportIndex, Instance, ResourceAny};
+
+/// A call's work in the resident's event loop.
+type Run = Box<dyn for<'a> FnOnce(&'a Accessor<SandboxState>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send>;
+
+/// What a resident is handed.
+enum Job {
+    /// A call, made in the span `trace`.
+    Call { run: Run, trace: Option<TraceContext> },
+    /// A resource of the instance that nobody holds any more.
+    Drop(ResourceAny),
+}
+
+/// The way into a running resident, kept in the singleton's slot while it runs: calls go
+/// in under the slot's lock, and the resident closes it under the same lock, so that no
+/// call is handed to a resident that has stopped taking them.
+pub(super) struct Door {
+    jobs: mpsc::UnboundedSender<Job>,
+    incarnation: Incarnation,
+    instance: Instance,
+    /// The fault that ended the resident, for the calls it had taken.
+    ended: watch::Receiver<Option<Fault>>,
+}
+
+/// Why the resident's event loop returned.
+enum Served<'a> {
+    /// No call in flight, no task left, no call waiting: the door is closed, the slot
+    /// locked for the instance to go back; unless the slot was reset meanwhile (`false`),
+    /// when the instance goes.
+    Idle(MutexGuard<'a, Slot>, bool),
+    /// No call in flight, resources to drop (which needs the store outside the loop).
+    Drops,
+}
+
+impl Pool {
+    /// A call into the singleton through its resident: handed to the one running, or to
+    /// one started for it. `slot` is the singleton's, locked.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn call_resident<I: Invocation>(
+        self: &Arc<Self>,
+        mut slot: MutexGuard<'_, Slot>,
+        chain: &CallChain,
+        trace: Option<&TraceContext>,
+        func: ComponentExportIndex,
+        resources_from: Option<Incarnation>,
+        limit: Option<Duration>,
+        mut call: I,
+        abandoned: Option<Arc<AtomicBool>>,
+    ) -> Result<(Incarnation, I), CallError> {
+        let stale = |incarnation| resources_from.is_some_and(|from| from != incarnation);
+        let (reply, replied) = oneshot::channel();
+        let (incarnation, ended) = match &slot.resident {
+            Some(door) => {
+                if stale(door.incarnation) {
+                    return Err(CallError::StaleResource { component: self.name.to_string() });
+                }
+                call.incarnation(door.incarnation);
+                let job = self.job(door.instance, chain, trace, func, limit, call, abandoned, reply);
+                let _ = door.jobs.send(job);
+                (door.incarnation, door.ended.clone())
+            }
+            None => {
+                let sandbox = match slot.sandbox.take() {
+                    Some(sandbox) => sandbox,
+                    None => self.start_singleton(&mut slot, trace).await?,
+                };
+                if stale(sandbox.incarnation) {
+                    slot.sandbox = Some(sandbox);
+                    return Err(CallError::StaleResource { component: self.name.to_string() });
+                }
+                call.incarnation(sandbox.incarnation);
+                let (jobs, inbox) = mpsc::unbounded_channel();
+                let (obituary, ended) = watch::channel(None);
+                let job = self.job(sandbox.instance, chain, trace, func, limit, call, abandoned, reply);
+                let _ = jobs.send(job);
+                let incarnation = sandbox.incarnation;
+                slot.resident = Some(Door { jobs, incarnation, ended: ended.clone(), instance: sandbox.instance });
+                tokio::spawn(self.clone().reside(sandbox, inbox, obituary));
+                (incarnation, ended)
+            }
+        };
+        drop(slot);
+        match replied.await {
+            Ok(Ok(call)) => Ok((incarnation, call)),
+            Ok(Err(fault)) => Err(CallError::Fault(fault)),
+            // The instance ended (it trapped) before the call did.
+            Err(_) => {
+                let mut ended = ended;
+                let fault = ended.wait_for(Option::is_some).await.ok().and_then(|fault| fault.clone());
+                Err(CallError::Fault(fault.unwrap_or_else(|| {
+                    self.fault(FaultKind::Host("the instance stopped before it finished the call".into()))
+                })))
+            }
+        }
+    }
+
+    /// Drops `resource` in the resident running instance `incarnation`; gives it back if
+    /// there is none.
+    pub(super) fn drop_in_resident(
+        slot: &Slot,
+        incarnation: Incarnation,
+        resource: ResourceAny,
+    ) -> Option<ResourceAny> {
+        match &slot.resident {
+            Some(door) if door.incarnation == incarnation => {
+                let _ = door.jobs.send(Job::Drop(resource));
+                None
+            }
+            _ => Some(resource),
+        }
+    }
+
+    /// The call as the resident runs it: within its deadline, its result sent to `reply`.
+    #[allow(clippy::too_many_arguments)]
+    fn job<I: Invocation>(
+        self: &Arc<Self>,
+        instance: Instance,
+        chain: &CallChain,
+        trace: Option<&TraceContext>,
+        func: ComponentExportIndex,
+        limit: Option<Duration>,
+        mut call: I,
+        abandoned: Option<Arc<AtomicBool>>,
+        reply: oneshot::Sender<Result<I, Fault>>,
+    ) -> Job {
+        let pool = self.clone();
+        let span = trace.cloned();
+        let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
+        let run: Run = Box::new(move |accessor| {
+            Box::pin(async move {
+                let result = pool.run_job(accessor, instance, &chain, span.as_ref(), func, limit, &mut call).await;
+                let result = result.map(|()| {
+                    // A caller gone leaves the resources it was to hold to the instance.
+                    if abandoned.is_some_and(|a| a.load(Relaxed)) {
+                        for resource in call.resources() {
+                            pool.drop_resource_later(&resource);
+                        }
+                    }
+                    for resource in call.orphans() {
+                        pool.drop_resource_later(&resource);
+                    }
+                    call
+                });
+                let _ = reply.send(result);
+            })
+        });
+        Job::Call { run, trace: trace.cloned() }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_job<I: Invocation>(
+        &self,
+        accessor: &Accessor<SandboxState>,
+        instance: Instance,
+        chain: &CallChain,
+        trace: Option<&TraceContext>,
+        func: ComponentExportIndex,
+        limit: Option<Duration>,
+        call: &mut I,
+    ) -> Result<(), Fault> {
+        let f = accessor.with(|mut store| {
+            // What the instance calls in turn is refused if it leads back here.
+            store.get().chain = chain.clone();
+            instance.get_func(&mut store, func)
+        });
+        let Some(f) = f else {
+            return Err(self.fault(FaultKind::Host("export index does not name a function".into())));
+        };
+        let running = call.invoke_concurrent(accessor, f);
+        let outcome = match limit {
+            Some(limit) => crate::limits::within(limit, running).await.map_err(|_| limit),
+            None => Ok(running.await),
+        };
+        let fault = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => {
+                let hit = accessor.with(|mut store| store.get().limiter.hit());
+                Fault::classify(&self.name, &error, hit)
+            }
+            // Stopped alone: the instance goes on with its other calls.
+            Err(limit) => self.fault(FaultKind::Timeout(limit)),
+        };
+        self.audit_trap_in(&fault.kind, trace);
+        Err(fault)
+    }
+
+    /// Hands `resource` to the resident to drop, if one is running; a resource of an
+    /// instance that has gone went with it.
+    fn drop_resource_later(self: &Arc<Self>, resource: &ResourceAny) {
+        if let Ok(slot) = self.slot.try_lock() {
+            if let Some(door) = &slot.resident {
+                let _ = door.jobs.send(Job::Drop(*resource));
+            }
+            return;
+        }
+        let (pool, resource) = (self.clone(), *resource);
+        tokio::spawn(async move {
+            let slot = pool.slot.lock().await;
+            if let Some(door) = &slot.resident {
+                let _ = door.jobs.send(Job::Drop(resource));
+            }
+        });
+    }
+
+    /// The resident: runs the instance's event loop with the calls it is handed until
+    /// it has none left, then puts the instance back in the slot; or ends it, and the
+    /// calls in flight, on a trap.
+    async fn reside(
+        self: Arc<Self>,
+        mut sandbox: Sandbox,
+        mut inbox: mpsc::UnboundedReceiver<Job>,
+        obituary: watch::Sender<Option<Fault>>,
+    ) {
+        let incarnation = sandbox.incarnation;
+        let cpu = sandbox.store.data().cpu.clone();
+        cpu.reset();
+        if let Some(fuel) = sandbox.store.data().fuel {
+            let _ = sandbox.store.set_fuel(fuel);
+        }
+        let mut drops = Vec::new();
+        let mut first = true;
+        loop {
+            let served = cpu
+                .meter(sandbox.store.run_concurrent(async |accessor| {
+                    self.serve(accessor, incarnation, &mut inbox, &mut drops, &mut first).await
+                }))
+                .await;
+            match served {
+                Ok(Served::Idle(mut slot, ours)) => {
+                    if ours {
+                        slot.sandbox = Some(sandbox);
+                    }
+                    return;
+                }
+                Ok(Served::Drops) => {
+                    for resource in drops.drain(..) {
+                        // A destructor that traps ends the instance like any trap.
+                        if let Err(error) = resource.resource_drop_async(&mut sandbox.store).await {
+                            let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
+                            return self.end_resident(incarnation, fault, &obituary).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
+                    return self.end_resident(incarnation, fault, &obituary).await;
+                }
+            }
+        }
+    }
+
+    /// The event loop's work: takes calls and runs them beside each other.
+    async fn serve<'s>(
+        &'s self,
+        accessor: &Accessor<SandboxState>,
+        incarnation: Incarnation,
+        inbox: &mut mpsc::UnboundedReceiver<Job>,
+        drops: &mut Vec<ResourceAny>,
+        first: &mut bool,
+    ) -> Served<'s> {
+        let mut running = FuturesUnordered::new();
+        loop {
+            let job = tokio::select! {
+                Some(job) = inbox.recv() => Some(job),
+                Some(()) = running.next() => None,
+                () = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)), if running.is_empty() => {
+                    if !drops.is_empty() {
+                        return Served::Drops;
+                    }
+                    let mut slot = self.slot.lock().await;
+                    match inbox.try_recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => {
+                            let ours = slot.resident.as_ref().is_some_and(|door| door.incarnation == incarnation);
+                            if ours {
+                                slot.resident = None;
+                            }
+                            return Served::Idle(slot, ours);
+                        }
+                    }
+                }
+            };
+            match job {
+                Some(Job::Call { run, trace }) => {
+                    self.admit(accessor, trace, running.is_empty(), std::mem::take(first));
+                    running.push(run(accessor));
+                }
+                Some(Job::Drop(resource)) => drops.push(resource),
+                None => {}
+            }
+            if running.is_empty() && !drops.is_empty() {
+                return Served::Drops;
+            }
+        }
+    }
+
+    /// Starts a call in the event loop: each call after the first brings its CPU and fuel
+    /// budget to the ones in flight; the instance's own calls join the caller's trace
+    /// while it serves that call alone (with several, none can say whose they are).
+    fn admit(&self, accessor: &Accessor<SandboxState>, trace: Option<TraceContext>, alone: bool, first: bool) {
+        accessor.with(|mut store| {
+            if !first {
+                if let Some(cpu) = self.limits.cpu {
+                    store.get().cpu.grant(cpu.std());
+                }
+                if let Some(fuel) = store.get().fuel {
+                    let left = store.as_context_mut().get_fuel().unwrap_or(0);
+                    let _ = store.as_context_mut().set_fuel(left.saturating_add(fuel));
+                }
+            }
+            store.get().join_trace(if alone { trace } else { None });
+        });
+    }
+
+    /// Ends a resident whose instance failed: the calls it had taken get the fault, the
+    /// slot is emptied for the next call to restart the singleton.
+    async fn end_resident(&self, incarnation: Incarnation, fault: Fault, obituary: &watch::Sender<Option<Fault>>) {
+        self.audit_trap_in(&fault.kind, None);
+        let mut slot = self.slot.lock().await;
+        if slot.resident.as_ref().is_some_and(|door| door.incarnation == incarnation) {
+            slot.resident = None;
+        }
+        drop(slot);
+        obituary.send_replace(Some(fault));
+    }
+}
