@@ -163,6 +163,15 @@ fn a_thousand_concurrent_streams_cross_one_link() {
 }
 
 #[test]
+fn a_singleton_provider_takes_more_calls_than_it_has_room_for_in_turn() {
+    // Room for 5 calls at once (a sixteenth of 80 table entries): 100 at once wait their
+    // turn rather than fill the instance's table and fail every call in it.
+    let app = streams_app("instances = \"singleton\"\nlimits = { host_resources = 80 }", "");
+    app.run(&["many", "100"]).assert_code(0).assert_stdout_has("100 of 100 intact");
+    assert!(!app.audit().iter().any(|e| e["event"] == "trap"), "{:?}", app.audit());
+}
+
+#[test]
 fn wasi_p2_and_p3_components_call_each_others_synchronous_functions() {
     // A WASI 0.2 command calls the WASI 0.3 provider.
     let p2_to_p3 = TestApp::new(&manifest(

@@ -241,6 +241,20 @@ mod tests {
         });
         futures_lite_block_on(busy);
         assert!(meter.used() >= std::time::Duration::from_millis(20), "{:?}", meter.used());
+        // A call that joins brings one more budget: the time used counts against both.
+        let used = meter.used();
+        meter.grant(std::time::Duration::from_millis(10));
+        assert_eq!(meter.used(), used - std::time::Duration::from_millis(10));
+        meter.grant(std::time::Duration::from_secs(10));
+        assert_eq!(meter.used(), std::time::Duration::ZERO);
+        meter.reset();
+        assert_eq!(meter.used(), std::time::Duration::ZERO);
+        // What was granted goes with a reset.
+        futures_lite_block_on(meter.meter(async {
+            let start = thread_cpu_ns();
+            while thread_cpu_ns() - start < 2_000_000 {}
+        }));
+        assert!(meter.used() >= std::time::Duration::from_millis(1), "{:?}", meter.used());
     }
 
     fn futures_lite_block_on<F: Future>(f: F) -> F::Output {

@@ -6,7 +6,9 @@
 //! event loop runs in a task of its own, the *resident*, which takes every further call
 //! (sync or async) beside those in flight, until none is left.
 //!
-//! Each call keeps its limits. It brings a CPU and fuel budget that the calls in flight
+//! Each call keeps its limits. At most a sixteenth of `host_resources` calls run at once
+//! (each takes a dozen or so entries of the instance's table of tasks and streams); the others wait
+//! their turn within their deadlines. Each call brings a CPU and fuel budget that the calls in flight
 //! share, and its own deadline, which stops that call alone (its streams are cut both
 //! ways): the instance and its other calls go on. A trap ends the instance with every call
 //! in it, as a singleton's trap always has, and the singleton restarts as its policy says.
@@ -23,7 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{MutexGuard, mpsc, oneshot, watch};
 use wasmtime::AsContextMut;
 use wasmtime::component::{Accessor, ComponentExportIndex, Instance, ResourceAny};
@@ -153,9 +155,12 @@ impl Pool {
     ) -> Job {
         let pool = self.clone();
         let span = trace.cloned();
+        // The deadline runs from now: time spent waiting for room counts.
+        let handed = Instant::now();
         let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
         let run: Run = Box::new(move |accessor| {
             Box::pin(async move {
+                let limit = limit.map(|limit| limit.saturating_sub(handed.elapsed()));
                 let result = pool.run_job(accessor, instance, &chain, span.as_ref(), func, limit, &mut call).await;
                 let result = result.map(|()| {
                     // A caller gone leaves the resources it was to hold to the instance.
@@ -287,9 +292,10 @@ impl Pool {
         first: &mut bool,
     ) -> Served<'s> {
         let mut running = FuturesUnordered::new();
+        let room = self.calls_in_flight();
         loop {
             let job = tokio::select! {
-                Some(job) = inbox.recv() => Some(job),
+                Some(job) = inbox.recv(), if running.len() < room => Some(job),
                 Some(()) = running.next() => None,
                 () = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)), if running.is_empty() => {
                     if !drops.is_empty() {
@@ -320,6 +326,14 @@ impl Pool {
                 return Served::Drops;
             }
         }
+    }
+
+    /// The most calls the resident runs at once; the others wait their turn (within their
+    /// deadlines). Each call takes up to a dozen or so entries of the instance's table of tasks, streams
+    /// and futures, capped at `host_resources`: callers that crowd in wait rather than
+    /// fill it and make the instance fail every call it serves.
+    fn calls_in_flight(&self) -> usize {
+        (self.limits.host_resources as usize / 16).max(1)
     }
 
     /// Starts a call in the event loop: each call after the first brings its CPU and fuel
