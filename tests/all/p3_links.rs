@@ -108,7 +108,7 @@ fn a_per_call_provider_that_stalls_after_its_consumer_walked_away_gives_its_inst
 
 #[test]
 fn a_provider_that_traps_mid_stream_ends_the_consumers_stream_and_is_not_retried() {
-    for provider in ["", "instances = \"singleton\""] {
+    for provider in ["", "instances = \"singleton\"", "instances = \"pool:2\""] {
         let app = streams_app(provider, "on_trap = \"retry:2\"");
         let out = app.run(&["misbehave", "trap-after:1048576", "8"]);
         // The consumer's stream ends where the provider stopped; the consumer itself runs
@@ -128,7 +128,7 @@ fn a_provider_that_traps_mid_stream_ends_the_consumers_stream_and_is_not_retried
 
 #[test]
 fn a_provider_that_stalls_mid_stream_is_stopped_by_the_links_timeout() {
-    for provider in ["", "instances = \"singleton\""] {
+    for provider in ["", "instances = \"singleton\"", "instances = \"pool:2\""] {
         let app = streams_app(provider, "timeout = \"1s\"");
         let out = app.run(&["misbehave", "stall-after:1048576", "8"]);
         out.assert_code(0).assert_stdout_has("then: cba");
@@ -143,15 +143,17 @@ fn a_provider_that_stalls_mid_stream_is_stopped_by_the_links_timeout() {
 }
 
 #[test]
-fn a_singleton_provider_answers_other_calls_while_a_consumer_holds_its_stream() {
-    // Were the singleton to take one call at a time, the held stream would keep the
-    // others waiting until the link's timeout discarded the instance.
-    let app = streams_app("instances = \"singleton\"", "timeout = \"30s\"");
-    app.run(&["hold"])
-        .assert_code(0)
-        .assert_stdout_has("held after 65536 bytes; meanwhile: cba, 3 words; in all: 4194304 bytes");
-    let audit = app.audit();
-    assert!(!audit.iter().any(|e| e["event"] == "trap" || e["event"] == "restart"), "{audit:?}");
+fn a_long_lived_provider_answers_other_calls_while_a_consumer_holds_its_stream() {
+    // Were a singleton or the one instance of a pool to take one call at a time, the held
+    // stream would keep the others waiting until the link's timeout discarded it.
+    for provider in ["instances = \"singleton\"", "instances = \"pool:1\""] {
+        let app = streams_app(provider, "timeout = \"30s\"");
+        app.run(&["hold"])
+            .assert_code(0)
+            .assert_stdout_has("held after 65536 bytes; meanwhile: cba, 3 words; in all: 4194304 bytes");
+        let audit = app.audit();
+        assert!(!audit.iter().any(|e| e["event"] == "trap" || e["event"] == "restart"), "{provider}: {audit:?}");
+    }
 }
 
 #[test]

@@ -143,7 +143,9 @@ pub struct Pool {
     state: ComponentState,
     slot: tokio::sync::Mutex<Slot>,
     idle: std::sync::Mutex<Vec<Sandbox>>,
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// A pool's instances running async calls side by side, each in its resident.
+    residents: std::sync::Mutex<Vec<resident::Door>>,
     /// Its share of the engine's pooled slots; `None` without a pool.
     pub(crate) slots: Option<InstanceSlots>,
 }
@@ -184,7 +186,8 @@ impl Pool {
             state,
             slot: tokio::sync::Mutex::default(),
             idle: std::sync::Mutex::default(),
-            permits: tokio::sync::Semaphore::new(permits),
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            residents: std::sync::Mutex::default(),
             slots,
         }
     }
@@ -398,6 +401,11 @@ impl Pool {
             let incarnation = sandbox.incarnation;
             slot.sandbox = Some(sandbox);
             return Ok((incarnation, call));
+        }
+        // As for a singleton: async calls, and any call while some run, go to the pool's
+        // residents, which serve them side by side.
+        if call.concurrent() || !self.residents.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return self.call_pooled_resident(chain, trace, func, limit, call, abandoned).await;
         }
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();

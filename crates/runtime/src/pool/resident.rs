@@ -1,17 +1,19 @@
-//! A singleton that serves several calls at once. An async function of a WASI 0.3
-//! component returns before its work is done (the streams it returned are written
-//! afterwards), so a singleton that took one call at a time would keep every other caller
-//! waiting on whoever holds such a stream, or stalls while writing one, until the link's
-//! timeout discarded the instance. Instead, once a singleton takes an async call, its
-//! event loop runs in a task of its own, the *resident*, which takes every further call
-//! (sync or async) beside those in flight, until none is left.
+//! A long-lived instance (the singleton, or one of a pool's) that serves several calls at
+//! once. An async function of a WASI 0.3 component returns before its work is done (the
+//! streams it returned are written afterwards), so an instance that took one call at a
+//! time would keep every other caller waiting on whoever holds such a stream, or stalls
+//! while writing one, until the link's timeout discarded the instance. Instead, once such
+//! an instance takes an async call, its event loop runs in a task of its own, the
+//! *resident*, which takes every further call (sync or async) beside those in flight until
+//! none is left; then the instance goes back to the singleton's slot or the pool's idle.
 //!
 //! Each call keeps its limits. At most a sixteenth of `host_resources` calls run at once
-//! (each takes a dozen or so entries of the instance's table of tasks and streams); the others wait
-//! their turn within their deadlines. Each call brings a CPU and fuel budget that the calls in flight
-//! share, and its own deadline, which stops that call alone (its streams are cut both
-//! ways): the instance and its other calls go on. A trap ends the instance with every call
-//! in it, as a singleton's trap always has, and the singleton restarts as its policy says.
+//! (each takes a dozen or so entries of the instance's table of tasks and streams); the
+//! others wait their turn within their deadlines. Each call brings a CPU and fuel budget
+//! that the calls in flight share, and its own deadline, which stops that call alone (its
+//! streams are cut both ways): the instance and its other calls go on. A trap ends the
+//! instance with every call in it, as a singleton's trap always has; a singleton restarts
+//! as its policy says, a pool makes another instance when next needed.
 
 use super::{CallError, Incarnation, Pool, Sandbox, Slot};
 use crate::fault::{Fault, FaultKind};
@@ -23,10 +25,10 @@ use membrane_telemetry::Context as TraceContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
-use tokio::sync::{MutexGuard, mpsc, oneshot, watch};
+use tokio::sync::{MutexGuard, OwnedSemaphorePermit, mpsc, oneshot, watch};
 use wasmtime::AsContextMut;
 use wasmtime::component::{Accessor, ComponentExportIndex, Instance, ResourceAny};
 
@@ -46,18 +48,44 @@ enum Job {
 /// call is handed to a resident that has stopped taking them.
 pub(super) struct Door {
     jobs: mpsc::UnboundedSender<Job>,
+    /// The singleton's incarnation, or a pooled resident's number.
     incarnation: Incarnation,
     instance: Instance,
+    /// Calls handed to it and not yet finished.
+    load: Arc<AtomicUsize>,
     /// The fault that ended the resident, for the calls it had taken.
     ended: watch::Receiver<Option<Fault>>,
 }
 
+impl Door {
+    fn hand(&self, job: Job) {
+        self.load.fetch_add(1, Relaxed);
+        let _ = self.jobs.send(job);
+    }
+
+    fn load(&self) -> usize {
+        self.load.load(Relaxed)
+    }
+}
+
+/// Where a resident's instance lives between its calls.
+enum Home {
+    /// The singleton's slot.
+    Singleton,
+    /// The pool's idle instances; the permit counts the instance among the pool's N while
+    /// it runs.
+    Pooled(OwnedSemaphorePermit),
+}
+
+/// Numbers pooled residents (a singleton's is its incarnation).
+static NEXT_POOLED: AtomicU64 = AtomicU64::new(1);
+
 /// Why the resident's event loop returned.
 enum Served<'a> {
-    /// No call in flight, no task left, no call waiting: the door is closed, the slot
-    /// locked for the instance to go back; unless the slot was reset meanwhile (`false`),
-    /// when the instance goes.
-    Idle(MutexGuard<'a, Slot>, bool),
+    /// No call in flight, no task left, no call waiting: the door is closed (a singleton's
+    /// slot locked for the instance to go back, unless it was reset meanwhile: `false`,
+    /// and the instance goes).
+    Idle(Option<MutexGuard<'a, Slot>>, bool),
     /// No call in flight, resources to drop (which needs the store outside the loop).
     Drops,
 }
@@ -85,8 +113,7 @@ impl Pool {
                     return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
                 call.incarnation(door.incarnation);
-                let job = self.job(door.instance, chain, trace, func, limit, call, abandoned, reply);
-                let _ = door.jobs.send(job);
+                door.hand(self.job(door.instance, chain, trace, func, limit, call, abandoned, reply));
                 (door.incarnation, door.ended.clone())
             }
             None => {
@@ -99,23 +126,87 @@ impl Pool {
                     return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
                 call.incarnation(sandbox.incarnation);
-                let (jobs, inbox) = mpsc::unbounded_channel();
-                let (obituary, ended) = watch::channel(None);
                 let job = self.job(sandbox.instance, chain, trace, func, limit, call, abandoned, reply);
-                let _ = jobs.send(job);
                 let incarnation = sandbox.incarnation;
-                slot.resident = Some(Door { jobs, incarnation, ended: ended.clone(), instance: sandbox.instance });
-                tokio::spawn(self.clone().reside(sandbox, inbox, obituary));
+                let door = self.open(sandbox, incarnation, Home::Singleton, job);
+                let ended = door.ended.clone();
+                slot.resident = Some(door);
                 (incarnation, ended)
             }
         };
         drop(slot);
+        Ok((incarnation, self.outcome(replied, ended).await?))
+    }
+
+    /// An async call into a pooled instance: handed to the least busy of the pool's
+    /// residents with room, else to a resident started for it on an instance of the pool
+    /// (idle or new) while the pool has fewer than its N running; with all N running, to
+    /// the least busy, where it waits its turn.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn call_pooled_resident<I: Invocation>(
+        self: &Arc<Self>,
+        chain: &CallChain,
+        trace: Option<&TraceContext>,
+        func: ComponentExportIndex,
+        limit: Option<Duration>,
+        call: I,
+        abandoned: Option<Arc<AtomicBool>>,
+    ) -> Result<(Incarnation, I), CallError> {
+        let room = self.calls_in_flight();
+        let (reply, replied) = oneshot::channel();
+        // Moved into whichever resident takes the call.
+        let mut call = Some((call, abandoned, reply));
+        let handed = {
+            let doors = self.residents.lock().unwrap_or_else(|p| p.into_inner());
+            let least = doors.iter().min_by_key(|door| door.load());
+            least.filter(|door| door.load() < room || self.permits.available_permits() == 0).map(|door| {
+                let (call, abandoned, reply) = call.take().expect("taken once");
+                door.hand(self.job(door.instance, chain, trace, func, limit, call, abandoned, reply));
+                door.ended.clone()
+            })
+        };
+        if let Some(ended) = handed {
+            return Ok((0, self.outcome(replied, ended).await?));
+        }
+        let (call, abandoned, reply) = call.take().expect("taken once");
+        let permit = self.permits.clone().acquire_owned().await.expect("the pool's semaphore is never closed");
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let sandbox = match idle {
+            Some(sandbox) => {
+                drop(self.instance_span(trace, "pooled"));
+                sandbox
+            }
+            None => self.instantiate(0, trace, "fresh").await?,
+        };
+        let job = self.job(sandbox.instance, chain, trace, func, limit, call, abandoned, reply);
+        let number = NEXT_POOLED.fetch_add(1, Relaxed);
+        let door = self.open(sandbox, number, Home::Pooled(permit), job);
+        let ended = door.ended.clone();
+        self.residents.lock().unwrap_or_else(|p| p.into_inner()).push(door);
+        Ok((0, self.outcome(replied, ended).await?))
+    }
+
+    /// Starts a resident on `sandbox` with its first call: the door to it.
+    fn open(self: &Arc<Self>, sandbox: Sandbox, number: u64, home: Home, first: Job) -> Door {
+        let (jobs, inbox) = mpsc::unbounded_channel();
+        let (obituary, ended) = watch::channel(None);
+        let door = Door { jobs, incarnation: number, instance: sandbox.instance, load: Arc::default(), ended };
+        door.hand(first);
+        tokio::spawn(self.clone().reside(sandbox, number, home, door.load.clone(), inbox, obituary));
+        door
+    }
+
+    /// What became of a call handed to a resident.
+    async fn outcome<I>(
+        &self,
+        replied: oneshot::Receiver<Result<I, Fault>>,
+        mut ended: watch::Receiver<Option<Fault>>,
+    ) -> Result<I, CallError> {
         match replied.await {
-            Ok(Ok(call)) => Ok((incarnation, call)),
+            Ok(Ok(call)) => Ok(call),
             Ok(Err(fault)) => Err(CallError::Fault(fault)),
             // The instance ended (it trapped) before the call did.
             Err(_) => {
-                let mut ended = ended;
                 let fault = ended.wait_for(Option::is_some).await.ok().and_then(|fault| fault.clone());
                 Err(CallError::Fault(fault.unwrap_or_else(|| {
                     self.fault(FaultKind::Host("the instance stopped before it finished the call".into()))
@@ -236,15 +327,17 @@ impl Pool {
     }
 
     /// The resident: runs the instance's event loop with the calls it is handed until
-    /// it has none left, then puts the instance back in the slot; or ends it, and the
+    /// it has none left, then puts the instance back at `home`; or ends it, and the
     /// calls in flight, on a trap.
     async fn reside(
         self: Arc<Self>,
         mut sandbox: Sandbox,
+        number: u64,
+        home: Home,
+        load: Arc<AtomicUsize>,
         mut inbox: mpsc::UnboundedReceiver<Job>,
         obituary: watch::Sender<Option<Fault>>,
     ) {
-        let incarnation = sandbox.incarnation;
         let cpu = sandbox.store.data().cpu.clone();
         cpu.reset();
         if let Some(fuel) = sandbox.store.data().fuel {
@@ -255,13 +348,18 @@ impl Pool {
         loop {
             let served = cpu
                 .meter(sandbox.store.run_concurrent(async |accessor| {
-                    self.serve(accessor, incarnation, &mut inbox, &mut drops, &mut first).await
+                    self.serve(accessor, number, &home, &load, &mut inbox, &mut drops, &mut first).await
                 }))
                 .await;
             match served {
-                Ok(Served::Idle(mut slot, ours)) => {
-                    if ours {
-                        slot.sandbox = Some(sandbox);
+                Ok(Served::Idle(slot, ours)) => {
+                    match (slot, home) {
+                        (Some(mut slot), Home::Singleton) if ours => slot.sandbox = Some(sandbox),
+                        (_, Home::Pooled(permit)) => {
+                            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
+                            drop(permit);
+                        }
+                        _ => {}
                     }
                     return;
                 }
@@ -270,23 +368,26 @@ impl Pool {
                         // A destructor that traps ends the instance like any trap.
                         if let Err(error) = resource.resource_drop_async(&mut sandbox.store).await {
                             let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
-                            return self.end_resident(incarnation, fault, &obituary).await;
+                            return self.end_resident(number, &home, fault, &obituary).await;
                         }
                     }
                 }
                 Err(error) => {
                     let fault = Fault::classify(&self.name, &error, sandbox.store.data().limiter.hit());
-                    return self.end_resident(incarnation, fault, &obituary).await;
+                    return self.end_resident(number, &home, fault, &obituary).await;
                 }
             }
         }
     }
 
     /// The event loop's work: takes calls and runs them beside each other.
+    #[allow(clippy::too_many_arguments)]
     async fn serve<'s>(
         &'s self,
         accessor: &Accessor<SandboxState>,
-        incarnation: Incarnation,
+        number: u64,
+        home: &Home,
+        load: &AtomicUsize,
         inbox: &mut mpsc::UnboundedReceiver<Job>,
         drops: &mut Vec<ResourceAny>,
         first: &mut bool,
@@ -296,21 +397,17 @@ impl Pool {
         loop {
             let job = tokio::select! {
                 Some(job) = inbox.recv(), if running.len() < room => Some(job),
-                Some(()) = running.next() => None,
+                Some(()) = running.next() => {
+                    load.fetch_sub(1, Relaxed);
+                    None
+                }
                 () = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)), if running.is_empty() => {
                     if !drops.is_empty() {
                         return Served::Drops;
                     }
-                    let mut slot = self.slot.lock().await;
-                    match inbox.try_recv() {
-                        Ok(job) => Some(job),
-                        Err(_) => {
-                            let ours = slot.resident.as_ref().is_some_and(|door| door.incarnation == incarnation);
-                            if ours {
-                                slot.resident = None;
-                            }
-                            return Served::Idle(slot, ours);
-                        }
+                    match self.close(number, home, inbox).await {
+                        Ok(served) => return served,
+                        Err(job) => Some(job),
                     }
                 }
             };
@@ -324,6 +421,37 @@ impl Pool {
             }
             if running.is_empty() && !drops.is_empty() {
                 return Served::Drops;
+            }
+        }
+    }
+
+    /// Closes the door of the resident `number` unless a call came in meanwhile (given
+    /// back): under the lock its callers hand calls in under.
+    async fn close(
+        &self,
+        number: u64,
+        home: &Home,
+        inbox: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Result<Served<'_>, Job> {
+        match home {
+            Home::Singleton => {
+                let mut slot = self.slot.lock().await;
+                if let Ok(job) = inbox.try_recv() {
+                    return Err(job);
+                }
+                let ours = slot.resident.as_ref().is_some_and(|door| door.incarnation == number);
+                if ours {
+                    slot.resident = None;
+                }
+                Ok(Served::Idle(Some(slot), ours))
+            }
+            Home::Pooled(_) => {
+                let mut doors = self.residents.lock().unwrap_or_else(|p| p.into_inner());
+                if let Ok(job) = inbox.try_recv() {
+                    return Err(job);
+                }
+                doors.retain(|door| door.incarnation != number);
+                Ok(Served::Idle(None, true))
             }
         }
     }
@@ -356,13 +484,19 @@ impl Pool {
 
     /// Ends a resident whose instance failed: the calls it had taken get the fault, the
     /// slot is emptied for the next call to restart the singleton.
-    async fn end_resident(&self, incarnation: Incarnation, fault: Fault, obituary: &watch::Sender<Option<Fault>>) {
+    async fn end_resident(&self, number: u64, home: &Home, fault: Fault, obituary: &watch::Sender<Option<Fault>>) {
         self.audit_trap_in(&fault.kind, None);
-        let mut slot = self.slot.lock().await;
-        if slot.resident.as_ref().is_some_and(|door| door.incarnation == incarnation) {
-            slot.resident = None;
+        match home {
+            Home::Singleton => {
+                let mut slot = self.slot.lock().await;
+                if slot.resident.as_ref().is_some_and(|door| door.incarnation == number) {
+                    slot.resident = None;
+                }
+            }
+            Home::Pooled(_) => {
+                self.residents.lock().unwrap_or_else(|p| p.into_inner()).retain(|door| door.incarnation != number);
+            }
         }
-        drop(slot);
         obituary.send_replace(Some(fault));
     }
 }
