@@ -60,6 +60,9 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::common::Usage>().is_some() {
             return USAGE;
         }
+        if let Some(membrane_http::ServerError::Concurrency { .. }) = cause.downcast_ref() {
+            return USAGE;
+        }
         if cause.downcast_ref::<crate::admin_client::Unreachable>().is_some() {
             return ADMIN_UNREACHABLE;
         }

@@ -91,9 +91,16 @@ pub struct IngressFlags {
     pub max_concurrent: usize,
     /// Requests one instance may handle before it is dropped; above 1 this trades the
     /// isolation between requests for speed, as `wasmtime serve`'s option does. Never
-    /// across tenants; a WASI 0.3 instance takes its requests one after another.
+    /// across tenants; a WASI 0.3 instance takes its requests one after another unless
+    /// --instance-concurrency says otherwise.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub max_instance_reuse: usize,
+    /// Requests one WASI 0.3 handler instance serves at once, of the --max-instance-reuse
+    /// it serves in all (which must be at least N). Above 1 the requests share the
+    /// instance's memory and state, and a trap fails every request in it. Never across
+    /// tenants; WASI 0.2 handlers take one request at a time. Default 1.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub instance_concurrency: usize,
     /// Fresh, never-used instances kept ready per component (and tenant) that serves,
     /// made in the background so a request need not instantiate; each still serves one
     /// request only. Default 0 (instantiate on the request path): for the interpreted
@@ -130,6 +137,7 @@ impl IngressFlags {
             max_concurrent: self.max_concurrent.max(1),
             drain_timeout: self.drain_timeout.std(),
             max_instance_reuse: self.max_instance_reuse.max(1),
+            instance_concurrency: self.instance_concurrency.max(1),
             spare_instances: self.spare_instances,
         }
     }

@@ -98,14 +98,10 @@ impl Server {
             None => instances.limits().clone(),
         };
         let tenant_name = tenant.map(|t| t.name.clone());
-        let mut guest = match self.instance_for(app, component, tenant_name.as_deref(), &limits) {
-            Ok(guest) => guest,
-            Err(refused) => return (refused.response(), Some(route)),
-        };
-        guest.store.data_mut().join_trace(trace);
         let request = request.map(|body| LimitedBody::new(body, self.limits.max_body_bytes));
         let exceeded = request.body().exceeded.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let shared = self.shared.applies(tenant_name.as_deref());
         let call = Call {
             app: app.clone(),
             component: component.to_string(),
@@ -113,7 +109,17 @@ impl Server {
             timeout: limits.timeout.map(|t| t.std()),
             _held: (permit, tenant_permit),
         };
-        let task = match self.spawn_guest(call, guest, request, sender) {
+        let spawned = match app.http_handler(component).expect("routes lead to checked handlers") {
+            HttpHandler::P3(pre) if shared => {
+                let pre = pre.clone();
+                self.spawn_shared(call, pre, request, sender).map_err(|error| refusal(component, error))
+            }
+            _ => self.instance_for(app, component, call.tenant.as_deref(), &limits).and_then(|mut guest| {
+                guest.store.data_mut().join_trace(trace);
+                self.spawn_guest(call, guest, request, sender)
+            }),
+        };
+        let task = match spawned {
             Ok(task) => task,
             Err(refused) => return (refused.response(), Some(route)),
         };
@@ -183,18 +189,7 @@ impl Server {
         if matches!(made, Err(CallError::NoSlot { .. })) && self.spares.release(component) {
             made = instances.new_store_with(&[component.to_string()], limits);
         }
-        match made {
-            Ok(store) => Ok(Guest { store, instance: None }),
-            // This component has all its pool slots in use; others still have theirs.
-            Err(full @ CallError::NoSlot { .. }) => {
-                tracing::warn!(component, "{full}");
-                Err(Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1))
-            }
-            Err(error) => {
-                tracing::error!(component, "{error}");
-                Err(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-            }
-        }
+        made.map(|store| Guest { store, instance: None }).map_err(|error| refusal(component, error))
     }
 
     /// Runs the handler in a task of its own: it may keep streaming the body after the
@@ -384,6 +379,21 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(task) = self.0.take() {
             task.abort();
+        }
+    }
+}
+
+/// Why a request's instance could not be made, as the client is told.
+fn refusal(component: &str, error: CallError) -> Refusal {
+    match error {
+        // This component has all its pool slots in use; others still have theirs.
+        full @ CallError::NoSlot { .. } => {
+            tracing::warn!(component, "{full}");
+            Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "the component is at its instance limit", 1)
+        }
+        error => {
+            tracing::error!(component, "{error}");
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct IngressLimits {
     pub drain_timeout: Duration,
     /// Requests one instance may handle; 1 (the default) means a fresh instance for each.
     pub max_instance_reuse: usize,
+    /// Requests one WASI 0.3 instance serves at once (shared.rs); 1 (the default) for one
+    /// at a time.
+    pub instance_concurrency: usize,
     /// Never-used instances made ahead per component and tenant (spares.rs); 0 for none.
     pub spare_instances: usize,
 }
@@ -35,6 +38,7 @@ impl Default for IngressLimits {
             max_concurrent: 512,
             drain_timeout: Duration::from_secs(30),
             max_instance_reuse: 1,
+            instance_concurrency: 1,
             spare_instances: 0,
         }
     }

@@ -11,6 +11,7 @@ mod metrics;
 mod p3;
 mod reuse;
 mod server;
+mod shared;
 mod spares;
 mod tenants;
 

@@ -16,6 +16,11 @@ use tokio::sync::Semaphore;
 pub enum ServerError {
     #[error("the app has no [[route]]; add one, e.g. [[route]] path = \"/\" component = \"frontend\"")]
     NoRoutes,
+    #[error(
+        "--instance-concurrency {concurrency} needs --max-instance-reuse of at least {concurrency}: the requests \
+         one instance serves in all, of which up to {concurrency} at once"
+    )]
+    Concurrency { concurrency: usize },
 }
 
 pub struct Server {
@@ -27,6 +32,7 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reuse: Arc<Reuse>,
     pub(crate) spares: Arc<crate::spares::Spares>,
+    pub(crate) shared: crate::shared::Shared,
 }
 
 impl Server {
@@ -37,11 +43,16 @@ impl Server {
         if app.router().routes().is_empty() {
             return Err(ServerError::NoRoutes);
         }
+        let concurrency = limits.instance_concurrency;
+        if concurrency > 1 && limits.max_instance_reuse < concurrency {
+            return Err(ServerError::Concurrency { concurrency });
+        }
+        let shared = crate::shared::Shared::new(concurrency, limits.max_instance_reuse);
         let permits = Arc::new(Semaphore::new(limits.max_concurrent));
         let tenants = Tenants::new(&app.spec.tenants);
         let reuse = Arc::new(Reuse::new(limits.max_instance_reuse));
         let spares = Arc::new(crate::spares::Spares::new(limits.spare_instances));
-        Ok(Server { deployment, limits, permits, tenants, metrics: Arc::default(), reuse, spares })
+        Ok(Server { deployment, limits, permits, tenants, metrics: Arc::default(), reuse, spares, shared })
     }
 
     pub fn deployment(&self) -> &Arc<Deployment> {

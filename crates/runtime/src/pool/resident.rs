@@ -43,9 +43,9 @@ enum Job {
     Drop(ResourceAny),
 }
 
-/// The way into a running resident, kept in the singleton's slot while it runs: calls go
-/// in under the slot's lock, and the resident closes it under the same lock, so that no
-/// call is handed to a resident that has stopped taking them.
+/// The way into a running resident, kept in the singleton's slot (or the pool's list of
+/// residents) while it runs: calls go in under that lock, and the resident closes it under
+/// the same lock, so that no call is handed to a resident that has stopped taking them.
 pub(super) struct Door {
     jobs: mpsc::UnboundedSender<Job>,
     /// The singleton's incarnation, or a pooled resident's number.
