@@ -143,6 +143,22 @@ fn a_provider_that_stalls_mid_stream_is_stopped_by_the_links_timeout() {
 }
 
 #[test]
+fn a_long_lived_provider_that_computes_forever_mid_stream_is_stopped_at_the_links_timeout() {
+    // Its event loop is stuck in the guest, so the deadline cannot stop the call alone:
+    // the instance goes, and the next call is served by a new one.
+    for provider in ["instances = \"singleton\"", "instances = \"pool:2\""] {
+        let app = streams_app(provider, "timeout = \"1s\"");
+        let out = app.run(&["misbehave", "spin-after:1048576", "8"]);
+        out.assert_code(0).assert_stdout_has("then: cba");
+        let audit = app.audit();
+        assert!(
+            audit.iter().any(|e| e["event"] == "trap" && e["component"] == "p3-transform" && e["what"] == "timeout"),
+            "{provider}: {audit:?}"
+        );
+    }
+}
+
+#[test]
 fn a_long_lived_provider_answers_other_calls_while_a_consumer_holds_its_stream() {
     // Were a singleton or the one instance of a pool to take one call at a time, the held
     // stream would keep the others waiting until the link's timeout discarded it.

@@ -585,3 +585,13 @@ hosts = ["acme.localhost"]
         assert_eq!(host_get("other.localhost", "/o"), format!("p3 hello from /o; request #{i} of this instance"));
     }
 }
+
+#[test]
+fn with_instance_concurrency_a_request_that_computes_forever_is_stopped_with_its_instance() {
+    // The instance's event loop is stuck in the guest: the request's deadline is enforced
+    // from outside it, and the instance goes; the next request is served at once.
+    let args = ["--timeout", "1s", "--instance-concurrency", "2", "--max-instance-reuse", "10", guests::P3_HTTP];
+    let server = Served::start(&args);
+    assert_eq!(get(server.addr, "/spin"), (504, "the handler took too long".into()));
+    assert_eq!(get(server.addr, "/after"), (200, "p3 hello from /after; request #1 of this instance".into()));
+}

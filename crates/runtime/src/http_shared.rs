@@ -11,6 +11,7 @@
 
 use crate::fault::{Fault, FaultKind};
 use crate::http_p3::{Answer, HandlerCall};
+use crate::limits::{Deadlines, Stuck, watched};
 use crate::pool::Pool;
 use crate::sandbox::SandboxState;
 use bytes::Bytes;
@@ -140,44 +141,56 @@ async fn drive(
     in_flight: Arc<AtomicUsize>,
     obituary: watch::Sender<Option<Fault>>,
 ) {
+    let deadlines = Arc::new(Deadlines::default());
     let served = instances
         .enter(&mut store, None, async |store| {
             let instantiation = instances.instantiation_span(store, "shared");
             let service = pre.instantiate_async(&mut *store).await?;
             instances.count_instantiation();
             drop(instantiation);
-            store
-                .run_concurrent(async |accessor| {
-                    let mut running = FuturesUnordered::new();
-                    let mut first = true;
-                    let mut open = true;
-                    loop {
-                        tokio::select! {
-                            work = inbox.recv(), if open => match work {
-                                Some(Work::Serve(job)) => {
-                                    if !std::mem::take(&mut first) {
-                                        grant(accessor, &instances);
-                                    }
-                                    running.push(job.run(accessor, &service, &instances));
+            let event_loop = store.run_concurrent(async |accessor| {
+                let mut running = FuturesUnordered::new();
+                let mut first = true;
+                let mut open = true;
+                loop {
+                    tokio::select! {
+                        work = inbox.recv(), if open => match work {
+                            Some(Work::Serve(job)) => {
+                                if !std::mem::take(&mut first) {
+                                    grant(accessor, &instances);
                                 }
-                                Some(Work::Check(alive)) => drop(alive.send(())),
-                                None => open = false,
-                            },
-                            Some(()) = running.next() => {
-                                in_flight.fetch_sub(1, Relaxed);
+                                running.push(job.run(accessor, &service, &instances, &deadlines));
                             }
-                            () = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)),
-                                if !open && running.is_empty() => break,
+                            Some(Work::Check(alive)) => drop(alive.send(())),
+                            None => open = false,
+                        },
+                        Some(()) = running.next() => {
+                            in_flight.fetch_sub(1, Relaxed);
                         }
+                        () = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)),
+                            if !open && running.is_empty() => break,
                     }
-                })
-                .await
+                }
+            });
+            match watched(&deadlines, event_loop).await {
+                Ok(looped) => looped.map(Ok),
+                Err(stuck) => Ok(Err(stuck)),
+            }
         })
         .await;
     // Told before the store, and the bodies it feeds, go.
-    if let Err(fault) = served {
-        obituary.send_replace(Some(fault));
-    }
+    let fault = match served {
+        Ok(Ok(())) => return,
+        Ok(Err(Stuck(limit))) => {
+            // A request ran over its time and the loop could not stop it (its guest
+            // computes without waiting): the instance goes, with every request in it.
+            let fault = instances.fault(FaultKind::Timeout(limit));
+            instances.audit_trap(&fault.kind);
+            fault
+        }
+        Err(fault) => fault,
+    };
+    obituary.send_replace(Some(fault));
 }
 
 /// A request that joins others in flight brings its own CPU and fuel budget.
@@ -195,10 +208,18 @@ fn grant(accessor: &Accessor<SandboxState>, instances: &Pool) {
 
 impl Job {
     /// Hands the request to the guest and its answer to the client, within its deadline.
-    async fn run(self: Box<Self>, accessor: &Accessor<SandboxState>, service: &Service, instances: &Pool) {
+    async fn run(
+        self: Box<Self>,
+        accessor: &Accessor<SandboxState>,
+        service: &Service,
+        instances: &Pool,
+        deadlines: &Arc<Deadlines>,
+    ) {
         let Job { request, call, handed, outcome, work } = *self;
         let HandlerCall { timeout, exceeded, respond, on_fault, held, keep: _ } = call;
         let deadline = timeout.map(|limit| handed + limit);
+        // Watched from outside the loop too, until the guest answers.
+        let due = deadline.zip(timeout).map(|(deadline, limit)| deadlines.start(deadline, limit));
         // Boxed: the future's type would otherwise borrow the store it was made with.
         let (request, request_io) = accessor.with(|mut store| {
             let (request, io) = wasmtime_wasi_http::p3::Request::from_http(store.get().http().hooks, request);
@@ -218,6 +239,7 @@ impl Job {
             Ok(Ok(Err(code))) => Ok(Err(code)),
             Ok(Err(error)) => Err(error),
             Err(limit) => {
+                drop(due);
                 let fault = instances.fault(FaultKind::Timeout(limit));
                 instances.audit_trap(&fault.kind);
                 on_fault(&fault);
@@ -225,6 +247,7 @@ impl Job {
                 return;
             }
         };
+        drop(due);
         match answered {
             Ok(answer) => {
                 let answer: Answer = answer.map(|response| {

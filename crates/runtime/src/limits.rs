@@ -302,3 +302,72 @@ impl<F: Future> Future for Within<F> {
         }
     }
 }
+
+/// How long past its deadline a call in an event loop may go unstopped before the loop is
+/// taken to be stuck in a guest that computes without waiting (see [`watched`]).
+const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The deadlines of the calls in flight in one event loop (a long-lived instance serving
+/// several at once), watched from outside it by [`watched`].
+///
+/// A call's deadline is enforced inside the loop, which stops that call alone. But
+/// wasmtime 48 cannot poll the loop's own futures while a guest task computes without
+/// waiting (it yields only to the executor, at each epoch tick): a deadline inside the
+/// loop then never fires, and neither would the other calls' ones.
+#[derive(Default)]
+pub struct Deadlines {
+    /// Each call's deadline, with the limit it was given.
+    due: std::sync::Mutex<std::collections::BTreeMap<(std::time::Instant, u64), std::time::Duration>>,
+    next: AtomicU64,
+}
+
+impl Deadlines {
+    /// Counts a call due by `deadline` (its `limit` from when it started) until the
+    /// returned guard is dropped.
+    pub fn start(self: &Arc<Self>, deadline: std::time::Instant, limit: std::time::Duration) -> Due {
+        let key = (deadline, self.next.fetch_add(1, Ordering::Relaxed));
+        self.due.lock().unwrap_or_else(|p| p.into_inner()).insert(key, limit);
+        Due { deadlines: self.clone(), key }
+    }
+
+    /// The limit of the oldest call, if it overran its deadline by more than
+    /// [`STUCK_GRACE`].
+    fn overrun(&self) -> Option<std::time::Duration> {
+        let due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let ((deadline, _), limit) = due.first_key_value()?;
+        (deadline.elapsed() > STUCK_GRACE).then_some(*limit)
+    }
+}
+
+/// A call in flight, counted in its loop's [`Deadlines`] while it lives.
+pub struct Due {
+    deadlines: Arc<Deadlines>,
+    key: (std::time::Instant, u64),
+}
+
+impl Drop for Due {
+    fn drop(&mut self) {
+        self.deadlines.due.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// The loop was stuck: a call in it overran its deadline (its limit, here) and nothing
+/// inside stopped it.
+#[derive(Debug)]
+pub struct Stuck(pub std::time::Duration);
+
+/// Runs `inner`, an event loop, until it ends, or until one of its calls overruns its
+/// deadline without the loop stopping it: then the loop is dropped (the caller drops the
+/// instance with it). Checked at every poll, and a guest that computes yields one at
+/// every epoch tick.
+pub async fn watched<F: Future>(deadlines: &Deadlines, inner: F) -> Result<F::Output, Stuck> {
+    let mut inner = std::pin::pin!(inner);
+    std::future::poll_fn(|cx| match inner.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(Ok(out)),
+        Poll::Pending => match deadlines.overrun() {
+            Some(limit) => Poll::Ready(Err(Stuck(limit))),
+            None => Poll::Pending,
+        },
+    })
+    .await
+}

@@ -27,6 +27,7 @@ enum Misbehave {
     Echo,
     Trap(u64),
     Stall(u64),
+    Spin(u64),
 }
 
 fn misbehave(mode: &str) -> Misbehave {
@@ -34,6 +35,7 @@ fn misbehave(mode: &str) -> Misbehave {
     match mode.split_once(':') {
         Some(("trap-after", n)) => Misbehave::Trap(after(n)),
         Some(("stall-after", n)) => Misbehave::Stall(after(n)),
+        Some(("spin-after", n)) => Misbehave::Spin(after(n)),
         _ if mode == "echo" => Misbehave::Echo,
         _ => Misbehave::None,
     }
@@ -67,6 +69,12 @@ impl transform::Guest for Transform {
                         // Waits for a future nobody writes: the link's timeout ends it.
                         let (_keep, never) = wit_future::new::<u64>(|| 0);
                         never.await;
+                    }
+                    Misbehave::Spin(n) if sent >= n => {
+                        // Computes forever without waiting: only the host's limits end it.
+                        loop {
+                            std::hint::black_box(sent);
+                        }
                     }
                     _ => {}
                 }

@@ -18,6 +18,7 @@
 use super::{CallError, Incarnation, Pool, Sandbox, Slot};
 use crate::fault::{Fault, FaultKind};
 use crate::invocation::Invocation;
+use crate::limits::{Deadlines, Stuck, watched};
 use crate::sandbox::{CallChain, SandboxState};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -32,8 +33,12 @@ use tokio::sync::{MutexGuard, OwnedSemaphorePermit, mpsc, oneshot, watch};
 use wasmtime::AsContextMut;
 use wasmtime::component::{Accessor, ComponentExportIndex, Instance, ResourceAny};
 
-/// A call's work in the resident's event loop.
-type Run = Box<dyn for<'a> FnOnce(&'a Accessor<SandboxState>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send>;
+/// A call's work in the resident's event loop, whose deadlines are watched from outside
+/// it too.
+type Run = Box<
+    dyn for<'a> FnOnce(&'a Accessor<SandboxState>, &'a Arc<Deadlines>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>
+        + Send,
+>;
 
 /// What a resident is handed.
 enum Job {
@@ -249,8 +254,9 @@ impl Pool {
         // The deadline runs from now: time spent waiting for room counts.
         let handed = Instant::now();
         let chain: CallChain = chain.iter().cloned().chain([self.name.clone()]).collect();
-        let run: Run = Box::new(move |accessor| {
+        let run: Run = Box::new(move |accessor, deadlines| {
             Box::pin(async move {
+                let _due = limit.map(|limit| deadlines.start(handed + limit, limit));
                 let limit = limit.map(|limit| limit.saturating_sub(handed.elapsed()));
                 let result = pool.run_job(accessor, instance, &chain, span.as_ref(), func, limit, &mut call).await;
                 let result = result.map(|()| {
@@ -345,12 +351,19 @@ impl Pool {
         }
         let mut drops = Vec::new();
         let mut first = true;
+        let deadlines = Arc::new(Deadlines::default());
         loop {
-            let served = cpu
-                .meter(sandbox.store.run_concurrent(async |accessor| {
-                    self.serve(accessor, number, &home, &load, &mut inbox, &mut drops, &mut first).await
-                }))
-                .await;
+            let event_loop = cpu.meter(sandbox.store.run_concurrent(async |accessor| {
+                self.serve(accessor, number, &home, &load, &deadlines, &mut inbox, &mut drops, &mut first).await
+            }));
+            let served = match watched(&deadlines, event_loop).await {
+                Ok(served) => served,
+                // A call ran over its time and the loop could not stop it (its guest
+                // computes without waiting): the instance goes, with every call in it.
+                Err(Stuck(limit)) => {
+                    return self.end_resident(number, &home, self.fault(FaultKind::Timeout(limit)), &obituary).await;
+                }
+            };
             match served {
                 Ok(Served::Idle(slot, ours)) => {
                     match (slot, home) {
@@ -388,6 +401,7 @@ impl Pool {
         number: u64,
         home: &Home,
         load: &AtomicUsize,
+        deadlines: &Arc<Deadlines>,
         inbox: &mut mpsc::UnboundedReceiver<Job>,
         drops: &mut Vec<ResourceAny>,
         first: &mut bool,
@@ -414,7 +428,7 @@ impl Pool {
             match job {
                 Some(Job::Call { run, trace }) => {
                     self.admit(accessor, trace, running.is_empty(), std::mem::take(first));
-                    running.push(run(accessor));
+                    running.push(run(accessor, deadlines));
                 }
                 Some(Job::Drop(resource)) => drops.push(resource),
                 None => {}
