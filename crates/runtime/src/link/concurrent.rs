@@ -339,6 +339,7 @@ impl<A: Components> Link<A> {
         // does not allow inside the consumer's (a nested `run_concurrent` panics), and the
         // call goes on after it answered, while the provider writes its streams.
         let link = self.clone();
+        let provider = resources.then(|| app.instances(self.provider).clone());
         let call = tokio::spawn(async move {
             link.supervise(&app, &chain, trace.as_ref(), func, incarnation, &mut args).await.map(drop)
         });
@@ -354,10 +355,22 @@ impl<A: Components> Link<A> {
             }
         };
         accessor.with(|mut store| {
-            for (slot, answered) in results.iter_mut().zip(answered) {
-                *slot = match answered {
+            let mut answered = answered.into_iter();
+            for at in 0..results.len() {
+                let Some(next) = answered.next() else { break };
+                results[at] = match next {
                     Answered::Value(value) => value,
-                    Answered::Landing(landing) => landing.land(store.as_context_mut())?,
+                    Answered::Landing(landing) => match landing.land(store.as_context_mut()) {
+                        Ok(value) => value,
+                        Err(error) => {
+                            // The consumer fails; the provider's resources among the
+                            // results are dropped where they were made.
+                            let given: Vec<Answered> =
+                                results.iter().cloned().map(Answered::Value).chain(answered).collect();
+                            drop(Unclaimed { results: Some((made_by, given)), provider });
+                            return Err(error);
+                        }
+                    },
                 };
             }
             // Resources the provider returned reach the consumer as proxy handles.
