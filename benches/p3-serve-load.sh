@@ -3,8 +3,8 @@
 # next to the WASI 0.2 hello handler (guests/http-hello) under `membrane serve` and the same
 # WASI 0.3 handler under `wasmtime serve` 48.0.8 with WASI 0.3 on: each server fresh per
 # request, then with instance reuse (membrane: --max-instance-reuse 128, one request at a
-# time per instance; wasmtime: its WASI 0.3 defaults, 128 requests per instance, 16 at
-# once). wrk at 1, 8 and 32 connections, the servers taking turns, ROUNDS rounds; figures
+# time per instance, and with --instance-concurrency 16 too; wasmtime: its WASI 0.3
+# defaults, 128 requests per instance, 16 at once). wrk at 1, 8 and 32 connections, the servers taking turns, ROUNDS rounds; figures
 # are the median round.
 #
 #   benches/p3-serve-load.sh [SECONDS_PER_RUN] [ROUNDS]     # default 10 s, 3 rounds
@@ -38,6 +38,7 @@ wasmtime_on() { wasmtime serve -W component-model-async -S p3,cli -O pooling-all
 start p2_fresh membrane_on "$p2"
 start p3_fresh membrane_on "$p3"
 start p3_reuse membrane_on --max-instance-reuse 128 "$p3"
+start p3_shared membrane_on --max-instance-reuse 128 --instance-concurrency 16 "$p3"
 start wasmtime_fresh wasmtime_on --max-instance-reuse-count 1 "$p3"
 start wasmtime_reuse wasmtime_on "$p3"
 trap 'kill "${pid[@]}" 2>/dev/null || true' EXIT
@@ -45,12 +46,13 @@ for name in "${!port[@]}"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:${port[$name]}/warm" >/dev/null && break; sleep 0.1; done
 done
 
-servers=(p2_fresh p3_fresh wasmtime_fresh p3_reuse wasmtime_reuse)
+servers=(p2_fresh p3_fresh wasmtime_fresh p3_reuse p3_shared wasmtime_reuse)
 declare -A figures
 for round in $(seq "$rounds"); do
   for connections in 1 8 32; do
     # Who goes first turns with the round.
-    order=("${servers[@]:round % 5}" "${servers[@]:0:round % 5}")
+    turn=$((round % ${#servers[@]}))
+    order=("${servers[@]:turn}" "${servers[@]:0:turn}")
     for server in "${order[@]}"; do
       wrk_figures "$server.$connections" "${port[$server]}" "$connections"
     done
@@ -63,6 +65,7 @@ label() {
     p3_fresh) echo "membrane, WASI 0.3, fresh" ;;
     wasmtime_fresh) echo "wasmtime serve, WASI 0.3, fresh" ;;
     p3_reuse) echo "membrane, WASI 0.3, reuse 128" ;;
+    p3_shared) echo "membrane, WASI 0.3, reuse 128 x 16" ;;
     wasmtime_reuse) echo "wasmtime serve, WASI 0.3, reuse 128 x 16" ;;
   esac
 }
