@@ -191,20 +191,23 @@ fn a_singleton_provider_takes_more_calls_than_it_has_room_for_in_turn() {
 
 #[test]
 fn wasi_p2_and_p3_components_call_each_others_synchronous_functions() {
-    // A WASI 0.2 command calls the WASI 0.3 provider.
-    let p2_to_p3 = TestApp::new(&manifest(
-        "words-consumer",
-        &[("words-consumer", ""), ("p3-transform", "")],
-        &[("words-consumer", WORDS, "p3-transform", "")],
-    ));
-    p2_to_p3.run(&["one", "two", "three"]).assert_code(0).assert_stdout_has("words: 3");
-    // A WASI 0.3 command calls a WASI 0.2 provider (which counts from 1000).
-    let p3_to_p2 = TestApp::new(&manifest(
-        "p3-streams",
-        &[("p3-streams", ""), ("p3-transform", ""), ("words-provider", "")],
-        &[("p3-streams", TRANSFORM, "p3-transform", ""), ("p3-streams", WORDS, "words-provider", "")],
-    ));
-    p3_to_p2.run(&["words", "one", "two"]).assert_code(0).assert_stdout_has("words: 1002");
+    // Each in a store of its own, and with the provider in its consumer's store.
+    for isolation in ["", "isolation = \"component\""] {
+        // A WASI 0.2 command calls the WASI 0.3 provider.
+        let p2_to_p3 = TestApp::new(&manifest(
+            "words-consumer",
+            &[("words-consumer", ""), ("p3-transform", "")],
+            &[("words-consumer", WORDS, "p3-transform", isolation)],
+        ));
+        p2_to_p3.run(&["one", "two", "three"]).assert_code(0).assert_stdout_has("words: 3");
+        // A WASI 0.3 command calls a WASI 0.2 provider (which counts from 1000).
+        let p3_to_p2 = TestApp::new(&manifest(
+            "p3-streams",
+            &[("p3-streams", ""), ("p3-transform", ""), ("words-provider", "")],
+            &[("p3-streams", TRANSFORM, "p3-transform", ""), ("p3-streams", WORDS, "words-provider", isolation)],
+        ));
+        p3_to_p2.run(&["words", "one", "two"]).assert_code(0).assert_stdout_has("words: 1002");
+    }
 }
 
 #[test]

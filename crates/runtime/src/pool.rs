@@ -345,7 +345,10 @@ impl Pool {
         let abandoned = call.may_return_resources().then(|| Arc::new(AtomicBool::new(false)));
         let kept = {
             let abandoned = abandoned.clone();
-            async move { this.call_kept(&chain, trace.as_ref(), func, resources_from, limit, call, abandoned).await }
+            async move {
+                let kept = Kept { chain: &chain, trace: trace.as_ref(), func, resources_from, limit, call, abandoned };
+                this.call_kept(kept).await
+            }
         };
         Detachable { call: Some(Box::pin(kept)), abandoned }.await
     }
@@ -357,17 +360,7 @@ impl Pool {
     /// A call into the singleton or a pooled instance; see [`Pool::call`]. When its
     /// caller has gone (`abandoned`), resources it returns have nobody to hold them and are
     /// dropped at once.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_kept<I: Invocation>(
-        self: &Arc<Self>,
-        chain: &CallChain,
-        trace: Option<&TraceContext>,
-        func: ComponentExportIndex,
-        resources_from: Option<Incarnation>,
-        limit: Option<Duration>,
-        mut call: I,
-        abandoned: Option<Arc<AtomicBool>>,
-    ) -> Result<(Incarnation, I), CallError> {
+    async fn call_kept<I: Invocation>(self: &Arc<Self>, kept: Kept<'_, I>) -> Result<(Incarnation, I), CallError> {
         if self.mode == InstanceMode::Singleton {
             // Uncontended, `try_lock` takes the slot without the lock future's machinery.
             let mut slot = match self.slot.try_lock() {
@@ -376,9 +369,10 @@ impl Pool {
             };
             // An async call, and any call while one is in flight, goes to the instance's
             // event loop, which serves them side by side.
-            if call.concurrent() || slot.resident.is_some() {
-                return self.call_resident(slot, chain, trace, func, resources_from, limit, call, abandoned).await;
+            if kept.call.concurrent() || slot.resident.is_some() {
+                return self.call_resident(slot, kept).await;
             }
+            let Kept { chain, trace, func, resources_from, limit, mut call, abandoned } = kept;
             // Otherwise the lock is held across the call: calls into a singleton are
             // serialized.
             let mut sandbox = match slot.sandbox.take() {
@@ -404,9 +398,10 @@ impl Pool {
         }
         // As for a singleton: async calls, and any call while some run, go to the pool's
         // residents, which serve them side by side.
-        if call.concurrent() || !self.residents.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-            return self.call_pooled_resident(chain, trace, func, limit, call, abandoned).await;
+        if kept.call.concurrent() || !self.residents.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return self.call_pooled_resident(kept).await;
         }
+        let Kept { chain, trace, func, limit, mut call, .. } = kept;
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut sandbox = match idle {
@@ -544,6 +539,19 @@ impl Pool {
     pub fn fault(&self, kind: FaultKind) -> Fault {
         Fault { component: self.name.to_string(), kind, backtrace: Vec::new() }
     }
+}
+
+/// A call into a long-lived instance, with what it was made in: see [`Pool::call`].
+struct Kept<'a, I> {
+    chain: &'a CallChain,
+    trace: Option<&'a TraceContext>,
+    func: ComponentExportIndex,
+    /// The instance the call's resource arguments belong to.
+    resources_from: Option<Incarnation>,
+    limit: Option<Duration>,
+    call: I,
+    /// Raised when the caller has gone.
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 /// A call that finishes even when its caller stops waiting: dropped unfinished, it raises

@@ -15,7 +15,7 @@
 //! instance with every call in it, as a singleton's trap always has; a singleton restarts
 //! as its policy says, a pool makes another instance when next needed.
 
-use super::{CallError, Incarnation, Pool, Sandbox, Slot};
+use super::{CallError, Incarnation, Kept, Pool, Sandbox, Slot};
 use crate::fault::{Fault, FaultKind};
 use crate::invocation::Invocation;
 use crate::limits::{Deadlines, Stuck, watched};
@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 use tokio::sync::{MutexGuard, OwnedSemaphorePermit, mpsc, oneshot, watch};
 use wasmtime::AsContextMut;
@@ -82,6 +82,9 @@ enum Home {
     Pooled(OwnedSemaphorePermit),
 }
 
+/// How long a resident with nothing to do waits for another call before it closes.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// Numbers pooled residents (a singleton's is its incarnation).
 static NEXT_POOLED: AtomicU64 = AtomicU64::new(1);
 
@@ -98,18 +101,12 @@ enum Served<'a> {
 impl Pool {
     /// A call into the singleton through its resident: handed to the one running, or to
     /// one started for it. `slot` is the singleton's, locked.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call_resident<I: Invocation>(
         self: &Arc<Self>,
         mut slot: MutexGuard<'_, Slot>,
-        chain: &CallChain,
-        trace: Option<&TraceContext>,
-        func: ComponentExportIndex,
-        resources_from: Option<Incarnation>,
-        limit: Option<Duration>,
-        mut call: I,
-        abandoned: Option<Arc<AtomicBool>>,
+        mut kept: Kept<'_, I>,
     ) -> Result<(Incarnation, I), CallError> {
+        let resources_from = kept.resources_from;
         let stale = |incarnation| resources_from.is_some_and(|from| from != incarnation);
         let (reply, replied) = oneshot::channel();
         let (incarnation, ended) = match &slot.resident {
@@ -117,21 +114,21 @@ impl Pool {
                 if stale(door.incarnation) {
                     return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
-                call.incarnation(door.incarnation);
-                door.hand(self.job(door.instance, chain, trace, func, limit, call, abandoned, reply));
+                kept.call.incarnation(door.incarnation);
+                door.hand(self.job(door.instance, kept, reply));
                 (door.incarnation, door.ended.clone())
             }
             None => {
                 let sandbox = match slot.sandbox.take() {
                     Some(sandbox) => sandbox,
-                    None => self.start_singleton(&mut slot, trace).await?,
+                    None => self.start_singleton(&mut slot, kept.trace).await?,
                 };
                 if stale(sandbox.incarnation) {
                     slot.sandbox = Some(sandbox);
                     return Err(CallError::StaleResource { component: self.name.to_string() });
                 }
-                call.incarnation(sandbox.incarnation);
-                let job = self.job(sandbox.instance, chain, trace, func, limit, call, abandoned, reply);
+                kept.call.incarnation(sandbox.incarnation);
+                let job = self.job(sandbox.instance, kept, reply);
                 let incarnation = sandbox.incarnation;
                 let door = self.open(sandbox, incarnation, Home::Singleton, job);
                 let ended = door.ended.clone();
@@ -147,33 +144,28 @@ impl Pool {
     /// residents with room, else to a resident started for it on an instance of the pool
     /// (idle or new) while the pool has fewer than its N running; with all N running, to
     /// the least busy, where it waits its turn.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call_pooled_resident<I: Invocation>(
         self: &Arc<Self>,
-        chain: &CallChain,
-        trace: Option<&TraceContext>,
-        func: ComponentExportIndex,
-        limit: Option<Duration>,
-        call: I,
-        abandoned: Option<Arc<AtomicBool>>,
+        kept: Kept<'_, I>,
     ) -> Result<(Incarnation, I), CallError> {
         let room = self.calls_in_flight();
+        let trace = kept.trace;
         let (reply, replied) = oneshot::channel();
         // Moved into whichever resident takes the call.
-        let mut call = Some((call, abandoned, reply));
+        let mut call = Some((kept, reply));
         let handed = {
             let doors = self.residents.lock().unwrap_or_else(|p| p.into_inner());
             let least = doors.iter().min_by_key(|door| door.load());
             least.filter(|door| door.load() < room || self.permits.available_permits() == 0).map(|door| {
-                let (call, abandoned, reply) = call.take().expect("taken once");
-                door.hand(self.job(door.instance, chain, trace, func, limit, call, abandoned, reply));
+                let (kept, reply) = call.take().expect("taken once");
+                door.hand(self.job(door.instance, kept, reply));
                 door.ended.clone()
             })
         };
         if let Some(ended) = handed {
             return Ok((0, self.outcome(replied, ended).await?));
         }
-        let (call, abandoned, reply) = call.take().expect("taken once");
+        let (kept, reply) = call.take().expect("taken once");
         let permit = self.permits.clone().acquire_owned().await.expect("the pool's semaphore is never closed");
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let sandbox = match idle {
@@ -183,7 +175,7 @@ impl Pool {
             }
             None => self.instantiate(0, trace, "fresh").await?,
         };
-        let job = self.job(sandbox.instance, chain, trace, func, limit, call, abandoned, reply);
+        let job = self.job(sandbox.instance, kept, reply);
         let number = NEXT_POOLED.fetch_add(1, Relaxed);
         let door = self.open(sandbox, number, Home::Pooled(permit), job);
         let ended = door.ended.clone();
@@ -237,18 +229,13 @@ impl Pool {
     }
 
     /// The call as the resident runs it: within its deadline, its result sent to `reply`.
-    #[allow(clippy::too_many_arguments)]
     fn job<I: Invocation>(
         self: &Arc<Self>,
         instance: Instance,
-        chain: &CallChain,
-        trace: Option<&TraceContext>,
-        func: ComponentExportIndex,
-        limit: Option<Duration>,
-        mut call: I,
-        abandoned: Option<Arc<AtomicBool>>,
+        kept: Kept<'_, I>,
         reply: oneshot::Sender<Result<I, Fault>>,
     ) -> Job {
+        let Kept { chain, trace, func, limit, mut call, abandoned, .. } = kept;
         let pool = self.clone();
         let span = trace.cloned();
         // The deadline runs from now: time spent waiting for room counts.
@@ -419,9 +406,14 @@ impl Pool {
                     if !drops.is_empty() {
                         return Served::Drops;
                     }
-                    match self.close(number, home, inbox).await {
-                        Ok(served) => return served,
-                        Err(job) => Some(job),
+                    // A caller that makes one call after another (most do) finds the loop
+                    // still running, rather than a new one started for each call.
+                    match tokio::time::timeout(LINGER, inbox.recv()).await {
+                        Ok(Some(job)) => Some(job),
+                        _ => match self.close(number, home, inbox).await {
+                            Ok(served) => return served,
+                            Err(job) => Some(job),
+                        },
                     }
                 }
             };
