@@ -61,6 +61,9 @@ pub type Refused = (http::Request<WasiBody>, HandlerCall);
 pub struct SharedHandler {
     work: mpsc::UnboundedSender<Work>,
     in_flight: Arc<AtomicUsize>,
+    /// Whether the event loop last stopped to wait (for I/O, a client, a timer) rather
+    /// than being kept busy by the guest.
+    waiting: Arc<AtomicBool>,
     taken: AtomicUsize,
     concurrency: usize,
     total: usize,
@@ -82,8 +85,18 @@ impl SharedHandler {
         let (work, inbox) = mpsc::unbounded_channel();
         let (obituary, ended) = watch::channel(None);
         let in_flight = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(drive(instances, store, pre, inbox, in_flight.clone(), obituary));
-        Arc::new(SharedHandler { work, in_flight, taken: AtomicUsize::new(0), concurrency, total, generation, ended })
+        let waiting = Arc::new(AtomicBool::new(false));
+        tokio::spawn(drive(instances, store, pre, inbox, in_flight.clone(), waiting.clone(), obituary));
+        Arc::new(SharedHandler {
+            work,
+            in_flight,
+            waiting,
+            taken: AtomicUsize::new(0),
+            concurrency,
+            total,
+            generation,
+            ended,
+        })
     }
 
     /// The app version whose requests it serves.
@@ -101,6 +114,12 @@ impl SharedHandler {
     #[allow(clippy::result_large_err)]
     pub fn serve(self: &Arc<Self>, request: http::Request<WasiBody>, call: HandlerCall) -> Result<Served, Refused> {
         if self.is_spent() || self.in_flight.load(Relaxed) >= self.concurrency {
+            return Err((request, call));
+        }
+        // A request joins others only while the instance waits, as wasmtime's own
+        // `ProxyHandler` does: requests that keep a guest busy go to other instances (and
+        // cores) rather than queue behind each other on one event loop.
+        if !self.waiting.swap(false, Relaxed) && self.in_flight.load(Relaxed) > 0 {
             return Err((request, call));
         }
         self.in_flight.fetch_add(1, Relaxed);
@@ -139,6 +158,7 @@ async fn drive(
     pre: ServicePre<SandboxState>,
     mut inbox: mpsc::UnboundedReceiver<Work>,
     in_flight: Arc<AtomicUsize>,
+    waiting: Arc<AtomicBool>,
     obituary: watch::Sender<Option<Fault>>,
 ) {
     let deadlines = Arc::new(Deadlines::default());
@@ -172,7 +192,13 @@ async fn drive(
                     }
                 }
             });
-            match watched(&deadlines, event_loop).await {
+            let mut event_loop = std::pin::pin!(event_loop);
+            let noted = std::future::poll_fn(|cx| {
+                let polled = event_loop.as_mut().poll(cx);
+                waiting.store(polled.is_pending(), Relaxed);
+                polled
+            });
+            match watched(&deadlines, noted).await {
                 Ok(looped) => looped.map(Ok),
                 Err(stuck) => Ok(Err(stuck)),
             }
