@@ -590,8 +590,10 @@ hosts = ["acme.localhost"]
 fn with_instance_concurrency_a_request_that_computes_forever_is_stopped_with_its_instance() {
     // The instance's event loop is stuck in the guest: the request's deadline is enforced
     // from outside it, and the instance goes; the next request is served at once.
-    let args = ["--timeout", "1s", "--instance-concurrency", "2", "--max-instance-reuse", "10", guests::P3_HTTP];
-    let server = Served::start(&args);
+    let args = ["--metrics-listen", "127.0.0.1:0", "--timeout", "1s", "--instance-concurrency", "2"];
+    let server = Served::start(&[&args[..], &["--max-instance-reuse", "10", guests::P3_HTTP]].concat());
     assert_eq!(get(server.addr, "/spin"), (504, "the handler took too long".into()));
     assert_eq!(get(server.addr, "/after"), (200, "p3 hello from /after; request #1 of this instance".into()));
+    let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
+    assert!(metrics.contains("membrane_traps_total{component=\"p3-http\",kind=\"timeout\"} 1"), "{metrics}");
 }

@@ -69,6 +69,7 @@ pub struct SharedHandler {
     total: usize,
     generation: u64,
     ended: watch::Receiver<Option<Fault>>,
+    instances: Arc<Pool>,
 }
 
 impl SharedHandler {
@@ -86,7 +87,7 @@ impl SharedHandler {
         let (obituary, ended) = watch::channel(None);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let waiting = Arc::new(AtomicBool::new(false));
-        tokio::spawn(drive(instances, store, pre, inbox, in_flight.clone(), waiting.clone(), obituary));
+        tokio::spawn(drive(instances.clone(), store, pre, inbox, in_flight.clone(), waiting.clone(), obituary));
         Arc::new(SharedHandler {
             work,
             in_flight,
@@ -96,6 +97,7 @@ impl SharedHandler {
             total,
             generation,
             ended,
+            instances,
         })
     }
 
@@ -112,7 +114,7 @@ impl SharedHandler {
     /// Serves `request` if the instance has room for it, in a task that ends with the
     /// guest's answer (or its fault); gives both back otherwise.
     #[allow(clippy::result_large_err)]
-    pub fn serve(self: &Arc<Self>, request: http::Request<WasiBody>, call: HandlerCall) -> Result<Served, Refused> {
+    pub fn serve(self: &Arc<Self>, request: http::Request<WasiBody>, mut call: HandlerCall) -> Result<Served, Refused> {
         if self.is_spent() || self.in_flight.load(Relaxed) >= self.concurrency {
             return Err((request, call));
         }
@@ -124,26 +126,31 @@ impl SharedHandler {
         }
         self.in_flight.fetch_add(1, Relaxed);
         self.taken.fetch_add(1, Relaxed);
+        // Told here of the request's fault, whether its own or the instance's.
+        let on_fault = std::mem::replace(&mut call.on_fault, Box::new(|_| {}));
         let (outcome, answered) = oneshot::channel();
         let job = Job { request, call, handed: Instant::now(), outcome, work: self.work.clone() };
-        if let Err(mpsc::error::SendError(Work::Serve(job))) = self.work.send(Work::Serve(Box::new(job))) {
+        if let Err(mpsc::error::SendError(Work::Serve(mut job))) = self.work.send(Work::Serve(Box::new(job))) {
             self.in_flight.fetch_sub(1, Relaxed);
+            job.call.on_fault = on_fault;
             return Err((job.request, job.call));
         }
-        let mut ended = self.ended.clone();
+        let (mut ended, instances) = (self.ended.clone(), self.instances.clone());
         Ok(tokio::spawn(async move {
-            match answered.await {
+            let outcome = match answered.await {
                 Ok(outcome) => outcome,
                 // The instance failed before the guest answered.
                 Err(_) => {
                     let fault = ended.wait_for(Option::is_some).await.ok().and_then(|fault| fault.clone());
-                    Err(fault.unwrap_or_else(|| Fault {
-                        component: String::new(),
-                        kind: FaultKind::Host("the shared instance stopped before it answered".into()),
-                        backtrace: Vec::new(),
+                    Err(fault.unwrap_or_else(|| {
+                        instances.fault(FaultKind::Host("the shared instance stopped before it answered".into()))
                     }))
                 }
+            };
+            if let Err(fault) = &outcome {
+                on_fault(fault);
             }
+            outcome
         }))
     }
 }
@@ -242,7 +249,7 @@ impl Job {
         deadlines: &Arc<Deadlines>,
     ) {
         let Job { request, call, handed, outcome, work } = *self;
-        let HandlerCall { timeout, exceeded, respond, on_fault, held, keep: _ } = call;
+        let HandlerCall { timeout, exceeded, respond, held, .. } = call;
         let deadline = timeout.map(|limit| handed + limit);
         // Watched from outside the loop too, until the guest answers.
         let due = deadline.zip(timeout).map(|(deadline, limit)| deadlines.start(deadline, limit));
@@ -268,7 +275,6 @@ impl Job {
                 drop(due);
                 let fault = instances.fault(FaultKind::Timeout(limit));
                 instances.audit_trap(&fault.kind);
-                on_fault(&fault);
                 let _ = outcome.send(Err(fault));
                 return;
             }
@@ -286,7 +292,6 @@ impl Job {
                 let hit = accessor.with(|mut store| store.get().limiter.hit());
                 let fault = Fault::classify(instances.name(), &error, hit);
                 instances.audit_trap(&fault.kind);
-                on_fault(&fault);
                 let _ = outcome.send(Err(fault));
             }
         }
