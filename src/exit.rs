@@ -60,8 +60,10 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::common::Usage>().is_some() {
             return USAGE;
         }
-        if let Some(membrane_http::ServerError::Concurrency { .. }) = cause.downcast_ref() {
-            return USAGE;
+        match cause.downcast_ref::<membrane_http::ServerError>() {
+            Some(membrane_http::ServerError::Concurrency { .. }) => return USAGE,
+            Some(membrane_http::ServerError::NoRoutes) => return BAD_MANIFEST,
+            None => {}
         }
         if cause.downcast_ref::<crate::admin_client::Unreachable>().is_some() {
             return ADMIN_UNREACHABLE;

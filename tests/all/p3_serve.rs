@@ -597,3 +597,11 @@ fn with_instance_concurrency_a_request_that_computes_forever_is_stopped_with_its
     let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
     assert!(metrics.contains("membrane_traps_total{component=\"p3-http\",kind=\"timeout\"} 1"), "{metrics}");
 }
+
+#[test]
+fn serving_an_app_without_routes_is_a_manifest_error() {
+    let app = TestApp::new("[app]\nname = \"no-routes\"\n\n[component.web]\nsource = \"{p3-http}\"\n");
+    membrane_with(["serve", "--listen", "127.0.0.1:0", app.manifest().to_str().unwrap()])
+        .assert_code(78)
+        .assert_stderr_has("the app has no [[route]]; add one");
+}
