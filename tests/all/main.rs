@@ -60,3 +60,6 @@ mod p3_links;
 // streaming both ways, traps, tenants, the outbound allowlist, swaps, check and inspect,
 // and middleware chains.
 mod p3_serve;
+// WASI 0.3 handler instances reused one request after another, and shared by several at
+// once: never across tenants, and a trap or a stuck guest fails only what shares it.
+mod p3_reuse;

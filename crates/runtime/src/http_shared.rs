@@ -184,7 +184,7 @@ async fn drive(
                         work = inbox.recv(), if open => match work {
                             Some(Work::Serve(job)) => {
                                 if !std::mem::take(&mut first) {
-                                    grant(accessor, &instances);
+                                    accessor.with(|mut store| instances.grant_joining(store.as_context_mut()));
                                 }
                                 running.push(job.run(accessor, &service, &instances, &deadlines));
                             }
@@ -224,19 +224,6 @@ async fn drive(
         Err(fault) => fault,
     };
     obituary.send_replace(Some(fault));
-}
-
-/// A request that joins others in flight brings its own CPU and fuel budget.
-fn grant(accessor: &Accessor<SandboxState>, instances: &Pool) {
-    accessor.with(|mut store| {
-        if let Some(cpu) = instances.limits().cpu {
-            store.get().cpu.grant(cpu.std());
-        }
-        if let Some(fuel) = store.get().fuel {
-            let left = store.as_context_mut().get_fuel().unwrap_or(0);
-            let _ = store.as_context_mut().set_fuel(left.saturating_add(fuel));
-        }
-    });
 }
 
 impl Job {

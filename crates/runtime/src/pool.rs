@@ -403,15 +403,7 @@ impl Pool {
         }
         let Kept { chain, trace, func, limit, mut call, .. } = kept;
         let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut sandbox = match idle {
-            Some(sandbox) => {
-                // A pool hit: the span says so, and takes no time.
-                drop(self.instance_span(trace, "pooled"));
-                sandbox
-            }
-            None => self.instantiate(0, trace, "fresh").await?,
-        };
+        let mut sandbox = self.pooled_instance(trace).await?;
         self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
         Ok((0, call))
@@ -462,6 +454,32 @@ impl Pool {
         };
         self.audit_trap_in(&fault.kind, store.data().trace());
         Err(fault)
+    }
+
+    /// Gives a call that joins others in flight in one instance's event loop (a resident,
+    /// a shared handler) its own CPU and fuel budget on top of theirs: what [`Pool::enter`]
+    /// gives each call afresh, where calls take turns.
+    pub(crate) fn grant_joining(&self, mut store: wasmtime::StoreContextMut<'_, SandboxState>) {
+        if let Some(cpu) = self.limits.cpu {
+            store.data().cpu.grant(cpu.std());
+        }
+        if let Some(fuel) = store.data().fuel {
+            let left = store.get_fuel().unwrap_or(0);
+            let _ = store.set_fuel(left.saturating_add(fuel));
+        }
+    }
+
+    /// One of the pool's instances for a call made in `trace`: an idle one, or a new one.
+    async fn pooled_instance(&self, trace: Option<&TraceContext>) -> Result<Sandbox, CallError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(sandbox) => {
+                // A pool hit: the span says so, and takes no time.
+                drop(self.instance_span(trace, "pooled"));
+                Ok(sandbox)
+            }
+            None => self.instantiate(0, trace, "fresh").await,
+        }
     }
 
     /// Counts and audits a fault of this component.

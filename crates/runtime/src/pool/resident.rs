@@ -167,14 +167,7 @@ impl Pool {
         }
         let (kept, reply) = call.take().expect("taken once");
         let permit = self.permits.clone().acquire_owned().await.expect("the pool's semaphore is never closed");
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let sandbox = match idle {
-            Some(sandbox) => {
-                drop(self.instance_span(trace, "pooled"));
-                sandbox
-            }
-            None => self.instantiate(0, trace, "fresh").await?,
-        };
+        let sandbox = self.pooled_instance(trace).await?;
         let job = self.job(sandbox.instance, kept, reply);
         let number = NEXT_POOLED.fetch_add(1, Relaxed);
         let door = self.open(sandbox, number, Home::Pooled(permit), job);
@@ -476,13 +469,7 @@ impl Pool {
     fn admit(&self, accessor: &Accessor<SandboxState>, trace: Option<TraceContext>, alone: bool, first: bool) {
         accessor.with(|mut store| {
             if !first {
-                if let Some(cpu) = self.limits.cpu {
-                    store.get().cpu.grant(cpu.std());
-                }
-                if let Some(fuel) = store.get().fuel {
-                    let left = store.as_context_mut().get_fuel().unwrap_or(0);
-                    let _ = store.as_context_mut().set_fuel(left.saturating_add(fuel));
-                }
+                self.grant_joining(store.as_context_mut());
             }
             store.get().join_trace(if alone { trace } else { None });
         });
