@@ -456,19 +456,6 @@ impl Pool {
         Err(fault)
     }
 
-    /// Gives a call that joins others in flight in one instance's event loop (a resident,
-    /// a shared handler) its own CPU and fuel budget on top of theirs: what [`Pool::enter`]
-    /// gives each call afresh, where calls take turns.
-    pub(crate) fn grant_joining(&self, mut store: wasmtime::StoreContextMut<'_, SandboxState>) {
-        if let Some(cpu) = self.limits.cpu {
-            store.data().cpu.grant(cpu.std());
-        }
-        if let Some(fuel) = store.data().fuel {
-            let left = store.get_fuel().unwrap_or(0);
-            let _ = store.set_fuel(left.saturating_add(fuel));
-        }
-    }
-
     /// One of the pool's instances for a call made in `trace`: an idle one, or a new one.
     async fn pooled_instance(&self, trace: Option<&TraceContext>) -> Result<Sandbox, CallError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();

@@ -463,6 +463,19 @@ impl Pool {
         (self.limits.host_resources as usize / 16).max(1)
     }
 
+    /// Gives a call that joins others in flight in one instance's event loop (a resident,
+    /// a shared handler) its own CPU and fuel budget on top of theirs: what [`Pool::enter`]
+    /// gives each call afresh, where calls take turns.
+    pub(crate) fn grant_joining(&self, mut store: wasmtime::StoreContextMut<'_, SandboxState>) {
+        if let Some(cpu) = self.limits.cpu {
+            store.data().cpu.grant(cpu.std());
+        }
+        if let Some(fuel) = store.data().fuel {
+            let left = store.get_fuel().unwrap_or(0);
+            let _ = store.set_fuel(left.saturating_add(fuel));
+        }
+    }
+
     /// Starts a call in the event loop: each call after the first brings its CPU and fuel
     /// budget to the ones in flight; the instance's own calls join the caller's trace
     /// while it serves that call alone (with several, none can say whose they are).
