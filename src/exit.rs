@@ -60,6 +60,10 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::common::Usage>().is_some() {
             return USAGE;
         }
+        // A collector address or OTLP variable membrane cannot use.
+        if cause.downcast_ref::<membrane_telemetry::TelemetryError>().is_some() {
+            return USAGE;
+        }
         match cause.downcast_ref::<membrane_http::ServerError>() {
             Some(membrane_http::ServerError::Concurrency { .. }) => return USAGE,
             Some(membrane_http::ServerError::NoRoutes) => return BAD_MANIFEST,

@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-/// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent.
+/// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent and the headers
+/// of the last export.
 struct Collector {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
+    headers: Arc<Mutex<hyper::HeaderMap>>,
 }
 
 impl Collector {
@@ -32,18 +34,20 @@ impl Collector {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
-        let kept = spans.clone();
+        let headers = Arc::new(Mutex::new(hyper::HeaderMap::new()));
+        let (kept, seen) = (spans.clone(), headers.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let kept = kept.clone();
+                    let (kept, seen) = (kept.clone(), seen.clone());
                     tokio::spawn(async move {
                         let service =
                             hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                                 let kept = kept.clone();
+                                *seen.lock().unwrap() = request.headers().clone();
                                 async move {
                                     assert_eq!(request.uri().path(), "/v1/traces");
                                     let body = request.into_body().collect().await?.to_bytes();
@@ -66,7 +70,7 @@ impl Collector {
                 }
             });
         });
-        Collector { addr, spans }
+        Collector { addr, spans, headers }
     }
 
     fn endpoint(&self) -> String {
@@ -130,7 +134,10 @@ fn a_request_is_one_trace_joined_to_its_traceparent() {
     let collector = Collector::start();
     let server = Served::start_with(
         &["--otlp-endpoint", &collector.endpoint(), guests::HTTP_HELLO],
-        &[("MEMBRANE_LOG", "membrane::access=info")],
+        &[
+            ("MEMBRANE_LOG", "membrane::access=info"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr%65t, x-team = web"),
+        ],
     );
     let response = traceparent_request(server.addr, "/traced");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -141,6 +148,13 @@ fn a_request_is_one_trace_joined_to_its_traceparent() {
     assert_eq!(request.kind, SpanKind::Server as i32);
     assert_eq!(attribute(&request, "http.response.status_code"), Some(Value::IntValue(200)));
     assert_eq!(attribute(&request, "membrane.component"), Some(Value::StringValue("http-hello".into())));
+    assert_eq!(attribute(&request, "http.request.method"), Some(Value::StringValue("GET".into())));
+    assert_eq!(attribute(&request, "network.protocol.version"), Some(Value::StringValue("1.1".into())));
+    // The collector gets the headers OTEL_EXPORTER_OTLP_HEADERS names, values decoded.
+    let headers = collector.headers.lock().unwrap().clone();
+    assert_eq!(headers.get("x-api-key").map(|v| v.as_bytes()), Some(&b"s3cret"[..]), "{headers:?}");
+    assert_eq!(headers.get("x-team").map(|v| v.as_bytes()), Some(&b"web"[..]), "{headers:?}");
+    assert_eq!(headers.get("content-type").map(|v| v.as_bytes()), Some(&b"application/x-protobuf"[..]));
 
     let instantiation = collector.span("instantiate");
     assert_eq!(hex(&instantiation.trace_id), TRACE_ID);
@@ -203,6 +217,25 @@ fn a_collector_that_is_down_costs_requests_nothing_and_its_spans_are_counted() {
         assert!(Instant::now() < deadline, "spans not counted as dropped:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn an_exporter_setting_membrane_cannot_use_is_refused_before_serving_and_named() {
+    let serve = |env: &[(&str, &str)], endpoint: &str| {
+        let mut command = crate::util::membrane();
+        command.args(["serve", "--listen", "127.0.0.1:0", "--otlp-endpoint", endpoint, guests::HTTP_HELLO]);
+        command.envs(env.iter().copied());
+        crate::util::output(&mut command)
+    };
+    serve(&[], "https://collector:4318").assert_code(2).assert_stderr_has("plain HTTP");
+    serve(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")], "http://127.0.0.1:4318")
+        .assert_code(2)
+        .assert_stderr_has("OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\"")
+        .assert_stderr_has("milliseconds");
+    serve(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-api-key")], "http://127.0.0.1:4318")
+        .assert_code(2)
+        .assert_stderr_has("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .assert_stderr_has("is not key=value");
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -24,7 +24,6 @@ impl Drop for AccessEntry {
         self.metrics.request(&self.route, self.status, took);
         let bytes = self.bytes as i64;
         self.span.set(|| membrane_telemetry::KeyValue::new("http.response.body.size", bytes));
-        let trace_id = self.span.trace_id().unwrap_or_default();
         tracing::info!(
             target: "membrane::access",
             method = self.method,
@@ -35,7 +34,7 @@ impl Drop for AccessEntry {
             status = self.status,
             bytes = self.bytes,
             duration_us = took.as_micros() as u64,
-            trace_id,
+            trace_id = self.span.trace_id().unwrap_or_default(),
         );
     }
 }

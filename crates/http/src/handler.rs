@@ -355,14 +355,17 @@ struct Guest {
 /// `traceparent` names or starting one; nothing when tracing is off.
 fn server_span(request: &http::Request<hyper::body::Incoming>, host: Option<&str>) -> Span {
     let Some(parent) = membrane_telemetry::extract(request.headers()) else { return Span::default() };
-    let method = request.method().to_string();
+    let method = membrane_telemetry::method_name(request.method());
     Span::start(method.clone(), SpanKind::Server, Some(&parent), || {
-        vec![
+        // Room for the attributes set when the response is known, so none moves the rest.
+        let mut attributes = Vec::with_capacity(10);
+        attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", request.uri().path().to_string()),
             KeyValue::new("server.address", host.unwrap_or_default().to_string()),
-            KeyValue::new("network.protocol.version", format!("{:?}", request.version())),
-        ]
+            KeyValue::new("network.protocol.version", membrane_telemetry::protocol_version(request.version())),
+        ]);
+        attributes
     })
 }
 

@@ -206,7 +206,7 @@ impl Pool {
     pub fn instantiation_span(&self, store: &Store<SandboxState>, how: &'static str) -> membrane_telemetry::Span {
         use membrane_telemetry::{KeyValue, Span, SpanKind};
         Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-            vec![KeyValue::new("membrane.component", self.name.to_string()), KeyValue::new("membrane.instance", how)]
+            vec![KeyValue::new("membrane.component", self.name.clone()), KeyValue::new("membrane.instance", how)]
         })
     }
 
@@ -289,7 +289,7 @@ impl Pool {
     /// The span of an instance made (or taken from the pool) for a call in `trace`.
     fn instance_span(&self, trace: Option<&TraceContext>, how: &'static str) -> Span {
         Span::child(trace, SpanKind::Internal, || {
-            let component = KeyValue::new("membrane.component", self.name.to_string());
+            let component = KeyValue::new("membrane.component", self.name.clone());
             ("instantiate", vec![component, KeyValue::new("membrane.instance", how)])
         })
     }

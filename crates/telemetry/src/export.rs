@@ -1,7 +1,8 @@
 //! The span queue between requests and the collector. The SDK's batch processor keeps its
 //! count of dropped spans to itself (it only logs it at shutdown), and membrane must show
 //! it in `/metrics`; so this processor is ours: a bounded queue that never blocks the span's
-//! thread, and one thread that sends batches through the OTLP exporter.
+//! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]),
+//! encoded by [`crate::otlp`].
 //!
 //! A span ending costs its thread a short lock and a push. The export thread is woken only
 //! when a batch is full (or a flush is asked), otherwise it wakes by itself after
@@ -9,9 +10,11 @@
 //! switches and took a third of the throughput on two cores.
 
 use crate::recent::Recent;
+use opentelemetry_http::HttpClient as _;
+use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -59,18 +62,12 @@ pub(crate) struct BoundedBatch {
 impl BoundedBatch {
     /// Starts the export thread; at most `capacity` spans wait for it, the rest are dropped
     /// and counted.
-    pub(crate) fn start<E: SpanExporter + 'static>(
-        mut exporter: E,
-        resource: &Resource,
-        capacity: usize,
-        recent: Recent,
-    ) -> Self {
-        exporter.set_resource(resource);
+    pub(crate) fn start(collector: Collector, capacity: usize, recent: Recent) -> Self {
         let queue = Arc::new(Queue::default());
         let spans = queue.clone();
         let worker = std::thread::Builder::new()
             .name("membrane-otlp".into())
-            .spawn(move || send_batches(exporter, &spans, &recent))
+            .spawn(move || send_batches(&collector, &spans, &recent))
             .expect("starting the span export thread");
         BoundedBatch { queue, capacity, worker: Mutex::new(Some(worker)) }
     }
@@ -125,9 +122,47 @@ impl SpanProcessor for BoundedBatch {
     }
 }
 
+/// Where spans go: the collector's OTLP/HTTP traces address, with the headers it asks for.
+#[derive(Debug)]
+pub(crate) struct Collector {
+    pub(crate) traces: http::Uri,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) timeout: Duration,
+    pub(crate) resource: Resource,
+}
+
+impl Collector {
+    /// Sends one batch, then hands its spans to the dashboard's recent traces (after
+    /// encoding, so they are moved there, not copied).
+    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: Vec<SpanData>, recent: &Recent) {
+        let count = batch.len() as u64;
+        let body = crate::otlp::encode(&self.resource, &batch);
+        for span in batch {
+            recent.record(span);
+        }
+        let mut request = http::Request::post(self.traces.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(bytes::Bytes::from(body))
+            .expect("a POST to a parsed address is a request");
+        request.headers_mut().extend(self.headers.clone());
+        let refused = match runtime.block_on(client.send_bytes(request)) {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("it answered {}", response.status())),
+            Err(error) => Some(error.to_string()),
+        };
+        match refused {
+            None => EXPORTED.fetch_add(count, Ordering::Relaxed),
+            Some(why) => {
+                tracing::warn!(spans = count, collector = %self.traces, "the collector did not take a batch of spans: {why}");
+                DROPPED.fetch_add(count, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
 /// The export thread: sends what waits whenever a batch is full, a flush is asked, or
 /// [`LINGER`] has passed, in batches of at most [`BATCH`] spans.
-fn send_batches<E: SpanExporter>(exporter: E, queue: &Queue, recent: &Recent) {
+fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -135,6 +170,8 @@ fn send_batches<E: SpanExporter>(exporter: E, queue: &Queue, recent: &Recent) {
             return;
         }
     };
+    // One client for the thread's life: its connection to the collector is kept.
+    let client = HyperClient::with_default_connector(collector.timeout, None);
     let mut pending = queue.lock();
     loop {
         while pending.spans.len() < BATCH && pending.flushes.is_empty() && !pending.closed {
@@ -148,12 +185,9 @@ fn send_batches<E: SpanExporter>(exporter: E, queue: &Queue, recent: &Recent) {
         let flushes = std::mem::take(&mut pending.flushes);
         let closed = pending.closed;
         drop(pending);
-        for span in &spans {
-            recent.record(span.clone());
-        }
         while !spans.is_empty() {
             let rest = spans.split_off(spans.len().min(BATCH));
-            send(&runtime, &exporter, spans);
+            collector.send(&runtime, &client, spans, recent);
             spans = rest;
         }
         for done in flushes {
@@ -164,15 +198,4 @@ fn send_batches<E: SpanExporter>(exporter: E, queue: &Queue, recent: &Recent) {
         }
         pending = queue.lock();
     }
-}
-
-fn send<E: SpanExporter>(runtime: &tokio::runtime::Runtime, exporter: &E, batch: Vec<SpanData>) {
-    let count = batch.len() as u64;
-    match runtime.block_on(exporter.export(batch)) {
-        Ok(()) => EXPORTED.fetch_add(count, Ordering::Relaxed),
-        Err(error) => {
-            tracing::warn!(spans = count, "the collector did not take a batch of spans: {error}");
-            DROPPED.fetch_add(count, Ordering::Relaxed)
-        }
-    };
 }

@@ -7,16 +7,17 @@
 //! thread of its own from a bounded queue ([`export`]): a slow or dead collector never
 //! slows a request, and what the queue cannot take is counted in [`dropped_spans`].
 
+mod config;
 mod export;
+mod otlp;
 mod recent;
 mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
 pub use recent::{KEPT_TRACES, SpanView, TraceView};
-pub use span::{Span, extract, inject, trace_id};
+pub use span::{Span, extract, inject, method_name, protocol_version, trace_id};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use std::sync::OnceLock;
@@ -54,6 +55,8 @@ pub enum TelemetryError {
          http://localhost:4318"
     )]
     Endpoint { endpoint: String, reason: String },
+    #[error("{variable}={value:?}: {reason}")]
+    Variable { variable: &'static str, value: String, reason: String },
     #[error("tracing is already on in this process")]
     AlreadyOn,
 }
@@ -77,15 +80,14 @@ impl Telemetry {
             return Err(refused("membrane exports over plain HTTP; run the collector (or a sidecar) on a trusted network and give an http:// address".into()));
         }
         let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(traces)
-            .build()
-            .map_err(|e| refused(e.to_string()))?;
+        let traces: http::Uri = traces.parse().map_err(|e| refused(format!("not an address ({e})")))?;
+        let headers = config::headers()?;
+        let timeout = config::timeout()?;
         let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
         let resource = Resource::builder().with_service_name(name.unwrap_or_else(|| "membrane".into())).build();
         let recent = recent::Recent::default();
-        let processor = export::BoundedBatch::start(exporter, &resource, QUEUE_SPANS, recent.clone());
+        let collector = export::Collector { traces, headers, timeout, resource: resource.clone() };
+        let processor = export::BoundedBatch::start(collector, QUEUE_SPANS, recent.clone());
         let provider = SdkTracerProvider::builder().with_resource(resource).with_span_processor(processor).build();
         let _ = RECENT.set(recent);
         TRACER.set(provider.tracer("membrane")).map_err(|_| TelemetryError::AlreadyOn)?;

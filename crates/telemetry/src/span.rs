@@ -93,6 +93,38 @@ impl Span {
     }
 }
 
+/// An HTTP method as a span name and attribute: the standard ones without an allocation.
+pub fn method_name(method: &http::Method) -> Cow<'static, str> {
+    const STANDARD: [http::Method; 9] = [
+        http::Method::GET,
+        http::Method::POST,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::PATCH,
+        http::Method::CONNECT,
+        http::Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+    match STANDARD.iter().position(|m| m == method) {
+        Some(i) => Cow::Borrowed(NAMES[i]),
+        None => Cow::Owned(method.to_string()),
+    }
+}
+
+/// `network.protocol.version` of an HTTP version, as the semantic conventions spell it.
+pub fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "unknown",
+    }
+}
+
 /// The trace a request belongs to, from its `traceparent` / `tracestate` headers; `None`
 /// when tracing is off, an empty context when the request carries none.
 pub fn extract(headers: &http::HeaderMap) -> Option<Context> {
