@@ -104,6 +104,9 @@ impl Tenants {
     /// DNS compares names: `ALICE.localhost.:8080` is `alice.localhost`'s. A host that
     /// belongs to no tenant (or is no valid name) runs under the server's limits alone.
     pub fn for_host(&self, host: Option<&str>) -> Option<&Tenant> {
+        if self.by_host.is_empty() {
+            return None;
+        }
         let host = normalize_host(host?).ok()?;
         self.by_host.get(&host).map(|i| &self.tenants[*i])
     }

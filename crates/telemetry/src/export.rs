@@ -24,7 +24,7 @@ pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 
 /// Spans sent in one request to the collector.
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -132,14 +132,10 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    /// Sends one batch, then hands its spans to the dashboard's recent traces (after
-    /// encoding, so they are moved there, not copied).
-    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: Vec<SpanData>, recent: &Recent) {
+    /// Sends one batch.
+    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: &[SpanData]) {
         let count = batch.len() as u64;
-        let body = crate::otlp::encode(&self.resource, &batch);
-        for span in batch {
-            recent.record(span);
-        }
+        let body = crate::otlp::encode(&self.resource, batch);
         let mut request = http::Request::post(self.traces.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(bytes::Bytes::from(body))
@@ -172,6 +168,8 @@ fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
     };
     // One client for the thread's life: its connection to the collector is kept.
     let client = HyperClient::with_default_connector(collector.timeout, None);
+    // The queue's vector and this one take turns, so neither grows again once it has.
+    let mut spare = Vec::with_capacity(BATCH);
     let mut pending = queue.lock();
     loop {
         while pending.spans.len() < BATCH && pending.flushes.is_empty() && !pending.closed {
@@ -181,15 +179,17 @@ fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
                 break;
             }
         }
-        let mut spans = std::mem::take(&mut pending.spans);
+        let mut spans = std::mem::replace(&mut pending.spans, spare);
         let flushes = std::mem::take(&mut pending.flushes);
         let closed = pending.closed;
         drop(pending);
         while !spans.is_empty() {
-            let rest = spans.split_off(spans.len().min(BATCH));
-            collector.send(&runtime, &client, spans, recent);
-            spans = rest;
+            let batch = spans.len().min(BATCH);
+            collector.send(&runtime, &client, &spans[..batch]);
+            // Sent (encoded from a borrow), the spans move to the recent traces: no copy.
+            recent.record(spans.drain(..batch));
         }
+        spare = spans;
         for done in flushes {
             let _ = done.send(());
         }

@@ -88,12 +88,21 @@ impl Open {
 }
 
 impl Recent {
-    /// Takes a sampled span that ended; the export thread hands each one over before it
-    /// sends its batch, so keeping them costs the request path nothing.
-    pub(crate) fn record(&self, span: SpanData) {
+    /// Takes sampled spans that ended; the export thread hands them over once it has sent
+    /// them, so keeping them costs the request path nothing.
+    pub(crate) fn record(&self, spans: impl Iterator<Item = SpanData>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        for span in spans {
+            kept.record(span);
+        }
+    }
+}
+
+impl Kept {
+    fn record(&mut self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote;
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = self;
         if !kept.open.contains_key(&trace_id) {
             if kept.order.len() == OPEN_TRACES
                 && let Some(oldest) = kept.order.pop_front()

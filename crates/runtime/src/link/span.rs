@@ -10,6 +10,7 @@
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallError, Pool};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
+use std::sync::Arc;
 
 /// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
 fn failure(error: &CallError) -> (&'static str, &'static str) {
@@ -47,17 +48,20 @@ impl LinkSpan {
     ) -> LinkSpan {
         let span = Span::child(parent, SpanKind::Internal, || {
             let link = format!("{consumer} -> {}", provider.name());
+            let name = format!("{link} {function}");
+            // Shared, as each is two attributes.
+            let (import, function) = (Arc::<str>::from(import), Arc::<str>::from(function));
             let attributes = vec![
-                KeyValue::new("membrane.link", link.clone()),
-                KeyValue::new("membrane.link.import", import.to_string()),
-                KeyValue::new("membrane.link.function", function.to_string()),
+                KeyValue::new("membrane.link", link),
+                KeyValue::new("membrane.link.import", import.clone()),
+                KeyValue::new("membrane.link.function", function.clone()),
                 KeyValue::new("membrane.link.instances", provider.mode.to_string()),
                 // The RPC conventions' names, for tools that group by them.
                 KeyValue::new("rpc.system", "membrane"),
-                KeyValue::new("rpc.service", import.to_string()),
-                KeyValue::new("rpc.method", function.to_string()),
+                KeyValue::new("rpc.service", import),
+                KeyValue::new("rpc.method", function),
             ];
-            (format!("{link} {function}"), attributes)
+            (name, attributes)
         });
         let context = span.context();
         LinkSpan { span, context, retries: 0, fault: None }
