@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one of membrane's benchmarks next to its peers and charts it.
 #
-#   benches/run.sh instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup [quick]
+#   benches/run.sh instantiate|link_call|p3_link|otlp_encode|serve|p3_serve|interpreted|density|compute|startup [quick]
 #
 # Writes benches/results/NAME.tsv (label<TAB>value, the figures in BENCHMARKS.md) and
 # benches/results/NAME.svg (its chart). `quick` runs with short settings, to check the
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-bench=${1:?usage: benches/run.sh instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup [quick]}
+bench=${1:?usage: benches/run.sh instantiate|link_call|p3_link|otlp_encode|serve|p3_serve|interpreted|density|compute|startup [quick]}
 quick=${2:-}
 results=benches/results
 mkdir -p "$results"
@@ -31,6 +31,7 @@ case $bench in
   instantiate) criterion instantiate instantiate us "A fresh instance from InstancePre (median, µs)" ;;
   link_call) criterion link_call call ns "One call (median, ns per call)" ;;
   p3_link) criterion p3_link p3 ns "WASI 0.3 across a link (median, ns per call)" ;;
+  otlp_encode) criterion otlp_encode otlp us "512 spans encoded for an OTLP export (median, µs)" ;;
   compute)
     # The same guest built with wasm SIMD (wasmtime compiles it to SSE/AVX), in the same
     # run; then the native kernels again with sha2's portable code (no SHA-NI).
@@ -102,7 +103,7 @@ case $bench in
 for r in json.load(open(sys.argv[1]))["results"]: print("%s\t%.3f" % (r["command"], r["mean"] * 1000))' "$json"
       done
     } >"$out" ;;
-  *) echo "unknown benchmark $bench: use instantiate|link_call|p3_link|serve|p3_serve|interpreted|density|compute|startup" >&2; exit 2 ;;
+  *) echo "unknown benchmark $bench: use instantiate|link_call|p3_link|otlp_encode|serve|p3_serve|interpreted|density|compute|startup" >&2; exit 2 ;;
 esac
 "$tools/bench-chart" "$out" "$results/$bench.svg"
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out"

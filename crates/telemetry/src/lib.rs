@@ -38,6 +38,13 @@ pub fn tracer() -> Option<&'static SdkTracer> {
     TRACER.get()
 }
 
+/// The OTLP/HTTP body of `spans` (an `ExportTraceServiceRequest`), as the export thread
+/// sends it; public for the encoding benchmark.
+#[doc(hidden)]
+pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[opentelemetry_sdk::trace::SpanData]) -> Vec<u8> {
+    otlp::encode(resource, spans)
+}
+
 /// Spans dropped because the export queue was full or the collector refused them.
 pub fn dropped_spans() -> u64 {
     export::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
