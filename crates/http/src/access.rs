@@ -8,8 +8,9 @@ pub(crate) struct AccessEntry {
     pub(crate) method: String,
     pub(crate) host: String,
     pub(crate) path: String,
-    pub(crate) route: String,
-    pub(crate) component: String,
+    /// The route's prefix and component; `None` (`-` in the log) when no route matched.
+    pub(crate) route: Option<std::sync::Arc<str>>,
+    pub(crate) component: Option<std::sync::Arc<str>>,
     pub(crate) status: u16,
     pub(crate) started: Instant,
     pub(crate) bytes: u64,
@@ -21,7 +22,8 @@ pub(crate) struct AccessEntry {
 impl Drop for AccessEntry {
     fn drop(&mut self) {
         let took = self.started.elapsed();
-        self.metrics.request(&self.route, self.status, took);
+        let route = self.route.as_deref().unwrap_or("-");
+        self.metrics.request(route, self.status, took);
         let bytes = self.bytes as i64;
         self.span.set(|| membrane_telemetry::KeyValue::new("http.response.body.size", bytes));
         tracing::info!(
@@ -29,8 +31,8 @@ impl Drop for AccessEntry {
             method = self.method,
             host = self.host,
             path = self.path,
-            route = self.route,
-            component = self.component,
+            route,
+            component = self.component.as_deref().unwrap_or("-"),
             status = self.status,
             bytes = self.bytes,
             duration_us = took.as_micros() as u64,

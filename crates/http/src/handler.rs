@@ -59,8 +59,8 @@ impl Server {
             method: method.to_string(),
             host: host.unwrap_or_else(|| "-".into()),
             path,
-            route: route.map_or("-".into(), |r| r.prefix.clone()),
-            component: route.map_or("-".into(), |r| r.component.clone()),
+            route: route.map(|r| r.prefix.clone()),
+            component: route.map(|r| r.component.clone()),
             status,
             started,
             bytes: 0,
@@ -91,7 +91,7 @@ impl Server {
             let busy = Refusal::busy(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again", 1);
             return (busy.response(), Some(route));
         };
-        let component = route.component.as_str();
+        let component = &*route.component;
         let instances = app.instances(component).expect("routes name loaded components");
         let limits = match tenant {
             Some(tenant) => tenant.narrow(instances.limits()),

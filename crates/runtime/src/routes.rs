@@ -2,13 +2,16 @@
 //! matching path prefix.
 
 use membrane_manifest::normalize_host;
+use std::sync::Arc;
 
-/// One `[[route]]`: an optional host, a path prefix, and the component behind it.
+/// One `[[route]]`: an optional host, a path prefix, and the component behind it. The
+/// prefix and component are shared, as every request's access log line and server span
+/// carry them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub host: Option<String>,
-    pub prefix: String,
-    pub component: String,
+    pub prefix: Arc<str>,
+    pub component: Arc<str>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -22,8 +25,8 @@ impl Router {
             // The manifest refuses a host that does not normalize; one that slips through
             // (a router built by hand) keeps its spelling and matches no request.
             route.host = route.host.take().map(|h| normalize_host(&h).unwrap_or(h));
-            if route.prefix != "/" {
-                route.prefix = route.prefix.trim_end_matches('/').to_string();
+            if &*route.prefix != "/" {
+                route.prefix = route.prefix.trim_end_matches('/').into();
             }
         }
         Router { routes }
@@ -43,9 +46,9 @@ impl Router {
             .iter()
             .filter(|r| r.host.is_none() || r.host == host)
             .filter(|r| {
-                r.prefix == "/"
-                    || path == r.prefix
-                    || path.strip_prefix(r.prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                &*r.prefix == "/"
+                    || path == &*r.prefix
+                    || path.strip_prefix(&*r.prefix).is_some_and(|rest| rest.starts_with('/'))
             })
             .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
     }
@@ -72,7 +75,7 @@ mod tests {
     #[test]
     fn host_then_longest_prefix_wins() {
         let r = router();
-        let at = |host: Option<&str>, path: &str| r.route(host, path).map(|r| r.component.as_str());
+        let at = |host: Option<&str>, path: &str| r.route(host, path).map(|r| &*r.component);
         assert_eq!(at(None, "/"), Some("site"));
         assert_eq!(at(None, "/api"), Some("api"));
         assert_eq!(at(None, "/api/x"), Some("api"));

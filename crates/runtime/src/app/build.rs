@@ -369,7 +369,11 @@ fn router(spec: &AppSpec) -> Router {
     Router::new(
         spec.routes
             .iter()
-            .map(|r| Route { host: r.host.clone(), prefix: r.path.clone(), component: r.component.clone() })
+            .map(|r| Route {
+                host: r.host.clone(),
+                prefix: r.path.as_str().into(),
+                component: r.component.as_str().into(),
+            })
             .collect(),
     )
 }
