@@ -121,7 +121,7 @@ fn traceparent_request(addr: SocketAddr, path: &str) -> String {
 fn request_in_trace(addr: SocketAddr, path: &str, trace_id: &str) -> String {
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{trace_id}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost:8080\r\ntraceparent: 00-{trace_id}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"
     );
     conn.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
@@ -150,6 +150,8 @@ fn a_request_is_one_trace_joined_to_its_traceparent() {
     assert_eq!(attribute(&request, "membrane.component"), Some(Value::StringValue("http-hello".into())));
     assert_eq!(attribute(&request, "http.request.method"), Some(Value::StringValue("GET".into())));
     assert_eq!(attribute(&request, "network.protocol.version"), Some(Value::StringValue("1.1".into())));
+    assert_eq!(attribute(&request, "server.address"), Some(Value::StringValue("localhost".into())));
+    assert_eq!(attribute(&request, "server.port"), Some(Value::IntValue(8080)));
     // The collector gets the headers OTEL_EXPORTER_OTLP_HEADERS names, values decoded.
     let headers = collector.headers.lock().unwrap().clone();
     assert_eq!(headers.get("x-api-key").map(|v| v.as_bytes()), Some(&b"s3cret"[..]), "{headers:?}");

@@ -358,13 +358,19 @@ fn server_span(request: &http::Request<hyper::body::Incoming>, host: Option<&str
     let method = membrane_telemetry::method_name(request.method());
     Span::start(method.clone(), SpanKind::Server, Some(&parent), || {
         // Room for the attributes set when the response is known, so none moves the rest.
-        let mut attributes = Vec::with_capacity(10);
+        let mut attributes = Vec::with_capacity(11);
         attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", request.uri().path().to_string()),
-            KeyValue::new("server.address", host.unwrap_or_default().to_string()),
             KeyValue::new("network.protocol.version", membrane_telemetry::protocol_version(request.version())),
         ]);
+        // The Host header's name and port, apart, as the conventions have them.
+        if let Some(authority) = host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
+            attributes.push(KeyValue::new("server.address", authority.host().to_string()));
+            if let Some(port) = authority.port_u16() {
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
         attributes
     })
 }
