@@ -61,7 +61,10 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
             return USAGE;
         }
         // A collector address or OTLP variable membrane cannot use.
-        if cause.downcast_ref::<membrane_telemetry::TelemetryError>().is_some() {
+        if let Some(
+            membrane_telemetry::TelemetryError::Endpoint { .. } | membrane_telemetry::TelemetryError::Variable { .. },
+        ) = cause.downcast_ref()
+        {
             return USAGE;
         }
         match cause.downcast_ref::<membrane_http::ServerError>() {

@@ -38,17 +38,15 @@ impl Server {
         let path = request.uri().path().to_string();
         let app = self.deployment.current();
         let mut span = server_span(&request, host.as_deref());
-        let (response, route) = self.respond(&app, request, host.as_deref(), &path, span.context()).await;
+        let tenant = self.tenants.for_host(host.as_deref());
+        let (response, route) = self.respond(&app, request, host.as_deref(), tenant, &path, span.context()).await;
         let status = response.status().as_u16();
         if let Some(route) = route {
             span.rename(|| format!("{method} {}", route.prefix));
             span.set(|| KeyValue::new("http.route", route.prefix.clone()));
             span.set(|| KeyValue::new("membrane.component", route.component.clone()));
         }
-        // Looked up again only for a span that is recorded: nothing on the path when off.
-        if span.is_recording()
-            && let Some(tenant) = self.tenants.for_host(host.as_deref())
-        {
+        if let Some(tenant) = tenant {
             span.set(|| KeyValue::new("membrane.tenant", tenant.name.clone()));
         }
         span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
@@ -76,10 +74,10 @@ impl Server {
         app: &'a Arc<App>,
         request: http::Request<hyper::body::Incoming>,
         host: Option<&str>,
+        tenant: Option<&Tenant>,
         path: &str,
         trace: Option<Context>,
     ) -> (Response, Option<&'a Route>) {
-        let tenant = self.tenants.for_host(host);
         let tenant_permit = match self.admit(&request, tenant) {
             Ok(permit) => permit,
             Err(refused) => return (refused.response(), None),

@@ -99,31 +99,31 @@ impl Recent {
 }
 
 impl Kept {
+    /// Keeps `span` with its trace; a root span finishes its trace.
     fn record(&mut self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote;
-        let kept = self;
-        if !kept.open.contains_key(&trace_id) {
-            if kept.order.len() == OPEN_TRACES
-                && let Some(oldest) = kept.order.pop_front()
+        if !self.open.contains_key(&trace_id) {
+            if self.order.len() == OPEN_TRACES
+                && let Some(oldest) = self.order.pop_front()
             {
-                kept.open.remove(&oldest);
+                self.open.remove(&oldest);
             }
-            kept.order.push_back(trace_id);
+            self.order.push_back(trace_id);
         }
-        let open = kept.open.entry(trace_id).or_default();
+        let open = self.open.entry(trace_id).or_default();
         if open.spans.len() < SPANS_PER_TRACE || is_root {
             open.spans.push(span);
         } else {
             open.left_out += 1;
         }
         if is_root {
-            let open = kept.open.remove(&trace_id).expect("just added");
-            kept.order.retain(|t| *t != trace_id);
-            if kept.finished.len() == KEPT_TRACES {
-                kept.finished.pop_front();
+            let open = self.open.remove(&trace_id).expect("just added");
+            self.order.retain(|t| *t != trace_id);
+            if self.finished.len() == KEPT_TRACES {
+                self.finished.pop_front();
             }
-            kept.finished.push_back(open);
+            self.finished.push_back(open);
         }
     }
 }

@@ -95,20 +95,9 @@ impl Span {
 
 /// An HTTP method as a span name and attribute: the standard ones without an allocation.
 pub fn method_name(method: &http::Method) -> Cow<'static, str> {
-    const STANDARD: [http::Method; 9] = [
-        http::Method::GET,
-        http::Method::POST,
-        http::Method::PUT,
-        http::Method::DELETE,
-        http::Method::HEAD,
-        http::Method::OPTIONS,
-        http::Method::PATCH,
-        http::Method::CONNECT,
-        http::Method::TRACE,
-    ];
-    const NAMES: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
-    match STANDARD.iter().position(|m| m == method) {
-        Some(i) => Cow::Borrowed(NAMES[i]),
+    const STANDARD: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+    match STANDARD.into_iter().find(|name| *name == method.as_str()) {
+        Some(name) => Cow::Borrowed(name),
         None => Cow::Owned(method.to_string()),
     }
 }
