@@ -20,41 +20,56 @@ use std::time::{Duration, Instant};
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-/// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent and the headers
-/// of the last export.
+/// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent, the services
+/// that sent them and the headers of the last export.
 struct Collector {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
+    services: Arc<Mutex<Vec<String>>>,
     headers: Arc<Mutex<hyper::HeaderMap>>,
 }
 
 impl Collector {
     fn start() -> Collector {
+        Collector::answering_after(Duration::ZERO)
+    }
+
+    /// A collector that takes `delay` to answer each export.
+    fn answering_after(delay: Duration) -> Collector {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let headers = Arc::new(Mutex::new(hyper::HeaderMap::new()));
-        let (kept, seen) = (spans.clone(), headers.clone());
+        let services = Arc::new(Mutex::new(Vec::new()));
+        let (kept, seen, named) = (spans.clone(), headers.clone(), services.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let (kept, seen) = (kept.clone(), seen.clone());
+                    let (kept, seen, named) = (kept.clone(), seen.clone(), named.clone());
                     tokio::spawn(async move {
                         let service =
                             hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                                let kept = kept.clone();
+                                let (kept, named) = (kept.clone(), named.clone());
                                 *seen.lock().unwrap() = request.headers().clone();
                                 async move {
                                     assert_eq!(request.uri().path(), "/v1/traces");
                                     let body = request.into_body().collect().await?.to_bytes();
                                     let export =
                                         ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+                                    tokio::time::sleep(delay).await;
                                     let mut spans = kept.lock().unwrap();
                                     for resource in export.resource_spans {
+                                        let mut service = resource.resource.iter().flat_map(|r| &r.attributes);
+                                        let service = service.find(|a| a.key == "service.name");
+                                        if let Some(Value::StringValue(name)) =
+                                            service.and_then(|a| a.value.clone()).and_then(|v| v.value)
+                                        {
+                                            named.lock().unwrap().push(name);
+                                        }
                                         for scope in resource.scope_spans {
                                             spans.extend(scope.spans);
                                         }
@@ -70,7 +85,7 @@ impl Collector {
                 }
             });
         });
-        Collector { addr, spans, headers }
+        Collector { addr, spans, services, headers }
     }
 
     fn endpoint(&self) -> String {
@@ -195,13 +210,22 @@ fn an_outbound_request_carries_the_trace_to_the_next_service() {
 fn a_collector_that_is_down_costs_requests_nothing_and_its_spans_are_counted() {
     // Nothing listens on the collector's address.
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let server = Served::start(&[
-        "--otlp-endpoint",
-        &format!("http://{gone}"),
-        "--metrics-listen",
-        "127.0.0.1:0",
-        guests::HTTP_HELLO,
-    ]);
+    requests_answered_and_spans_dropped(&format!("http://{gone}"), &[]);
+}
+
+#[test]
+fn a_collector_that_answers_slowly_costs_requests_nothing_and_its_spans_are_counted() {
+    let slow = Collector::answering_after(Duration::from_secs(5));
+    // Each export may take 200 ms; the collector takes longer.
+    requests_answered_and_spans_dropped(&slow.endpoint(), &[("OTEL_EXPORTER_OTLP_TIMEOUT", "200")]);
+    assert!(slow.names().is_empty(), "no export finished: {:?}", slow.names());
+}
+
+/// Serves 20 requests exporting to `endpoint`, all answered, and waits until their 40
+/// spans are counted as dropped.
+fn requests_answered_and_spans_dropped(endpoint: &str, env: &[(&str, &str)]) {
+    let server =
+        Served::start_with(&["--otlp-endpoint", endpoint, "--metrics-listen", "127.0.0.1:0", guests::HTTP_HELLO], env);
     for i in 0..20 {
         assert_eq!(request(server.addr, "GET", &format!("/n{i}"), "").0, 200);
     }
@@ -219,6 +243,31 @@ fn a_collector_that_is_down_costs_requests_nothing_and_its_spans_are_counted() {
         assert!(Instant::now() < deadline, "spans not counted as dropped:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn sampling_follows_the_callers_decision_and_the_ratio_and_the_service_is_named() {
+    let collector = Collector::start();
+    let server = Served::start_with(
+        &["--otlp-endpoint", &collector.endpoint(), guests::HTTP_HELLO],
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_SERVICE_NAME", "docs-edge"),
+        ],
+    );
+    // A ratio of 0 keeps no trace of its own starting...
+    assert_eq!(request(server.addr, "GET", "/unsampled", "").0, 200);
+    // ...but a caller that sampled its trace has it followed. Its spans leave after the
+    // unsampled request's would have.
+    assert!(traceparent_request(server.addr, "/sampled").starts_with("HTTP/1.1 200"));
+    let spans = collector.trace(TRACE_ID, "GET /");
+    let root = only(&spans, "GET /", None);
+    assert_eq!(attribute(root, "url.path"), Some(Value::StringValue("/sampled".into())));
+    let unsampled = collector.spans.lock().unwrap().iter().any(|s| hex(&s.trace_id) != TRACE_ID);
+    assert!(!unsampled, "only the caller's trace is exported: {:?}", collector.names());
+    assert!(collector.services.lock().unwrap().iter().all(|s| s == "docs-edge"));
+    assert!(!collector.services.lock().unwrap().is_empty());
 }
 
 #[test]
