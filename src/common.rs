@@ -341,8 +341,16 @@ impl CacheFlags {
 impl RunCommon {
     /// Tracing for this process, when an OTLP endpoint is given; keep it until the end,
     /// when it sends what is left.
+    /// A collector address or OTLP variable membrane cannot use is a usage error.
     pub fn telemetry(&self) -> anyhow::Result<Option<membrane_telemetry::Telemetry>> {
-        Ok(membrane_telemetry::Telemetry::install(self.otlp_endpoint.as_deref())?)
+        use membrane_telemetry::TelemetryError;
+        match membrane_telemetry::Telemetry::install(self.otlp_endpoint.as_deref()) {
+            Ok(telemetry) => Ok(telemetry),
+            Err(error @ (TelemetryError::Endpoint { .. } | TelemetryError::Variable { .. })) => {
+                Err(Usage(error.to_string()).into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     pub fn cache(&self) -> CompileCache {

@@ -60,13 +60,6 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::common::Usage>().is_some() {
             return USAGE;
         }
-        // A collector address or OTLP variable membrane cannot use.
-        if let Some(
-            membrane_telemetry::TelemetryError::Endpoint { .. } | membrane_telemetry::TelemetryError::Variable { .. },
-        ) = cause.downcast_ref()
-        {
-            return USAGE;
-        }
         match cause.downcast_ref::<membrane_http::ServerError>() {
             Some(membrane_http::ServerError::Concurrency { .. }) => return USAGE,
             Some(membrane_http::ServerError::NoRoutes) => return BAD_MANIFEST,

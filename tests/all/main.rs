@@ -31,8 +31,10 @@ mod serve;
 // Python (componentize-py) and JavaScript (componentize-js) handlers: fresh per request,
 // isolated, hot-swapped and held to their memory limits like Rust ones.
 mod interpreted;
-// OpenTelemetry: spans to a real OTLP receiver, context in and out, a dead collector.
+// OpenTelemetry: spans to a real OTLP receiver, context in and out; a dead, slow or
+// stuck collector, sampling and exporter settings.
 mod trace;
+mod trace_export;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
 // config and secrets, several nodes behind nginx.
 mod external;

@@ -2,8 +2,8 @@
 //! `opentelemetry-proto` types) gets one trace per request, joined to the caller's
 //! `traceparent`, with the instantiation under the server span, link calls (their traps
 //! and fallbacks) nested as the calls nest, and outbound requests as client spans whose
-//! context reaches the next service. A collector that is down costs
-//! requests nothing; its spans are dropped and counted.
+//! context reaches the next service. The exporter's side (a collector down, slow or
+//! stuck, sampling, settings) is in `trace_export`.
 
 use crate::state::http as request;
 use crate::util::{Outcome, Served, guests};
@@ -17,25 +17,25 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub(crate) const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
 /// An OTLP/HTTP trace receiver on loopback, keeping every span it is sent, the services
 /// that sent them and the headers of the last export.
-struct Collector {
+pub(crate) struct Collector {
     addr: SocketAddr,
-    spans: Arc<Mutex<Vec<Span>>>,
-    services: Arc<Mutex<Vec<String>>>,
+    pub(crate) spans: Arc<Mutex<Vec<Span>>>,
+    pub(crate) services: Arc<Mutex<Vec<String>>>,
     headers: Arc<Mutex<hyper::HeaderMap>>,
 }
 
 impl Collector {
-    fn start() -> Collector {
+    pub(crate) fn start() -> Collector {
         Collector::answering_after(Duration::ZERO)
     }
 
     /// A collector that takes `delay` to answer each export.
-    fn answering_after(delay: Duration) -> Collector {
+    pub(crate) fn answering_after(delay: Duration) -> Collector {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -88,7 +88,7 @@ impl Collector {
         Collector { addr, spans, services, headers }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -106,7 +106,7 @@ impl Collector {
 
     /// Waits until the spans of trace `trace_id` include one named `name` (the root, which
     /// ends last), and gives them all.
-    fn trace(&self, trace_id: &str, name: &str) -> Vec<Span> {
+    pub(crate) fn trace(&self, trace_id: &str, name: &str) -> Vec<Span> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let spans: Vec<Span> =
@@ -119,16 +119,16 @@ impl Collector {
         }
     }
 
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect()
     }
 }
 
-fn attribute(span: &Span, key: &str) -> Option<Value> {
+pub(crate) fn attribute(span: &Span, key: &str) -> Option<Value> {
     span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
 }
 
-fn traceparent_request(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn traceparent_request(addr: SocketAddr, path: &str) -> String {
     request_in_trace(addr, path, TRACE_ID)
 }
 
@@ -206,90 +206,7 @@ fn an_outbound_request_carries_the_trace_to_the_next_service() {
     assert!(head.to_ascii_lowercase().contains(&expected), "the upstream got:\n{head}");
 }
 
-#[test]
-fn a_collector_that_is_down_costs_requests_nothing_and_its_spans_are_counted() {
-    // Nothing listens on the collector's address.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    requests_answered_and_spans_dropped(&format!("http://{gone}"), &[]);
-}
-
-#[test]
-fn a_collector_that_answers_slowly_costs_requests_nothing_and_its_spans_are_counted() {
-    let slow = Collector::answering_after(Duration::from_secs(5));
-    // Each export may take 200 ms; the collector takes longer.
-    requests_answered_and_spans_dropped(&slow.endpoint(), &[("OTEL_EXPORTER_OTLP_TIMEOUT", "200")]);
-    assert!(slow.names().is_empty(), "no export finished: {:?}", slow.names());
-}
-
-/// Serves 20 requests exporting to `endpoint`, all answered, and waits until their 40
-/// spans are counted as dropped.
-fn requests_answered_and_spans_dropped(endpoint: &str, env: &[(&str, &str)]) {
-    let server =
-        Served::start_with(&["--otlp-endpoint", endpoint, "--metrics-listen", "127.0.0.1:0", guests::HTTP_HELLO], env);
-    for i in 0..20 {
-        assert_eq!(request(server.addr, "GET", &format!("/n{i}"), "").0, 200);
-    }
-    let metrics = server.metrics.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = request(metrics, "GET", "/metrics", "").1;
-        let dropped = text
-            .lines()
-            .find_map(|l| l.strip_prefix("membrane_trace_spans_total{outcome=\"dropped\"} "))
-            .map(|n| n.parse::<u64>().unwrap());
-        if dropped.is_some_and(|n| n >= 40) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "spans not counted as dropped:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[test]
-fn sampling_follows_the_callers_decision_and_the_ratio_and_the_service_is_named() {
-    let collector = Collector::start();
-    let server = Served::start_with(
-        &["--otlp-endpoint", &collector.endpoint(), guests::HTTP_HELLO],
-        &[
-            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0"),
-            ("OTEL_SERVICE_NAME", "docs-edge"),
-        ],
-    );
-    // A ratio of 0 keeps no trace of its own starting...
-    assert_eq!(request(server.addr, "GET", "/unsampled", "").0, 200);
-    // ...but a caller that sampled its trace has it followed. Its spans leave after the
-    // unsampled request's would have.
-    assert!(traceparent_request(server.addr, "/sampled").starts_with("HTTP/1.1 200"));
-    let spans = collector.trace(TRACE_ID, "GET /");
-    let root = only(&spans, "GET /", None);
-    assert_eq!(attribute(root, "url.path"), Some(Value::StringValue("/sampled".into())));
-    let unsampled = collector.spans.lock().unwrap().iter().any(|s| hex(&s.trace_id) != TRACE_ID);
-    assert!(!unsampled, "only the caller's trace is exported: {:?}", collector.names());
-    assert!(collector.services.lock().unwrap().iter().all(|s| s == "docs-edge"));
-    assert!(!collector.services.lock().unwrap().is_empty());
-}
-
-#[test]
-fn an_exporter_setting_membrane_cannot_use_is_refused_before_serving_and_named() {
-    let serve = |env: &[(&str, &str)], endpoint: &str| {
-        let mut command = crate::util::membrane();
-        command.args(["serve", "--listen", "127.0.0.1:0", "--otlp-endpoint", endpoint, guests::HTTP_HELLO]);
-        command.envs(env.iter().copied());
-        crate::util::output(&mut command)
-    };
-    serve(&[], "https://collector:4318").assert_code(2).assert_stderr_has("plain HTTP");
-    serve(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")], "http://127.0.0.1:4318")
-        .assert_code(2)
-        .assert_stderr_has("OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\"")
-        .assert_stderr_has("milliseconds");
-    serve(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-api-key")], "http://127.0.0.1:4318")
-        .assert_code(2)
-        .assert_stderr_has("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        .assert_stderr_has("is not key=value");
-}
-
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -399,7 +316,7 @@ fn string(value: &str) -> Option<Value> {
 
 /// The one span named `name` among `spans` whose attribute `key` is `value` (any, without
 /// a key).
-fn only<'a>(spans: &'a [Span], name: &str, key: Option<(&str, &str)>) -> &'a Span {
+pub(crate) fn only<'a>(spans: &'a [Span], name: &str, key: Option<(&str, &str)>) -> &'a Span {
     let found: Vec<&Span> =
         spans.iter().filter(|s| s.name == name && key.is_none_or(|(k, v)| attribute(s, k) == string(v))).collect();
     assert_eq!(

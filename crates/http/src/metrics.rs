@@ -118,6 +118,9 @@ impl Metrics {
                 "membrane_trace_spans_total{{outcome=\"dropped\"}} {}",
                 membrane_telemetry::dropped_spans()
             );
+            out.push_str("# HELP membrane_trace_queue_spans Spans waiting for export (at most the queue's size).\n");
+            out.push_str("# TYPE membrane_trace_queue_spans gauge\n");
+            let _ = writeln!(out, "membrane_trace_queue_spans {}", membrane_telemetry::queued_spans());
         }
         out.push_str("# HELP membrane_traps_total Requests whose handler trapped or hit a limit, by kind.\n");
         out.push_str("# TYPE membrane_traps_total counter\n");

@@ -1,6 +1,6 @@
 //! The span queue between requests and the collector. The SDK's batch processor keeps its
 //! count of dropped spans to itself (it only logs it at shutdown), and membrane must show
-//! it in `/metrics`; so this processor is ours: a bounded queue that never blocks the span's
+//! it in `/metrics`; so this queue is ours: a bounded queue that never blocks the span's
 //! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]),
 //! encoded by [`crate::otlp`].
 //!
@@ -14,7 +14,7 @@ use opentelemetry_http::HttpClient as _;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::SpanData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,15 +23,15 @@ use std::time::Duration;
 pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 
-/// Spans sent in one request to the collector.
-const BATCH: usize = 2048;
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_millis(500);
 
 /// What waits for the export thread.
 #[derive(Debug, Default)]
 struct Pending {
-    spans: Vec<SpanData>,
+    /// Boxed as each span was made, so taking one moves a pointer, not the span.
+    #[expect(clippy::vec_box, reason = "a span is boxed when it starts; the queue takes the box")]
+    spans: Vec<Box<SpanData>>,
     /// Callers of a flush, answered once everything before it is sent.
     flushes: Vec<SyncSender<()>>,
     closed: bool,
@@ -56,20 +56,27 @@ impl Queue {
 pub(crate) struct BoundedBatch {
     queue: Arc<Queue>,
     capacity: usize,
+    /// Spans sent in one export.
+    batch: usize,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl BoundedBatch {
     /// Starts the export thread; at most `capacity` spans wait for it, the rest are dropped
     /// and counted.
-    pub(crate) fn start(collector: Collector, capacity: usize, recent: Recent) -> Self {
+    pub(crate) fn start(collector: Collector, capacity: usize, batch: usize, recent: Recent) -> Self {
         let queue = Arc::new(Queue::default());
         let spans = queue.clone();
         let worker = std::thread::Builder::new()
             .name("membrane-otlp".into())
-            .spawn(move || send_batches(&collector, &spans, &recent))
+            .spawn(move || send_batches(&collector, &spans, batch, &recent))
             .expect("starting the span export thread");
-        BoundedBatch { queue, capacity, worker: Mutex::new(Some(worker)) }
+        BoundedBatch { queue, capacity, batch, worker: Mutex::new(Some(worker)) }
+    }
+
+    /// Spans waiting for the export thread.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().spans.len()
     }
 
     /// Asks the export thread to send what waits, and waits up to `timeout` for it.
@@ -86,33 +93,25 @@ impl BoundedBatch {
         self.queue.ready.notify_one();
         flushed.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
-}
 
-impl SpanProcessor for BoundedBatch {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
+    /// Takes a span that ended, or drops and counts it when the queue is full.
+    pub(crate) fn end(&self, span: Box<SpanData>) {
         let mut pending = self.queue.lock();
         if pending.closed || pending.spans.len() >= self.capacity {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
         pending.spans.push(span);
-        let full = pending.spans.len() == BATCH;
+        let full = pending.spans.len() == self.batch;
         drop(pending);
         if full {
             self.queue.ready.notify_one();
         }
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        self.flush(Duration::from_secs(10), false)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+    /// Sends what waits (for at most `timeout`) and stops the export thread; spans that
+    /// end later are dropped and counted.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
         let flushed = self.flush(timeout, true);
         drop(self.worker.lock().unwrap_or_else(|p| p.into_inner()).take());
         match flushed {
@@ -133,7 +132,7 @@ pub(crate) struct Collector {
 
 impl Collector {
     /// Sends one batch.
-    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: &[SpanData]) {
+    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: &[Box<SpanData>]) {
         let count = batch.len() as u64;
         let body = crate::otlp::encode(&self.resource, batch);
         let mut request = http::Request::post(self.traces.clone())
@@ -156,9 +155,22 @@ impl Collector {
     }
 }
 
+/// Lowers the export thread's scheduling priority (nice 10), so that a batch being encoded
+/// and sent yields the core to a request that wakes: the export is not urgent, only
+/// bounded. Under CFS a thread at nice 10 still gets about a tenth of a busy core, more
+/// than the export takes (BENCHMARKS.md, "Tracing"), so it keeps up under load.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread's own id changes only its nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
 /// The export thread: sends what waits whenever a batch is full, a flush is asked, or
-/// [`LINGER`] has passed, in batches of at most [`BATCH`] spans.
-fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
+/// [`LINGER`] has passed, in batches of at most `batch` spans.
+fn send_batches(collector: &Collector, queue: &Queue, batch: usize, recent: &Recent) {
+    yield_to_requests();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -169,10 +181,10 @@ fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
     // One client for the thread's life: its connection to the collector is kept.
     let client = HyperClient::with_default_connector(collector.timeout, None);
     // The queue's vector and this one take turns, so neither grows again once it has.
-    let mut spare = Vec::with_capacity(BATCH);
+    let mut spare = Vec::with_capacity(batch);
     let mut pending = queue.lock();
     loop {
-        while pending.spans.len() < BATCH && pending.flushes.is_empty() && !pending.closed {
+        while pending.spans.len() < batch && pending.flushes.is_empty() && !pending.closed {
             let (woken, waited) = queue.ready.wait_timeout(pending, LINGER).unwrap_or_else(|p| p.into_inner());
             pending = woken;
             if waited.timed_out() {
@@ -184,10 +196,10 @@ fn send_batches(collector: &Collector, queue: &Queue, recent: &Recent) {
         let closed = pending.closed;
         drop(pending);
         while !spans.is_empty() {
-            let batch = spans.len().min(BATCH);
-            collector.send(&runtime, &client, &spans[..batch]);
+            let sent = spans.len().min(batch);
+            collector.send(&runtime, &client, &spans[..sent]);
             // Sent (encoded from a borrow), the spans move to the recent traces: no copy.
-            recent.record(spans.drain(..batch));
+            recent.record(spans.drain(..sent));
         }
         spare = spans;
         for done in flushes {

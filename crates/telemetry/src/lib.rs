@@ -17,25 +17,39 @@ pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
 pub use recent::{KEPT_TRACES, SpanView, TraceView};
 pub use span::{Span, extract, inject, method_name, protocol_version, trace_id};
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-/// Spans a process may hold for export at once; beyond it they are dropped and counted.
+/// Spans a process may hold for export at once, unless `OTEL_BSP_MAX_QUEUE_SIZE` says;
+/// beyond it they are dropped and counted.
 pub const QUEUE_SPANS: usize = 8192;
+/// Spans sent in one export, unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says. Large, as each
+/// export costs the collector (and the export thread) a request.
+pub const BATCH_SPANS: usize = 2048;
 
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
-static RECENT: OnceLock<recent::Recent> = OnceLock::new();
+static TRACER: OnceLock<Tracer> = OnceLock::new();
 
 /// The `n` slowest of the recent finished traces, slowest first; empty when tracing is off.
 pub fn slowest_traces(n: usize) -> Vec<TraceView> {
-    RECENT.get().map(|r| r.slowest(n)).unwrap_or_default()
+    tracer().map(|t| t.recent.slowest(n)).unwrap_or_default()
 }
 
 /// The process's tracer, or `None` when tracing is off.
-pub fn tracer() -> Option<&'static SdkTracer> {
+pub fn tracer() -> Option<&'static Tracer> {
     TRACER.get()
+}
+
+/// What makes and sends spans: the SDK's configuration (sampler, id generator, limits,
+/// from the `OTEL_*` variables as the SDK reads them), the scope spans are recorded in,
+/// the export queue, and the recent traces it feeds for the dashboard.
+#[derive(Debug)]
+pub struct Tracer {
+    config: opentelemetry_sdk::trace::Config,
+    scope: InstrumentationScope,
+    queue: export::BoundedBatch,
+    recent: recent::Recent,
 }
 
 /// The OTLP/HTTP body of `spans` (an `ExportTraceServiceRequest`), as the export thread
@@ -48,6 +62,11 @@ pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[openteleme
 /// Spans dropped because the export queue was full or the collector refused them.
 pub fn dropped_spans() -> u64 {
     export::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Spans waiting in the export queue (at most its size).
+pub fn queued_spans() -> usize {
+    tracer().map_or(0, |t| t.queue.len())
 }
 
 /// Spans handed to the collector.
@@ -72,7 +91,7 @@ pub enum TelemetryError {
 /// few seconds).
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    _on: (),
 }
 
 impl Telemetry {
@@ -90,21 +109,28 @@ impl Telemetry {
         let traces: http::Uri = traces.parse().map_err(|e| refused(format!("not an address ({e})")))?;
         let headers = config::headers()?;
         let timeout = config::timeout()?;
+        let (capacity, batch) = config::queue()?;
+        config::check_sampler()?;
+        if TRACER.get().is_some() {
+            return Err(TelemetryError::AlreadyOn);
+        }
         let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
         let resource = Resource::builder().with_service_name(name.unwrap_or_else(|| "membrane".into())).build();
+        let collector = export::Collector { traces, headers, timeout, resource };
         let recent = recent::Recent::default();
-        let collector = export::Collector { traces, headers, timeout, resource: resource.clone() };
-        let processor = export::BoundedBatch::start(collector, QUEUE_SPANS, recent.clone());
-        let provider = SdkTracerProvider::builder().with_resource(resource).with_span_processor(processor).build();
-        let _ = RECENT.set(recent);
-        TRACER.set(provider.tracer("membrane")).map_err(|_| TelemetryError::AlreadyOn)?;
-        Ok(Some(Telemetry { provider }))
+        let queue = export::BoundedBatch::start(collector, capacity, batch, recent.clone());
+        let config = opentelemetry_sdk::trace::Config::default();
+        let scope = InstrumentationScope::builder("membrane").build();
+        TRACER.set(Tracer { config, scope, queue, recent }).map_err(|_| TelemetryError::AlreadyOn)?;
+        Ok(Some(Telemetry { _on: () }))
     }
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if let Err(error) = self.provider.shutdown() {
+        if let Some(tracer) = tracer()
+            && let Err(error) = tracer.queue.shutdown(Duration::from_secs(5))
+        {
             tracing::warn!("sending the last spans: {error}");
         }
     }

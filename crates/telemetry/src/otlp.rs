@@ -15,10 +15,11 @@ use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use std::borrow::Borrow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `ExportTraceServiceRequest` of `spans`, all of `resource`, grouped by their scope.
-pub(crate) fn encode(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
+pub(crate) fn encode<S: Borrow<SpanData>>(resource: &Resource, spans: &[S]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + spans.len() * 384);
     let out = &mut out;
     // ExportTraceServiceRequest.resource_spans = 1
@@ -31,7 +32,7 @@ pub(crate) fn encode(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
         });
         // ResourceSpans.scope_spans = 2, one for each scope, in the order first seen.
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
-        for span in spans {
+        for span in spans.iter().map(S::borrow) {
             if scopes.contains(&&span.instrumentation_scope) {
                 continue;
             }
@@ -39,7 +40,7 @@ pub(crate) fn encode(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
             let scope = &span.instrumentation_scope;
             nested(out, 2, |out| {
                 nested(out, 1, |out| instrumentation_scope(out, scope));
-                for span in spans.iter().filter(|s| &s.instrumentation_scope == scope) {
+                for span in spans.iter().map(S::borrow).filter(|s| &s.instrumentation_scope == scope) {
                     nested(out, 2, |out| self::span(out, span));
                 }
                 string(out, 3, scope.schema_url().unwrap_or_default());
@@ -295,7 +296,7 @@ mod tests {
     #[test]
     fn an_empty_batch_is_a_resource_with_no_spans() {
         let resource = Resource::builder().with_service_name("membrane").build();
-        let ours = ExportTraceServiceRequest::decode(encode(&resource, &[]).as_slice()).expect("decodes");
+        let ours = ExportTraceServiceRequest::decode(encode::<SpanData>(&resource, &[]).as_slice()).expect("decodes");
         assert_eq!(ours.resource_spans.len(), 1);
         assert!(ours.resource_spans[0].scope_spans.is_empty());
     }

@@ -51,7 +51,8 @@ pub struct SpanView {
 
 #[derive(Debug, Default)]
 struct Open {
-    spans: Vec<SpanData>,
+    #[expect(clippy::vec_box, reason = "the export queue's boxes, kept as they come")]
+    spans: Vec<Box<SpanData>>,
     left_out: usize,
 }
 
@@ -90,7 +91,7 @@ impl Open {
 impl Recent {
     /// Takes sampled spans that ended; the export thread hands them over once it has sent
     /// them, so keeping them costs the request path nothing.
-    pub(crate) fn record(&self, spans: impl Iterator<Item = SpanData>) {
+    pub(crate) fn record(&self, spans: impl Iterator<Item = Box<SpanData>>) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         for span in spans {
             kept.record(span);
@@ -100,7 +101,7 @@ impl Recent {
 
 impl Kept {
     /// Keeps `span` with its trace; a root span finishes its trace.
-    fn record(&mut self, span: SpanData) {
+    fn record(&mut self, span: Box<SpanData>) {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote;
         if !self.open.contains_key(&trace_id) {
@@ -141,7 +142,7 @@ fn view(open: &Open) -> TraceView {
     let mut stack = vec![(root, 0usize)];
     while let Some((span, depth)) = stack.pop() {
         let id = span.span_context.span_id();
-        let children: Vec<SpanData> = spans.extract_if(.., |s| s.parent_span_id == id).collect();
+        let children: Vec<Box<SpanData>> = spans.extract_if(.., |s| s.parent_span_id == id).collect();
         stack.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
         ordered.push((span, depth));
     }
