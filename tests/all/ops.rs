@@ -184,9 +184,19 @@ fn an_incompatible_swap_is_refused_with_the_reason_and_the_old_build_serves() {
     assert_eq!(out.status.code(), Some(89));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     assert_eq!(says(server.addr), "http-v1");
-    // No server there at all.
-    let out = membrane().args(["status", "--admin", &format!("http://127.0.0.1:{}", free_port())]).output().unwrap();
+    // No server there at all: a port held bound but not listening, so that no other test's
+    // server can take it meanwhile (a port only found free could be, and once was).
+    let (_held, port) = refusing_port();
+    let out = membrane().args(["status", "--admin", &format!("http://127.0.0.1:{port}")]).output().unwrap();
     assert_eq!(out.status.code(), Some(88), "{out:?}");
+}
+
+/// A loopback port that refuses connections for as long as the socket lives.
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 #[test]
