@@ -176,6 +176,11 @@ pub struct GrantFlags {
     /// Connect the guest's standard input to membrane's [default: empty stdin].
     #[arg(long)]
     pub stdin: bool,
+
+    /// Allow the guest to add spans of its own to the trace it runs in (wasi:otel tracing)
+    /// [default: refused].
+    #[arg(long)]
+    pub allow_otel: bool,
 }
 
 /// How much the guest may use before it is stopped.
@@ -269,6 +274,7 @@ impl GrantFlags {
             allow_http,
             allow_dns,
             stdin,
+            allow_otel,
         } = self;
         let sockets = [allow_tcp, allow_tcp_bind, allow_udp, allow_udp_bind];
         !dirs.is_empty()
@@ -277,6 +283,7 @@ impl GrantFlags {
             || !allow_http.is_empty()
             || *allow_dns
             || *stdin
+            || *allow_otel
     }
 
     pub fn to_grants(&self) -> anyhow::Result<Grants> {
@@ -305,6 +312,7 @@ impl GrantFlags {
             stdin: self.stdin,
             outbound_http: self.allow_http.clone(),
             keyvalue: Vec::new(),
+            otel: self.allow_otel,
         })
     }
 }

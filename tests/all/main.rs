@@ -35,6 +35,8 @@ mod interpreted;
 // stuck collector, sampling and exporter settings.
 mod trace;
 mod trace_export;
+// Spans from inside components (wasi:otel): under the host's span, never another trace's.
+mod trace_guest;
 // State: wasi:keyvalue grants and namespaces on embedded and Redis stores, durability,
 // config and secrets, several nodes behind nginx.
 mod external;

@@ -133,7 +133,7 @@ pub(crate) fn traceparent_request(addr: SocketAddr, path: &str) -> String {
 }
 
 /// A GET whose `traceparent` names trace `trace_id` and span [`PARENT_ID`].
-fn request_in_trace(addr: SocketAddr, path: &str, trace_id: &str) -> String {
+pub(crate) fn request_in_trace(addr: SocketAddr, path: &str, trace_id: &str) -> String {
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost:8080\r\ntraceparent: 00-{trace_id}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"

@@ -114,7 +114,7 @@ fn default_success() -> f64 {
 }
 
 /// The grants `deny` may name.
-pub const DENIABLE: [&str; 9] = [
+pub const DENIABLE: [&str; 10] = [
     "dirs",
     "env",
     "allow_tcp",
@@ -124,6 +124,7 @@ pub const DENIABLE: [&str; 9] = [
     "allow_dns",
     "stdin",
     "outbound_http",
+    "otel",
 ];
 
 /// Takes the grants named in `deny` away from `grants`.
@@ -139,6 +140,7 @@ pub fn deny_grants(grants: &mut Grants, deny: &[String]) {
             "allow_dns" => grants.allow_dns = false,
             "stdin" => grants.stdin = false,
             "outbound_http" => grants.outbound_http.clear(),
+            "otel" => grants.otel = false,
             _ => {}
         }
     }

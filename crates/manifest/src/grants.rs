@@ -33,6 +33,8 @@ pub struct Grants {
     pub outbound_http: Vec<crate::OutboundRule>,
     /// Key-value buckets (wasi:keyvalue), each read-only or read-write.
     pub keyvalue: Vec<crate::BucketGrant>,
+    /// Whether the guest may add spans of its own to the trace it runs in (wasi:otel).
+    pub otel: bool,
 }
 
 /// A host directory made visible to the guest at `guest`, read-only or read-write.

@@ -169,6 +169,9 @@ fn check_attenuation(
     if inner.stdin && !outer.stdin {
         return Err(refuse("stdin".into(), "standard input".into()));
     }
+    if inner.otel && !outer.otel {
+        return Err(refuse("otel".into(), "spans of its own (wasi:otel)".into()));
+    }
     Ok(())
 }
 

@@ -63,7 +63,9 @@ pub fn of_import(import: &str) -> Capability {
         };
     }
     // Draft interfaces are linked at one version only: drafts change incompatibly.
-    for (draft, linked) in [("wasi:keyvalue", "0.2.0-draft"), ("wasi:config", "0.2.0-rc.1")] {
+    for (draft, linked) in
+        [("wasi:keyvalue", "0.2.0-draft"), ("wasi:config", "0.2.0-rc.1"), ("wasi:otel", "0.2.0-rc.2")]
+    {
         if package == draft && version != linked {
             return Capability::Unsatisfied {
                 reason: format!(
@@ -114,6 +116,12 @@ pub fn of_import(import: &str) -> Capability {
         ("wasi:keyvalue", "store" | "atomics" | "batch") | ("membrane:state", "cas") => {
             Grant { what: "key-value buckets", flag: "(manifest only)", key: "grants.keyvalue" }
         }
+        ("wasi:otel", "tracing" | "types") => {
+            Grant { what: "spans of its own in the host's trace", flag: "--allow-otel", key: "grants.otel" }
+        }
+        ("wasi:otel", _) => Capability::Unsatisfied {
+            reason: "membrane links wasi:otel's tracing only; its metrics and logs are not linked".into(),
+        },
         ("wasi:config", "store") => {
             Grant { what: "configuration values", flag: "(manifest only)", key: "component.<name>.config" }
         }
@@ -187,6 +195,9 @@ mod tests {
         ));
         assert!(matches!(of_import("membrane:state/cas@0.1.0"), Capability::Grant { key: "grants.keyvalue", .. }));
         assert!(matches!(of_import("wasi:config/store@0.2.0-rc.1"), Capability::Grant { .. }));
+        assert!(matches!(of_import("wasi:otel/tracing@0.2.0-rc.2"), Capability::Grant { flag: "--allow-otel", .. }));
+        assert!(!of_import("wasi:otel/tracing@0.2.0-rc.1").is_satisfied());
+        assert!(!of_import("wasi:otel/metrics@0.2.0-rc.2").is_satisfied());
     }
 
     #[test]

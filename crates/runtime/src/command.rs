@@ -66,6 +66,7 @@ pub fn wasi_linker(engine: &wasmtime::Engine) -> Linker<SandboxState> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi:http links once into a new linker");
     crate::state::host::add_to_linker(&mut linker, SandboxState::keyvalue, SandboxState::config)
         .expect("wasi:keyvalue and wasi:config link once into a new linker");
+    crate::otel::add_to_linker(&mut linker, SandboxState::otel).expect("wasi:otel links once into a new linker");
     crate::budgeted_wasi::add_to_linker(&mut linker).expect("the budgeted WASI functions replace wasmtime's once");
     linker
 }

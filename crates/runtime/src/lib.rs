@@ -24,6 +24,7 @@ mod latency;
 mod limits;
 mod link;
 mod net;
+mod otel;
 mod outbound;
 mod p3;
 mod pool;

@@ -68,6 +68,7 @@ pub(crate) struct Reach {
     http: WasiHttpCtx,
     outbound: Outbound,
     state: ComponentState,
+    otel: crate::otel::OtelReach,
 }
 
 impl Reach {
@@ -91,6 +92,7 @@ impl Reach {
                 limits.timeout.map(|t| t.std()),
             ),
             state: state.clone(),
+            otel: crate::otel::OtelReach::new(component.into(), grants.otel, audit.clone()),
         })
     }
 }
@@ -137,6 +139,11 @@ impl SandboxState {
     /// The component's view of key-value state, for the wasi:keyvalue host.
     pub fn keyvalue(&mut self) -> KeyValueHost<'_> {
         KeyValueHost::new(&self.reach.state.keyvalue, &mut self.table, self.reach.outbound.trace.as_ref())
+    }
+
+    /// The component's wasi:otel tracing, under the span its calls run in now.
+    pub(crate) fn otel(&mut self) -> crate::otel::OtelHost<'_> {
+        crate::otel::OtelHost::new(&mut self.reach.otel, self.reach.outbound.trace.as_ref())
     }
 
     /// The component's own config values, for wasi:config/store.

@@ -59,6 +59,20 @@ pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[openteleme
     otlp::encode(resource, spans)
 }
 
+/// Queues a span made outside membrane's own spans (a guest's, through wasi:otel) for
+/// export, as a span of membrane's does when it ends; nothing when tracing is off.
+pub fn export(span: Box<opentelemetry_sdk::trace::SpanData>) {
+    if let Some(tracer) = tracer() {
+        tracer.queue.end(span);
+    }
+}
+
+/// The limits every span keeps to (`OTEL_SPAN_*_COUNT_LIMIT`); the SDK's defaults when
+/// tracing is off.
+pub fn span_limits() -> opentelemetry_sdk::trace::SpanLimits {
+    tracer().map(|t| t.config.span_limits).unwrap_or_default()
+}
+
 /// Spans dropped because the export queue was full or the collector refused them.
 pub fn dropped_spans() -> u64 {
     export::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
