@@ -32,6 +32,17 @@ impl FromStr for InstanceMode {
     }
 }
 
+impl InstanceMode {
+    /// The mode as written in a manifest, without an allocation but for `pool:N`.
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            InstanceMode::PerCall => "per-call".into(),
+            InstanceMode::Singleton => "singleton".into(),
+            InstanceMode::Pool(_) => self.to_string().into(),
+        }
+    }
+}
+
 impl fmt::Display for InstanceMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

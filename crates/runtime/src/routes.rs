@@ -12,6 +12,19 @@ pub struct Route {
     pub host: Option<String>,
     pub prefix: Arc<str>,
     pub component: Arc<str>,
+    /// Its requests' server span names.
+    pub span_names: membrane_telemetry::RouteNames,
+}
+
+impl Route {
+    pub fn new(host: Option<String>, prefix: &str, component: &str) -> Route {
+        Route {
+            host,
+            prefix: prefix.into(),
+            component: component.into(),
+            span_names: membrane_telemetry::RouteNames::new(prefix),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,11 +72,8 @@ mod tests {
     use super::*;
 
     fn router() -> Router {
-        let route = |host: Option<&str>, prefix: &str, component: &str| Route {
-            host: host.map(str::to_string),
-            prefix: prefix.into(),
-            component: component.into(),
-        };
+        let route =
+            |host: Option<&str>, prefix: &str, component: &str| Route::new(host.map(str::to_string), prefix, component);
         Router::new(vec![
             route(None, "/", "site"),
             route(None, "/api", "api"),

@@ -72,7 +72,7 @@ impl Span {
     }
 
     /// Names the span anew, once what it is about is known (a request's route).
-    pub fn rename(&mut self, name: impl FnOnce() -> String) {
+    pub fn rename<N: Into<Cow<'static, str>>>(&mut self, name: impl FnOnce() -> N) {
         if let Some(span) = self.sampled() {
             span.name = name().into();
         }
@@ -178,12 +178,55 @@ fn bounded(mut attributes: Vec<KeyValue>, limit: u32) -> (Vec<KeyValue>, u32) {
     (attributes, dropped as u32)
 }
 
+/// `name`, kept for the process's life, so that every span named by it takes it without a
+/// copy: each distinct name is made once. Only for names an operator writes (a route, a
+/// link and its functions), of which there are few; never for what a client or a guest
+/// chooses, which would grow the set without bound.
+pub fn static_name(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(kept) = names.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.into());
+    names.insert(kept);
+    kept
+}
+
+/// The standard HTTP methods, whose names spans take without an allocation.
+const STANDARD_METHODS: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+
 /// An HTTP method as a span name and attribute: the standard ones without an allocation.
 pub fn method_name(method: &http::Method) -> Cow<'static, str> {
-    const STANDARD: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
-    match STANDARD.into_iter().find(|name| *name == method.as_str()) {
+    match STANDARD_METHODS.into_iter().find(|name| *name == method.as_str()) {
         Some(name) => Cow::Borrowed(name),
         None => Cow::Owned(method.to_string()),
+    }
+}
+
+/// A route's server span names (`GET /api`), one for each standard method, made with the
+/// route, so that a request's span takes its name without making it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteNames {
+    route: &'static str,
+    names: [&'static str; STANDARD_METHODS.len()],
+}
+
+impl RouteNames {
+    pub fn new(route: &str) -> RouteNames {
+        RouteNames {
+            route: static_name(route),
+            names: STANDARD_METHODS.map(|method| static_name(&format!("{method} {route}"))),
+        }
+    }
+
+    /// The name of the span of a request with `method` to the route.
+    pub fn of(&self, method: &http::Method) -> Cow<'static, str> {
+        match STANDARD_METHODS.iter().position(|name| *name == method.as_str()) {
+            Some(at) => Cow::Borrowed(self.names[at]),
+            None => Cow::Owned(format!("{method} {}", self.route)),
+        }
     }
 }
 

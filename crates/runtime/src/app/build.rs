@@ -366,14 +366,5 @@ fn revisions(
 }
 
 fn router(spec: &AppSpec) -> Router {
-    Router::new(
-        spec.routes
-            .iter()
-            .map(|r| Route {
-                host: r.host.clone(),
-                prefix: r.path.as_str().into(),
-                component: r.component.as_str().into(),
-            })
-            .collect(),
-    )
+    Router::new(spec.routes.iter().map(|r| Route::new(r.host.clone(), r.path.as_str(), r.component.as_str())).collect())
 }

@@ -65,8 +65,7 @@ impl<A: Components> Link<A> {
             let names = chain.iter().map(|c| c.to_string()).chain([provider.name().to_string()]).collect();
             return Err(self.failed(self.error(func, CallError::TooDeep { chain: names })));
         }
-        let function = &self.funcs[func].name;
-        let span = LinkSpan::start(store.data().trace(), &self.consumer, &self.import, function, provider);
+        let span = LinkSpan::start(store.data().trace(), || self.labels(), Some(func), provider);
         let started = Instant::now();
         let found = store.data().embedded.iter().position(|e| e.provider == self.provider);
         let at = match found {

@@ -94,7 +94,7 @@ async fn forward<A: Components>(
     };
     // The hop is a link call like any other: a span under the middleware's, which the next
     // handler's instance joins.
-    let span = LinkSpan::start(trace.as_ref(), &link.consumer, &link.import, "handle", &next);
+    let span = LinkSpan::start(trace.as_ref(), || link.labels(), None, &next);
     store.data_mut().join_trace(span.context().cloned());
     let timeout = match (link.timeout, next.limits().timeout.map(|t| t.std())) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -135,6 +135,8 @@ pub struct Link<A: Components> {
     audit: Audit,
     app: OnceLock<Weak<A>>,
     injected: OnceLock<Arc<dyn LinkFault>>,
+    /// What its spans say of it, once a call is traced.
+    labels: OnceLock<span::Labels>,
 }
 
 impl<A: Components> Link<A> {
@@ -169,6 +171,7 @@ impl<A: Components> Link<A> {
             audit,
             app: OnceLock::new(),
             injected: OnceLock::new(),
+            labels: OnceLock::new(),
         }
     }
 
@@ -180,6 +183,14 @@ impl<A: Components> Link<A> {
     /// Installs a chaos experiment's fault; a link takes at most one, for its lifetime.
     pub fn inject(&self, fault: Arc<dyn LinkFault>) -> bool {
         self.injected.set(fault).is_ok()
+    }
+
+    /// What the link's spans say of it.
+    fn labels(&self) -> &span::Labels {
+        self.labels.get_or_init(|| {
+            let functions = self.funcs.iter().map(|f| f.name.as_str());
+            span::Labels::new(&self.consumer, &self.provider_name, &self.import, functions)
+        })
     }
 
     fn app(&self) -> Option<Arc<A>> {
@@ -293,7 +304,7 @@ impl<A: Components> Link<A> {
     ) -> Result<(Incarnation, G::Call), LinkError> {
         let provider = app.instances(self.provider);
         let function = &self.funcs[func].name;
-        let mut span = LinkSpan::start(trace, &self.consumer, &self.import, function, provider);
+        let mut span = LinkSpan::start(trace, || self.labels(), Some(func), provider);
         if let Some(circuit) = &self.circuit
             && let Err(cause) = circuit.admit(&self.audit, &self.consumer, &self.import)
         {

@@ -10,6 +10,7 @@
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallError, Pool};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
@@ -26,6 +27,30 @@ fn failure(error: &CallError) -> (&'static str, &'static str) {
     }
 }
 
+/// What a link's spans say of it, made at its first traced call and shared by the rest,
+/// so that a call's span takes its name and attributes without making them again.
+pub(super) struct Labels {
+    /// `consumer -> provider`.
+    link: Arc<str>,
+    import: Arc<str>,
+    /// Each linked function's span name (`consumer -> provider function`) and name.
+    functions: Vec<(&'static str, Arc<str>)>,
+}
+
+impl Labels {
+    pub(super) fn new<'a>(
+        consumer: &str,
+        provider: &str,
+        import: &str,
+        functions: impl Iterator<Item = &'a str>,
+    ) -> Labels {
+        let link = format!("{consumer} -> {provider}");
+        let functions =
+            functions.map(|f| (membrane_telemetry::static_name(&format!("{link} {f}")), Arc::from(f))).collect();
+        Labels { link: link.into(), import: import.into(), functions }
+    }
+}
+
 /// The span of one call across a link, all attempts and the fallback included.
 pub(super) struct LinkSpan {
     span: Span,
@@ -37,28 +62,29 @@ pub(super) struct LinkSpan {
 }
 
 impl LinkSpan {
-    /// Starts the span of a call from `consumer` to `provider` through `import`'s
-    /// `function`, under `parent`; nothing without a parent.
-    pub(super) fn start(
+    /// Starts the span of a call through the link `labels` describes to `provider`, of
+    /// its function `func` (the HTTP handler's `handle` without one), under `parent`;
+    /// nothing without a parent.
+    pub(super) fn start<'l>(
         parent: Option<&Context>,
-        consumer: &str,
-        import: &str,
-        function: &str,
+        labels: impl FnOnce() -> &'l Labels,
+        func: Option<usize>,
         provider: &Pool,
     ) -> LinkSpan {
         let span = Span::child(parent, SpanKind::Internal, || {
-            let link = format!("{consumer} -> {}", provider.name());
-            let name = format!("{link} {function}");
-            // Shared, as each is two attributes.
-            let (import, function) = (Arc::<str>::from(import), Arc::<str>::from(function));
+            let labels = labels();
+            let (name, function) = match func.and_then(|f| labels.functions.get(f)) {
+                Some((name, function)) => (Cow::Borrowed(*name), function.clone()),
+                None => (format!("{} handle", labels.link).into(), Arc::from("handle")),
+            };
             let attributes = vec![
-                KeyValue::new("membrane.link", link),
-                KeyValue::new("membrane.link.import", import.clone()),
+                KeyValue::new("membrane.link", labels.link.clone()),
+                KeyValue::new("membrane.link.import", labels.import.clone()),
                 KeyValue::new("membrane.link.function", function.clone()),
-                KeyValue::new("membrane.link.instances", provider.mode.to_string()),
+                KeyValue::new("membrane.link.instances", provider.mode.label()),
                 // The RPC conventions' names, for tools that group by them.
                 KeyValue::new("rpc.system", "membrane"),
-                KeyValue::new("rpc.service", import),
+                KeyValue::new("rpc.service", labels.import.clone()),
                 KeyValue::new("rpc.method", function),
             ];
             (name, attributes)
