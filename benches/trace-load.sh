@@ -10,7 +10,10 @@
 #   benches/trace-load.sh [SECONDS_PER_RUN] [ROUNDS]     # default 8 s, 3 rounds
 #
 # Prints Markdown tables (as # comments) for BENCHMARKS.md, ratios against "off", and the
-# spans each server exported and dropped.
+# spans each server exported and dropped. Beside throughput, the CPU time each server
+# process spent per request (user + system, from /proc/PID/stat around each run): wrk, the
+# servers and the receiver share the cores, so requests/s moves with whatever else the
+# machine does, while a server's own CPU per request moves only with what it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -38,19 +41,24 @@ servers_pids=()
 trap 'kill $receiver "${servers_pids[@]}" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $receiver_port))" 2>/dev/null && break; sleep 0.1; done
 
-declare -A ports metrics
+declare -A ports metrics pids
 start() { # name app path [env...]
   local name=$1 app=$2 path=$3; shift 3
   local port metrics_port; port=$(free_port); metrics_port=$(free_port)
   env MEMBRANE_LOG=warn "$@" target/release/membrane serve --listen 127.0.0.1:$port --admin-listen off \
     --metrics-listen 127.0.0.1:$metrics_port "$app" >/dev/null 2>&1 &
   servers_pids+=($!)
+  pids[$name]=$!
   ports[$name]=$port
   metrics[$name]=$metrics_port
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port$path" >/dev/null && return; sleep 0.1; done
   echo "server $name did not answer on $path" >&2
   exit 1
 }
+
+# User + system CPU ticks a process has spent so far (fields 14 and 15 of /proc/PID/stat,
+# counted after the command name, which may hold spaces).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
 measure() { # title app path
   local title=$1 app=$2 path=$3
@@ -65,19 +73,28 @@ measure() { # title app path
     for connections in 1 8; do
       for i in 0 1 2; do
         local server=${servers[$(( (i + round) % 3 ))]}
+        local ticks; ticks=$(cpu_ticks "${pids[$server]}")
         wrk_figures "$server.$connections" "${ports[$server]}" "$connections" "$path"
+        ticks=$(( $(cpu_ticks "${pids[$server]}") - ticks ))
+        local rps=${figures[$server.$connections.rps]% } # this run's, the last of the list
+        rps=${rps##* }
+        figures[$server.$connections.cpu]+="$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v r="$rps" -v s="$seconds" \
+          'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }') "
       done
     done
   done
   echo "# $title"
-  echo "# | connections | tracing | req/s | ratio to off | p50 / p99 (ms) |"
-  echo "# | --- | --- | --- | --- | --- |"
+  echo "# | connections | tracing | req/s | ratio to off | p50 / p99 (ms) | CPU µs / request | ratio to off |"
+  echo "# | --- | --- | --- | --- | --- | --- | --- |"
   for connections in 1 8; do
     local off; off=$(med off.$connections.rps)
+    local off_cpu; off_cpu=$(med off.$connections.cpu)
     for server in off on-100 on-1; do
       local rps; rps=$(med $server.$connections.rps)
+      local cpu; cpu=$(med $server.$connections.cpu)
       local ratio; ratio=$(awk -v a="$rps" -v b="$off" 'BEGIN { printf "%.2f", a / b }')
-      echo "# | $connections | $server | $rps | ${ratio}x | $(med $server.$connections.p50) / $(med $server.$connections.p99) |"
+      local cpu_ratio; cpu_ratio=$(awk -v a="$cpu" -v b="$off_cpu" 'BEGIN { printf "%.2f", a / b }')
+      echo "# | $connections | $server | $rps | ${ratio}x | $(med $server.$connections.p50) / $(med $server.$connections.p99) | $cpu | ${cpu_ratio}x |"
     done
   done
   sleep 1 # the last batch leaves within its 500 ms linger
