@@ -34,6 +34,18 @@ fn outer(response: &str) -> (String, String, bool) {
     (fields[1].to_string(), fields[2].to_string(), fields[3] == "sampled")
 }
 
+/// `app` served, exporting to `collector`, its audit trail in `audit.jsonl` beside it.
+fn serve(app: &TestApp, collector: &Collector) -> Served {
+    let audit = app.path("audit.jsonl");
+    Served::start(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        app.manifest().to_str().unwrap(),
+    ])
+}
+
 /// The audited refusals of wasi:otel calls.
 fn refusals(app: &TestApp) -> Vec<serde_json::Value> {
     app.audit()
@@ -46,14 +58,7 @@ fn refusals(app: &TestApp) -> Vec<serde_json::Value> {
 fn a_granted_guest_adds_its_spans_under_the_request_and_nowhere_else() {
     let collector = Collector::start();
     let app = app(true);
-    let audit = app.path("audit.jsonl");
-    let server = Served::start(&[
-        "--otlp-endpoint",
-        &collector.endpoint(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-        app.manifest().to_str().unwrap(),
-    ]);
+    let server = serve(&app, &collector);
     let response = traceparent_request(server.addr, "/spans");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let (trace, span, sampled) = outer(&response);
@@ -114,14 +119,7 @@ fn a_guest_reads_only_the_context_of_the_request_it_serves() {
 fn without_the_grant_a_guest_reads_no_context_and_adds_no_span() {
     let collector = Collector::start();
     let app = app(false);
-    let audit = app.path("audit.jsonl");
-    let server = Served::start(&[
-        "--otlp-endpoint",
-        &collector.endpoint(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-        app.manifest().to_str().unwrap(),
-    ]);
+    let server = serve(&app, &collector);
     let response = traceparent_request(server.addr, "/spans");
     assert_eq!(outer(&response), ("0".repeat(32), "0".repeat(16), false), "{response}");
     collector.trace(TRACE_ID, "GET /");
@@ -138,4 +136,43 @@ fn without_the_grant_a_guest_reads_no_context_and_adds_no_span() {
     let server = Served::start(&[app.manifest().to_str().unwrap()]);
     let response = traceparent_request(server.addr, "/spans");
     assert_eq!(outer(&response), ("0".repeat(32), "0".repeat(16), false), "{response}");
+}
+
+/// A provider reached through a link runs under the link call's span, and its own spans
+/// nest there, beside the instance made for the call.
+#[test]
+fn a_providers_spans_nest_under_the_link_call_that_reached_it() {
+    let collector = Collector::start();
+    let app = TestApp::new(
+        r#"[app]
+name = "guest-spans-linked"
+
+[component.web]
+source = "{docs-web}"
+
+[component.render]
+source = "{otel-renderer}"
+grants.otel = true
+
+[[link]]
+from = "web"
+import = "example:markdown/render@0.1.0"
+to = "render"
+
+[[route]]
+path = "/"
+component = "web"
+"#,
+    );
+    let server = serve(&app, &collector);
+    let response = traceparent_request(server.addr, "/?doc=%23+Hi");
+    assert!(response.contains("<p>Hi</p>"), "{response}");
+    let spans = collector.trace(TRACE_ID, "GET /");
+    let link = spans.iter().find(|s| s.name == "web -> render render").expect("the link span");
+    let own = spans.iter().find(|s| s.name == "render markdown").expect("the provider's own span");
+    assert_eq!(own.parent_span_id, link.span_id, "under the call that reached it");
+    assert_eq!(attribute(own, "doc.bytes"), Some(Value::IntValue(4)));
+    let instance = spans.iter().find(|s| s.name == "instantiate" && s.parent_span_id == link.span_id);
+    assert!(instance.is_some(), "the provider's instance is the link call's too: {spans:#?}");
+    assert!(refusals(&app).is_empty(), "{:#?}", refusals(&app));
 }
