@@ -36,9 +36,13 @@ mod generated {
 
 use generated::wasi::otel::{tracing as wit, types};
 
-/// The most a guest's span may carry, names, attributes, events and links together: what
-/// it ends is held in the export queue until it is sent.
-pub const SPAN_BYTES: usize = 16 * 1024;
+/// The most a guest's span may carry, its text and its items together (see [`span_bytes`]):
+/// what it ends is held in the export queue until it is sent, so the queue's bound in spans
+/// (8,192 by default) bounds what guests make the host hold to some 64 MiB at worst.
+pub const SPAN_BYTES: usize = 8 * 1024;
+/// What an attribute, event, link or trace-state entry counts for beyond its text: about
+/// what the host holds for it, so that a span of many empty attributes is not free.
+const ITEM_BYTES: usize = 64;
 /// Spans a guest may start under one host span (one request, or one link call).
 pub const SPANS_PER_CALL: usize = 256;
 
@@ -230,15 +234,16 @@ fn parse_span_id(hex: &str) -> Option<SpanId> {
     (hex.len() == 16).then(|| SpanId::from_hex(hex).ok()).flatten()
 }
 
-/// The bytes of text a span carries.
+/// What a span makes the host hold: its text, and [`ITEM_BYTES`] for each of its items.
 fn span_bytes(span: &wit::SpanData) -> usize {
-    let pairs = |kvs: &[types::KeyValue]| kvs.iter().map(|kv| kv.key.len() + kv.value.len()).sum::<usize>();
+    let pairs =
+        |kvs: &[types::KeyValue]| kvs.iter().map(|kv| ITEM_BYTES + kv.key.len() + kv.value.len()).sum::<usize>();
     let scope = &span.instrumentation_scope;
     span.name.len()
         + pairs(&span.attributes)
-        + span.events.iter().map(|e| e.name.len() + pairs(&e.attributes)).sum::<usize>()
-        + span.links.iter().map(|l| pairs(&l.attributes)).sum::<usize>()
-        + span.span_context.trace_state.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + span.events.iter().map(|e| ITEM_BYTES + e.name.len() + pairs(&e.attributes)).sum::<usize>()
+        + span.links.iter().map(|l| ITEM_BYTES + pairs(&l.attributes)).sum::<usize>()
+        + span.span_context.trace_state.iter().map(|(k, v)| ITEM_BYTES + k.len() + v.len()).sum::<usize>()
         + scope.name.len()
         + scope.version.as_ref().map_or(0, String::len)
         + pairs(&scope.attributes)

@@ -2,7 +2,7 @@
 //! tracing tests. `/spans` reads the host's span context, starts a span under it and a
 //! child under that, ends both, and then tries what a guest must not do: end a span in
 //! another trace, one whose parent it never started, one it never started, one a second
-//! time, and one larger than the host takes.
+//! time, one larger than the host takes, and one of many empty attributes.
 //! Every path answers with the context the host gave (`outer TRACE SPAN sampled|unsampled`).
 
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
@@ -43,6 +43,8 @@ impl wasip2::exports::http::incoming_handler::Guest for OtelWeb {
             let big = start(&outer.trace_id);
             let blob = format!("\"{}\"", "x".repeat(20_000));
             end(&big, &outer.span_id, "forged big", vec![attribute("guest.blob", &blob)]);
+            let many = start(&outer.trace_id);
+            end(&many, &outer.span_id, "forged many", (0..200).map(|_| attribute("", "")).collect());
         }
         let sampled = if outer.trace_flags.contains(TraceFlags::SAMPLED) { "sampled" } else { "unsampled" };
         respond(out, &format!("outer {} {} {sampled}\n", outer.trace_id, outer.span_id));
