@@ -226,7 +226,7 @@ burst = 2
     assert_eq!(host_get("small.localhost", "/alloc?mib=8"), (200, "allocated 8 MiB".into()));
     let statuses: Vec<u16> = (0..6).map(|_| host_get("limited.localhost", "/x").0).collect();
     assert!(statuses.contains(&429) && statuses.contains(&200), "{statuses:?}");
-    assert!(server.stderr().contains("memory limit"), "{}", server.stderr());
+    server.assert_log("memory limit", |log| log.contains("memory limit"));
 }
 
 /// A plain HTTP upstream on loopback that answers every request with `body`.
@@ -277,12 +277,9 @@ fn the_outbound_allowlist_holds_for_a_p3_handler() {
     let events = std::fs::read_to_string(&log).unwrap();
     assert!(events.contains(r#""event":"granted""#) && events.contains(&format!("127.0.0.1:{port}")), "{events}");
     assert!(events.contains(r#""event":"denied""#) && events.contains("169.254.169.254"), "{events}");
-    assert!(
-        server.stderr().contains("add \\\"http://169.254.169.254:80\\\"")
-            || server.stderr().contains("add \"http://169.254.169.254:80\""),
-        "{}",
-        server.stderr()
-    );
+    server.assert_log("fix naming the metadata address", |log| {
+        log.contains("add \\\"http://169.254.169.254:80\\\"") || log.contains("add \"http://169.254.169.254:80\"")
+    });
 }
 
 /// `--watch` and `membrane swap` replace a WASI 0.2 handler with a WASI 0.3 one (on an
@@ -417,7 +414,7 @@ component = "auth"
     let (_, metrics) = get(server.metrics.unwrap(), "/metrics");
     assert!(metrics.contains("membrane_instantiations_total{component=\"web\"} 6"), "{metrics}");
     assert!(metrics.contains("membrane_instantiations_total{component=\"auth\"} 7"), "{metrics}");
-    assert!(server.stderr().contains("asked to trap mid-body"), "{}", server.stderr());
+    server.assert_log("trap", |log| log.contains("asked to trap mid-body"));
     // The hop is counted like any link: 6 calls, the 2 traps among them.
     let status = crate::util::membrane()
         .args(["status", "--json", "--admin", &format!("http://{}", server.admin.unwrap()), "--token-file"])

@@ -171,8 +171,9 @@ fn outbound_http_reaches_only_granted_vetted_addresses() {
     // A redirect off the allowlist is refused at the next hop.
     let redirect = format!("http://127.0.0.1:{port}/redirect?to=http://127.0.0.2:{port}/");
     assert_eq!(fetch(&redirect), "denied: ErrorCode::HttpRequestDenied");
-    let log = server.stderr();
-    assert!(log.contains("add \\\"http://127.0.0.2:") || log.contains("add \"http://127.0.0.2:"), "{log}");
+    server.assert_log("fix naming the redirect's target", |log| {
+        log.contains("add \\\"http://127.0.0.2:") || log.contains("add \"http://127.0.0.2:")
+    });
 }
 
 #[test]

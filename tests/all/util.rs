@@ -272,6 +272,18 @@ impl Served {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to 10 s) until the server's log satisfies `holds`, and asserts that it
+    /// does: a line is read from the server's stderr as it comes, which may be after the
+    /// response that led to it.
+    #[track_caller]
+    pub fn assert_log(&self, what: &str, holds: impl Fn(&str) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !holds(&self.stderr()) {
+            assert!(std::time::Instant::now() < deadline, "no {what} in the log:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no drain, no flush, no destructor.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
