@@ -39,12 +39,12 @@ use generated::wasi::otel::{tracing as wit, types};
 /// The most a guest's span may carry, its text and its items together (see [`span_bytes`]):
 /// what it ends is held in the export queue until it is sent, so the queue's bound in spans
 /// (8,192 by default) bounds what guests make the host hold to some 64 MiB at worst.
-pub const SPAN_BYTES: usize = 8 * 1024;
+pub(crate) const SPAN_BYTES: usize = 8 * 1024;
 /// What an attribute, event, link or trace-state entry counts for beyond its text: about
 /// what the host holds for it, so that a span of many empty attributes is not free.
 const ITEM_BYTES: usize = 64;
 /// Spans a guest may start under one host span (one request, or one link call).
-pub const SPANS_PER_CALL: usize = 256;
+pub(crate) const SPANS_PER_CALL: usize = 256;
 
 /// One component's wasi:otel reach: whether it is granted, and the spans it started under
 /// the host span it runs under now.
