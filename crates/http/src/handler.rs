@@ -42,7 +42,7 @@ impl Server {
         let (response, route) = self.respond(&app, request, host.as_deref(), tenant, &path, span.context()).await;
         let status = response.status().as_u16();
         if let Some(route) = route {
-            span.rename(|| route.span_names.of(&method));
+            span.rename(|| route.span_names.of(&method, &route.prefix));
             span.set(|| KeyValue::new("http.route", route.prefix.clone()));
             span.set(|| KeyValue::new("membrane.component", route.component.clone()));
         }

@@ -38,18 +38,14 @@ impl InstanceMode {
         match self {
             InstanceMode::PerCall => "per-call".into(),
             InstanceMode::Singleton => "singleton".into(),
-            InstanceMode::Pool(_) => self.to_string().into(),
+            InstanceMode::Pool(n) => format!("pool:{n}").into(),
         }
     }
 }
 
 impl fmt::Display for InstanceMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InstanceMode::PerCall => f.write_str("per-call"),
-            InstanceMode::Singleton => f.write_str("singleton"),
-            InstanceMode::Pool(n) => write!(f, "pool:{n}"),
-        }
+        f.write_str(&self.label())
     }
 }
 

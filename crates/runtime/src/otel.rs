@@ -15,13 +15,13 @@
 //! refused at load like any import no grant supplies.
 
 use crate::audit::Audit;
+use crate::outbound::Outbound;
 use membrane_telemetry::Context;
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
@@ -47,10 +47,9 @@ const ITEM_BYTES: usize = 64;
 pub(crate) const SPANS_PER_CALL: usize = 256;
 
 /// One component's wasi:otel reach: whether it is granted, and the spans it started under
-/// the host span it runs under now.
+/// the host span it runs under now. Its name, audit trail and trace are its outbound
+/// reach's ([`Outbound`]), not copies.
 pub(crate) struct OtelReach {
-    component: Arc<str>,
-    audit: Audit,
     granted: bool,
     /// The host span these are under, and the spans the guest started there, each with
     /// whether it has ended.
@@ -58,21 +57,24 @@ pub(crate) struct OtelReach {
 }
 
 impl OtelReach {
-    pub(crate) fn new(component: Arc<str>, granted: bool, audit: Audit) -> Self {
-        OtelReach { component, audit, granted, started: (SpanId::INVALID, Vec::new()) }
+    pub(crate) fn new(granted: bool) -> Self {
+        OtelReach { granted, started: (SpanId::INVALID, Vec::new()) }
     }
 }
 
 /// The wasi:otel host for the component running in a store now.
 pub struct OtelHost<'a> {
     reach: &'a mut OtelReach,
+    component: &'a str,
+    audit: &'a Audit,
     /// The host span the component runs under, when tracing is on.
     trace: Option<&'a Context>,
 }
 
 impl<'a> OtelHost<'a> {
-    pub(crate) fn new(reach: &'a mut OtelReach, trace: Option<&'a Context>) -> Self {
-        OtelHost { reach, trace }
+    pub(crate) fn new(reach: &'a mut OtelReach, outbound: &'a Outbound) -> Self {
+        let (component, audit) = outbound.component();
+        OtelHost { reach, component, audit, trace: outbound.trace.as_ref() }
     }
 
     /// The host span the guest runs under, if tracing is on and the span is valid.
@@ -82,7 +84,7 @@ impl<'a> OtelHost<'a> {
     }
 
     fn deny(&self, what: &str, why: &str) {
-        self.reach.audit.record_in(self.trace, &self.reach.component, "denied", what, why);
+        self.audit.record_in(self.trace, self.component, "denied", what, why);
     }
 
     /// Whether the guest may use wasi:otel at all; a refusal is audited.

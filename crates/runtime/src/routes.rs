@@ -22,7 +22,7 @@ impl Route {
             host,
             prefix: prefix.into(),
             component: component.into(),
-            span_names: membrane_telemetry::RouteNames::new(prefix),
+            span_names: membrane_telemetry::RouteNames::default(),
         }
     }
 }

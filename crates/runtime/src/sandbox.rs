@@ -92,7 +92,7 @@ impl Reach {
                 limits.timeout.map(|t| t.std()),
             ),
             state: state.clone(),
-            otel: crate::otel::OtelReach::new(component.into(), grants.otel, audit.clone()),
+            otel: crate::otel::OtelReach::new(grants.otel),
         })
     }
 }
@@ -143,7 +143,7 @@ impl SandboxState {
 
     /// The component's wasi:otel tracing, under the span its calls run in now.
     pub(crate) fn otel(&mut self) -> crate::otel::OtelHost<'_> {
-        crate::otel::OtelHost::new(&mut self.reach.otel, self.reach.outbound.trace.as_ref())
+        crate::otel::OtelHost::new(&mut self.reach.otel, &self.reach.outbound)
     }
 
     /// The component's own config values, for wasi:config/store.

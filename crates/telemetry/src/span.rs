@@ -205,27 +205,21 @@ pub fn method_name(method: &http::Method) -> Cow<'static, str> {
     }
 }
 
-/// A route's server span names (`GET /api`), one for each standard method, made with the
-/// route, so that a request's span takes its name without making it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteNames {
-    route: &'static str,
-    names: [&'static str; STANDARD_METHODS.len()],
-}
+/// A route's server span names (`GET /api`), one for each standard method, made at the
+/// route's first traced request and kept, so that a request's span takes its name without
+/// making it; nothing is made while tracing is off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteNames(std::sync::OnceLock<[&'static str; STANDARD_METHODS.len()]>);
 
 impl RouteNames {
-    pub fn new(route: &str) -> RouteNames {
-        RouteNames {
-            route: static_name(route),
-            names: STANDARD_METHODS.map(|method| static_name(&format!("{method} {route}"))),
-        }
-    }
-
-    /// The name of the span of a request with `method` to the route.
-    pub fn of(&self, method: &http::Method) -> Cow<'static, str> {
+    /// The name of the span of a request with `method` to `route`.
+    pub fn of(&self, method: &http::Method, route: &str) -> Cow<'static, str> {
         match STANDARD_METHODS.iter().position(|name| *name == method.as_str()) {
-            Some(at) => Cow::Borrowed(self.names[at]),
-            None => Cow::Owned(format!("{method} {}", self.route)),
+            Some(at) => {
+                let names = self.0.get_or_init(|| STANDARD_METHODS.map(|m| static_name(&format!("{m} {route}"))));
+                Cow::Borrowed(names[at])
+            }
+            None => Cow::Owned(format!("{method} {route}")),
         }
     }
 }

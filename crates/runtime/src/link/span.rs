@@ -10,7 +10,6 @@
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallError, Pool};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
@@ -35,6 +34,8 @@ pub(super) struct Labels {
     import: Arc<str>,
     /// Each linked function's span name (`consumer -> provider function`) and name.
     functions: Vec<(&'static str, Arc<str>)>,
+    /// The span name and function of a hop to the next HTTP handler (`handle`).
+    handle: (&'static str, Arc<str>),
 }
 
 impl Labels {
@@ -45,9 +46,10 @@ impl Labels {
         functions: impl Iterator<Item = &'a str>,
     ) -> Labels {
         let link = format!("{consumer} -> {provider}");
-        let functions =
-            functions.map(|f| (membrane_telemetry::static_name(&format!("{link} {f}")), Arc::from(f))).collect();
-        Labels { link: link.into(), import: import.into(), functions }
+        let label = |f: &str| (membrane_telemetry::static_name(&format!("{link} {f}")), Arc::from(f));
+        let functions = functions.map(label).collect();
+        let handle = label("handle");
+        Labels { link: link.into(), import: import.into(), functions, handle }
     }
 }
 
@@ -73,10 +75,8 @@ impl LinkSpan {
     ) -> LinkSpan {
         let span = Span::child(parent, SpanKind::Internal, || {
             let labels = labels();
-            let (name, function) = match func.and_then(|f| labels.functions.get(f)) {
-                Some((name, function)) => (Cow::Borrowed(*name), function.clone()),
-                None => (format!("{} handle", labels.link).into(), Arc::from("handle")),
-            };
+            let (name, function) = func.and_then(|f| labels.functions.get(f)).unwrap_or(&labels.handle);
+            let (name, function) = (*name, function.clone());
             let attributes = vec![
                 KeyValue::new("membrane.link", labels.link.clone()),
                 KeyValue::new("membrane.link.import", labels.import.clone()),

@@ -39,6 +39,12 @@ type SendFuture = Box<
 >;
 
 impl Outbound {
+    /// The component whose requests these are, and where its refusals are audited: shared
+    /// with the component's other host interfaces.
+    pub(crate) fn component(&self) -> (&str, &Audit) {
+        (&self.component, &self.audit)
+    }
+
     pub fn new(component: Arc<str>, rules: &[OutboundRule], audit: Audit, max_timeout: Option<Duration>) -> Self {
         Outbound { component, rules: rules.into(), audit, max_timeout, trace: None }
     }
