@@ -43,11 +43,11 @@ impl Server {
         let status = response.status().as_u16();
         if let Some(route) = route {
             span.rename(|| route.span_names.of(&method, &route.prefix));
-            span.set(|| KeyValue::new("http.route", route.prefix.clone()));
-            span.set(|| KeyValue::new("membrane.component", route.component.clone()));
+            span.set(|| KeyValue::new("http.route", route.prefix_label.of(&route.prefix)));
+            span.set(|| KeyValue::new("membrane.component", route.component_label.of(&route.component)));
         }
         if let Some(tenant) = tenant {
-            span.set(|| KeyValue::new("membrane.tenant", tenant.name.clone()));
+            span.set(|| KeyValue::new("membrane.tenant", tenant.label.of(&tenant.name)));
         }
         span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
         if status >= 500 {

@@ -9,6 +9,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct Tenant {
     pub name: String,
+    /// The name as its requests' server spans carry it.
+    pub label: membrane_telemetry::Label,
     spec: TenantSpec,
     concurrency: Option<Arc<Semaphore>>,
     bucket: Option<Mutex<TokenBucket>>,
@@ -92,6 +94,7 @@ impl Tenants {
             });
             tenants.tenants.push(Tenant {
                 name: name.clone(),
+                label: membrane_telemetry::Label::default(),
                 spec: spec.clone(),
                 concurrency: spec.max_concurrent.map(|n| Arc::new(Semaphore::new(n as usize))),
                 bucket,

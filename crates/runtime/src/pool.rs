@@ -130,6 +130,9 @@ struct Slot {
 /// Everything needed to make and keep instances of one component.
 pub struct Pool {
     pub(crate) name: Arc<str>,
+    /// The name and instance mode as spans carry them.
+    label: membrane_telemetry::Label,
+    mode_label: membrane_telemetry::Label,
     pub(crate) mode: InstanceMode,
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
@@ -174,6 +177,8 @@ impl Pool {
         let fuel_metered = Store::new(&engine, ()).get_fuel().is_ok();
         Pool {
             name,
+            label: Default::default(),
+            mode_label: Default::default(),
             mode,
             grants,
             limits,
@@ -206,7 +211,7 @@ impl Pool {
     pub fn instantiation_span(&self, store: &Store<SandboxState>, how: &'static str) -> membrane_telemetry::Span {
         use membrane_telemetry::{KeyValue, Span, SpanKind};
         Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-            vec![KeyValue::new("membrane.component", self.name.clone()), KeyValue::new("membrane.instance", how)]
+            vec![KeyValue::new("membrane.component", self.label()), KeyValue::new("membrane.instance", how)]
         })
     }
 
@@ -289,7 +294,7 @@ impl Pool {
     /// The span of an instance made (or taken from the pool) for a call in `trace`.
     fn instance_span(&self, trace: Option<&TraceContext>, how: &'static str) -> Span {
         Span::child(trace, SpanKind::Internal, || {
-            let component = KeyValue::new("membrane.component", self.name.clone());
+            let component = KeyValue::new("membrane.component", self.label());
             ("instantiate", vec![component, KeyValue::new("membrane.instance", how)])
         })
     }
@@ -535,6 +540,16 @@ impl Pool {
     /// Whether a call would find this component failed.
     pub async fn is_failed(&self) -> bool {
         self.slot.lock().await.failed
+    }
+
+    /// The component's name as spans carry it.
+    pub(crate) fn label(&self) -> &'static str {
+        self.label.of(&self.name)
+    }
+
+    /// The instance mode as spans carry it.
+    pub(crate) fn mode_label(&self) -> &'static str {
+        self.mode_label.of(self.mode)
     }
 
     pub fn name(&self) -> &str {

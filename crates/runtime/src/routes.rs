@@ -14,6 +14,9 @@ pub struct Route {
     pub component: Arc<str>,
     /// Its requests' server span names.
     pub span_names: membrane_telemetry::RouteNames,
+    /// The prefix and component as its requests' server spans carry them.
+    pub prefix_label: membrane_telemetry::Label,
+    pub component_label: membrane_telemetry::Label,
 }
 
 impl Route {
@@ -23,6 +26,8 @@ impl Route {
             prefix: prefix.into(),
             component: component.into(),
             span_names: membrane_telemetry::RouteNames::default(),
+            prefix_label: membrane_telemetry::Label::default(),
+            component_label: membrane_telemetry::Label::default(),
         }
     }
 }

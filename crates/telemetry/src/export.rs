@@ -1,24 +1,33 @@
 //! The span queue between requests and the collector. The SDK's batch processor keeps its
 //! count of dropped spans to itself (it only logs it at shutdown), and membrane must show
 //! it in `/metrics`; so this queue is ours: a bounded queue that never blocks the span's
-//! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]),
-//! encoded by [`crate::otlp`].
+//! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]).
 //!
-//! A span ending costs its thread a short lock and a push. The export thread is woken only
-//! when a batch is full (or a flush is asked), otherwise it wakes by itself after
-//! [`LINGER`]: waking it for every span, as a channel does, cost each request two context
-//! switches and took a third of the throughput on two cores.
+//! A thread gathers the spans it ends, and every [`CHUNK_SPANS`] writes them in protobuf
+//! ([`crate::otlp::Chunk`]) and frees them itself; only the chunk's bytes cross to the
+//! export thread, which puts an export's header around them. Handing the spans themselves
+//! over cost more than writing them: the export thread then read about 1 KB a span written
+//! on another core, and freed each span's blocks on the core that allocated them, and that
+//! freeing alone was more than half of its time (BENCHMARKS.md, "Tracing"). Spans a thread
+//! gathered and has not written (a thread gone idle) are taken and written by the export
+//! thread after [`LINGER`], and on a flush.
+//!
+//! The export thread is woken only when a batch is full (or a flush is asked), otherwise it
+//! wakes by itself after [`LINGER`]: waking it for every span, as a channel does, cost each
+//! request two context switches and took a third of the throughput on two cores.
 
+use crate::otlp::{self, Chunk};
 use crate::recent::Recent;
 use opentelemetry_http::HttpClient as _;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::SpanData;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
@@ -26,15 +35,32 @@ pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// Spans a thread gathers before it writes them into a chunk: enough that a chunk's
+/// hand-over is rare, few enough that writing one (about 15 µs) is not a request's tail.
+const CHUNK_SPANS: usize = 64;
+
 /// What waits for the export thread.
 #[derive(Debug, Default)]
 struct Pending {
-    /// Boxed as each span was made, so taking one moves a pointer, not the span.
-    #[expect(clippy::vec_box, reason = "a span is boxed when it starts; the queue takes the box")]
-    spans: Vec<Box<SpanData>>,
+    chunks: Vec<Chunk>,
+    /// Spans in `chunks`.
+    spans: usize,
     /// Callers of a flush, answered once everything before it is sent.
     flushes: Vec<SyncSender<()>>,
     closed: bool,
+}
+
+/// The spans one thread ended and has not yet written into a chunk. Its lock is the
+/// thread's own but when the export thread takes what an idle thread left.
+#[derive(Debug, Default)]
+#[expect(clippy::vec_box, reason = "each span was boxed when it started; gathering moves the box")]
+struct Gathered(Mutex<Vec<Box<SpanData>>>);
+
+impl Gathered {
+    #[expect(clippy::vec_box, reason = "each span was boxed when it started")]
+    fn lock(&self) -> MutexGuard<'_, Vec<Box<SpanData>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,12 +68,35 @@ struct Queue {
     pending: Mutex<Pending>,
     /// Signalled when a batch fills, a flush is asked or the queue closes.
     ready: Condvar,
+    /// What each thread that ended spans has gathered.
+    threads: Mutex<Vec<Arc<Gathered>>>,
 }
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Spans threads gathered and have not written, written here; a thread that is gone
+    /// is forgotten once its spans are taken.
+    fn sweep(&self) -> Vec<Chunk> {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut chunks = Vec::new();
+        for gathered in threads.iter() {
+            let mut spans = gathered.lock();
+            if !spans.is_empty() {
+                chunks.extend(otlp::chunks(&spans));
+                spans.clear();
+            }
+        }
+        threads.retain(|gathered| Arc::strong_count(gathered) > 1);
+        chunks
+    }
+}
+
+thread_local! {
+    /// This thread's gathered spans, with the queue they are for.
+    static GATHERED: RefCell<Option<(*const Queue, Arc<Gathered>)>> = const { RefCell::new(None) };
 }
 
 /// The processor of every span: the export queue, which also feeds the dashboard's recent
@@ -58,6 +107,8 @@ pub(crate) struct BoundedBatch {
     capacity: usize,
     /// Spans sent in one export.
     batch: usize,
+    /// Spans a thread gathers before writing them.
+    chunk: usize,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -71,12 +122,14 @@ impl BoundedBatch {
             .name("membrane-otlp".into())
             .spawn(move || send_batches(&collector, &spans, batch, &recent))
             .expect("starting the span export thread");
-        BoundedBatch { queue, capacity, batch, worker: Mutex::new(Some(worker)) }
+        let chunk = CHUNK_SPANS.min(batch).min(capacity).max(1);
+        BoundedBatch { queue, capacity, batch, chunk, worker: Mutex::new(Some(worker)) }
     }
 
-    /// Spans waiting for the export thread.
+    /// Spans waiting for the export thread, written (those threads still gather are not
+    /// counted).
     pub(crate) fn len(&self) -> usize {
-        self.queue.lock().spans.len()
+        self.queue.lock().spans
     }
 
     /// Asks the export thread to send what waits, and waits up to `timeout` for it.
@@ -94,15 +147,50 @@ impl BoundedBatch {
         flushed.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
 
-    /// Takes a span that ended, or drops and counts it when the queue is full.
+    /// Takes a span that ended: gathered by this thread, and with the others it gathered
+    /// written into chunks for the queue once there are enough.
     pub(crate) fn end(&self, span: Box<SpanData>) {
-        let mut pending = self.queue.lock();
-        if pending.closed || pending.spans.len() >= self.capacity {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+        let gathered = GATHERED.try_with(|gathered| {
+            let mut gathered = gathered.borrow_mut();
+            match &*gathered {
+                Some((queue, own)) if std::ptr::eq(*queue, Arc::as_ptr(&self.queue)) => own.clone(),
+                _ => {
+                    let own = Arc::new(Gathered::default());
+                    self.queue.threads.lock().unwrap_or_else(|p| p.into_inner()).push(own.clone());
+                    *gathered = Some((Arc::as_ptr(&self.queue), own.clone()));
+                    own
+                }
+            }
+        });
+        let Ok(gathered) = gathered else {
+            // The thread is ending: its span is written at once.
+            return self.push(otlp::chunks(&[span]));
+        };
+        let mut spans = gathered.lock();
+        spans.push(span);
+        if spans.len() < self.chunk {
             return;
         }
-        pending.spans.push(span);
-        let full = pending.spans.len() == self.batch;
+        let chunks = otlp::chunks(&spans);
+        // Freed by the thread that allocated them.
+        spans.clear();
+        drop(spans);
+        self.push(chunks);
+    }
+
+    /// Queues written spans, or drops and counts them when the queue is full.
+    fn push(&self, chunks: Vec<Chunk>) {
+        let count: usize = chunks.iter().map(Chunk::len).sum();
+        let mut pending = self.queue.lock();
+        if pending.closed || pending.spans + count > self.capacity {
+            drop(pending);
+            DROPPED.fetch_add(count as u64, Ordering::Relaxed);
+            return;
+        }
+        let before = pending.spans;
+        pending.spans += count;
+        pending.chunks.extend(chunks);
+        let full = before < self.batch && pending.spans >= self.batch;
         drop(pending);
         if full {
             self.queue.ready.notify_one();
@@ -132,9 +220,9 @@ pub(crate) struct Collector {
 
 impl Collector {
     /// Sends one batch.
-    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: &[Box<SpanData>]) {
-        let count = batch.len() as u64;
-        let body = crate::otlp::encode(&self.resource, batch);
+    fn send(&self, runtime: &tokio::runtime::Runtime, client: &HyperClient, batch: &[Chunk]) {
+        let count = batch.iter().map(Chunk::len).sum::<usize>() as u64;
+        let body = otlp::body(&self.resource, batch.iter());
         let mut request = http::Request::post(self.traces.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(bytes::Bytes::from(body))
@@ -175,7 +263,7 @@ fn yield_to_requests() {
 }
 
 /// The export thread: sends what waits whenever a batch is full, a flush is asked, or
-/// [`LINGER`] has passed, in batches of at most `batch` spans.
+/// [`LINGER`] has passed, in batches of about `batch` spans (whole chunks).
 fn send_batches(collector: &Collector, queue: &Queue, batch: usize, recent: &Recent) {
     yield_to_requests();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -187,28 +275,45 @@ fn send_batches(collector: &Collector, queue: &Queue, batch: usize, recent: &Rec
     };
     // One client for the thread's life: its connection to the collector is kept.
     let client = HyperClient::with_default_connector(collector.timeout, None);
-    // The queue's vector and this one take turns, so neither grows again once it has.
-    let mut spare = Vec::with_capacity(batch);
+    let mut swept = Instant::now();
     let mut pending = queue.lock();
     loop {
-        while pending.spans.len() < batch && pending.flushes.is_empty() && !pending.closed {
+        while pending.spans < batch && pending.flushes.is_empty() && !pending.closed {
             let (woken, waited) = queue.ready.wait_timeout(pending, LINGER).unwrap_or_else(|p| p.into_inner());
             pending = woken;
             if waited.timed_out() {
                 break;
             }
         }
-        let mut spans = std::mem::replace(&mut pending.spans, spare);
+        let mut chunks = std::mem::take(&mut pending.chunks);
+        pending.spans = 0;
         let flushes = std::mem::take(&mut pending.flushes);
         let closed = pending.closed;
         drop(pending);
-        while !spans.is_empty() {
-            let sent = spans.len().min(batch);
-            collector.send(&runtime, &client, &spans[..sent]);
-            // Sent (encoded from a borrow), the spans move to the recent traces: no copy.
-            recent.record(spans.drain(..sent));
+        // What threads gathered and did not write yet: on a flush, and at least every
+        // LINGER, however busy the queue is.
+        if !flushes.is_empty() || closed || swept.elapsed() >= LINGER {
+            chunks.extend(queue.sweep());
+            swept = Instant::now();
         }
-        spare = spans;
+        let mut rest = chunks.as_slice();
+        while !rest.is_empty() {
+            // Whole chunks, until they hold a batch.
+            let mut spans = 0;
+            let take = rest
+                .iter()
+                .take_while(|c| {
+                    let before = spans;
+                    spans += c.len();
+                    before < batch
+                })
+                .count();
+            let (sent, after) = rest.split_at(take);
+            collector.send(&runtime, &client, sent);
+            recent.record(sent);
+            rest = after;
+        }
+        drop(chunks);
         for done in flushes {
             let _ = done.send(());
         }

@@ -15,7 +15,7 @@ mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
 pub use recent::{KEPT_TRACES, SpanView, TraceView};
-pub use span::{RouteNames, Span, extract, inject, method_name, protocol_version, static_name, trace_id};
+pub use span::{Label, RouteNames, Span, extract, inject, method_name, protocol_version, static_name, trace_id};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;

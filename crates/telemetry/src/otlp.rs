@@ -1,5 +1,6 @@
-//! A batch of spans as an OTLP `ExportTraceServiceRequest` in protobuf, written straight
-//! from the SDK's [`SpanData`] into one buffer.
+//! Spans as an OTLP `ExportTraceServiceRequest` in protobuf, written straight from the
+//! SDK's [`SpanData`]: each span into a [`Chunk`] by the thread that ended it, and an
+//! export's few bytes of header around the chunks by the export thread ([`body`]).
 //!
 //! Written here rather than taken from opentelemetry-otlp: its exporter converts every span
 //! into opentelemetry-proto's message types first, copying each id, name, key and value into
@@ -10,45 +11,152 @@
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the tests decode
 //! what this writes with opentelemetry-proto's own types.
 
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use std::borrow::Borrow;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Spans of one instrumentation scope, each written as it is sent: a `spans` field (2) of a
+/// `ScopeSpans`, so that an export is the bytes of its chunks with a few bytes around them
+/// ([`body`]). A chunk is written by the thread that ended its spans (`export` says why),
+/// with what the recent traces need to know of each span without reading it back.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) scope: InstrumentationScope,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) spans: Vec<Entry>,
+}
+
+/// One span of a chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) trace_id: TraceId,
+    /// Whether it is its trace's root in this process: no parent, or a remote one.
+    pub(crate) root: bool,
+    pub(crate) duration: Duration,
+    /// Its `spans` field in the chunk's bytes.
+    pub(crate) at: Range<usize>,
+}
+
+impl Chunk {
+    fn new(scope: &InstrumentationScope) -> Chunk {
+        Chunk { scope: scope.clone(), bytes: Vec::new(), spans: Vec::new() }
+    }
+
+    fn push(&mut self, span: &SpanData) {
+        let start = self.bytes.len();
+        nested(&mut self.bytes, 2, |out| self::span(out, span));
+        self.spans.push(Entry {
+            trace_id: span.span_context.trace_id(),
+            root: span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote,
+            duration: span.end_time.duration_since(span.start_time).unwrap_or_default(),
+            at: start..self.bytes.len(),
+        });
+    }
+
+    /// Spans in this chunk.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// `spans` written as chunks: one for each scope, in the order first seen, each span in
+/// its scope's chunk in the order given.
+pub(crate) fn chunks<S: Borrow<SpanData>>(spans: &[S]) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = Vec::with_capacity(1);
+    for span in spans.iter().map(S::borrow) {
+        let at = match chunks.iter().position(|c| c.scope == span.instrumentation_scope) {
+            Some(at) => at,
+            None => {
+                let mut chunk = Chunk::new(&span.instrumentation_scope);
+                chunk.bytes.reserve(spans.len() * 320);
+                chunk.spans.reserve(spans.len());
+                chunks.push(chunk);
+                chunks.len() - 1
+            }
+        };
+        chunks[at].push(span);
+    }
+    chunks
+}
 
 /// `ExportTraceServiceRequest` of `spans`, all of `resource`, grouped by their scope.
 pub(crate) fn encode<S: Borrow<SpanData>>(resource: &Resource, spans: &[S]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + spans.len() * 384);
-    let out = &mut out;
-    // ExportTraceServiceRequest.resource_spans = 1
-    nested(out, 1, |out| {
-        // ResourceSpans.resource = 1: Resource.attributes = 1
-        nested(out, 1, |out| {
-            for (key, value) in resource.iter() {
-                key_value(out, 1, key, value);
-            }
-        });
-        // ResourceSpans.scope_spans = 2, one for each scope, in the order first seen.
-        let mut scopes: Vec<&InstrumentationScope> = Vec::new();
-        for span in spans.iter().map(S::borrow) {
-            if scopes.contains(&&span.instrumentation_scope) {
-                continue;
-            }
-            scopes.push(&span.instrumentation_scope);
-            let scope = &span.instrumentation_scope;
-            nested(out, 2, |out| {
-                nested(out, 1, |out| instrumentation_scope(out, scope));
-                for span in spans.iter().map(S::borrow).filter(|s| &s.instrumentation_scope == scope) {
-                    nested(out, 2, |out| self::span(out, span));
-                }
-                string(out, 3, scope.schema_url().unwrap_or_default());
-            });
+    body(resource, chunks(spans).iter())
+}
+
+/// `ExportTraceServiceRequest` of the spans of `chunks`, all of `resource`: one
+/// `ScopeSpans` for each scope, in the order first seen, holding the spans of each chunk
+/// of that scope in their order. The chunks' bytes are copied once, each length written
+/// before what it measures, so nothing moves.
+pub(crate) fn body<'c>(resource: &Resource, chunks: impl Iterator<Item = &'c Chunk>) -> Vec<u8> {
+    let mut scopes: Vec<(&InstrumentationScope, Vec<&Chunk>)> = Vec::new();
+    for chunk in chunks {
+        match scopes.iter_mut().find(|(scope, _)| *scope == &chunk.scope) {
+            Some((_, of_scope)) => of_scope.push(chunk),
+            None => scopes.push((&chunk.scope, vec![chunk])),
         }
-        string(out, 3, resource.schema_url().unwrap_or_default());
+    }
+    // ResourceSpans.resource = 1: Resource.attributes = 1
+    let mut head = Vec::new();
+    nested(&mut head, 1, |out| {
+        for (key, value) in resource.iter() {
+            key_value(out, 1, key, value);
+        }
     });
-    std::mem::take(out)
+    // ResourceSpans.scope_spans = 2: its scope = 1 before the spans, its schema = 3 after.
+    let scope_spans: Vec<ScopeSpans> = scopes
+        .iter()
+        .map(|(scope, chunks)| {
+            let mut before = Vec::new();
+            nested(&mut before, 1, |out| instrumentation_scope(out, scope));
+            let mut after = Vec::new();
+            string(&mut after, 3, scope.schema_url().unwrap_or_default());
+            let len = before.len() + chunks.iter().map(|c| c.bytes.len()).sum::<usize>() + after.len();
+            ScopeSpans { before, chunks, after, len }
+        })
+        .collect();
+    let mut tail = Vec::new();
+    string(&mut tail, 3, resource.schema_url().unwrap_or_default());
+    let inner = head.len() + scope_spans.iter().map(|s| field_len(2, s.len)).sum::<usize>() + tail.len();
+    // ExportTraceServiceRequest.resource_spans = 1
+    let mut out = Vec::with_capacity(field_len(1, inner));
+    length_delimited(&mut out, 1, inner);
+    out.extend_from_slice(&head);
+    for scope in &scope_spans {
+        length_delimited(&mut out, 2, scope.len);
+        out.extend_from_slice(&scope.before);
+        for chunk in scope.chunks {
+            out.extend_from_slice(&chunk.bytes);
+        }
+        out.extend_from_slice(&scope.after);
+    }
+    out.extend_from_slice(&tail);
+    out
+}
+
+/// A `ScopeSpans` of an export: what goes before its chunks' spans and after them, and its
+/// length.
+struct ScopeSpans<'c> {
+    before: Vec<u8>,
+    chunks: &'c [&'c Chunk],
+    after: Vec<u8>,
+    len: usize,
+}
+
+/// The bytes of a length-delimited field of `len` bytes.
+fn field_len(field: u32, len: usize) -> usize {
+    key_len(field) + encoded_len_varint(len as u64) + len
+}
+
+/// The key and length of a length-delimited field whose `len` bytes follow.
+fn length_delimited(out: &mut Vec<u8>, field: u32, len: usize) {
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
 }
 
 fn instrumentation_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {

@@ -2,13 +2,13 @@
 //! finished trace (its root span ended) among the last [`KEPT_TRACES`], as a tree of spans.
 //! Bounded everywhere: traces still open, spans per trace, traces kept.
 
-use opentelemetry::trace::{Status, TraceId};
-use opentelemetry_sdk::trace::SpanData;
+use crate::otlp::{Chunk, Entry};
+use opentelemetry::trace::TraceId;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Finished traces kept for the dashboard.
 pub const KEPT_TRACES: usize = 256;
@@ -49,11 +49,15 @@ pub struct SpanView {
     pub events: Vec<String>,
 }
 
+/// A trace's spans as they were sent: each a `spans` field of a `ScopeSpans`, so that
+/// keeping one copies its bytes, and only a trace the dashboard asks for is read back.
 #[derive(Debug, Default)]
 struct Open {
-    #[expect(clippy::vec_box, reason = "the export queue's boxes, kept as they come")]
-    spans: Vec<Box<SpanData>>,
+    bytes: Vec<u8>,
+    spans: usize,
     left_out: usize,
+    /// The root span's, once it ended.
+    duration: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -76,102 +80,298 @@ impl Recent {
     pub(crate) fn slowest(&self, n: usize) -> Vec<TraceView> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let mut traces: Vec<&Open> = kept.finished.iter().collect();
-        traces.sort_by_key(|t| std::cmp::Reverse(t.duration()));
-        traces.into_iter().take(n).map(view).collect()
+        traces.sort_by_key(|t| std::cmp::Reverse(t.duration));
+        traces.into_iter().take(n).filter_map(view).collect()
     }
-}
 
-impl Open {
-    /// How long the finished trace took: its root span's duration (the root ends last).
-    fn duration(&self) -> Duration {
-        self.spans.last().and_then(|root| root.end_time.duration_since(root.start_time).ok()).unwrap_or_default()
-    }
-}
-
-impl Recent {
-    /// Takes sampled spans that ended; the export thread hands them over once it has sent
+    /// Takes the spans of chunks sent; the export thread hands them over once it has sent
     /// them, so keeping them costs the request path nothing.
-    pub(crate) fn record(&self, spans: impl Iterator<Item = Box<SpanData>>) {
+    pub(crate) fn record(&self, chunks: &[Chunk]) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        for span in spans {
-            kept.record(span);
+        for chunk in chunks {
+            for entry in &chunk.spans {
+                kept.record(entry, &chunk.bytes[entry.at.clone()]);
+            }
         }
     }
 }
 
 impl Kept {
-    /// Keeps `span` with its trace; a root span finishes its trace.
-    fn record(&mut self, span: Box<SpanData>) {
-        let trace_id = span.span_context.trace_id();
-        let is_root = span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote;
-        if !self.open.contains_key(&trace_id) {
-            if self.order.len() == OPEN_TRACES
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.open.remove(&oldest);
-            }
-            self.order.push_back(trace_id);
-        }
-        let open = self.open.entry(trace_id).or_default();
-        if open.spans.len() < SPANS_PER_TRACE || is_root {
-            open.spans.push(span);
-        } else {
-            open.left_out += 1;
-        }
-        if is_root {
-            let open = self.open.remove(&trace_id).expect("just added");
-            self.order.retain(|t| *t != trace_id);
+    /// Keeps the span `bytes` with its trace; a root span finishes its trace.
+    fn record(&mut self, entry: &Entry, bytes: &[u8]) {
+        let trace_id = entry.trace_id;
+        if entry.root {
+            let mut open = self.open.remove(&trace_id).unwrap_or_default();
+            open.bytes.extend_from_slice(bytes);
+            open.spans += 1;
+            open.duration = entry.duration;
             if self.finished.len() == KEPT_TRACES {
                 self.finished.pop_front();
             }
             self.finished.push_back(open);
+            return;
+        }
+        if !self.open.contains_key(&trace_id) {
+            self.forget_oldest();
+            self.order.push_back(trace_id);
+        }
+        let open = self.open.entry(trace_id).or_default();
+        if open.spans < SPANS_PER_TRACE {
+            open.bytes.extend_from_slice(bytes);
+            open.spans += 1;
+        } else {
+            open.left_out += 1;
+        }
+    }
+
+    /// Makes room for one more open trace. A trace that finished stays in `order` until it
+    /// comes to its front (taking it out when it finished scanned all the open ones); so
+    /// `order` is cleared of them when it grows to twice the open traces.
+    fn forget_oldest(&mut self) {
+        while self.open.len() >= OPEN_TRACES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.open.remove(&oldest);
+        }
+        if self.order.len() >= 2 * OPEN_TRACES {
+            let open = &self.open;
+            self.order.retain(|t| open.contains_key(t));
         }
     }
 }
 
+/// What the dashboard reads of a span sent: the fields of `trace.v1.Span` it shows, read
+/// back with prost (the rest are skipped).
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Spans {
+        #[prost(message, repeated, tag = "2")]
+        pub(super) spans: Vec<Span>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(super) trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(super) span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "4")]
+        pub(super) parent_span_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub(super) name: String,
+        #[prost(fixed64, tag = "7")]
+        pub(super) start: u64,
+        #[prost(fixed64, tag = "8")]
+        pub(super) end: u64,
+        #[prost(message, repeated, tag = "9")]
+        pub(super) attributes: Vec<KeyValue>,
+        #[prost(message, repeated, tag = "11")]
+        pub(super) events: Vec<Event>,
+        #[prost(message, optional, tag = "15")]
+        pub(super) status: Option<Status>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub(super) key: String,
+        #[prost(message, optional, tag = "2")]
+        pub(super) value: Option<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct AnyValue {
+        #[prost(oneof = "Value", tags = "1, 2, 3, 4, 5")]
+        pub(super) value: Option<Value>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(super) enum Value {
+        #[prost(string, tag = "1")]
+        String(String),
+        #[prost(bool, tag = "2")]
+        Bool(bool),
+        #[prost(int64, tag = "3")]
+        Int(i64),
+        #[prost(double, tag = "4")]
+        Double(f64),
+        #[prost(message, tag = "5")]
+        Array(ArrayValue),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct ArrayValue {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) values: Vec<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Event {
+        #[prost(string, tag = "2")]
+        pub(super) name: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Status {
+        #[prost(string, tag = "2")]
+        pub(super) message: String,
+        #[prost(int32, tag = "3")]
+        pub(super) code: i32,
+    }
+
+    impl std::fmt::Display for AnyValue {
+        /// As opentelemetry shows a value: strings bare, arrays in brackets (their strings
+        /// quoted).
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match &self.value {
+                None => Ok(()),
+                Some(Value::String(s)) => f.write_str(s),
+                Some(Value::Bool(b)) => write!(f, "{b}"),
+                Some(Value::Int(i)) => write!(f, "{i}"),
+                Some(Value::Double(d)) => write!(f, "{d}"),
+                Some(Value::Array(array)) => {
+                    f.write_str("[")?;
+                    for (i, value) in array.values.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(",")?;
+                        }
+                        match &value.value {
+                            Some(Value::String(s)) => write!(f, "\"{s}\"")?,
+                            _ => write!(f, "{value}")?,
+                        }
+                    }
+                    f.write_str("]")
+                }
+            }
+        }
+    }
+}
+
+/// A span id as 16 hex digits.
+fn hex_id(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A finished trace as a tree: the root (the last span to end) first, each span after
-/// its parent, siblings in the order they started.
-fn view(open: &Open) -> TraceView {
-    let mut spans = open.spans.clone();
-    let left_out = open.left_out;
-    let root = spans.pop().expect("a finished trace has its root");
-    spans.sort_by_key(|s| s.start_time);
-    let origin = root.start_time;
-    let micros = |d: Result<Duration, _>| d.map_or(0, |d: Duration| d.as_micros() as u64);
+/// its parent, siblings in the order they started. `None` if its bytes do not read back,
+/// which only a bug in the encoder would make.
+fn view(open: &Open) -> Option<TraceView> {
+    use prost::Message as _;
+    let mut spans = wire::Spans::decode(open.bytes.as_slice()).ok()?.spans;
+    let root = spans.pop()?;
+    spans.sort_by_key(|s| s.start);
+    let origin = root.start;
+    let micros = |nanos: u64| nanos / 1000;
     let mut ordered = Vec::with_capacity(spans.len() + 1);
     let mut stack = vec![(root, 0usize)];
     while let Some((span, depth)) = stack.pop() {
-        let id = span.span_context.span_id();
-        let children: Vec<Box<SpanData>> = spans.extract_if(.., |s| s.parent_span_id == id).collect();
+        let children: Vec<wire::Span> = spans.extract_if(.., |s| s.parent_span_id == span.span_id).collect();
         stack.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
         ordered.push((span, depth));
     }
     // Spans whose parent was not kept hang under the root.
     ordered.extend(spans.into_iter().map(|s| (s, 1)));
     let (root, _) = &ordered[0];
-    TraceView {
-        trace_id: root.span_context.trace_id().to_string(),
-        root: root.name.to_string(),
-        started_ms: micros(root.start_time.duration_since(UNIX_EPOCH)) / 1000,
-        duration_us: micros(root.end_time.duration_since(root.start_time)),
-        error: ordered.iter().any(|(s, _)| matches!(s.status, Status::Error { .. })),
+    Some(TraceView {
+        trace_id: hex_id(&root.trace_id),
+        root: root.name.clone(),
+        started_ms: micros(root.start) / 1000,
+        duration_us: micros(root.end.saturating_sub(root.start)),
+        error: ordered.iter().any(|(s, _)| s.status.as_ref().is_some_and(|s| s.code == 2)),
         spans: ordered
             .iter()
             .map(|(s, depth)| SpanView {
-                span_id: s.span_context.span_id().to_string(),
-                parent_id: if *depth == 0 { String::new() } else { s.parent_span_id.to_string() },
+                span_id: hex_id(&s.span_id),
+                parent_id: if *depth == 0 { String::new() } else { hex_id(&s.parent_span_id) },
                 depth: *depth,
-                name: s.name.to_string(),
-                offset_us: micros(s.start_time.duration_since(origin)),
-                duration_us: micros(s.end_time.duration_since(s.start_time)),
-                error: match &s.status {
-                    Status::Error { description } => Some(description.to_string()),
-                    _ => None,
-                },
-                attributes: s.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.to_string())).collect(),
-                events: s.events.iter().map(|e| e.name.to_string()).collect(),
+                name: s.name.clone(),
+                offset_us: micros(s.start.saturating_sub(origin)),
+                duration_us: micros(s.end.saturating_sub(s.start)),
+                error: s.status.as_ref().filter(|s| s.code == 2).map(|s| s.message.clone()),
+                attributes: s
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+                    .collect(),
+                events: s.events.iter().map(|e| e.name.clone()).collect(),
             })
             .collect(),
-        spans_left_out: left_out,
+        spans_left_out: open.left_out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+    use opentelemetry::{InstrumentationScope, KeyValue};
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use std::time::UNIX_EPOCH;
+
+    fn span(trace: u128, id: u64, parent: u64, name: &'static str, micros: (u64, u64)) -> SpanData {
+        let at = |us: u64| UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_000 + us);
+        SpanData {
+            span_context: SpanContext::new(trace.into(), id.into(), TraceFlags::SAMPLED, false, TraceState::NONE),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.into(),
+            start_time: at(micros.0),
+            end_time: at(micros.1),
+            attributes: vec![KeyValue::new("membrane.link.outcome", "fallback"), KeyValue::new("n", 7)],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("membrane").build(),
+        }
+    }
+
+    #[test]
+    fn a_trace_is_kept_from_its_spans_bytes_and_read_back_as_a_tree_when_asked() {
+        let recent = Recent::default();
+        // Two traces; their spans end children first, interleaved, in two chunks.
+        let mut failed = span(2, 23, 21, "web -> fancy render", (10, 40));
+        failed.status = Status::error("fancy trapped");
+        let first = crate::otlp::chunks(&[
+            span(1, 12, 11, "instantiate", (5, 20)),
+            failed,
+            span(1, 13, 11, "web -> fancy render", (30, 50)),
+        ]);
+        let second = crate::otlp::chunks(&[
+            span(1, 11, 0, "GET /", (0, 100)),
+            span(2, 22, 23, "fallback plain render", (20, 30)),
+            span(2, 21, 0, "GET /", (0, 300)),
+        ]);
+        recent.record(&first);
+        recent.record(&second);
+        let traces = recent.slowest(5);
+        assert_eq!(traces.len(), 2);
+        let slow = &traces[0];
+        assert_eq!((slow.duration_us, slow.root.as_str(), slow.error), (300, "GET /", true));
+        assert_eq!(slow.trace_id, format!("{:032x}", 2));
+        let tree: Vec<(usize, &str, &str)> =
+            slow.spans.iter().map(|s| (s.depth, s.name.as_str(), s.parent_id.as_str())).collect();
+        assert_eq!(
+            tree,
+            [
+                (0, "GET /", ""),
+                (1, "web -> fancy render", "0000000000000015"),
+                (2, "fallback plain render", "0000000000000017"),
+            ]
+        );
+        assert_eq!(slow.spans[1].error.as_deref(), Some("fancy trapped"));
+        assert_eq!((slow.spans[1].offset_us, slow.spans[1].duration_us), (10, 30));
+        assert_eq!(
+            slow.spans[2].attributes,
+            [("membrane.link.outcome".into(), "fallback".into()), ("n".into(), "7".into())]
+        );
+        let fast = &traces[1];
+        assert_eq!((fast.duration_us, fast.spans.len(), fast.error), (100, 3, false));
+        assert_eq!(
+            fast.spans.iter().map(|s| s.depth).collect::<Vec<_>>(),
+            [0, 1, 1],
+            "siblings in the order they started"
+        );
     }
 }

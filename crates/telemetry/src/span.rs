@@ -194,6 +194,22 @@ pub fn static_name(name: &str) -> &'static str {
     kept
 }
 
+/// A name an operator wrote (a component's, a route's, a tenant's) as its spans take it:
+/// made a `&'static str` ([`static_name`]) at its first traced use and kept. A span then
+/// takes it with no allocation and no reference count: shared names counted by reference
+/// (`Arc<str>`) made every request thread and the export thread update the same count, a
+/// cache line bouncing between cores for each attribute of each span.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Label(std::sync::OnceLock<&'static str>);
+
+impl Label {
+    /// `name` as a span attribute, written out only at the first use; the same `name`
+    /// each time.
+    pub fn of(&self, name: impl std::fmt::Display) -> &'static str {
+        self.0.get_or_init(|| static_name(&name.to_string()))
+    }
+}
+
 /// The standard HTTP methods, whose names spans take without an allocation.
 const STANDARD_METHODS: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
 
@@ -240,6 +256,12 @@ pub fn protocol_version(version: http::Version) -> &'static str {
 /// when tracing is off, an empty context when the request carries none.
 pub fn extract(headers: &http::HeaderMap) -> Option<Context> {
     tracer()?;
+    // Most requests carry none: one lookup by a name already made, not the propagator's
+    // by text.
+    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    if !headers.contains_key(TRACEPARENT) {
+        return Some(Context::new());
+    }
     Some(TraceContextPropagator::new().extract(&HeaderExtractor(headers)))
 }
 

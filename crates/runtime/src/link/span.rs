@@ -10,7 +10,6 @@
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallError, Pool};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
-use std::sync::Arc;
 
 /// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
 fn failure(error: &CallError) -> (&'static str, &'static str) {
@@ -26,16 +25,17 @@ fn failure(error: &CallError) -> (&'static str, &'static str) {
     }
 }
 
-/// What a link's spans say of it, made at its first traced call and shared by the rest,
-/// so that a call's span takes its name and attributes without making them again.
+/// What a link's spans say of it, made at its first traced call and kept for the
+/// process's life ([`membrane_telemetry::static_name`]), so that a call's span takes its
+/// name and attributes without making or counting them.
 pub(super) struct Labels {
     /// `consumer -> provider`.
-    link: Arc<str>,
-    import: Arc<str>,
+    link: &'static str,
+    import: &'static str,
     /// Each linked function's span name (`consumer -> provider function`) and name.
-    functions: Vec<(&'static str, Arc<str>)>,
+    functions: Vec<(&'static str, &'static str)>,
     /// The span name and function of a hop to the next HTTP handler (`handle`).
-    handle: (&'static str, Arc<str>),
+    handle: (&'static str, &'static str),
 }
 
 impl Labels {
@@ -45,11 +45,12 @@ impl Labels {
         import: &str,
         functions: impl Iterator<Item = &'a str>,
     ) -> Labels {
+        use membrane_telemetry::static_name;
         let link = format!("{consumer} -> {provider}");
-        let label = |f: &str| (membrane_telemetry::static_name(&format!("{link} {f}")), Arc::from(f));
+        let label = |f: &str| (static_name(&format!("{link} {f}")), static_name(f));
         let functions = functions.map(label).collect();
         let handle = label("handle");
-        Labels { link: link.into(), import: import.into(), functions, handle }
+        Labels { link: static_name(&link), import: static_name(import), functions, handle }
     }
 }
 
@@ -76,15 +77,15 @@ impl LinkSpan {
         let span = Span::child(parent, SpanKind::Internal, || {
             let labels = labels();
             let (name, function) = func.and_then(|f| labels.functions.get(f)).unwrap_or(&labels.handle);
-            let (name, function) = (*name, function.clone());
+            let (name, function) = (*name, *function);
             let attributes = vec![
-                KeyValue::new("membrane.link", labels.link.clone()),
-                KeyValue::new("membrane.link.import", labels.import.clone()),
-                KeyValue::new("membrane.link.function", function.clone()),
-                KeyValue::new("membrane.link.instances", provider.mode.label()),
+                KeyValue::new("membrane.link", labels.link),
+                KeyValue::new("membrane.link.import", labels.import),
+                KeyValue::new("membrane.link.function", function),
+                KeyValue::new("membrane.link.instances", provider.mode_label()),
                 // The RPC conventions' names, for tools that group by them.
                 KeyValue::new("rpc.system", "membrane"),
-                KeyValue::new("rpc.service", labels.import.clone()),
+                KeyValue::new("rpc.service", labels.import),
                 KeyValue::new("rpc.method", function),
             ];
             (name, attributes)
@@ -122,12 +123,12 @@ impl LinkSpan {
 
     /// The span of the call to the fallback `instances`, under this one.
     pub(super) fn fallback(&mut self, instances: &Pool, function: &str) -> Span {
-        self.span.set(|| KeyValue::new("membrane.link.fallback", instances.name().to_string()));
+        self.span.set(|| KeyValue::new("membrane.link.fallback", instances.label()));
         Span::child(self.context.as_ref(), SpanKind::Internal, || {
             let attributes = vec![
-                KeyValue::new("membrane.component", instances.name().to_string()),
+                KeyValue::new("membrane.component", instances.label()),
                 KeyValue::new("membrane.link.function", function.to_string()),
-                KeyValue::new("membrane.link.instances", instances.mode.to_string()),
+                KeyValue::new("membrane.link.instances", instances.mode_label()),
             ];
             (format!("fallback {} {function}", instances.name()), attributes)
         })
