@@ -26,7 +26,7 @@ use opentelemetry_sdk::trace::SpanData;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -95,8 +95,9 @@ impl Queue {
 }
 
 thread_local! {
-    /// This thread's gathered spans, with the queue they are for.
-    static GATHERED: RefCell<Option<(*const Queue, Arc<Gathered>)>> = const { RefCell::new(None) };
+    /// This thread's gathered spans, with the queue they are for (held weakly, so that its
+    /// address is never another queue's).
+    static GATHERED: RefCell<Option<(Weak<Queue>, Arc<Gathered>)>> = const { RefCell::new(None) };
 }
 
 /// The processor of every span: the export queue, which also feeds the dashboard's recent
@@ -153,11 +154,11 @@ impl BoundedBatch {
         let gathered = GATHERED.try_with(|gathered| {
             let mut gathered = gathered.borrow_mut();
             match &*gathered {
-                Some((queue, own)) if std::ptr::eq(*queue, Arc::as_ptr(&self.queue)) => own.clone(),
+                Some((queue, own)) if std::ptr::eq(queue.as_ptr(), Arc::as_ptr(&self.queue)) => own.clone(),
                 _ => {
                     let own = Arc::new(Gathered::default());
                     self.queue.threads.lock().unwrap_or_else(|p| p.into_inner()).push(own.clone());
-                    *gathered = Some((Arc::as_ptr(&self.queue), own.clone()));
+                    *gathered = Some((Arc::downgrade(&self.queue), own.clone()));
                     own
                 }
             }
