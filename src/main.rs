@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc's allocator: a served request allocates on one thread what
-/// another frees (a response body, the spans the export thread sends), and glibc takes the
-/// allocating thread's arena lock for each such free, so the threads wait on each other;
-/// mimalloc hands the block back to its page without a lock.
+/// another frees (a response body, the span bytes the export thread sends), and glibc takes
+/// the allocating thread's arena lock for each such free, so the threads wait on each
+/// other; mimalloc hands the block back to its page without a lock.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -42,9 +42,9 @@ impl Server {
         let (response, route) = self.respond(&app, request, host.as_deref(), tenant, &path, span.context()).await;
         let status = response.status().as_u16();
         if let Some(route) = route {
-            span.rename(|| route.span_names.of(&method, &route.prefix));
-            span.set(|| KeyValue::new("http.route", route.prefix_label.of(&route.prefix)));
-            span.set(|| KeyValue::new("membrane.component", route.component_label.of(&route.component)));
+            span.rename(|| route.span_name(&method));
+            span.set(|| KeyValue::new("http.route", route.prefix_label()));
+            span.set(|| KeyValue::new("membrane.component", route.component_label()));
         }
         if let Some(tenant) = tenant {
             span.set(|| KeyValue::new("membrane.tenant", tenant.label.of(&tenant.name)));

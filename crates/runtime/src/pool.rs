@@ -11,7 +11,6 @@ use crate::state::ComponentState;
 use crate::stats::ComponentStats;
 use membrane_manifest::{Grants, InstanceMode, Limits, RestartPolicy};
 use membrane_telemetry::Context as TraceContext;
-use membrane_telemetry::{KeyValue, Span, SpanKind};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -22,55 +21,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceAny};
 use wasmtime::{Engine, Store};
-
-/// Calls may nest this deep across links before they are refused.
-pub const MAX_CALL_DEPTH: usize = 32;
-
-/// Why a call into a component did not return a value.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    #[error(transparent)]
-    Fault(#[from] Fault),
-    #[error(
-        "reentrant call into component `{component}` (call chain: {}); a {mode} instance is \
-         busy serving the call that led here, so it cannot take another; make `{component}` \
-         per-call or break the cycle of links",
-        chain.join(" -> ")
-    )]
-    Reentrant { component: String, mode: InstanceMode, chain: Vec<String> },
-    #[error("call chain deeper than {MAX_CALL_DEPTH} components: {}", chain.join(" -> "))]
-    TooDeep { chain: Vec<String> },
-    #[error(
-        "component `{component}` has failed: it trapped again after {restarts} restarts within \
-         {window}, its restart budget; fix the cause, then restart it"
-    )]
-    Failed { component: String, restarts: u32, window: membrane_manifest::Duration },
-    #[error(
-        "a resource handle passed to `{component}` belongs to an instance that has since \
-         been discarded (it trapped or was restarted)"
-    )]
-    StaleResource { component: String },
-    #[error("component `{component}` has no export {export}")]
-    NoSuchExport { component: String, export: String },
-    #[error(
-        "component `{component}` has all {share} of its instance slots in use (one instance takes \
-         {memories} memories and {tables} tables of the app's pool); the call is refused so that the \
-         other components keep theirs; retry, or raise [app] max_instances"
-    )]
-    NoSlot { component: String, share: u32, memories: u32, tables: u32 },
-}
-
-impl CallError {
-    /// One line, for audit records: a fault without its backtrace.
-    pub fn summary(&self) -> String {
-        match self {
-            CallError::Fault(fault) => {
-                format!("component `{}` stopped: {}", fault.component, fault.kind)
-            }
-            other => other.to_string(),
-        }
-    }
-}
 
 /// One instance of a component and the store that owns it.
 pub struct Sandbox {
@@ -113,7 +63,11 @@ async fn call_export<I: Invocation>(
     result
 }
 
+mod error;
 mod resident;
+mod spans;
+
+pub use error::{CallError, MAX_CALL_DEPTH};
 
 #[derive(Default)]
 struct Slot {
@@ -207,14 +161,6 @@ impl Pool {
         self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The span of making an instance for a request, when tracing is on.
-    pub fn instantiation_span(&self, store: &Store<SandboxState>, how: &'static str) -> membrane_telemetry::Span {
-        use membrane_telemetry::{KeyValue, Span, SpanKind};
-        Span::start("instantiate", SpanKind::Internal, store.data().trace(), || {
-            vec![KeyValue::new("membrane.component", self.label()), KeyValue::new("membrane.instance", how)]
-        })
-    }
-
     pub fn pre(&self) -> &InstancePre<SandboxState> {
         &self.pre
     }
@@ -289,14 +235,6 @@ impl Pool {
         })?;
         self.stats.instantiations.fetch_add(1, Relaxed);
         Ok(Sandbox { store, instance, incarnation })
-    }
-
-    /// The span of an instance made (or taken from the pool) for a call in `trace`.
-    fn instance_span(&self, trace: Option<&TraceContext>, how: &'static str) -> Span {
-        Span::child(trace, SpanKind::Internal, || {
-            let component = KeyValue::new("membrane.component", self.label());
-            ("instantiate", vec![component, KeyValue::new("membrane.instance", how)])
-        })
     }
 
     /// Calls `func` on an instance chosen by the instance mode, within the component's
@@ -540,16 +478,6 @@ impl Pool {
     /// Whether a call would find this component failed.
     pub async fn is_failed(&self) -> bool {
         self.slot.lock().await.failed
-    }
-
-    /// The component's name as spans carry it.
-    pub(crate) fn label(&self) -> &'static str {
-        self.label.of(&self.name)
-    }
-
-    /// The instance mode as spans carry it.
-    pub(crate) fn mode_label(&self) -> &'static str {
-        self.mode_label.of(self.mode)
     }
 
     pub fn name(&self) -> &str {

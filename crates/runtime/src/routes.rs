@@ -12,11 +12,10 @@ pub struct Route {
     pub host: Option<String>,
     pub prefix: Arc<str>,
     pub component: Arc<str>,
-    /// Its requests' server span names.
-    pub span_names: membrane_telemetry::RouteNames,
-    /// The prefix and component as its requests' server spans carry them.
-    pub prefix_label: membrane_telemetry::Label,
-    pub component_label: membrane_telemetry::Label,
+    /// Its requests' server span names, and its prefix and component as they carry them.
+    span_names: membrane_telemetry::RouteNames,
+    prefix_label: membrane_telemetry::Label,
+    component_label: membrane_telemetry::Label,
 }
 
 impl Route {
@@ -29,6 +28,21 @@ impl Route {
             prefix_label: membrane_telemetry::Label::default(),
             component_label: membrane_telemetry::Label::default(),
         }
+    }
+
+    /// The name of the server span of a request with `method` to this route.
+    pub fn span_name(&self, method: &http::Method) -> std::borrow::Cow<'static, str> {
+        self.span_names.of(method, &self.prefix)
+    }
+
+    /// `http.route` of its requests' server spans.
+    pub fn prefix_label(&self) -> &'static str {
+        self.prefix_label.of(&self.prefix)
+    }
+
+    /// `membrane.component` of its requests' server spans.
+    pub fn component_label(&self) -> &'static str {
+        self.component_label.of(&self.component)
     }
 }
 

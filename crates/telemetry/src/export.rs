@@ -151,32 +151,33 @@ impl BoundedBatch {
     /// Takes a span that ended: gathered by this thread, and with the others it gathered
     /// written into chunks for the queue once there are enough.
     pub(crate) fn end(&self, span: Box<SpanData>) {
-        let gathered = GATHERED.try_with(|gathered| {
+        let mut span = Some(span);
+        let written = GATHERED.try_with(|gathered| {
             let mut gathered = gathered.borrow_mut();
-            match &*gathered {
-                Some((queue, own)) if std::ptr::eq(queue.as_ptr(), Arc::as_ptr(&self.queue)) => own.clone(),
+            let own = match &*gathered {
+                Some((queue, own)) if std::ptr::eq(queue.as_ptr(), Arc::as_ptr(&self.queue)) => own,
                 _ => {
                     let own = Arc::new(Gathered::default());
                     self.queue.threads.lock().unwrap_or_else(|p| p.into_inner()).push(own.clone());
-                    *gathered = Some((Arc::downgrade(&self.queue), own.clone()));
-                    own
+                    &gathered.insert((Arc::downgrade(&self.queue), own)).1
                 }
+            };
+            let mut spans = own.lock();
+            spans.extend(span.take());
+            if spans.len() < self.chunk {
+                return None;
             }
+            let chunks = otlp::chunks(&spans);
+            // Freed by the thread that allocated them.
+            spans.clear();
+            Some(chunks)
         });
-        let Ok(gathered) = gathered else {
+        match written {
+            Ok(None) => {}
+            Ok(Some(chunks)) => self.push(chunks),
             // The thread is ending: its span is written at once.
-            return self.push(otlp::chunks(&[span]));
-        };
-        let mut spans = gathered.lock();
-        spans.push(span);
-        if spans.len() < self.chunk {
-            return;
+            Err(_) => self.push(otlp::chunks(&[span.expect("not gathered")])),
         }
-        let chunks = otlp::chunks(&spans);
-        // Freed by the thread that allocated them.
-        spans.clear();
-        drop(spans);
-        self.push(chunks);
     }
 
     /// Queues written spans, or drops and counts them when the queue is full.
