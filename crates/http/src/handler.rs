@@ -43,8 +43,7 @@ impl Server {
         let status = response.status().as_u16();
         if let Some(route) = route {
             span.rename(|| route.span_name(&method));
-            span.set(|| KeyValue::new("http.route", route.prefix_label()));
-            span.set(|| KeyValue::new("membrane.component", route.component_label()));
+            span.set_prepared(|| route.span_attributes());
         }
         if let Some(tenant) = tenant {
             span.set(|| KeyValue::new("membrane.tenant", tenant.label.of(&tenant.name)));

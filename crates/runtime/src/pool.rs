@@ -87,6 +87,8 @@ pub struct Pool {
     /// The name and instance mode as spans carry them.
     label: membrane_telemetry::Label,
     mode_label: membrane_telemetry::Label,
+    /// Its instance spans' attributes, for each of [`spans::INSTANCE_WAYS`].
+    instance_attributes: [membrane_telemetry::PreparedOnce; spans::INSTANCE_WAYS.len()],
     pub(crate) mode: InstanceMode,
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
@@ -133,6 +135,7 @@ impl Pool {
             name,
             label: Default::default(),
             mode_label: Default::default(),
+            instance_attributes: Default::default(),
             mode,
             grants,
             limits,

@@ -12,10 +12,9 @@ pub struct Route {
     pub host: Option<String>,
     pub prefix: Arc<str>,
     pub component: Arc<str>,
-    /// Its requests' server span names, and its prefix and component as they carry them.
+    /// Its requests' server span names, and their attributes naming the route.
     span_names: membrane_telemetry::RouteNames,
-    prefix_label: membrane_telemetry::Label,
-    component_label: membrane_telemetry::Label,
+    span_attributes: membrane_telemetry::PreparedOnce,
 }
 
 impl Route {
@@ -25,8 +24,7 @@ impl Route {
             prefix: prefix.into(),
             component: component.into(),
             span_names: membrane_telemetry::RouteNames::default(),
-            prefix_label: membrane_telemetry::Label::default(),
-            component_label: membrane_telemetry::Label::default(),
+            span_attributes: membrane_telemetry::PreparedOnce::default(),
         }
     }
 
@@ -35,14 +33,15 @@ impl Route {
         self.span_names.of(method, &self.prefix)
     }
 
-    /// `http.route` of its requests' server spans.
-    pub fn prefix_label(&self) -> &'static str {
-        self.prefix_label.of(&self.prefix)
-    }
-
-    /// `membrane.component` of its requests' server spans.
-    pub fn component_label(&self) -> &'static str {
-        self.component_label.of(&self.component)
+    /// `http.route` and `membrane.component` of its requests' server spans.
+    pub fn span_attributes(&self) -> &'static membrane_telemetry::Prepared {
+        use membrane_telemetry::KeyValue;
+        self.span_attributes.of(|| {
+            vec![
+                KeyValue::new("http.route", self.prefix.to_string()),
+                KeyValue::new("membrane.component", self.component.to_string()),
+            ]
+        })
     }
 }
 

@@ -3,14 +3,16 @@
 //! it in `/metrics`; so this queue is ours: a bounded queue that never blocks the span's
 //! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]).
 //!
-//! A thread gathers the spans it ends, and every [`CHUNK_SPANS`] writes them in protobuf
-//! ([`crate::otlp::Chunk`]) and frees them itself; only the chunk's bytes cross to the
-//! export thread, which puts an export's header around them. Handing the spans themselves
-//! over cost more than writing them: the export thread then read about 1 KB a span written
-//! on another core, and freed each span's blocks on the core that allocated them, and that
-//! freeing alone was more than half of its time (BENCHMARKS.md, "Tracing"). Spans a thread
-//! gathered and has not written (a thread gone idle) are taken and written by the export
-//! thread after [`LINGER`], and on a flush.
+//! A thread writes each span it ends in protobuf at once, into a chunk of its own
+//! ([`crate::otlp::Chunk`]), and frees it: the span is still in its cache, and its memory
+//! is the next span's. Every [`CHUNK_SPANS`] spans the chunk goes to the queue; only its
+//! bytes cross to the export thread, which puts an export's header around them. Handing the
+//! spans themselves over cost more than writing them: the export thread then read about
+//! 1 KB a span written on another core, and freed each span's blocks on the core that
+//! allocated them, and that freeing alone was more than half of its time; gathering 64
+//! spans before writing them kept 64 spans' memory live and cold (BENCHMARKS.md,
+//! "Tracing"). What a thread wrote and has not handed over (a thread gone idle) is taken
+//! by the export thread after [`LINGER`], and on a flush.
 //!
 //! The export thread is woken only when a batch is full (or a flush is asked), otherwise it
 //! wakes by itself after [`LINGER`]: waking it for every span, as a channel does, cost each
@@ -18,6 +20,7 @@
 
 use crate::otlp::{self, Chunk};
 use crate::recent::Recent;
+use crate::span::Prepared;
 use opentelemetry_http::HttpClient as _;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
@@ -35,8 +38,7 @@ pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Spans a thread gathers before it writes them into a chunk: enough that a chunk's
-/// hand-over is rare, few enough that writing one (about 15 µs) is not a request's tail.
+/// Spans a thread writes before it hands its chunk over: enough that a hand-over is rare.
 const CHUNK_SPANS: usize = 64;
 
 /// What waits for the export thread.
@@ -50,15 +52,48 @@ struct Pending {
     closed: bool,
 }
 
-/// The spans one thread ended and has not yet written into a chunk. Its lock is the
-/// thread's own but when the export thread takes what an idle thread left.
+/// The spans one thread ended and wrote, not yet handed over: a chunk for each scope
+/// (membrane's, and a guest's own). Its lock is the thread's own but when the export
+/// thread takes what an idle thread left.
 #[derive(Debug, Default)]
-#[expect(clippy::vec_box, reason = "each span was boxed when it started; gathering moves the box")]
-struct Gathered(Mutex<Vec<Box<SpanData>>>);
+struct Gathered(Mutex<Written>);
+
+#[derive(Debug, Default)]
+struct Written {
+    chunks: Vec<Chunk>,
+    /// Spans in `chunks`.
+    spans: usize,
+    /// The chunk of membrane's own spans, whose scope is known without comparing it.
+    own: Option<usize>,
+}
+
+impl Written {
+    /// Writes `span`; `own` says it is one of membrane's, in the tracer's scope.
+    fn push(&mut self, span: &SpanData, prepared: Option<&Prepared>, own: bool, room: usize) {
+        let found = match own {
+            true => self.own,
+            false => self.chunks.iter().position(|c| c.scope == span.instrumentation_scope),
+        };
+        let at = found.unwrap_or_else(|| {
+            self.chunks.push(Chunk::new(&span.instrumentation_scope, room));
+            self.chunks.len() - 1
+        });
+        if own {
+            self.own = Some(at);
+        }
+        self.chunks[at].push(span, prepared);
+        self.spans += 1;
+    }
+
+    fn take(&mut self) -> Vec<Chunk> {
+        self.spans = 0;
+        self.own = None;
+        std::mem::take(&mut self.chunks)
+    }
+}
 
 impl Gathered {
-    #[expect(clippy::vec_box, reason = "each span was boxed when it started")]
-    fn lock(&self) -> MutexGuard<'_, Vec<Box<SpanData>>> {
+    fn lock(&self) -> MutexGuard<'_, Written> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -77,17 +112,13 @@ impl Queue {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Spans threads gathered and have not written, written here; a thread that is gone
-    /// is forgotten once its spans are taken.
+    /// What threads wrote and have not handed over; a thread that is gone is forgotten
+    /// once its spans are taken.
     fn sweep(&self) -> Vec<Chunk> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         let mut chunks = Vec::new();
         for gathered in threads.iter() {
-            let mut spans = gathered.lock();
-            if !spans.is_empty() {
-                chunks.extend(otlp::chunks(&spans));
-                spans.clear();
-            }
+            chunks.extend(gathered.lock().take());
         }
         threads.retain(|gathered| Arc::strong_count(gathered) > 1);
         chunks
@@ -95,8 +126,8 @@ impl Queue {
 }
 
 thread_local! {
-    /// This thread's gathered spans, with the queue they are for (held weakly, so that its
-    /// address is never another queue's).
+    /// What this thread wrote, with the queue it is for (held weakly, so that its address
+    /// is never another queue's).
     static GATHERED: RefCell<Option<(Weak<Queue>, Arc<Gathered>)>> = const { RefCell::new(None) };
 }
 
@@ -108,7 +139,7 @@ pub(crate) struct BoundedBatch {
     capacity: usize,
     /// Spans sent in one export.
     batch: usize,
-    /// Spans a thread gathers before writing them.
+    /// Spans a thread writes before handing them over.
     chunk: usize,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -127,8 +158,7 @@ impl BoundedBatch {
         BoundedBatch { queue, capacity, batch, chunk, worker: Mutex::new(Some(worker)) }
     }
 
-    /// Spans waiting for the export thread, written (those threads still gather are not
-    /// counted).
+    /// Spans handed to the export thread (those a thread still holds are not counted).
     pub(crate) fn len(&self) -> usize {
         self.queue.lock().spans
     }
@@ -148,35 +178,43 @@ impl BoundedBatch {
         flushed.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
 
-    /// Takes a span that ended: gathered by this thread, and with the others it gathered
-    /// written into chunks for the queue once there are enough.
-    pub(crate) fn end(&self, span: Box<SpanData>) {
-        let mut span = Some(span);
-        let written = GATHERED.try_with(|gathered| {
+    /// Takes one of membrane's spans (in the tracer's scope) that ended, with its prepared
+    /// attributes.
+    pub(crate) fn end_own(&self, span: &SpanData, prepared: Option<&Prepared>) {
+        self.write(span, prepared, true);
+    }
+
+    /// Takes a span that ended, of any scope (a guest's).
+    pub(crate) fn end(&self, span: &SpanData) {
+        self.write(span, None, false);
+    }
+
+    /// Writes a span that ended into this thread's chunk (the caller frees it, here where
+    /// it was made); the chunk goes to the queue once it holds enough.
+    fn write(&self, span: &SpanData, prepared: Option<&Prepared>, own: bool) {
+        let handed = GATHERED.try_with(|gathered| {
             let mut gathered = gathered.borrow_mut();
-            let own = match &*gathered {
-                Some((queue, own)) if std::ptr::eq(queue.as_ptr(), Arc::as_ptr(&self.queue)) => own,
+            let this = match &*gathered {
+                Some((queue, this)) if std::ptr::eq(queue.as_ptr(), Arc::as_ptr(&self.queue)) => this,
                 _ => {
-                    let own = Arc::new(Gathered::default());
-                    self.queue.threads.lock().unwrap_or_else(|p| p.into_inner()).push(own.clone());
-                    &gathered.insert((Arc::downgrade(&self.queue), own)).1
+                    let this = Arc::new(Gathered::default());
+                    self.queue.threads.lock().unwrap_or_else(|p| p.into_inner()).push(this.clone());
+                    &gathered.insert((Arc::downgrade(&self.queue), this)).1
                 }
             };
-            let mut spans = own.lock();
-            spans.extend(span.take());
-            if spans.len() < self.chunk {
-                return None;
-            }
-            let chunks = otlp::chunks(&spans);
-            // Freed by the thread that allocated them.
-            spans.clear();
-            Some(chunks)
+            let mut written = this.lock();
+            written.push(span, prepared, own, self.chunk);
+            (written.spans >= self.chunk).then(|| written.take())
         });
-        match written {
+        match handed {
             Ok(None) => {}
             Ok(Some(chunks)) => self.push(chunks),
-            // The thread is ending: its span is written at once.
-            Err(_) => self.push(otlp::chunks(&[span.expect("not gathered")])),
+            // The thread is ending: its span goes on its own.
+            Err(_) => {
+                let mut chunk = Chunk::new(&span.instrumentation_scope, 1);
+                chunk.push(span, prepared);
+                self.push(vec![chunk]);
+            }
         }
     }
 

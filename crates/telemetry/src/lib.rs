@@ -15,7 +15,10 @@ mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
 pub use recent::{KEPT_TRACES, SpanView, TraceView};
-pub use span::{Label, RouteNames, Span, extract, inject, method_name, protocol_version, static_name, trace_id};
+pub use span::{
+    Label, Prepared, PreparedOnce, RouteNames, Span, extract, inject, method_name, protocol_version, static_name,
+    trace_id,
+};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
@@ -63,7 +66,7 @@ pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[openteleme
 /// export, as a span of membrane's does when it ends; nothing when tracing is off.
 pub fn export(span: Box<opentelemetry_sdk::trace::SpanData>) {
     if let Some(tracer) = tracer() {
-        tracer.queue.end(span);
+        tracer.queue.end(&span);
     }
 }
 

@@ -23,7 +23,60 @@ use std::borrow::Cow;
 /// is one null pointer in the futures that carry it across their awaits. A span that is
 /// not sampled still carries its context, so the services it calls know not to sample.
 #[derive(Debug, Default)]
-pub struct Span(Option<Box<SpanData>>);
+pub struct Span(Option<Box<Recorded>>);
+
+/// A span's data, and the prepared attributes it carries beside its own.
+#[derive(Debug)]
+struct Recorded {
+    data: SpanData,
+    prepared: Option<&'static Prepared>,
+}
+
+/// Attributes that every span of one thing an operator wrote carries alike (a link's
+/// function, a component's instances, a route), written in protobuf once and kept for the
+/// process's life: a span takes them by reference and its export copies their bytes.
+/// Building each span's attributes, writing them one by one and freeing them was about a
+/// third of what tracing added to a request across a link (BENCHMARKS.md, "Tracing").
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// The attributes as `Span.attributes` fields (9).
+    pub(crate) bytes: Box<[u8]>,
+    attributes: Box<[KeyValue]>,
+}
+
+impl Prepared {
+    /// `attributes`, prepared. Each distinct set is kept for the process's life, once: only
+    /// for sets made of what an operator wrote (names, routes, modes), never of what a
+    /// client or a guest chooses.
+    pub fn of(attributes: &[KeyValue]) -> &'static Prepared {
+        static KEPT: std::sync::Mutex<Vec<&'static Prepared>> = std::sync::Mutex::new(Vec::new());
+        let mut bytes = Vec::new();
+        crate::otlp::attributes(&mut bytes, 9, attributes);
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(prepared) = kept.iter().find(|p| *p.bytes == *bytes) {
+            return prepared;
+        }
+        let prepared: &'static Prepared =
+            Box::leak(Box::new(Prepared { bytes: bytes.into(), attributes: attributes.into() }));
+        kept.push(prepared);
+        prepared
+    }
+
+    fn len(&self) -> usize {
+        self.attributes.len()
+    }
+}
+
+/// Prepared attributes made at their first traced use and kept ([`Prepared`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedOnce(std::sync::OnceLock<&'static Prepared>);
+
+impl PreparedOnce {
+    /// The attributes `attributes` makes, made only the first time.
+    pub fn of(&self, attributes: impl FnOnce() -> Vec<KeyValue>) -> &'static Prepared {
+        self.0.get_or_init(|| Prepared::of(&attributes()))
+    }
+}
 
 impl Span {
     /// Starts a span under `parent` (a new trace without one). `attributes` runs only when
@@ -35,7 +88,22 @@ impl Span {
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Span {
         let Some(tracer) = tracer() else { return Span(None) };
-        let describe = || (name.into(), attributes());
+        let describe = || (name.into(), attributes(), None);
+        Span(Some(match parent {
+            Some(parent) => record(tracer, kind, parent, describe),
+            None => record(tracer, kind, &Context::new(), describe),
+        }))
+    }
+
+    /// [`Span::start`] with prepared attributes ([`Prepared`]).
+    pub fn start_prepared(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&Context>,
+        prepared: impl FnOnce() -> &'static Prepared,
+    ) -> Span {
+        let Some(tracer) = tracer() else { return Span(None) };
+        let describe = || (name.into(), Vec::new(), Some(prepared()));
         Span(Some(match parent {
             Some(parent) => record(tracer, kind, parent, describe),
             None => record(tracer, kind, &Context::new(), describe),
@@ -55,7 +123,21 @@ impl Span {
         let Some(tracer) = tracer() else { return Span(None) };
         Span(Some(record(tracer, kind, parent, || {
             let (name, attributes) = describe();
-            (name.into(), attributes)
+            (name.into(), attributes, None)
+        })))
+    }
+
+    /// [`Span::child`] with prepared attributes ([`Prepared`]).
+    pub fn child_prepared<N: Into<Cow<'static, str>>>(
+        parent: Option<&Context>,
+        kind: SpanKind,
+        describe: impl FnOnce() -> (N, &'static Prepared),
+    ) -> Span {
+        let Some(parent) = parent else { return Span(None) };
+        let Some(tracer) = tracer() else { return Span(None) };
+        Span(Some(record(tracer, kind, parent, || {
+            let (name, prepared) = describe();
+            (name.into(), Vec::new(), Some(prepared))
         })))
     }
 
@@ -63,12 +145,12 @@ impl Span {
     /// when tracing is off.
     pub fn context(&self) -> Option<Context> {
         let span = self.0.as_ref()?;
-        Some(Context::new().with_remote_span_context(span.span_context.clone()))
+        Some(Context::new().with_remote_span_context(span.data.span_context.clone()))
     }
 
     /// This span's trace id (32 hex digits), for log lines that lead to the trace.
     pub fn trace_id(&self) -> Option<String> {
-        self.0.as_ref().map(|s| s.span_context.trace_id().to_string())
+        self.0.as_ref().map(|s| s.data.span_context.trace_id().to_string())
     }
 
     /// Names the span anew, once what it is about is known (a request's route).
@@ -80,12 +162,22 @@ impl Span {
 
     pub fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
         let Some(limits) = tracer().map(|t| t.config.span_limits) else { return };
-        if let Some(span) = self.sampled() {
-            if span.attributes.len() < limits.max_attributes_per_span as usize {
-                span.attributes.push(attribute());
-            } else {
-                span.dropped_attributes_count += 1;
-            }
+        if let Some(span) = self.recorded() {
+            span.add(limits.max_attributes_per_span, std::iter::once_with(attribute));
+        }
+    }
+
+    /// Adds prepared attributes ([`Prepared`]). A span carries one prepared set by
+    /// reference; the attributes of another are added one by one.
+    pub fn set_prepared(&mut self, prepared: impl FnOnce() -> &'static Prepared) {
+        let Some(limits) = tracer().map(|t| t.config.span_limits) else { return };
+        let Some(span) = self.recorded() else { return };
+        let prepared = prepared();
+        let room = (limits.max_attributes_per_span as usize).saturating_sub(span.data.attributes.len());
+        if span.prepared.is_none() && prepared.len() <= room {
+            span.prepared = Some(prepared);
+        } else {
+            span.add(limits.max_attributes_per_span, prepared.attributes.iter().cloned());
         }
     }
 
@@ -112,22 +204,41 @@ impl Span {
     }
 
     pub fn is_recording(&self) -> bool {
-        self.0.as_ref().is_some_and(|s| s.span_context.is_sampled())
+        self.0.as_ref().is_some_and(|s| s.data.span_context.is_sampled())
     }
 
     /// The span's data, if it is sampled (else nothing of it is kept).
     fn sampled(&mut self) -> Option<&mut SpanData> {
-        self.0.as_deref_mut().filter(|s| s.span_context.is_sampled())
+        self.recorded().map(|r| &mut r.data)
+    }
+
+    fn recorded(&mut self) -> Option<&mut Recorded> {
+        self.0.as_deref_mut().filter(|s| s.data.span_context.is_sampled())
+    }
+}
+
+impl Recorded {
+    /// Adds `attributes` up to the span's `limit` of attributes (its prepared ones
+    /// counted); those beyond are counted as dropped.
+    fn add(&mut self, limit: u32, attributes: impl Iterator<Item = KeyValue>) {
+        let prepared = self.prepared.map_or(0, Prepared::len);
+        for attribute in attributes {
+            if self.data.attributes.len() + prepared < limit as usize {
+                self.data.attributes.push(attribute);
+            } else {
+                self.data.dropped_attributes_count += 1;
+            }
+        }
     }
 }
 
 impl Drop for Span {
     /// Ends the span: a sampled one goes to the export queue.
     fn drop(&mut self) {
-        let Some(mut span) = self.0.take().filter(|s| s.span_context.is_sampled()) else { return };
+        let Some(mut span) = self.0.take().filter(|s| s.data.span_context.is_sampled()) else { return };
         if let Some(tracer) = tracer() {
-            span.end_time = opentelemetry::time::now();
-            tracer.queue.end(span);
+            span.data.end_time = opentelemetry::time::now();
+            tracer.queue.end_own(&span.data, span.prepared);
         }
     }
 }
@@ -141,8 +252,8 @@ fn record(
     tracer: &Tracer,
     kind: SpanKind,
     parent: &Context,
-    describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
-) -> Box<SpanData> {
+    describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>, Option<&'static Prepared>),
+) -> Box<Recorded> {
     let config = &tracer.config;
     let parent_span = parent.span();
     let parent_context = Some(parent_span.span_context()).filter(|c| c.is_valid());
@@ -151,10 +262,16 @@ fn record(
     let sampled = matches!(sampling.decision, SamplingDecision::RecordAndSample);
     let flags = parent_context.map_or(TraceFlags::default(), |c| c.trace_flags()).with_sampled(sampled);
     let context = SpanContext::new(trace_id, config.id_generator.new_span_id(), flags, false, sampling.trace_state);
-    let (name, attributes) = if sampled { describe() } else { (Cow::Borrowed(""), Vec::new()) };
-    let (attributes, dropped_attributes_count) = bounded(attributes, config.span_limits.max_attributes_per_span);
+    let (name, mut attributes, mut prepared) = if sampled { describe() } else { (Cow::Borrowed(""), Vec::new(), None) };
+    let limit = config.span_limits.max_attributes_per_span;
+    // Prepared attributes are few; a set larger than the limit is added one by one, and cut.
+    if let Some(large) = prepared.take_if(|p| p.len() > limit as usize) {
+        attributes.extend(large.attributes.iter().cloned());
+    }
+    let room = limit.saturating_sub(prepared.map_or(0, |p| p.len() as u32));
+    let (attributes, dropped_attributes_count) = bounded(attributes, room);
     let now = opentelemetry::time::now();
-    Box::new(SpanData {
+    let data = SpanData {
         span_context: context,
         parent_span_id: parent_context.map_or(SpanId::INVALID, |c| c.span_id()),
         parent_span_is_remote: parent_context.is_some_and(|c| c.is_remote()),
@@ -168,7 +285,8 @@ fn record(
         links: SpanLinks::default(),
         status: Status::Unset,
         instrumentation_scope: tracer.scope.clone(),
-    })
+    };
+    Box::new(Recorded { data, prepared })
 }
 
 /// `attributes` cut to `limit`, and how many were cut.
@@ -314,7 +432,7 @@ mod tests {
     fn a_span_without_a_parent_starts_a_sampled_trace_with_its_attributes() {
         on();
         let span = Span::start("GET", SpanKind::Server, None, || vec![KeyValue::new("url.path", "/")]);
-        let data = span.0.as_deref().expect("tracing is on");
+        let data = span.0.as_deref().map(|r| &r.data).expect("tracing is on");
         assert!(data.span_context.is_valid() && data.span_context.is_sampled());
         assert_eq!(data.parent_span_id, SpanId::INVALID);
         assert_eq!(data.attributes, vec![KeyValue::new("url.path", "/")]);
@@ -325,13 +443,13 @@ mod tests {
     fn a_span_under_a_sampled_caller_joins_its_trace_and_keeps_its_state() {
         on();
         let span = Span::start("GET", SpanKind::Server, Some(&remote(true)), Vec::new);
-        let data = span.0.as_deref().unwrap();
+        let data = span.0.as_deref().map(|r| &r.data).unwrap();
         assert_eq!(data.span_context.trace_id(), 0xabcd.into());
         assert_eq!(data.parent_span_id, 0x42.into());
         assert!(data.parent_span_is_remote && data.span_context.is_sampled());
         assert_eq!(data.span_context.trace_state().get("vendor"), Some("opaque"));
         let child = Span::child(span.context().as_ref(), SpanKind::Internal, || ("instantiate", Vec::new()));
-        let child = child.0.as_deref().unwrap();
+        let child = child.0.as_deref().map(|r| &r.data).unwrap();
         assert_eq!(child.parent_span_id, data.span_context.span_id());
         assert!(!child.parent_span_is_remote, "its parent is in this process");
     }
@@ -352,6 +470,50 @@ mod tests {
         assert!(!passed.is_sampled());
     }
 
+    /// The attribute keys `span` is exported with.
+    fn exported_keys(span: &Span) -> Vec<String> {
+        use prost::Message as _;
+        let recorded = span.0.as_deref().expect("tracing is on");
+        let mut chunk = crate::otlp::Chunk::new(&recorded.data.instrumentation_scope, 1);
+        chunk.push(&recorded.data, recorded.prepared);
+        // A chunk's bytes are the `spans` fields of a `ScopeSpans`.
+        let scope = opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(chunk.bytes.as_slice()).unwrap();
+        scope.spans[0].attributes.iter().map(|kv| kv.key.clone()).collect()
+    }
+
+    #[test]
+    fn prepared_attributes_are_made_once_and_exported_with_the_spans_own() {
+        on();
+        let attributes = || vec![KeyValue::new("membrane.link", "web -> fancy"), KeyValue::new("rpc.method", "render")];
+        let prepared = Prepared::of(&attributes());
+        assert!(std::ptr::eq(prepared, Prepared::of(&attributes())), "the same set is kept once");
+        let parent = Span::start("GET", SpanKind::Server, None, Vec::new);
+        let mut span = Span::child_prepared(parent.context().as_ref(), SpanKind::Internal, || ("call", prepared));
+        span.set(|| KeyValue::new("membrane.link.outcome", "ok"));
+        // A second prepared set is added one by one: a span carries one by reference.
+        span.set_prepared(|| Prepared::of(&[KeyValue::new("membrane.trap.kind", "unreachable")]));
+        assert_eq!(
+            exported_keys(&span),
+            ["membrane.link.outcome", "membrane.trap.kind", "membrane.link", "rpc.method"]
+        );
+        let mut route = Span::start("GET", SpanKind::Server, None, || vec![KeyValue::new("url.path", "/")]);
+        route.set_prepared(|| prepared);
+        assert_eq!(exported_keys(&route), ["url.path", "membrane.link", "rpc.method"]);
+    }
+
+    #[test]
+    fn prepared_attributes_count_toward_the_limit_of_attributes() {
+        let limit = on().config.span_limits.max_attributes_per_span as usize;
+        let many: Vec<KeyValue> = (0..limit - 1).map(|n| KeyValue::new(format!("k{n}"), n as i64)).collect();
+        let mut span = Span::start_prepared("GET", SpanKind::Server, None, || Prepared::of(&many));
+        span.set(|| KeyValue::new("last", true));
+        span.set(|| KeyValue::new("beyond", true));
+        let recorded = span.0.as_deref().unwrap();
+        assert_eq!(recorded.data.attributes.len() + recorded.prepared.unwrap().len(), limit);
+        assert_eq!(recorded.data.dropped_attributes_count, 1);
+        assert_eq!(exported_keys(&span).len(), limit);
+    }
+
     #[test]
     fn events_beyond_the_limit_are_counted_not_kept() {
         let limit = on().config.span_limits.max_events_per_span as usize;
@@ -360,7 +522,7 @@ mod tests {
             span.event("denied", || vec![KeyValue::new("membrane.denied", "wasi:sockets")]);
         }
         span.fail(|| "trapped".into());
-        let data = span.0.as_deref().unwrap();
+        let data = span.0.as_deref().map(|r| &r.data).unwrap();
         assert_eq!(data.events.len(), limit);
         assert_eq!(data.events.dropped_count, 5);
         assert_eq!(data.status, Status::error("trapped"));

@@ -9,7 +9,8 @@
 
 use crate::fault::{Fault, FaultKind};
 use crate::pool::{CallError, Pool};
-use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
+use membrane_telemetry::{Context, KeyValue, Prepared, Span, SpanKind};
+use std::sync::OnceLock;
 
 /// What `membrane.link.outcome` says of a failed call, and the kind of its fault.
 fn failure(error: &CallError) -> (&'static str, &'static str) {
@@ -26,16 +27,49 @@ fn failure(error: &CallError) -> (&'static str, &'static str) {
 }
 
 /// What a link's spans say of it, made at its first traced call and kept for the
-/// process's life ([`membrane_telemetry::static_name`]), so that a call's span takes its
-/// name and attributes without making or counting them.
+/// process's life ([`membrane_telemetry::static_name`], [`Prepared`]), so that a call's
+/// span takes its name and attributes without making or counting them.
 pub(super) struct Labels {
     /// `consumer -> provider`.
     link: &'static str,
     import: &'static str,
-    /// Each linked function's span name (`consumer -> provider function`) and name.
-    functions: Vec<(&'static str, &'static str)>,
-    /// The span name and function of a hop to the next HTTP handler (`handle`).
-    handle: (&'static str, &'static str),
+    /// Each linked function's.
+    functions: Vec<Function>,
+    /// A hop's to the next HTTP handler (`handle`).
+    handle: Function,
+}
+
+/// What the spans of calls to one function of a link say.
+struct Function {
+    /// `consumer -> provider function`.
+    span_name: &'static str,
+    name: &'static str,
+    /// The attributes of its calls, with the provider's instance mode they were made for
+    /// (the provider a swap brings may have another).
+    attributes: OnceLock<(&'static str, &'static Prepared)>,
+}
+
+impl Function {
+    fn attributes(&self, labels: &Labels, mode: &'static str) -> &'static Prepared {
+        let prepare = || {
+            Prepared::of(&[
+                KeyValue::new("membrane.link", labels.link),
+                KeyValue::new("membrane.link.import", labels.import),
+                KeyValue::new("membrane.link.function", self.name),
+                KeyValue::new("membrane.link.instances", mode),
+                // The RPC conventions' names, for tools that group by them.
+                KeyValue::new("rpc.system", "membrane"),
+                KeyValue::new("rpc.service", labels.import),
+                KeyValue::new("rpc.method", self.name),
+            ])
+        };
+        match self.attributes.get() {
+            Some((made_for, attributes)) if *made_for == mode => attributes,
+            // Another mode: prepared (once, Prepared keeps each set) but not kept here.
+            Some(_) => prepare(),
+            None => self.attributes.get_or_init(|| (mode, prepare())).1,
+        }
+    }
 }
 
 impl Labels {
@@ -47,9 +81,13 @@ impl Labels {
     ) -> Labels {
         use membrane_telemetry::static_name;
         let link = format!("{consumer} -> {provider}");
-        let label = |f: &str| (static_name(&format!("{link} {f}")), static_name(f));
-        let functions = functions.map(label).collect();
-        let handle = label("handle");
+        let function = |f: &str| Function {
+            span_name: static_name(&format!("{link} {f}")),
+            name: static_name(f),
+            attributes: OnceLock::new(),
+        };
+        let functions = functions.map(function).collect();
+        let handle = function("handle");
         Labels { link: static_name(&link), import: static_name(import), functions, handle }
     }
 }
@@ -74,21 +112,10 @@ impl LinkSpan {
         func: Option<usize>,
         provider: &Pool,
     ) -> LinkSpan {
-        let span = Span::child(parent, SpanKind::Internal, || {
+        let span = Span::child_prepared(parent, SpanKind::Internal, || {
             let labels = labels();
-            let (name, function) = func.and_then(|f| labels.functions.get(f)).unwrap_or(&labels.handle);
-            let (name, function) = (*name, *function);
-            let attributes = vec![
-                KeyValue::new("membrane.link", labels.link),
-                KeyValue::new("membrane.link.import", labels.import),
-                KeyValue::new("membrane.link.function", function),
-                KeyValue::new("membrane.link.instances", provider.mode_label()),
-                // The RPC conventions' names, for tools that group by them.
-                KeyValue::new("rpc.system", "membrane"),
-                KeyValue::new("rpc.service", labels.import),
-                KeyValue::new("rpc.method", function),
-            ];
-            (name, attributes)
+            let function = func.and_then(|f| labels.functions.get(f)).unwrap_or(&labels.handle);
+            (function.span_name, function.attributes(labels, provider.mode_label()))
         });
         let context = span.context();
         LinkSpan { span, context, retries: 0, fault: None }
