@@ -3,16 +3,17 @@
 //! it in `/metrics`; so this queue is ours: a bounded queue that never blocks the span's
 //! thread, and one thread that sends batches to the collector over OTLP/HTTP ([`Collector`]).
 //!
-//! A thread writes each span it ends in protobuf at once, into a chunk of its own
-//! ([`crate::otlp::Chunk`]), and frees it: the span is still in its cache, and its memory
-//! is the next span's. Every [`CHUNK_SPANS`] spans the chunk goes to the queue; only its
-//! bytes cross to the export thread, which puts an export's header around them. Handing the
-//! spans themselves over cost more than writing them: the export thread then read about
-//! 1 KB a span written on another core, and freed each span's blocks on the core that
-//! allocated them, and that freeing alone was more than half of its time; gathering 64
-//! spans before writing them kept 64 spans' memory live and cold (BENCHMARKS.md,
-//! "Tracing"). What a thread wrote and has not handed over (a thread gone idle) is taken
-//! by the export thread after [`LINGER`], and on a flush.
+//! A thread gathers the spans it ends, and every [`CHUNK_SPANS`] writes them in protobuf
+//! ([`crate::otlp::Chunk`]) and frees them itself; only the chunk's bytes cross to the
+//! export thread, which puts an export's header around them. Handing the spans themselves
+//! over cost more than writing them: the export thread then read about 1 KB a span written
+//! on another core, and freed each span's blocks on the core that allocated them, and that
+//! freeing alone was more than half of its time. Writing each span the moment it ends cost
+//! more than gathering them: the writer's code, run between a request's other work, pushed
+//! that work's code out of the instruction cache, twice the misses for about the same
+//! instructions (BENCHMARKS.md, "Tracing"). Spans a thread gathered and has not written (a
+//! thread gone idle) are taken and written by the export thread after [`LINGER`], and on a
+//! flush.
 //!
 //! The export thread is woken only when a batch is full (or a flush is asked), otherwise it
 //! wakes by itself after [`LINGER`]: waking it for every span, as a channel does, cost each
@@ -20,7 +21,7 @@
 
 use crate::otlp::{self, Chunk};
 use crate::recent::Recent;
-use crate::span::Prepared;
+use crate::span::Recorded;
 use opentelemetry_http::HttpClient as _;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
@@ -38,7 +39,9 @@ pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Spans a thread writes before it hands its chunk over: enough that a hand-over is rare.
+/// Spans a thread gathers before it writes them into a chunk: enough that a chunk's
+/// hand-over is rare and the writer's code runs seldom, few enough that writing one (about
+/// 15 µs) is not a request's tail.
 const CHUNK_SPANS: usize = 64;
 
 /// What waits for the export thread.
@@ -52,50 +55,45 @@ struct Pending {
     closed: bool,
 }
 
-/// The spans one thread ended and wrote, not yet handed over: a chunk for each scope
-/// (membrane's, and a guest's own). Its lock is the thread's own but when the export
-/// thread takes what an idle thread left.
+/// The spans one thread ended and has not yet written into a chunk. Its lock is the
+/// thread's own but when the export thread takes what an idle thread left.
 #[derive(Debug, Default)]
-struct Gathered(Mutex<Written>);
-
-#[derive(Debug, Default)]
-struct Written {
-    chunks: Vec<Chunk>,
-    /// Spans in `chunks`.
-    spans: usize,
-    /// The chunk of membrane's own spans, whose scope is known without comparing it.
-    own: Option<usize>,
-}
-
-impl Written {
-    /// Writes `span`; `own` says it is one of membrane's, in the tracer's scope.
-    fn push(&mut self, span: &SpanData, prepared: Option<&Prepared>, own: bool, room: usize) {
-        let found = match own {
-            true => self.own,
-            false => self.chunks.iter().position(|c| c.scope == span.instrumentation_scope),
-        };
-        let at = found.unwrap_or_else(|| {
-            self.chunks.push(Chunk::new(&span.instrumentation_scope, room));
-            self.chunks.len() - 1
-        });
-        if own {
-            self.own = Some(at);
-        }
-        self.chunks[at].push(span, prepared);
-        self.spans += 1;
-    }
-
-    fn take(&mut self) -> Vec<Chunk> {
-        self.spans = 0;
-        self.own = None;
-        std::mem::take(&mut self.chunks)
-    }
-}
+struct Gathered(Mutex<Vec<Ended>>);
 
 impl Gathered {
-    fn lock(&self) -> MutexGuard<'_, Written> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Ended>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A span that ended, and whether it is one of membrane's own, in the tracer's scope.
+#[derive(Debug)]
+struct Ended {
+    span: Box<Recorded>,
+    own: bool,
+}
+
+/// `ended` written as chunks, one for each scope; membrane's own spans find theirs without
+/// comparing scopes.
+fn write(ended: &[Ended]) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = Vec::with_capacity(1);
+    let mut own_chunk = None;
+    for Ended { span, own } in ended {
+        let scope = &span.data.instrumentation_scope;
+        let found = match own {
+            true => own_chunk,
+            false => chunks.iter().position(|c| c.scope == *scope),
+        };
+        let at = found.unwrap_or_else(|| {
+            chunks.push(Chunk::new(scope, ended.len()));
+            chunks.len() - 1
+        });
+        if *own {
+            own_chunk = Some(at);
+        }
+        chunks[at].push(&span.data, span.prepared);
+    }
+    chunks
 }
 
 #[derive(Debug, Default)]
@@ -112,13 +110,17 @@ impl Queue {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What threads wrote and have not handed over; a thread that is gone is forgotten
-    /// once its spans are taken.
+    /// Spans threads gathered and have not written, written here; a thread that is gone
+    /// is forgotten once its spans are taken.
     fn sweep(&self) -> Vec<Chunk> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         let mut chunks = Vec::new();
         for gathered in threads.iter() {
-            chunks.extend(gathered.lock().take());
+            let mut ended = gathered.lock();
+            if !ended.is_empty() {
+                chunks.extend(write(&ended));
+                ended.clear();
+            }
         }
         threads.retain(|gathered| Arc::strong_count(gathered) > 1);
         chunks
@@ -126,8 +128,8 @@ impl Queue {
 }
 
 thread_local! {
-    /// What this thread wrote, with the queue it is for (held weakly, so that its address
-    /// is never another queue's).
+    /// This thread's gathered spans, with the queue they are for (held weakly, so that its
+    /// address is never another queue's).
     static GATHERED: RefCell<Option<(Weak<Queue>, Arc<Gathered>)>> = const { RefCell::new(None) };
 }
 
@@ -139,7 +141,7 @@ pub(crate) struct BoundedBatch {
     capacity: usize,
     /// Spans sent in one export.
     batch: usize,
-    /// Spans a thread writes before handing them over.
+    /// Spans a thread gathers before writing them.
     chunk: usize,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -158,7 +160,8 @@ impl BoundedBatch {
         BoundedBatch { queue, capacity, batch, chunk, worker: Mutex::new(Some(worker)) }
     }
 
-    /// Spans handed to the export thread (those a thread still holds are not counted).
+    /// Spans waiting for the export thread, written (those threads still gather are not
+    /// counted).
     pub(crate) fn len(&self) -> usize {
         self.queue.lock().spans
     }
@@ -178,20 +181,20 @@ impl BoundedBatch {
         flushed.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
 
-    /// Takes one of membrane's spans (in the tracer's scope) that ended, with its prepared
-    /// attributes.
-    pub(crate) fn end_own(&self, span: &SpanData, prepared: Option<&Prepared>) {
-        self.write(span, prepared, true);
+    /// Takes one of membrane's spans (in the tracer's scope) that ended.
+    pub(crate) fn end_own(&self, span: Box<Recorded>) {
+        self.gather(Ended { span, own: true });
     }
 
     /// Takes a span that ended, of any scope (a guest's).
-    pub(crate) fn end(&self, span: &SpanData) {
-        self.write(span, None, false);
+    pub(crate) fn end(&self, span: Box<SpanData>) {
+        self.gather(Ended { span: Box::new(Recorded { data: *span, prepared: None }), own: false });
     }
 
-    /// Writes a span that ended into this thread's chunk (the caller frees it, here where
-    /// it was made); the chunk goes to the queue once it holds enough.
-    fn write(&self, span: &SpanData, prepared: Option<&Prepared>, own: bool) {
+    /// Gathers a span that ended on this thread, and writes those it gathered into chunks
+    /// for the queue once there are enough, freeing them where they were made.
+    fn gather(&self, span: Ended) {
+        let mut span = Some(span);
         let handed = GATHERED.try_with(|gathered| {
             let mut gathered = gathered.borrow_mut();
             let this = match &*gathered {
@@ -202,19 +205,20 @@ impl BoundedBatch {
                     &gathered.insert((Arc::downgrade(&self.queue), this)).1
                 }
             };
-            let mut written = this.lock();
-            written.push(span, prepared, own, self.chunk);
-            (written.spans >= self.chunk).then(|| written.take())
+            let mut ended = this.lock();
+            ended.extend(span.take());
+            if ended.len() < self.chunk {
+                return None;
+            }
+            let chunks = write(&ended);
+            ended.clear();
+            Some(chunks)
         });
         match handed {
             Ok(None) => {}
             Ok(Some(chunks)) => self.push(chunks),
             // The thread is ending: its span goes on its own.
-            Err(_) => {
-                let mut chunk = Chunk::new(&span.instrumentation_scope, 1);
-                chunk.push(span, prepared);
-                self.push(vec![chunk]);
-            }
+            Err(_) => self.push(write(&[span.expect("not gathered")])),
         }
     }
 

@@ -66,7 +66,7 @@ pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[openteleme
 /// export, as a span of membrane's does when it ends; nothing when tracing is off.
 pub fn export(span: Box<opentelemetry_sdk::trace::SpanData>) {
     if let Some(tracer) = tracer() {
-        tracer.queue.end(&span);
+        tracer.queue.end(span);
     }
 }
 

@@ -27,9 +27,9 @@ pub struct Span(Option<Box<Recorded>>);
 
 /// A span's data, and the prepared attributes it carries beside its own.
 #[derive(Debug)]
-struct Recorded {
-    data: SpanData,
-    prepared: Option<&'static Prepared>,
+pub(crate) struct Recorded {
+    pub(crate) data: SpanData,
+    pub(crate) prepared: Option<&'static Prepared>,
 }
 
 /// Attributes that every span of one thing an operator wrote carries alike (a link's
@@ -238,7 +238,7 @@ impl Drop for Span {
         let Some(mut span) = self.0.take().filter(|s| s.data.span_context.is_sampled()) else { return };
         if let Some(tracer) = tracer() {
             span.data.end_time = opentelemetry::time::now();
-            tracer.queue.end_own(&span.data, span.prepared);
+            tracer.queue.end_own(span);
         }
     }
 }
