@@ -53,20 +53,33 @@ pub struct SpanView {
 /// keeping one copies its bytes, and only a trace the dashboard asks for is read back.
 #[derive(Debug, Default)]
 struct Open {
+    /// Its spans but the root.
     bytes: Vec<u8>,
+    /// The root span's, once it ended (the trace is then finished).
+    root: Vec<u8>,
     spans: usize,
     left_out: usize,
-    /// The root span's, once it ended.
+    /// The root span's.
     duration: Duration,
 }
 
+impl Open {
+    fn finished(&self) -> bool {
+        !self.root.is_empty()
+    }
+}
+
+/// The traces kept. A finished trace still takes the spans that come after its root: each
+/// thread gathers the spans it ends, so a request's root, ended on the thread that answered
+/// it, may reach the export thread before the spans its instances ended on another.
 #[derive(Debug, Default)]
 struct Kept {
-    open: HashMap<TraceId, Open>,
-    /// Open traces in the order they were first seen, to forget the oldest.
+    /// Open traces and finished ones.
+    traces: HashMap<TraceId, Open>,
+    /// Traces in the order they were first seen, to forget the oldest open one.
     order: VecDeque<TraceId>,
-    /// As their spans ended: a tree is made only of those the dashboard asks for.
-    finished: VecDeque<Open>,
+    /// Finished traces in the order they finished, to forget the oldest.
+    finished: VecDeque<TraceId>,
 }
 
 /// Keeps the recent traces, fed by the export thread. Clones share them.
@@ -79,7 +92,7 @@ impl Recent {
     /// The `n` slowest of the recent traces, slowest first.
     pub(crate) fn slowest(&self, n: usize) -> Vec<TraceView> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let mut traces: Vec<&Open> = kept.finished.iter().collect();
+        let mut traces: Vec<&Open> = kept.finished.iter().filter_map(|t| kept.traces.get(t)).collect();
         traces.sort_by_key(|t| std::cmp::Reverse(t.duration));
         traces.into_iter().take(n).filter_map(view).collect()
     }
@@ -100,42 +113,46 @@ impl Kept {
     /// Keeps the span `bytes` with its trace; a root span finishes its trace.
     fn record(&mut self, entry: &Entry, bytes: &[u8]) {
         let trace_id = entry.trace_id;
-        if entry.root {
-            let mut open = self.open.remove(&trace_id).unwrap_or_default();
-            open.bytes.extend_from_slice(bytes);
-            open.spans += 1;
-            open.duration = entry.duration;
-            if self.finished.len() == KEPT_TRACES {
-                self.finished.pop_front();
-            }
-            self.finished.push_back(open);
-            return;
-        }
-        if !self.open.contains_key(&trace_id) {
+        if !self.traces.contains_key(&trace_id) {
             self.forget_oldest();
             self.order.push_back(trace_id);
         }
-        let open = self.open.entry(trace_id).or_default();
-        if open.spans < SPANS_PER_TRACE {
-            open.bytes.extend_from_slice(bytes);
-            open.spans += 1;
+        let trace = self.traces.entry(trace_id).or_default();
+        if entry.root && !trace.finished() {
+            trace.root.extend_from_slice(bytes);
+            trace.spans += 1;
+            trace.duration = entry.duration;
+            self.finished.push_back(trace_id);
+            if self.finished.len() > KEPT_TRACES
+                && let Some(oldest) = self.finished.pop_front()
+            {
+                self.traces.remove(&oldest);
+            }
+        } else if trace.spans < SPANS_PER_TRACE {
+            // A second root of a trace (a caller that sent its request twice) joins the
+            // first's spans.
+            trace.bytes.extend_from_slice(bytes);
+            trace.spans += 1;
         } else {
-            open.left_out += 1;
+            trace.left_out += 1;
         }
     }
 
     /// Makes room for one more open trace. A trace that finished stays in `order` until it
-    /// comes to its front (taking it out when it finished scanned all the open ones); so
-    /// `order` is cleared of them when it grows to twice the open traces.
+    /// comes to its front (taking it out when it finished would scan them all), where it is
+    /// passed over; so `order` is cleared of them when it grows to twice the open traces.
     fn forget_oldest(&mut self) {
-        while self.open.len() >= OPEN_TRACES
+        let open = |kept: &Kept| kept.traces.len() - kept.finished.len();
+        while open(self) >= OPEN_TRACES
             && let Some(oldest) = self.order.pop_front()
         {
-            self.open.remove(&oldest);
+            if self.traces.get(&oldest).is_some_and(|t| !t.finished()) {
+                self.traces.remove(&oldest);
+            }
         }
         if self.order.len() >= 2 * OPEN_TRACES {
-            let open = &self.open;
-            self.order.retain(|t| open.contains_key(t));
+            let traces = &self.traces;
+            self.order.retain(|t| traces.get(t).is_some_and(|t| !t.finished()));
         }
     }
 }
@@ -252,13 +269,13 @@ fn hex_id(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A finished trace as a tree: the root (the last span to end) first, each span after
+/// A finished trace as a tree: the root first, each span after
 /// its parent, siblings in the order they started. `None` if its bytes do not read back,
 /// which only a bug in the encoder would make.
 fn view(open: &Open) -> Option<TraceView> {
     use prost::Message as _;
     let mut spans = wire::Spans::decode(open.bytes.as_slice()).ok()?.spans;
-    let root = spans.pop()?;
+    let root = wire::Spans::decode(open.root.as_slice()).ok()?.spans.pop()?;
     spans.sort_by_key(|s| s.start);
     let origin = root.start;
     let micros = |nanos: u64| nanos / 1000;
@@ -373,5 +390,42 @@ mod tests {
             [0, 1, 1],
             "siblings in the order they started"
         );
+    }
+
+    #[test]
+    fn spans_that_reach_the_export_after_their_root_join_its_finished_trace() {
+        let recent = Recent::default();
+        // The root ended on the thread that answered; its instance's spans on another,
+        // whose chunk came later.
+        recent.record(&crate::otlp::chunks(&[span(1, 11, 0, "GET /", (0, 100))]));
+        recent.record(&crate::otlp::chunks(&[
+            span(1, 12, 11, "instantiate", (5, 20)),
+            span(1, 13, 11, "web -> fancy render", (30, 50)),
+        ]));
+        let traces = recent.slowest(5);
+        assert_eq!(traces.len(), 1, "one trace, not a finished one and an open one");
+        let names: Vec<(usize, &str)> = traces[0].spans.iter().map(|s| (s.depth, s.name.as_str())).collect();
+        assert_eq!(names, [(0, "GET /"), (1, "instantiate"), (1, "web -> fancy render")]);
+    }
+
+    #[test]
+    fn only_the_last_finished_traces_are_kept_and_open_ones_are_bounded() {
+        let recent = Recent::default();
+        for trace in 1..=(KEPT_TRACES as u128 + 10) {
+            recent.record(&crate::otlp::chunks(&[
+                span(trace, 2, 1, "instantiate", (0, 1)),
+                span(trace, 1, 0, "GET /", (0, trace as u64)),
+            ]));
+        }
+        // Children whose root never comes.
+        for trace in 0..(2 * OPEN_TRACES as u128) {
+            recent.record(&crate::otlp::chunks(&[span(1_000_000 + trace, 2, 1, "instantiate", (0, 1))]));
+        }
+        let slowest = recent.slowest(usize::MAX);
+        assert_eq!(slowest.len(), KEPT_TRACES);
+        assert_eq!(slowest.last().unwrap().duration_us, 11, "the first ten were forgotten");
+        let kept = recent.kept.lock().unwrap();
+        assert_eq!(kept.traces.len(), KEPT_TRACES + OPEN_TRACES);
+        assert!(kept.order.len() < 2 * OPEN_TRACES);
     }
 }
