@@ -161,15 +161,14 @@ fn length_delimited(out: &mut Vec<u8>, field: u32, len: usize) {
 }
 
 /// A field's key: its number and wire type.
-#[inline]
+#[inline(always)]
 fn key(out: &mut Vec<u8>, field: u32, wire_type: WireType) {
     put_varint(out, u64::from(field << 3 | wire_type as u32));
 }
 
-/// `value` as a varint, appended at once. prost's `encode_varint` appends it a byte at a
-/// time, each byte a check of the vector's room: it was a tenth of what writing a span
-/// cost.
-#[inline]
+/// `value` as a varint, appended at once and inlined, as a field's key is a constant:
+/// prost's `encode_varint` is a call that appends a byte at a time.
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, value: u64) {
     if value < 0x80 {
         out.push(value as u8);

@@ -113,11 +113,14 @@ impl Kept {
     /// Keeps the span `bytes` with its trace; a root span finishes its trace.
     fn record(&mut self, entry: &Entry, bytes: &[u8]) {
         let trace_id = entry.trace_id;
-        if !self.traces.contains_key(&trace_id) {
-            self.forget_oldest();
-            self.order.push_back(trace_id);
-        }
-        let trace = self.traces.entry(trace_id).or_default();
+        let trace = match self.traces.get_mut(&trace_id) {
+            Some(trace) => trace,
+            None => {
+                self.forget_oldest();
+                self.order.push_back(trace_id);
+                self.traces.entry(trace_id).or_default()
+            }
+        };
         if entry.root && !trace.finished() {
             trace.root.extend_from_slice(bytes);
             trace.spans += 1;
