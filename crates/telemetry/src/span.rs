@@ -254,6 +254,21 @@ fn record(
     parent: &Context,
     describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>, Option<&'static Prepared>),
 ) -> Box<Recorded> {
+    let mut span = begin(tracer, kind, parent);
+    if span.data.span_context.is_sampled() {
+        let (name, attributes, prepared) = describe();
+        span.describe(tracer, name, attributes, prepared);
+    }
+    span
+}
+
+/// A span of `tracer` under `parent`, with its ids, sampling decision and start, and no
+/// name or attributes yet. Not generic, as all that [`record`] makes for each kind of span
+/// is its description: one copy of this code serves every span of a request, where a copy
+/// for each kind of span cost a docs-web request about 110 more instruction-cache misses
+/// (BENCHMARKS.md, "Tracing").
+#[inline(never)]
+fn begin(tracer: &Tracer, kind: SpanKind, parent: &Context) -> Box<Recorded> {
     let config = &tracer.config;
     let parent_span = parent.span();
     let parent_context = Some(parent_span.span_context()).filter(|c| c.is_valid());
@@ -262,31 +277,47 @@ fn record(
     let sampled = matches!(sampling.decision, SamplingDecision::RecordAndSample);
     let flags = parent_context.map_or(TraceFlags::default(), |c| c.trace_flags()).with_sampled(sampled);
     let context = SpanContext::new(trace_id, config.id_generator.new_span_id(), flags, false, sampling.trace_state);
-    let (name, mut attributes, mut prepared) = if sampled { describe() } else { (Cow::Borrowed(""), Vec::new(), None) };
-    let limit = config.span_limits.max_attributes_per_span;
-    // Prepared attributes are few; a set larger than the limit is added one by one, and cut.
-    if let Some(large) = prepared.take_if(|p| p.len() > limit as usize) {
-        attributes.extend(large.attributes.iter().cloned());
-    }
-    let room = limit.saturating_sub(prepared.map_or(0, |p| p.len() as u32));
-    let (attributes, dropped_attributes_count) = bounded(attributes, room);
     let now = opentelemetry::time::now();
     let data = SpanData {
         span_context: context,
         parent_span_id: parent_context.map_or(SpanId::INVALID, |c| c.span_id()),
         parent_span_is_remote: parent_context.is_some_and(|c| c.is_remote()),
         span_kind: kind,
-        name,
+        name: Cow::Borrowed(""),
         start_time: now,
         end_time: now,
-        attributes,
-        dropped_attributes_count,
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
         events: SpanEvents::default(),
         links: SpanLinks::default(),
         status: Status::Unset,
         instrumentation_scope: tracer.scope.clone(),
     };
-    Box::new(Recorded { data, prepared })
+    Box::new(Recorded { data, prepared: None })
+}
+
+impl Recorded {
+    /// Names a sampled span and gives it its attributes, within the limits.
+    #[inline(never)]
+    fn describe(
+        &mut self,
+        tracer: &Tracer,
+        name: Cow<'static, str>,
+        mut attributes: Vec<KeyValue>,
+        mut prepared: Option<&'static Prepared>,
+    ) {
+        let limit = tracer.config.span_limits.max_attributes_per_span;
+        // Prepared attributes are few; a set larger than the limit is added one by one, and cut.
+        if let Some(large) = prepared.take_if(|p| p.len() > limit as usize) {
+            attributes.extend(large.attributes.iter().cloned());
+        }
+        let room = limit.saturating_sub(prepared.map_or(0, |p| p.len() as u32));
+        let (attributes, dropped) = bounded(attributes, room);
+        self.data.name = name;
+        self.data.attributes = attributes;
+        self.data.dropped_attributes_count = dropped;
+        self.prepared = prepared;
+    }
 }
 
 /// `attributes` cut to `limit`, and how many were cut.
