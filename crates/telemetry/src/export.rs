@@ -73,27 +73,9 @@ struct Ended {
     own: bool,
 }
 
-/// `ended` written as chunks, one for each scope; membrane's own spans find theirs without
-/// comparing scopes.
+/// `ended` written as chunks, one for each scope.
 fn write(ended: &[Ended]) -> Vec<Chunk> {
-    let mut chunks: Vec<Chunk> = Vec::with_capacity(1);
-    let mut own_chunk = None;
-    for Ended { span, own } in ended {
-        let scope = &span.data.instrumentation_scope;
-        let found = match own {
-            true => own_chunk,
-            false => chunks.iter().position(|c| c.scope == *scope),
-        };
-        let at = found.unwrap_or_else(|| {
-            chunks.push(Chunk::new(scope, ended.len()));
-            chunks.len() - 1
-        });
-        if *own {
-            own_chunk = Some(at);
-        }
-        chunks[at].push(&span.data, span.prepared);
-    }
-    chunks
+    otlp::write(ended.iter().map(|e| otlp::Written { span: &e.span.data, prepared: e.span.prepared, own: e.own }))
 }
 
 #[derive(Debug, Default)]
@@ -340,24 +322,19 @@ fn send_batches(collector: &Collector, queue: &Queue, batch: usize, recent: &Rec
             chunks.extend(queue.sweep());
             swept = Instant::now();
         }
-        let mut rest = chunks.as_slice();
-        while !rest.is_empty() {
+        let mut rest = chunks.into_iter().peekable();
+        while rest.peek().is_some() {
             // Whole chunks, until they hold a batch.
-            let mut spans = 0;
-            let take = rest
-                .iter()
-                .take_while(|c| {
-                    let before = spans;
-                    spans += c.len();
-                    before < batch
-                })
-                .count();
-            let (sent, after) = rest.split_at(take);
-            collector.send(&runtime, &client, sent);
-            recent.record(sent);
-            rest = after;
+            let (mut sent, mut spans) = (Vec::new(), 0);
+            while spans < batch
+                && let Some(chunk) = rest.next()
+            {
+                spans += chunk.len();
+                sent.push(chunk);
+            }
+            collector.send(&runtime, &client, &sent);
+            recent.keep(sent);
         }
-        drop(chunks);
         for done in flushes {
             let _ = done.send(());
         }

@@ -14,7 +14,7 @@ mod recent;
 mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
-pub use recent::{KEPT_TRACES, SpanView, TraceView};
+pub use recent::{KEPT_BYTES, SpanView, TraceView};
 pub use span::{
     Label, Prepared, PreparedOnce, RouteNames, Span, extract, inject, method_name, protocol_version, static_name,
     trace_id,

@@ -71,16 +71,37 @@ impl Chunk {
 /// `spans` written as chunks: one for each scope, in the order first seen, each span in
 /// its scope's chunk in the order given.
 pub(crate) fn chunks<S: Borrow<SpanData>>(spans: &[S]) -> Vec<Chunk> {
+    write(spans.iter().map(|s| Written { span: s.borrow(), prepared: None, own: false }))
+}
+
+/// A span to write, with its prepared attributes; `own` says it is one of membrane's, in
+/// the tracer's scope.
+pub(crate) struct Written<'s> {
+    pub(crate) span: &'s SpanData,
+    pub(crate) prepared: Option<&'s Prepared>,
+    pub(crate) own: bool,
+}
+
+/// `spans` written as chunks, as [`chunks`] does; membrane's own spans find theirs without
+/// comparing scopes.
+pub(crate) fn write<'s>(spans: impl ExactSizeIterator<Item = Written<'s>>) -> Vec<Chunk> {
+    let room = spans.len();
     let mut chunks: Vec<Chunk> = Vec::with_capacity(1);
-    for span in spans.iter().map(S::borrow) {
-        let at = match chunks.iter().position(|c| c.scope == span.instrumentation_scope) {
-            Some(at) => at,
-            None => {
-                chunks.push(Chunk::new(&span.instrumentation_scope, spans.len()));
-                chunks.len() - 1
-            }
+    let mut own_chunk = None;
+    for Written { span, prepared, own } in spans {
+        let scope = &span.instrumentation_scope;
+        let found = match own {
+            true => own_chunk,
+            false => chunks.iter().position(|c| c.scope == *scope),
         };
-        chunks[at].push(span, None);
+        let at = found.unwrap_or_else(|| {
+            chunks.push(Chunk::new(scope, room));
+            chunks.len() - 1
+        });
+        if own {
+            own_chunk = Some(at);
+        }
+        chunks[at].push(span, prepared);
     }
     chunks
 }

@@ -1,8 +1,11 @@
-//! The recent traces the dashboard shows, kept in the process beside the export: every
-//! finished trace (its root span ended) among the last [`KEPT_TRACES`], as a tree of spans.
-//! Bounded everywhere: traces still open, spans per trace, traces kept.
+//! The recent traces the dashboard shows, kept in the process beside the export: the
+//! chunks of spans last sent ([`KEPT_BYTES`] of them), moved here once sent. Nothing is
+//! done per span: when the dashboard asks, the roots among them are sorted by duration and
+//! the slowest traces gathered from the chunks and read back as trees of spans. Indexing
+//! each span into its trace as it was sent cost the export thread about 3,300 instructions
+//! a docs-web request (BENCHMARKS.md, "Tracing").
 
-use crate::otlp::{Chunk, Entry};
+use crate::otlp::Chunk;
 use opentelemetry::trace::TraceId;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -10,10 +13,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Finished traces kept for the dashboard.
-pub const KEPT_TRACES: usize = 256;
-/// Traces whose root has not ended yet; beyond it the oldest is forgotten.
-const OPEN_TRACES: usize = 1024;
+/// Bytes of the spans last sent that are kept for the dashboard (with what is known of
+/// each, about 48 bytes a span more): about 25,000 spans of a docs-web request.
+pub const KEPT_BYTES: usize = 8 << 20;
 /// Spans kept of one trace; the rest are counted.
 const SPANS_PER_TRACE: usize = 256;
 
@@ -49,37 +51,23 @@ pub struct SpanView {
     pub events: Vec<String>,
 }
 
-/// A trace's spans as they were sent: each a `spans` field of a `ScopeSpans`, so that
-/// keeping one copies its bytes, and only a trace the dashboard asks for is read back.
+/// A trace gathered from the kept chunks: its root's bytes and its other spans' bytes,
+/// each a `spans` field of a `ScopeSpans`.
 #[derive(Debug, Default)]
-struct Open {
-    /// Its spans but the root.
-    bytes: Vec<u8>,
-    /// The root span's, once it ended (the trace is then finished).
+struct Gathered {
+    /// Where the root is: its chunk and its place in it.
+    root_at: (usize, usize),
     root: Vec<u8>,
+    bytes: Vec<u8>,
     spans: usize,
     left_out: usize,
-    /// The root span's.
-    duration: Duration,
 }
 
-impl Open {
-    fn finished(&self) -> bool {
-        !self.root.is_empty()
-    }
-}
-
-/// The traces kept. A finished trace still takes the spans that come after its root: each
-/// thread gathers the spans it ends, so a request's root, ended on the thread that answered
-/// it, may reach the export thread before the spans its instances ended on another.
+/// The chunks last sent, the oldest first.
 #[derive(Debug, Default)]
 struct Kept {
-    /// Open traces and finished ones.
-    traces: HashMap<TraceId, Open>,
-    /// Traces in the order they were first seen, to forget the oldest open one.
-    order: VecDeque<TraceId>,
-    /// Finished traces in the order they finished, to forget the oldest.
-    finished: VecDeque<TraceId>,
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
 }
 
 /// Keeps the recent traces, fed by the export thread. Clones share them.
@@ -89,75 +77,73 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// The `n` slowest of the recent traces, slowest first.
+    /// The `n` slowest of the recent traces (those whose root span is among the kept
+    /// chunks), slowest first. A trace's spans are gathered from every kept chunk: each
+    /// thread writes the spans it ends, so a request's root may be sent before or after the
+    /// spans its instances ended on another thread.
     pub(crate) fn slowest(&self, n: usize) -> Vec<TraceView> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let mut traces: Vec<&Open> = kept.finished.iter().filter_map(|t| kept.traces.get(t)).collect();
-        traces.sort_by_key(|t| std::cmp::Reverse(t.duration));
-        traces.into_iter().take(n).filter_map(view).collect()
+        let mut roots: Vec<(Duration, TraceId, usize, usize)> = Vec::new();
+        for (c, chunk) in kept.chunks.iter().enumerate() {
+            for (at, entry) in chunk.spans.iter().enumerate() {
+                if entry.root {
+                    roots.push((entry.duration, entry.trace_id, c, at));
+                }
+            }
+        }
+        roots.sort_by_key(|(duration, ..)| std::cmp::Reverse(*duration));
+        // The slowest root of each trace (a caller may send one trace's request twice).
+        let mut traces: HashMap<TraceId, Gathered> = HashMap::new();
+        let mut order = Vec::new();
+        for (_, trace_id, c, at) in roots {
+            if traces.len() == n {
+                break;
+            }
+            if let std::collections::hash_map::Entry::Vacant(vacant) = traces.entry(trace_id) {
+                let chunk = &kept.chunks[c];
+                let root = chunk.bytes[chunk.spans[at].at.clone()].to_vec();
+                vacant.insert(Gathered { root_at: (c, at), root, ..Default::default() });
+                order.push(trace_id);
+            }
+        }
+        for (c, chunk) in kept.chunks.iter().enumerate() {
+            for (at, entry) in chunk.spans.iter().enumerate() {
+                let Some(trace) = traces.get_mut(&entry.trace_id) else { continue };
+                if trace.root_at == (c, at) {
+                    continue;
+                }
+                if trace.spans < SPANS_PER_TRACE {
+                    trace.bytes.extend_from_slice(&chunk.bytes[entry.at.clone()]);
+                    trace.spans += 1;
+                } else {
+                    trace.left_out += 1;
+                }
+            }
+        }
+        order.iter().filter_map(|t| view(&traces[t])).collect()
     }
 
-    /// Takes the spans of chunks sent; the export thread hands them over once it has sent
-    /// them, so keeping them costs the request path nothing.
-    pub(crate) fn record(&self, chunks: &[Chunk]) {
+    /// Keeps chunks sent, forgetting the oldest beyond [`KEPT_BYTES`]; the export thread
+    /// hands them over once it has sent them, so keeping them costs the request path
+    /// nothing and the export thread a move.
+    pub(crate) fn keep(&self, chunks: impl IntoIterator<Item = Chunk>) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         for chunk in chunks {
-            for entry in &chunk.spans {
-                kept.record(entry, &chunk.bytes[entry.at.clone()]);
-            }
+            kept.bytes += weight(&chunk);
+            kept.chunks.push_back(chunk);
+        }
+        while kept.bytes > KEPT_BYTES
+            && kept.chunks.len() > 1
+            && let Some(oldest) = kept.chunks.pop_front()
+        {
+            kept.bytes -= weight(&oldest);
         }
     }
 }
 
-impl Kept {
-    /// Keeps the span `bytes` with its trace; a root span finishes its trace.
-    fn record(&mut self, entry: &Entry, bytes: &[u8]) {
-        let trace_id = entry.trace_id;
-        let trace = match self.traces.get_mut(&trace_id) {
-            Some(trace) => trace,
-            None => {
-                self.forget_oldest();
-                self.order.push_back(trace_id);
-                self.traces.entry(trace_id).or_default()
-            }
-        };
-        if entry.root && !trace.finished() {
-            trace.root.extend_from_slice(bytes);
-            trace.spans += 1;
-            trace.duration = entry.duration;
-            self.finished.push_back(trace_id);
-            if self.finished.len() > KEPT_TRACES
-                && let Some(oldest) = self.finished.pop_front()
-            {
-                self.traces.remove(&oldest);
-            }
-        } else if trace.spans < SPANS_PER_TRACE {
-            // A second root of a trace (a caller that sent its request twice) joins the
-            // first's spans.
-            trace.bytes.extend_from_slice(bytes);
-            trace.spans += 1;
-        } else {
-            trace.left_out += 1;
-        }
-    }
-
-    /// Makes room for one more open trace. A trace that finished stays in `order` until it
-    /// comes to its front (taking it out when it finished would scan them all), where it is
-    /// passed over; so `order` is cleared of them when it grows to twice the open traces.
-    fn forget_oldest(&mut self) {
-        let open = |kept: &Kept| kept.traces.len() - kept.finished.len();
-        while open(self) >= OPEN_TRACES
-            && let Some(oldest) = self.order.pop_front()
-        {
-            if self.traces.get(&oldest).is_some_and(|t| !t.finished()) {
-                self.traces.remove(&oldest);
-            }
-        }
-        if self.order.len() >= 2 * OPEN_TRACES {
-            let traces = &self.traces;
-            self.order.retain(|t| traces.get(t).is_some_and(|t| !t.finished()));
-        }
-    }
+/// What a kept chunk weighs: its bytes, and what is known of each of its spans.
+fn weight(chunk: &Chunk) -> usize {
+    chunk.bytes.len() + chunk.spans.len() * std::mem::size_of::<crate::otlp::Entry>()
 }
 
 /// What the dashboard reads of a span sent: the fields of `trace.v1.Span` it shows, read
@@ -275,7 +261,7 @@ fn hex_id(bytes: &[u8]) -> String {
 /// A finished trace as a tree: the root first, each span after
 /// its parent, siblings in the order they started. `None` if its bytes do not read back,
 /// which only a bug in the encoder would make.
-fn view(open: &Open) -> Option<TraceView> {
+fn view(open: &Gathered) -> Option<TraceView> {
     use prost::Message as _;
     let mut spans = wire::Spans::decode(open.bytes.as_slice()).ok()?.spans;
     let root = wire::Spans::decode(open.root.as_slice()).ok()?.spans.pop()?;
@@ -363,8 +349,8 @@ mod tests {
             span(2, 22, 23, "fallback plain render", (20, 30)),
             span(2, 21, 0, "GET /", (0, 300)),
         ]);
-        recent.record(&first);
-        recent.record(&second);
+        recent.keep(first);
+        recent.keep(second);
         let traces = recent.slowest(5);
         assert_eq!(traces.len(), 2);
         let slow = &traces[0];
@@ -400,8 +386,8 @@ mod tests {
         let recent = Recent::default();
         // The root ended on the thread that answered; its instance's spans on another,
         // whose chunk came later.
-        recent.record(&crate::otlp::chunks(&[span(1, 11, 0, "GET /", (0, 100))]));
-        recent.record(&crate::otlp::chunks(&[
+        recent.keep(crate::otlp::chunks(&[span(1, 11, 0, "GET /", (0, 100))]));
+        recent.keep(crate::otlp::chunks(&[
             span(1, 12, 11, "instantiate", (5, 20)),
             span(1, 13, 11, "web -> fancy render", (30, 50)),
         ]));
@@ -412,23 +398,27 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_finished_traces_are_kept_and_open_ones_are_bounded() {
+    fn only_the_chunks_last_sent_are_kept_up_to_their_weight() {
         let recent = Recent::default();
-        for trace in 1..=(KEPT_TRACES as u128 + 10) {
-            recent.record(&crate::otlp::chunks(&[
-                span(trace, 2, 1, "instantiate", (0, 1)),
-                span(trace, 1, 0, "GET /", (0, trace as u64)),
-            ]));
+        let (mut traces, mut sent) = (0u128, 0);
+        // Slow traces first, then enough fast ones to push them out.
+        while sent < 2 * KEPT_BYTES {
+            traces += 1;
+            let took = if traces <= 10 { 1_000_000 } else { traces as u64 % 1000 };
+            let chunks = crate::otlp::chunks(&[
+                span(traces, 2, 1, "instantiate", (0, 1)),
+                span(traces, 1, 0, "GET /", (0, took)),
+            ]);
+            sent += chunks.iter().map(weight).sum::<usize>();
+            recent.keep(chunks);
         }
-        // Children whose root never comes.
-        for trace in 0..(2 * OPEN_TRACES as u128) {
-            recent.record(&crate::otlp::chunks(&[span(1_000_000 + trace, 2, 1, "instantiate", (0, 1))]));
-        }
-        let slowest = recent.slowest(usize::MAX);
-        assert_eq!(slowest.len(), KEPT_TRACES);
-        assert_eq!(slowest.last().unwrap().duration_us, 11, "the first ten were forgotten");
         let kept = recent.kept.lock().unwrap();
-        assert_eq!(kept.traces.len(), KEPT_TRACES + OPEN_TRACES);
-        assert!(kept.order.len() < 2 * OPEN_TRACES);
+        assert!(kept.bytes <= KEPT_BYTES);
+        assert_eq!(kept.bytes, kept.chunks.iter().map(weight).sum::<usize>());
+        drop(kept);
+        let slowest = recent.slowest(3);
+        assert_eq!(slowest.len(), 3);
+        assert!(slowest.iter().all(|t| t.duration_us < 1000), "the first, slow traces were forgotten");
+        assert!(slowest.iter().all(|t| t.spans.len() == 2), "each with its child");
     }
 }

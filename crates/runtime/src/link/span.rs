@@ -65,7 +65,8 @@ impl Function {
         };
         match self.attributes.get() {
             Some((made_for, attributes)) if *made_for == mode => attributes,
-            // Another mode: prepared (once, Prepared keeps each set) but not kept here.
+            // A provider of another mode under the same link (a swap keeps the mode and a
+            // reload makes new links, so only a safety net): prepared again each call.
             Some(_) => prepare(),
             None => self.attributes.get_or_init(|| (mode, prepare())).1,
         }
