@@ -24,18 +24,7 @@ need_deb valgrind valgrind
 build_release
 work=$(mktemp -d)
 receiver_port=$(free_port)
-python3 - "$receiver_port" <<'PY' &
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Receiver(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *args): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()
-PY
-receiver=$!
+start_receiver "$receiver_port"
 server=
 trap 'kill $receiver $server 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -56,7 +45,7 @@ measure() { # binary off|on -> "Ir I1mr D1mr D1mw" per request
   server=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port$path" >/dev/null && break; sleep 0.5; done
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port$path" >/dev/null; done
-  callgrind_control -z $server >/dev/null
+  callgrind_control -z $server >/dev/null 2>&1
   python3 - "$port" "$requests" "$path" <<'PY'
 import http.client, sys
 connection = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
@@ -66,7 +55,7 @@ for _ in range(int(sys.argv[2])):
     response.read()
     assert response.status == 200, response.status
 PY
-  callgrind_control -d $server >/dev/null
+  callgrind_control -d $server >/dev/null 2>&1
   kill $server
   wait $server 2>/dev/null || true
   server=
@@ -75,11 +64,12 @@ PY
 }
 
 echo "# docs-web, GET /?doc=# Hello, per request ($requests requests)"
-echo "# | binary | tracing | Ir | I1mr | D1mr | D1mw | Ir added | I1mr added |"
-echo "# | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "# | binary | tracing | Ir | I1mr | D1mr | D1mw | added: Ir, I1mr, D1mr, D1mw |"
+echo "# | --- | --- | --- | --- | --- | --- | --- |"
 for binary in "${binaries[@]}"; do
   read -r off_ir off_i1 off_d1r off_d1w < <(measure "$binary" off)
   read -r on_ir on_i1 on_d1r on_d1w < <(measure "$binary" on)
-  echo "# | $binary | off | $off_ir | $off_i1 | $off_d1r | $off_d1w | | |"
-  echo "# | $binary | on, 100 % | $on_ir | $on_i1 | $on_d1r | $on_d1w | +$((on_ir - off_ir)) | +$((on_i1 - off_i1)) |"
+  echo "# | $binary | off | $off_ir | $off_i1 | $off_d1r | $off_d1w | |"
+  echo "# | $binary | on, 100 % | $on_ir | $on_i1 | $on_d1r | $on_d1w |" \
+    "+$((on_ir - off_ir)), +$((on_i1 - off_i1)), +$((on_d1r - off_d1r)), +$((on_d1w - off_d1w)) |"
 done

@@ -23,23 +23,10 @@ rounds=${2:-3}
 need_deb wrk wrk
 build_release
 
-# The receiver takes each OTLP/HTTP export (protobuf) and answers 200, as a collector does.
 receiver_port=$(free_port)
-python3 - "$receiver_port" <<'PY' &
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Receiver(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *args): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()
-PY
-receiver=$!
+start_receiver "$receiver_port"
 servers_pids=()
 trap 'kill $receiver "${servers_pids[@]}" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $receiver_port))" 2>/dev/null && break; sleep 0.1; done
 
 declare -A ports metrics pids
 start() { # name app path [env...]
