@@ -44,8 +44,7 @@ struct Function {
     /// `consumer -> provider function`.
     span_name: &'static str,
     name: &'static str,
-    /// The attributes of its calls, with the provider's instance mode they were made for
-    /// (the provider a swap brings may have another).
+    /// The attributes of its calls, with the provider's instance mode they were made for.
     attributes: OnceLock<(&'static str, &'static Prepared)>,
 }
 
