@@ -14,11 +14,9 @@ mod recent;
 mod span;
 
 pub use opentelemetry::{Context, KeyValue, trace::SpanKind};
+pub use otlp::{Prepared, PreparedOnce};
 pub use recent::{KEPT_BYTES, SpanView, TraceView};
-pub use span::{
-    Label, Prepared, PreparedOnce, RouteNames, Span, extract, inject, method_name, protocol_version, static_name,
-    trace_id,
-};
+pub use span::{Label, RouteNames, Span, extract, inject, method_name, protocol_version, static_name, trace_id};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;

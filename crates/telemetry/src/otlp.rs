@@ -1,6 +1,7 @@
 //! Spans as an OTLP `ExportTraceServiceRequest` in protobuf, written straight from the
 //! SDK's [`SpanData`]: each span into a [`Chunk`] by the thread that ended it, and an
-//! export's few bytes of header around the chunks by the export thread ([`body`]).
+//! export's few bytes of header around the chunks by the export thread ([`body`]); and
+//! attributes written once for the spans that share them ([`Prepared`]).
 //!
 //! Written here rather than taken from opentelemetry-otlp: its exporter converts every span
 //! into opentelemetry-proto's message types first, copying each id, name, key and value into
@@ -11,7 +12,6 @@
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the tests decode
 //! what this writes with opentelemetry-proto's own types.
 
-use crate::span::Prepared;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -20,6 +20,52 @@ use prost::encoding::{WireType, encoded_len_varint};
 use std::borrow::Borrow;
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Attributes that every span of one thing an operator wrote carries alike (a link's
+/// function, a component's instances, a route), written in protobuf once and kept for the
+/// process's life: a span takes them by reference and its export copies their bytes.
+/// Building each span's attributes, writing them one by one and freeing them was about a
+/// third of what tracing added to a request across a link (BENCHMARKS.md, "Tracing").
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// The attributes as `Span.attributes` fields (9).
+    pub(crate) bytes: Box<[u8]>,
+    pub(crate) attributes: Box<[KeyValue]>,
+}
+
+impl Prepared {
+    /// `attributes`, prepared. Each distinct set is kept for the process's life, once: only
+    /// for sets made of what an operator wrote (names, routes, modes), never of what a
+    /// client or a guest chooses.
+    pub fn of(attributes: &[KeyValue]) -> &'static Prepared {
+        static KEPT: std::sync::Mutex<Vec<&'static Prepared>> = std::sync::Mutex::new(Vec::new());
+        let mut bytes = Vec::new();
+        self::attributes(&mut bytes, 9, attributes);
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(prepared) = kept.iter().find(|p| *p.bytes == *bytes) {
+            return prepared;
+        }
+        let prepared: &'static Prepared =
+            Box::leak(Box::new(Prepared { bytes: bytes.into(), attributes: attributes.into() }));
+        kept.push(prepared);
+        prepared
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.attributes.len()
+    }
+}
+
+/// Prepared attributes made at their first traced use and kept ([`Prepared`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedOnce(std::sync::OnceLock<&'static Prepared>);
+
+impl PreparedOnce {
+    /// The attributes `attributes` makes, made only the first time.
+    pub fn of(&self, attributes: impl FnOnce() -> Vec<KeyValue>) -> &'static Prepared {
+        self.0.get_or_init(|| Prepared::of(&attributes()))
+    }
+}
 
 /// Spans of one instrumentation scope, each written as it is sent: a `spans` field (2) of a
 /// `ScopeSpans`, so that an export is the bytes of its chunks with a few bytes around them
@@ -285,7 +331,7 @@ fn flags(trace_flags: u8, remote: bool) -> u32 {
     u32::from(trace_flags) | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 }
 }
 
-pub(crate) fn attributes(out: &mut Vec<u8>, field: u32, attributes: &[KeyValue]) {
+fn attributes(out: &mut Vec<u8>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
         key_value(out, field, &kv.key, &kv.value);
     }

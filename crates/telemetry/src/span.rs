@@ -9,6 +9,7 @@
 //! in `membrane serve`, where a plain record cost nothing measurable (BENCHMARKS.md,
 //! "Tracing"). A span that is not sampled builds neither its name nor its attributes.
 
+use crate::otlp::Prepared;
 use crate::{Tracer, tracer};
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags};
@@ -30,52 +31,6 @@ pub struct Span(Option<Box<Recorded>>);
 pub(crate) struct Recorded {
     pub(crate) data: SpanData,
     pub(crate) prepared: Option<&'static Prepared>,
-}
-
-/// Attributes that every span of one thing an operator wrote carries alike (a link's
-/// function, a component's instances, a route), written in protobuf once and kept for the
-/// process's life: a span takes them by reference and its export copies their bytes.
-/// Building each span's attributes, writing them one by one and freeing them was about a
-/// third of what tracing added to a request across a link (BENCHMARKS.md, "Tracing").
-#[derive(Debug, PartialEq, Eq)]
-pub struct Prepared {
-    /// The attributes as `Span.attributes` fields (9).
-    pub(crate) bytes: Box<[u8]>,
-    attributes: Box<[KeyValue]>,
-}
-
-impl Prepared {
-    /// `attributes`, prepared. Each distinct set is kept for the process's life, once: only
-    /// for sets made of what an operator wrote (names, routes, modes), never of what a
-    /// client or a guest chooses.
-    pub fn of(attributes: &[KeyValue]) -> &'static Prepared {
-        static KEPT: std::sync::Mutex<Vec<&'static Prepared>> = std::sync::Mutex::new(Vec::new());
-        let mut bytes = Vec::new();
-        crate::otlp::attributes(&mut bytes, 9, attributes);
-        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(prepared) = kept.iter().find(|p| *p.bytes == *bytes) {
-            return prepared;
-        }
-        let prepared: &'static Prepared =
-            Box::leak(Box::new(Prepared { bytes: bytes.into(), attributes: attributes.into() }));
-        kept.push(prepared);
-        prepared
-    }
-
-    fn len(&self) -> usize {
-        self.attributes.len()
-    }
-}
-
-/// Prepared attributes made at their first traced use and kept ([`Prepared`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PreparedOnce(std::sync::OnceLock<&'static Prepared>);
-
-impl PreparedOnce {
-    /// The attributes `attributes` makes, made only the first time.
-    pub fn of(&self, attributes: impl FnOnce() -> Vec<KeyValue>) -> &'static Prepared {
-        self.0.get_or_init(|| Prepared::of(&attributes()))
-    }
 }
 
 impl Span {
