@@ -10,7 +10,7 @@ use crate::server::Server;
 use crate::tenants::{Tenant, Throttle};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use membrane_runtime::{App, CallError, HttpHandler, Route, SandboxState};
+use membrane_runtime::{App, CallError, Came, HttpHandler, Route, SandboxState};
 use membrane_runtime::{Fault, FaultKind};
 use membrane_telemetry::{Context, KeyValue, Span, SpanKind};
 use std::sync::Arc;
@@ -245,9 +245,9 @@ impl Server {
             let served = instances
                 .enter(&mut store, call.timeout, async |store| {
                     let how = match &instance {
-                        None => "fresh",
-                        Some((_, 0)) => "spare",
-                        Some(_) => "reused",
+                        None => Came::Fresh,
+                        Some((_, 0)) => Came::Spare,
+                        Some(_) => Came::Reused,
                     };
                     let _instantiation = instances.instantiation_span(store, how);
                     let (proxy, uses) = match instance {

@@ -62,7 +62,7 @@ pub fn serve(
         let (finished, finished_rx) = tokio::sync::oneshot::channel();
         let served = instances
             .enter(&mut store, timeout, async |store| {
-                let how = if instance.is_some() { "reused" } else { "fresh" };
+                let how = if instance.is_some() { crate::Came::Reused } else { crate::Came::Fresh };
                 let instantiation = instances.instantiation_span(store, how);
                 let (service, uses) = match instance {
                     Some(instance) => instance,

@@ -171,7 +171,7 @@ async fn drive(
     let deadlines = Arc::new(Deadlines::default());
     let served = instances
         .enter(&mut store, None, async |store| {
-            let instantiation = instances.instantiation_span(store, "shared");
+            let instantiation = instances.instantiation_span(store, crate::Came::Shared);
             let service = pre.instantiate_async(&mut *store).await?;
             instances.count_instantiation();
             drop(instantiation);

@@ -55,7 +55,7 @@ pub use latency::{LatencyWindow, WINDOW_SECS, WINDOWS};
 pub use link::typed::Crossing;
 pub use link::{Injected, LinkFault};
 pub use membrane_registry::{self as registry, Sources};
-pub use pool::{CallError, Pool};
+pub use pool::{CallError, Came, Pool};
 pub use routes::{Route, Router};
 pub use sandbox::{SandboxState, new_store};
 pub use state::{ComponentConfig, ComponentState, StateOptions};

@@ -67,6 +67,8 @@ mod error;
 mod resident;
 mod spans;
 
+pub use spans::Came;
+
 pub use error::{CallError, MAX_CALL_DEPTH};
 
 #[derive(Default)]
@@ -87,8 +89,8 @@ pub struct Pool {
     /// The name and instance mode as spans carry them.
     label: membrane_telemetry::Label,
     mode_label: membrane_telemetry::Label,
-    /// Its instance spans' attributes, for each of [`spans::INSTANCE_WAYS`].
-    instance_attributes: [membrane_telemetry::PreparedOnce; spans::INSTANCE_WAYS.len()],
+    /// Its instance spans' attributes, for each way an instance comes ([`Came`]).
+    instance_attributes: [membrane_telemetry::PreparedOnce; Came::ALL],
     pub(crate) mode: InstanceMode,
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
@@ -227,7 +229,7 @@ impl Pool {
         &self,
         incarnation: u64,
         trace: Option<&TraceContext>,
-        how: &'static str,
+        how: Came,
     ) -> Result<Sandbox, CallError> {
         let mut span = self.instance_span(trace, how);
         let mut store = self.new_store(&[self.name.to_string()])?;
@@ -276,7 +278,7 @@ impl Pool {
             (a, b) => a.or(b),
         };
         if self.mode == InstanceMode::PerCall {
-            let mut sandbox = self.instantiate(0, trace, "fresh").await?;
+            let mut sandbox = self.instantiate(0, trace, Came::Fresh).await?;
             call.disposable();
             self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
             return Ok((0, call));
@@ -408,10 +410,10 @@ impl Pool {
         match idle {
             Some(sandbox) => {
                 // A pool hit: the span says so, and takes no time.
-                drop(self.instance_span(trace, "pooled"));
+                drop(self.instance_span(trace, Came::Pooled));
                 Ok(sandbox)
             }
-            None => self.instantiate(0, trace, "fresh").await,
+            None => self.instantiate(0, trace, Came::Fresh).await,
         }
     }
 
@@ -452,7 +454,7 @@ impl Pool {
             self.audit.record(&self.name, "restart", "singleton", &format!("after {backoff:?} backoff"));
         }
         slot.incarnation += 1;
-        let how = if slot.incarnation > 1 { "restart" } else { "fresh" };
+        let how = if slot.incarnation > 1 { Came::Restart } else { Came::Fresh };
         self.instantiate(slot.incarnation, trace, how).await
     }
 
