@@ -61,15 +61,7 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("otlp");
     group.throughput(Throughput::Elements(SPANS as u64));
     group.bench_function("membrane (straight from span data)", |b| {
-        b.iter_batched(
-            batch,
-            |spans| {
-                let body = membrane_telemetry::encode_export(&resource, &spans);
-                drop(spans);
-                body
-            },
-            BatchSize::LargeInput,
-        )
+        b.iter_batched(batch, |spans| membrane_telemetry::encode_export(&resource, spans), BatchSize::LargeInput)
     });
     group.bench_function("opentelemetry-proto (message types, then prost)", |b| {
         b.iter_batched(

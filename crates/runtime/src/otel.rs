@@ -257,7 +257,7 @@ fn span_bytes(span: &wit::SpanData) -> usize {
 
 /// The guest's span as the SDK's span data, in the trace of `outer`, cut to the span limits
 /// the host's own spans keep.
-fn convert(span: wit::SpanData, id: SpanId, outer: &SpanContext) -> Box<SpanData> {
+fn convert(span: wit::SpanData, id: SpanId, outer: &SpanContext) -> SpanData {
     let limits = membrane_telemetry::span_limits();
     let (attributes, dropped_attributes) = bounded(span.attributes, limits.max_attributes_per_span);
     let mut events = SpanEvents::default();
@@ -287,7 +287,7 @@ fn convert(span: wit::SpanData, id: SpanId, outer: &SpanContext) -> Box<SpanData
     links.dropped_count += span.dropped_links;
     let scope = span.instrumentation_scope;
     let start_time = time(span.start_time);
-    Box::new(SpanData {
+    SpanData {
         span_context: SpanContext::new(outer.trace_id(), id, TraceFlags::SAMPLED, false, outer.trace_state().clone()),
         parent_span_id: parse_span_id(&span.parent_span_id).unwrap_or(outer.span_id()),
         parent_span_is_remote: false,
@@ -315,7 +315,7 @@ fn convert(span: wit::SpanData, id: SpanId, outer: &SpanContext) -> Box<SpanData
             .with_schema_url(scope.schema_url.unwrap_or_default())
             .with_attributes(bounded(scope.attributes, u32::MAX).0)
             .build(),
-    })
+    }
 }
 
 /// `pairs` as attributes, at most `limit` of them, and how many were left out.

@@ -4,6 +4,7 @@
 //! span processor's bounds of the export queue.
 
 use crate::TelemetryError;
+use opentelemetry::trace::{SpanContext, TraceId};
 use std::time::Duration;
 
 /// How long one export may take when no variable says (the OTLP exporter's default).
@@ -66,29 +67,180 @@ pub(crate) fn queue() -> Result<(usize, usize), TelemetryError> {
     Ok((capacity, batch.min(capacity)))
 }
 
-/// Checks `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` before the SDK reads them: the
-/// SDK only logs a warning for a sampler it does not know or a ratio it cannot read, and
-/// then samples everything, which is not what was asked.
-pub(crate) fn check_sampler() -> Result<(), TelemetryError> {
-    const KNOWN: [&str; 6] = [
-        "always_on",
-        "always_off",
-        "traceidratio",
-        "parentbased_always_on",
-        "parentbased_always_off",
-        "parentbased_traceidratio",
-    ];
-    let Some((variable, sampler)) = self::variable(&["OTEL_TRACES_SAMPLER"]) else { return Ok(()) };
-    if !KNOWN.contains(&sampler.as_str()) {
-        let reason = format!("membrane samples with one of {}", KNOWN.join(", "));
-        return Err(TelemetryError::Variable { variable, value: sampler, reason });
+/// The sampler `OTEL_TRACES_SAMPLER` names (with its ratio, `OTEL_TRACES_SAMPLER_ARG`): one
+/// of the six standard samplers, parent-based always-on when none is named.
+///
+/// Decided here rather than by the SDK's `Sampler`: that one answers through its
+/// `ShouldSample` trait with a result holding a vector of attributes and a copy of the
+/// parent's trace state, behind a box for each parent-based sampler, code run cold at every
+/// span a request starts, for what is one comparison. The decisions are the SDK's (the
+/// tests compare them); and the SDK only logs a warning for a sampler it does not know or a
+/// ratio it cannot read, then samples everything, which is not what was asked: here that is
+/// an error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sampler {
+    /// A span with a parent is sampled when its parent is (`parentbased_*`).
+    follows_parent: bool,
+    /// Whether a span without a parent (or with any, when not parent-based) is sampled.
+    roots: Roots,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Roots {
+    All,
+    None,
+    /// The trace ids whose lower 63 bits are below this, as the SDK's `TraceIdRatioBased`
+    /// chooses them.
+    Below(u64),
+}
+
+impl Default for Sampler {
+    /// `parentbased_always_on`, OpenTelemetry's default.
+    fn default() -> Sampler {
+        Sampler { follows_parent: true, roots: Roots::All }
     }
-    if sampler.ends_with("traceidratio")
-        && let Some((variable, ratio)) = self::variable(&["OTEL_TRACES_SAMPLER_ARG"])
-        && !ratio.trim().parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r))
-    {
-        let reason = "give the ratio of traces to sample, from 0 to 1, such as 0.01".into();
-        return Err(TelemetryError::Variable { variable, value: ratio, reason });
+}
+
+impl Sampler {
+    /// The sampler the environment names.
+    pub(crate) fn from_env() -> Result<Sampler, TelemetryError> {
+        let Some((variable, name)) = self::variable(&["OTEL_TRACES_SAMPLER"]) else { return Ok(Sampler::default()) };
+        let ratio = self::variable(&["OTEL_TRACES_SAMPLER_ARG"]);
+        Sampler::named(&name, ratio.as_ref().map(|(_, r)| r.as_str())).map_err(|refused| match refused {
+            Refused::Name(reason) => TelemetryError::Variable { variable, value: name.clone(), reason },
+            Refused::Ratio(reason) => {
+                let (variable, value) = ratio.clone().expect("a ratio was read");
+                TelemetryError::Variable { variable, value, reason }
+            }
+        })
     }
-    Ok(())
+
+    /// The standard sampler `name`, with `ratio` for those of a ratio (1 when not given).
+    fn named(name: &str, ratio: Option<&str>) -> Result<Sampler, Refused> {
+        const KNOWN: [&str; 6] = [
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ];
+        let follows_parent = name.starts_with("parentbased_");
+        let roots = match name.trim_start_matches("parentbased_") {
+            "always_on" => Roots::All,
+            "always_off" => Roots::None,
+            "traceidratio" => match ratio.map(|r| r.trim().parse::<f64>()) {
+                None => Roots::All,
+                Some(Ok(ratio)) if (0.0..=1.0).contains(&ratio) => Roots::ratio(ratio),
+                Some(_) => {
+                    return Err(Refused::Ratio("give the ratio of traces to sample, from 0 to 1, such as 0.01".into()));
+                }
+            },
+            _ => return Err(Refused::Name(format!("membrane samples with one of {}", KNOWN.join(", ")))),
+        };
+        Ok(Sampler { follows_parent, roots })
+    }
+
+    /// Whether a span of trace `trace_id` under `parent` (a valid span context, if any) is
+    /// sampled.
+    #[inline]
+    pub(crate) fn samples(&self, parent: Option<&SpanContext>, trace_id: TraceId) -> bool {
+        match parent {
+            Some(parent) if self.follows_parent => parent.is_sampled(),
+            _ => match self.roots {
+                Roots::All => true,
+                Roots::None => false,
+                Roots::Below(bound) => (u128::from_be_bytes(trace_id.to_bytes()) as u64 >> 1) < bound,
+            },
+        }
+    }
+}
+
+impl Roots {
+    fn ratio(ratio: f64) -> Roots {
+        match ratio >= 1.0 {
+            true => Roots::All,
+            false => Roots::Below((ratio * (1u64 << 63) as f64) as u64),
+        }
+    }
+}
+
+/// Why a sampler was refused: its name, or its ratio.
+enum Refused {
+    Name(String),
+    Ratio(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{TraceContextExt as _, TraceFlags, TraceState};
+    use opentelemetry::{Context, trace::SpanKind};
+    use opentelemetry_sdk::trace::Sampler as Sdk;
+    use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SamplingDecision, ShouldSample as _};
+
+    /// The SDK's sampler that `OTEL_TRACES_SAMPLER=name` and a ratio of 0.3 make.
+    fn sdk(name: &str) -> Sdk {
+        let roots = match name.trim_start_matches("parentbased_") {
+            "always_on" => Sdk::AlwaysOn,
+            "always_off" => Sdk::AlwaysOff,
+            _ => Sdk::TraceIdRatioBased(0.3),
+        };
+        match name.starts_with("parentbased_") {
+            true => Sdk::ParentBased(Box::new(roots)),
+            false => roots,
+        }
+    }
+
+    #[test]
+    fn each_standard_sampler_decides_as_the_sdks_does() {
+        let ids = RandomIdGenerator::default();
+        let parent = |sampled: bool, remote: bool| {
+            let flags = TraceFlags::default().with_sampled(sampled);
+            SpanContext::new(ids.new_trace_id(), ids.new_span_id(), flags, remote, TraceState::NONE)
+        };
+        let parents = [None, Some(parent(true, true)), Some(parent(false, true)), Some(parent(true, false))];
+        for name in [
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ] {
+            let ours = Sampler::named(name, Some("0.3")).unwrap_or_else(|_| panic!("{name} is standard"));
+            let theirs = sdk(name);
+            let mut sampled = 0;
+            for parent in &parents {
+                let context = parent.clone().map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
+                for _ in 0..2000 {
+                    let trace_id = parent.as_ref().map_or_else(|| ids.new_trace_id(), |p| p.trace_id());
+                    let theirs = theirs.should_sample(Some(&context), trace_id, "", &SpanKind::Server, &[], &[]);
+                    let decided = ours.samples(parent.as_ref(), trace_id);
+                    assert_eq!(
+                        decided,
+                        theirs.decision == SamplingDecision::RecordAndSample,
+                        "{name} under {parent:?}"
+                    );
+                    sampled += usize::from(decided && parent.is_none());
+                }
+            }
+            if name.ends_with("traceidratio") {
+                // About 30 % of 2,000 new traces, each by its trace id.
+                assert!((450..750).contains(&sampled), "{name} sampled {sampled} of 2000 new traces");
+            }
+        }
+    }
+
+    #[test]
+    fn a_ratio_is_read_from_0_to_1_and_defaults_to_every_trace() {
+        assert_eq!(Sampler::named("traceidratio", None).ok(), Sampler::named("always_on", None).ok());
+        assert_eq!(Sampler::named("traceidratio", Some(" 1 ")).ok(), Sampler::named("always_on", None).ok());
+        let never = Sampler::named("traceidratio", Some("0")).ok().unwrap();
+        assert!(!never.samples(None, TraceId::from(u128::MAX)) && !never.samples(None, TraceId::from(1)));
+        assert!(matches!(Sampler::named("traceidratio", Some("1.5")), Err(Refused::Ratio(_))));
+        assert!(matches!(Sampler::named("parentbased_traceidratio", Some("ten")), Err(Refused::Ratio(_))));
+        assert!(matches!(Sampler::named("jaeger_remote", None), Err(Refused::Name(_))));
+        assert_eq!(Sampler::default(), Sampler::named("parentbased_always_on", None).ok().unwrap());
+    }
 }

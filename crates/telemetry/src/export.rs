@@ -19,14 +19,12 @@
 //! wakes by itself after [`LINGER`]: waking it for every span, as a channel does, cost each
 //! request two context switches and took a third of the throughput on two cores.
 
-use crate::otlp::{self, Chunk};
+use crate::otlp::{self, Chunk, Recorded};
 use crate::recent::Recent;
-use crate::span::Recorded;
 use opentelemetry_http::HttpClient as _;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::SpanData;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -56,26 +54,23 @@ struct Pending {
 }
 
 /// The spans one thread ended and has not yet written into a chunk. Its lock is the
-/// thread's own but when the export thread takes what an idle thread left.
+/// thread's own but when the export thread takes what an idle thread left. The spans stay
+/// in the boxes they were made in (a [`crate::Span`] is one pointer): gathered without a
+/// copy.
 #[derive(Debug, Default)]
-struct Gathered(Mutex<Vec<Ended>>);
+#[allow(clippy::vec_box, reason = "a span is boxed from its start; gathering it moves the box, not the span")]
+struct Gathered(Mutex<Vec<Box<Recorded>>>);
 
 impl Gathered {
-    fn lock(&self) -> MutexGuard<'_, Vec<Ended>> {
+    #[allow(clippy::vec_box, reason = "as for Gathered")]
+    fn lock(&self) -> MutexGuard<'_, Vec<Box<Recorded>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A span that ended, and whether it is one of membrane's own, in the tracer's scope.
-#[derive(Debug)]
-struct Ended {
-    span: Box<Recorded>,
-    own: bool,
-}
-
 /// `ended` written as chunks, one for each scope.
-fn write(ended: &[Ended]) -> Vec<Chunk> {
-    otlp::write(ended.iter().map(|e| otlp::Written { span: &e.span.data, prepared: e.span.prepared, own: e.own }))
+fn write(ended: &[Box<Recorded>]) -> Vec<Chunk> {
+    otlp::write(ended.iter().map(|span| &**span))
 }
 
 #[derive(Debug, Default)]
@@ -163,19 +158,9 @@ impl BoundedBatch {
         flushed.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
 
-    /// Takes one of membrane's spans (in the tracer's scope) that ended.
-    pub(crate) fn end_own(&self, span: Box<Recorded>) {
-        self.gather(Ended { span, own: true });
-    }
-
-    /// Takes a span that ended, of any scope (a guest's).
-    pub(crate) fn end(&self, span: Box<SpanData>) {
-        self.gather(Ended { span: Box::new(Recorded { data: *span, prepared: None }), own: false });
-    }
-
     /// Gathers a span that ended on this thread, and writes those it gathered into chunks
     /// for the queue once there are enough, freeing them where they were made.
-    fn gather(&self, span: Ended) {
+    pub(crate) fn end(&self, span: Box<Recorded>) {
         let mut span = Some(span);
         let handed = GATHERED.try_with(|gathered| {
             let mut gathered = gathered.borrow_mut();

@@ -18,8 +18,8 @@ pub use otlp::{Prepared, PreparedOnce};
 pub use recent::{KEPT_BYTES, SpanView, TraceView};
 pub use span::{Label, RouteNames, Span, extract, inject, method_name, protocol_version, static_name, trace_id};
 
-use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{RandomIdGenerator, SpanData, SpanLimits};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -42,36 +42,37 @@ pub fn tracer() -> Option<&'static Tracer> {
     TRACER.get()
 }
 
-/// What makes and sends spans: the SDK's configuration (sampler, id generator, limits,
-/// from the `OTEL_*` variables as the SDK reads them), the scope spans are recorded in,
-/// the export queue, and the recent traces it feeds for the dashboard.
+/// What makes and sends spans: the sampler and the limits (from the `OTEL_*` variables,
+/// the limits as the SDK reads them), the SDK's generator of random ids, the export queue,
+/// and the recent traces it feeds for the dashboard.
 #[derive(Debug)]
 pub struct Tracer {
-    config: opentelemetry_sdk::trace::Config,
-    scope: InstrumentationScope,
+    sampler: config::Sampler,
+    ids: RandomIdGenerator,
+    limits: SpanLimits,
     queue: export::BoundedBatch,
     recent: recent::Recent,
 }
 
 /// The OTLP/HTTP body of `spans` (an `ExportTraceServiceRequest`), as the export thread
-/// sends it; public for the encoding benchmark.
+/// sends spans made outside membrane; public for the encoding benchmark.
 #[doc(hidden)]
-pub fn encode_export(resource: &opentelemetry_sdk::Resource, spans: &[opentelemetry_sdk::trace::SpanData]) -> Vec<u8> {
+pub fn encode_export(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
     otlp::encode(resource, spans)
 }
 
 /// Queues a span made outside membrane's own spans (a guest's, through wasi:otel) for
 /// export, as a span of membrane's does when it ends; nothing when tracing is off.
-pub fn export(span: Box<opentelemetry_sdk::trace::SpanData>) {
+pub fn export(span: SpanData) {
     if let Some(tracer) = tracer() {
-        tracer.queue.end(span);
+        tracer.queue.end(Box::new(span.into()));
     }
 }
 
 /// The limits every span keeps to (`OTEL_SPAN_*_COUNT_LIMIT`); the SDK's defaults when
 /// tracing is off.
-pub fn span_limits() -> opentelemetry_sdk::trace::SpanLimits {
-    tracer().map(|t| t.config.span_limits).unwrap_or_default()
+pub fn span_limits() -> SpanLimits {
+    tracer().map(|t| t.limits).unwrap_or_default()
 }
 
 /// Spans dropped because the export queue was full or the collector refused them.
@@ -125,7 +126,7 @@ impl Telemetry {
         let headers = config::headers()?;
         let timeout = config::timeout()?;
         let (capacity, batch) = config::queue()?;
-        config::check_sampler()?;
+        let sampler = config::Sampler::from_env()?;
         if TRACER.get().is_some() {
             return Err(TelemetryError::AlreadyOn);
         }
@@ -134,9 +135,9 @@ impl Telemetry {
         let collector = export::Collector { traces, headers, timeout, resource };
         let recent = recent::Recent::default();
         let queue = export::BoundedBatch::start(collector, capacity, batch, recent.clone());
-        let config = opentelemetry_sdk::trace::Config::default();
-        let scope = InstrumentationScope::builder("membrane").build();
-        TRACER.set(Tracer { config, scope, queue, recent }).map_err(|_| TelemetryError::AlreadyOn)?;
+        let limits = opentelemetry_sdk::trace::Config::default().span_limits;
+        let ids = RandomIdGenerator::default();
+        TRACER.set(Tracer { sampler, ids, limits, queue, recent }).map_err(|_| TelemetryError::AlreadyOn)?;
         Ok(Some(Telemetry { _on: () }))
     }
 }

@@ -1,7 +1,7 @@
 //! Spans as an OTLP `ExportTraceServiceRequest` in protobuf, written straight from the
-//! SDK's [`SpanData`]: each span into a [`Chunk`] by the thread that ended it, and an
-//! export's few bytes of header around the chunks by the export thread ([`body`]); and
-//! attributes written once for the spans that share them ([`Prepared`]).
+//! span as membrane records it ([`Recorded`]): each span into a [`Chunk`] by the thread that
+//! ended it, and an export's few bytes of header around the chunks by the export thread
+//! ([`body`]); and attributes written once for the spans that share them ([`Prepared`]).
 //!
 //! Written here rather than taken from opentelemetry-otlp: its exporter converts every span
 //! into opentelemetry-proto's message types first, copying each id, name, key and value into
@@ -12,14 +12,80 @@
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the tests decode
 //! what this writes with opentelemetry-proto's own types.
 
-use opentelemetry::trace::{SpanKind, Status, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::encoding::{WireType, encoded_len_varint};
-use std::borrow::Borrow;
+use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The instrumentation scope of membrane's own spans.
+pub(crate) static MEMBRANE: LazyLock<InstrumentationScope> =
+    LazyLock::new(|| InstrumentationScope::builder("membrane").build());
+
+/// A span as membrane records it and writes it: one of its own (a request, an instance, a
+/// link call, a capability call), or one made outside it (a guest's, through wasi:otel),
+/// which alone has a scope and links of its own ([`Foreign`]).
+///
+/// Not the SDK's `SpanData`, which carries a copy of its scope and its links in every span:
+/// made, moved and dropped for each of a request's spans, that was a third of the
+/// instructions of starting and ending one, in code run cold between a request's other work
+/// (BENCHMARKS.md, "Tracing").
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub(crate) context: SpanContext,
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) kind: SpanKind,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) attributes: Vec<KeyValue>,
+    pub(crate) dropped_attributes: u32,
+    /// Attributes it shares with other spans, beside its own.
+    pub(crate) prepared: Option<&'static Prepared>,
+    pub(crate) events: SpanEvents,
+    pub(crate) status: Status,
+    pub(crate) foreign: Option<Box<Foreign>>,
+}
+
+/// What a span made outside membrane has that membrane's own do not.
+#[derive(Debug)]
+pub(crate) struct Foreign {
+    pub(crate) scope: InstrumentationScope,
+    pub(crate) links: SpanLinks,
+}
+
+impl Recorded {
+    /// The scope the span was made in.
+    pub(crate) fn scope(&self) -> &InstrumentationScope {
+        self.foreign.as_ref().map_or(&MEMBRANE, |foreign| &foreign.scope)
+    }
+}
+
+impl From<SpanData> for Recorded {
+    /// A span made outside membrane, as the SDK's types hold it.
+    fn from(span: SpanData) -> Recorded {
+        Recorded {
+            context: span.span_context,
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_span_is_remote,
+            kind: span.span_kind,
+            name: span.name,
+            start: span.start_time,
+            end: span.end_time,
+            attributes: span.attributes,
+            dropped_attributes: span.dropped_attributes_count,
+            prepared: None,
+            events: span.events,
+            status: span.status,
+            foreign: Some(Box::new(Foreign { scope: span.instrumentation_scope, links: span.links })),
+        }
+    }
+}
 
 /// Attributes that every span of one thing an operator wrote carries alike (a link's
 /// function, a component's instances, a route), written in protobuf once and kept for the
@@ -95,15 +161,15 @@ impl Chunk {
         Chunk { scope: scope.clone(), bytes: Vec::with_capacity(spans * 320), spans: Vec::with_capacity(spans) }
     }
 
-    /// Writes `span`, with its `prepared` attributes beside its own.
-    pub(crate) fn push(&mut self, span: &SpanData, prepared: Option<&Prepared>) {
+    /// Writes `span`.
+    pub(crate) fn push(&mut self, span: &Recorded) {
         let start = self.bytes.len();
         // A span's length takes two bytes (128 bytes to 16 KiB), kept before it is written.
-        nested_within(&mut self.bytes, 2, 2, |out| self::span(out, span, prepared));
+        nested_within(&mut self.bytes, 2, 2, |out| self::span(out, span));
         self.spans.push(Entry {
-            trace_id: span.span_context.trace_id(),
-            root: span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote,
-            duration: span.end_time.duration_since(span.start_time).unwrap_or_default(),
+            trace_id: span.context.trace_id(),
+            root: span.parent_span_id == SpanId::INVALID || span.parent_is_remote,
+            duration: span.end.duration_since(span.start).unwrap_or_default(),
             at: start..self.bytes.len(),
         });
     }
@@ -114,46 +180,39 @@ impl Chunk {
     }
 }
 
+/// Spans made outside membrane written as chunks, as [`write`] does.
+pub(crate) fn chunks(spans: impl IntoIterator<Item = SpanData>) -> Vec<Chunk> {
+    let spans: Vec<Recorded> = spans.into_iter().map(Recorded::from).collect();
+    write(spans.iter())
+}
+
 /// `spans` written as chunks: one for each scope, in the order first seen, each span in
-/// its scope's chunk in the order given.
-pub(crate) fn chunks<S: Borrow<SpanData>>(spans: &[S]) -> Vec<Chunk> {
-    write(spans.iter().map(|s| Written { span: s.borrow(), prepared: None, own: false }))
-}
-
-/// A span to write, with its prepared attributes; `own` says it is one of membrane's, in
-/// the tracer's scope.
-pub(crate) struct Written<'s> {
-    pub(crate) span: &'s SpanData,
-    pub(crate) prepared: Option<&'s Prepared>,
-    pub(crate) own: bool,
-}
-
-/// `spans` written as chunks, as [`chunks`] does; membrane's own spans find theirs without
+/// its scope's chunk in the order given. Membrane's own spans find theirs without
 /// comparing scopes.
-pub(crate) fn write<'s>(spans: impl ExactSizeIterator<Item = Written<'s>>) -> Vec<Chunk> {
+pub(crate) fn write<'s>(spans: impl ExactSizeIterator<Item = &'s Recorded>) -> Vec<Chunk> {
     let room = spans.len();
     let mut chunks: Vec<Chunk> = Vec::with_capacity(1);
     let mut own_chunk = None;
-    for Written { span, prepared, own } in spans {
-        let scope = &span.instrumentation_scope;
-        let found = match own {
-            true => own_chunk,
-            false => chunks.iter().position(|c| c.scope == *scope),
+    for span in spans {
+        let found = match &span.foreign {
+            None => own_chunk,
+            Some(foreign) => chunks.iter().position(|c| c.scope == foreign.scope),
         };
         let at = found.unwrap_or_else(|| {
-            chunks.push(Chunk::new(scope, room));
+            chunks.push(Chunk::new(span.scope(), room));
             chunks.len() - 1
         });
-        if own {
+        if span.foreign.is_none() {
             own_chunk = Some(at);
         }
-        chunks[at].push(span, prepared);
+        chunks[at].push(span);
     }
     chunks
 }
 
-/// `ExportTraceServiceRequest` of `spans`, all of `resource`, grouped by their scope.
-pub(crate) fn encode<S: Borrow<SpanData>>(resource: &Resource, spans: &[S]) -> Vec<u8> {
+/// `ExportTraceServiceRequest` of `spans` made outside membrane, all of `resource`,
+/// grouped by their scope.
+pub(crate) fn encode(resource: &Resource, spans: impl IntoIterator<Item = SpanData>) -> Vec<u8> {
     body(resource, chunks(spans).iter())
 }
 
@@ -267,8 +326,8 @@ fn instrumentation_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
 }
 
 /// `trace.v1.Span`.
-fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
-    let context = &span.span_context;
+fn span(out: &mut Vec<u8>, span: &Recorded) {
+    let context = &span.context;
     bytes(out, 1, &context.trace_id().to_bytes());
     bytes(out, 2, &context.span_id().to_bytes());
     let state = context.trace_state().header();
@@ -277,7 +336,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
         bytes(out, 4, &span.parent_span_id.to_bytes());
     }
     string(out, 5, &span.name);
-    let kind = match span.span_kind {
+    let kind = match span.kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
         SpanKind::Client => 3,
@@ -285,13 +344,13 @@ fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
         SpanKind::Consumer => 5,
     };
     uint(out, 6, kind);
-    fixed64(out, 7, nanos(span.start_time));
-    fixed64(out, 8, nanos(span.end_time));
+    fixed64(out, 7, nanos(span.start));
+    fixed64(out, 8, nanos(span.end));
     attributes(out, 9, &span.attributes);
-    if let Some(prepared) = prepared {
+    if let Some(prepared) = span.prepared {
         out.extend_from_slice(&prepared.bytes);
     }
-    uint(out, 10, u64::from(span.dropped_attributes_count));
+    uint(out, 10, u64::from(span.dropped_attributes));
     for event in span.events.iter() {
         nested(out, 11, |out| {
             fixed64(out, 1, nanos(event.timestamp));
@@ -301,7 +360,8 @@ fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
         });
     }
     uint(out, 12, u64::from(span.events.dropped_count));
-    for link in span.links.iter() {
+    let links = span.foreign.as_ref().map(|foreign| &foreign.links);
+    for link in links.into_iter().flat_map(|links| links.iter()) {
         nested(out, 13, |out| {
             bytes(out, 1, &link.span_context.trace_id().to_bytes());
             bytes(out, 2, &link.span_context.span_id().to_bytes());
@@ -311,7 +371,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
             fixed32(out, 6, flags(link.span_context.trace_flags().to_u8(), link.span_context.is_remote()));
         });
     }
-    uint(out, 14, u64::from(span.links.dropped_count));
+    uint(out, 14, u64::from(links.map_or(0, |links| links.dropped_count)));
     // Status: message = 2, code = 3 (unset 0, ok 1, error 2).
     nested(out, 15, |out| match &span.status {
         Status::Unset => {}
@@ -321,7 +381,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData, prepared: Option<&Prepared>) {
             uint(out, 3, 2);
         }
     });
-    fixed32(out, 16, flags(context.trace_flags().to_u8(), span.parent_span_is_remote));
+    fixed32(out, 16, flags(context.trace_flags().to_u8(), span.parent_is_remote));
 }
 
 /// `SpanFlags`: the W3C trace flags, and that whether the parent is remote is known.
@@ -526,7 +586,7 @@ mod tests {
             span(1, &other, Status::error("renderer trapped")),
             span(2, &membrane, Status::Ok),
         ];
-        let ours = ExportTraceServiceRequest::decode(encode(&resource, &spans).as_slice()).expect("decodes");
+        let ours = ExportTraceServiceRequest::decode(encode(&resource, spans.clone()).as_slice()).expect("decodes");
         let theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(spans, &ResourceAttributesWithSchema::from(&resource)),
         };
@@ -543,7 +603,7 @@ mod tests {
         small.events = SpanEvents::default();
         small.links = SpanLinks::default();
         small.span_context = SpanContext::new(1.into(), 2.into(), TraceFlags::SAMPLED, false, TraceState::NONE);
-        let written = encode(&resource, std::slice::from_ref(&small));
+        let written = encode(&resource, [small.clone()]);
         let ours = ExportTraceServiceRequest::decode(written.as_slice()).expect("decodes");
         let theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -555,9 +615,25 @@ mod tests {
     }
 
     #[test]
+    fn an_own_span_with_prepared_attributes_writes_as_the_same_span_made_outside() {
+        let mut outside = span(1, &MEMBRANE, Status::Ok);
+        outside.links = SpanLinks::default();
+        let mut own = Recorded::from(outside.clone());
+        own.foreign = None;
+        own.prepared = Some(Prepared::of(&own.attributes.split_off(3)));
+        let written = |span: &Recorded| {
+            let mut chunk = Chunk::new(span.scope(), 1);
+            chunk.push(span);
+            chunk.bytes
+        };
+        assert_eq!(written(&own), written(&Recorded::from(outside)));
+        assert_eq!(own.scope(), &*MEMBRANE);
+    }
+
+    #[test]
     fn an_empty_batch_is_a_resource_with_no_spans() {
         let resource = Resource::builder().with_service_name("membrane").build();
-        let ours = ExportTraceServiceRequest::decode(encode::<SpanData>(&resource, &[]).as_slice()).expect("decodes");
+        let ours = ExportTraceServiceRequest::decode(encode(&resource, []).as_slice()).expect("decodes");
         assert_eq!(ours.resource_spans.len(), 1);
         assert!(ours.resource_spans[0].scope_spans.is_empty());
     }

@@ -339,12 +339,12 @@ mod tests {
         // Two traces; their spans end children first, interleaved, in two chunks.
         let mut failed = span(2, 23, 21, "web -> fancy render", (10, 40));
         failed.status = Status::error("fancy trapped");
-        let first = crate::otlp::chunks(&[
+        let first = crate::otlp::chunks([
             span(1, 12, 11, "instantiate", (5, 20)),
             failed,
             span(1, 13, 11, "web -> fancy render", (30, 50)),
         ]);
-        let second = crate::otlp::chunks(&[
+        let second = crate::otlp::chunks([
             span(1, 11, 0, "GET /", (0, 100)),
             span(2, 22, 23, "fallback plain render", (20, 30)),
             span(2, 21, 0, "GET /", (0, 300)),
@@ -386,8 +386,8 @@ mod tests {
         let recent = Recent::default();
         // The root ended on the thread that answered; its instance's spans on another,
         // whose chunk came later.
-        recent.keep(crate::otlp::chunks(&[span(1, 11, 0, "GET /", (0, 100))]));
-        recent.keep(crate::otlp::chunks(&[
+        recent.keep(crate::otlp::chunks([span(1, 11, 0, "GET /", (0, 100))]));
+        recent.keep(crate::otlp::chunks([
             span(1, 12, 11, "instantiate", (5, 20)),
             span(1, 13, 11, "web -> fancy render", (30, 50)),
         ]));
@@ -405,7 +405,7 @@ mod tests {
         while sent < 2 * KEPT_BYTES {
             traces += 1;
             let took = if traces <= 10 { 1_000_000 } else { traces as u64 % 1000 };
-            let chunks = crate::otlp::chunks(&[
+            let chunks = crate::otlp::chunks([
                 span(traces, 2, 1, "instantiate", (0, 1)),
                 span(traces, 1, 0, "GET /", (0, took)),
             ]);

@@ -1,22 +1,25 @@
 //! A span that is nothing when tracing is off, and W3C trace context in and out of HTTP
 //! headers.
 //!
-//! A span is recorded straight into the SDK's [`SpanData`], with the SDK's sampler, id
-//! generator and limits ([`crate::Tracer`]), and handed to the export queue when dropped.
-//! Not through the SDK's own `Span` and tracer: those carry a copy of the tracer (its scope
-//! and a shared counter of the provider) in every span, build the data through a builder
-//! of options, and call the processors on start and end: 2.2 µs a span of the server's CPU
-//! in `membrane serve`, where a plain record cost nothing measurable (BENCHMARKS.md,
-//! "Tracing"). A span that is not sampled builds neither its name nor its attributes.
+//! A span is recorded straight into membrane's own record of it ([`Recorded`]), with the
+//! sampler `OTEL_TRACES_SAMPLER` names, the SDK's id generator and limits
+//! ([`crate::Tracer`]), and handed to the export queue when dropped. Not through the SDK's
+//! own `Span` and tracer: those carry a copy of the tracer (its scope and a shared counter
+//! of the provider) in every span, build the data through a builder of options, and call
+//! the processors on start and end: 2.2 µs a span of the server's CPU in `membrane serve`,
+//! where a plain record cost nothing measurable (BENCHMARKS.md, "Tracing"). A span that is
+//! not sampled builds neither its name nor its attributes.
 
-use crate::otlp::Prepared;
+use crate::otlp::{Prepared, Recorded};
 use crate::{Tracer, tracer};
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags};
+use opentelemetry::trace::{
+    Event, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SamplingDecision, SpanData, SpanEvents, SpanLinks};
+use opentelemetry_sdk::trace::{IdGenerator as _, SpanEvents};
 use std::borrow::Cow;
 
 /// One operation of a trace. With tracing off it holds nothing and costs nothing; its
@@ -25,13 +28,6 @@ use std::borrow::Cow;
 /// not sampled still carries its context, so the services it calls know not to sample.
 #[derive(Debug, Default)]
 pub struct Span(Option<Box<Recorded>>);
-
-/// A span's data, and the prepared attributes it carries beside its own.
-#[derive(Debug)]
-pub(crate) struct Recorded {
-    pub(crate) data: SpanData,
-    pub(crate) prepared: Option<&'static Prepared>,
-}
 
 impl Span {
     /// Starts a span under `parent` (a new trace without one). `attributes` runs only when
@@ -100,12 +96,12 @@ impl Span {
     /// when tracing is off.
     pub fn context(&self) -> Option<Context> {
         let span = self.0.as_ref()?;
-        Some(Context::new().with_remote_span_context(span.data.span_context.clone()))
+        Some(Context::new().with_remote_span_context(span.context.clone()))
     }
 
     /// This span's trace id (32 hex digits), for log lines that lead to the trace.
     pub fn trace_id(&self) -> Option<String> {
-        self.0.as_ref().map(|s| s.data.span_context.trace_id().to_string())
+        self.0.as_ref().map(|s| s.context.trace_id().to_string())
     }
 
     /// Names the span anew, once what it is about is known (a request's route).
@@ -116,8 +112,8 @@ impl Span {
     }
 
     pub fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
-        let Some(limits) = tracer().map(|t| t.config.span_limits) else { return };
-        if let Some(span) = self.recorded() {
+        let Some(limits) = tracer().map(|t| t.limits) else { return };
+        if let Some(span) = self.sampled() {
             span.add(limits.max_attributes_per_span, std::iter::once_with(attribute));
         }
     }
@@ -125,10 +121,10 @@ impl Span {
     /// Adds prepared attributes ([`Prepared`]). A span carries one prepared set by
     /// reference; the attributes of another are added one by one.
     pub fn set_prepared(&mut self, prepared: impl FnOnce() -> &'static Prepared) {
-        let Some(limits) = tracer().map(|t| t.config.span_limits) else { return };
-        let Some(span) = self.recorded() else { return };
+        let Some(limits) = tracer().map(|t| t.limits) else { return };
+        let Some(span) = self.sampled() else { return };
         let prepared = prepared();
-        let room = (limits.max_attributes_per_span as usize).saturating_sub(span.data.attributes.len());
+        let room = (limits.max_attributes_per_span as usize).saturating_sub(span.attributes.len());
         if span.prepared.is_none() && prepared.len() <= room {
             span.prepared = Some(prepared);
         } else {
@@ -148,7 +144,7 @@ impl Span {
     /// events a span keeps (`OTEL_SPAN_EVENT_COUNT_LIMIT`, 128) it is only counted, so a
     /// guest denied in a loop cannot grow its request's span without bound.
     pub fn event(&mut self, name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) {
-        let Some(limits) = tracer().map(|t| t.config.span_limits) else { return };
+        let Some(limits) = tracer().map(|t| t.limits) else { return };
         let Some(span) = self.sampled() else { return };
         if span.events.len() >= limits.max_events_per_span as usize {
             span.events.dropped_count += 1;
@@ -159,16 +155,12 @@ impl Span {
     }
 
     pub fn is_recording(&self) -> bool {
-        self.0.as_ref().is_some_and(|s| s.data.span_context.is_sampled())
+        self.0.as_ref().is_some_and(|s| s.context.is_sampled())
     }
 
-    /// The span's data, if it is sampled (else nothing of it is kept).
-    fn sampled(&mut self) -> Option<&mut SpanData> {
-        self.recorded().map(|r| &mut r.data)
-    }
-
-    fn recorded(&mut self) -> Option<&mut Recorded> {
-        self.0.as_deref_mut().filter(|s| s.data.span_context.is_sampled())
+    /// The span's record, if it is sampled (else nothing of it is kept).
+    fn sampled(&mut self) -> Option<&mut Recorded> {
+        self.0.as_deref_mut().filter(|s| s.context.is_sampled())
     }
 }
 
@@ -178,10 +170,10 @@ impl Recorded {
     fn add(&mut self, limit: u32, attributes: impl Iterator<Item = KeyValue>) {
         let prepared = self.prepared.map_or(0, Prepared::len);
         for attribute in attributes {
-            if self.data.attributes.len() + prepared < limit as usize {
-                self.data.attributes.push(attribute);
+            if self.attributes.len() + prepared < limit as usize {
+                self.attributes.push(attribute);
             } else {
-                self.data.dropped_attributes_count += 1;
+                self.dropped_attributes += 1;
             }
         }
     }
@@ -190,19 +182,19 @@ impl Recorded {
 impl Drop for Span {
     /// Ends the span: a sampled one goes to the export queue.
     fn drop(&mut self) {
-        let Some(mut span) = self.0.take().filter(|s| s.data.span_context.is_sampled()) else { return };
+        let Some(mut span) = self.0.take().filter(|s| s.context.is_sampled()) else { return };
         if let Some(tracer) = tracer() {
-            span.data.end_time = opentelemetry::time::now();
-            tracer.queue.end_own(span);
+            span.end = opentelemetry::time::now();
+            tracer.queue.end(span);
         }
     }
 }
 
 /// A span of `tracer` under `parent` (a new trace when it has no valid span), as the SDK's
 /// tracer makes one: the same ids, sampling decision, trace state and limits. `describe`
-/// (name and attributes) runs only for a sampled span: the sampler is asked before, with
-/// no name, which the standard samplers (the only ones `OTEL_TRACES_SAMPLER` can choose)
-/// do not read.
+/// (name and attributes) runs only for a sampled span: the sampler decides before, by the
+/// parent and the trace id alone, as the standard samplers (the only ones
+/// `OTEL_TRACES_SAMPLER` can choose) do.
 fn record(
     tracer: &Tracer,
     kind: SpanKind,
@@ -210,7 +202,7 @@ fn record(
     describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>, Option<&'static Prepared>),
 ) -> Box<Recorded> {
     let mut span = begin(tracer, kind, parent);
-    if span.data.span_context.is_sampled() {
+    if span.context.is_sampled() {
         let (name, attributes, prepared) = describe();
         span.describe(tracer, name, attributes, prepared);
     }
@@ -224,31 +216,28 @@ fn record(
 /// (BENCHMARKS.md, "Tracing").
 #[inline(never)]
 fn begin(tracer: &Tracer, kind: SpanKind, parent: &Context) -> Box<Recorded> {
-    let config = &tracer.config;
     let parent_span = parent.span();
-    let parent_context = Some(parent_span.span_context()).filter(|c| c.is_valid());
-    let trace_id = parent_context.map_or_else(|| config.id_generator.new_trace_id(), |c| c.trace_id());
-    let sampling = config.sampler.should_sample(Some(parent), trace_id, "", &kind, &[], &[]);
-    let sampled = matches!(sampling.decision, SamplingDecision::RecordAndSample);
-    let flags = parent_context.map_or(TraceFlags::default(), |c| c.trace_flags()).with_sampled(sampled);
-    let context = SpanContext::new(trace_id, config.id_generator.new_span_id(), flags, false, sampling.trace_state);
+    let parent = Some(parent_span.span_context()).filter(|c| c.is_valid());
+    let trace_id = parent.map_or_else(|| tracer.ids.new_trace_id(), |c| c.trace_id());
+    let sampled = tracer.sampler.samples(parent, trace_id);
+    let flags = parent.map_or(TraceFlags::default(), |c| c.trace_flags()).with_sampled(sampled);
+    let state = parent.map_or(TraceState::NONE, |c| c.trace_state().clone());
     let now = opentelemetry::time::now();
-    let data = SpanData {
-        span_context: context,
-        parent_span_id: parent_context.map_or(SpanId::INVALID, |c| c.span_id()),
-        parent_span_is_remote: parent_context.is_some_and(|c| c.is_remote()),
-        span_kind: kind,
+    Box::new(Recorded {
+        context: SpanContext::new(trace_id, tracer.ids.new_span_id(), flags, false, state),
+        parent_span_id: parent.map_or(SpanId::INVALID, |c| c.span_id()),
+        parent_is_remote: parent.is_some_and(|c| c.is_remote()),
+        kind,
         name: Cow::Borrowed(""),
-        start_time: now,
-        end_time: now,
+        start: now,
+        end: now,
         attributes: Vec::new(),
-        dropped_attributes_count: 0,
+        dropped_attributes: 0,
+        prepared: None,
         events: SpanEvents::default(),
-        links: SpanLinks::default(),
         status: Status::Unset,
-        instrumentation_scope: tracer.scope.clone(),
-    };
-    Box::new(Recorded { data, prepared: None })
+        foreign: None,
+    })
 }
 
 impl Recorded {
@@ -261,16 +250,16 @@ impl Recorded {
         mut attributes: Vec<KeyValue>,
         mut prepared: Option<&'static Prepared>,
     ) {
-        let limit = tracer.config.span_limits.max_attributes_per_span;
+        let limit = tracer.limits.max_attributes_per_span;
         // Prepared attributes are few; a set larger than the limit is added one by one, and cut.
         if let Some(large) = prepared.take_if(|p| p.len() > limit as usize) {
             attributes.extend(large.attributes.iter().cloned());
         }
         let room = limit.saturating_sub(prepared.map_or(0, |p| p.len() as u32));
         let (attributes, dropped) = bounded(attributes, room);
-        self.data.name = name;
-        self.data.attributes = attributes;
-        self.data.dropped_attributes_count = dropped;
+        self.name = name;
+        self.attributes = attributes;
+        self.dropped_attributes = dropped;
         self.prepared = prepared;
     }
 }
@@ -399,8 +388,9 @@ mod tests {
                 resource: opentelemetry_sdk::Resource::builder().build(),
             };
             Tracer {
-                config: opentelemetry_sdk::trace::Config::default(),
-                scope: opentelemetry::InstrumentationScope::builder("membrane").build(),
+                sampler: crate::config::Sampler::default(),
+                ids: opentelemetry_sdk::trace::RandomIdGenerator::default(),
+                limits: opentelemetry_sdk::trace::SpanLimits::default(),
                 queue: export::BoundedBatch::start(collector, 16, 16, recent::Recent::default()),
                 recent: recent::Recent::default(),
             }
@@ -418,26 +408,27 @@ mod tests {
     fn a_span_without_a_parent_starts_a_sampled_trace_with_its_attributes() {
         on();
         let span = Span::start("GET", SpanKind::Server, None, || vec![KeyValue::new("url.path", "/")]);
-        let data = span.0.as_deref().map(|r| &r.data).expect("tracing is on");
-        assert!(data.span_context.is_valid() && data.span_context.is_sampled());
+        let data = span.0.as_deref().expect("tracing is on");
+        assert!(data.context.is_valid() && data.context.is_sampled());
         assert_eq!(data.parent_span_id, SpanId::INVALID);
         assert_eq!(data.attributes, vec![KeyValue::new("url.path", "/")]);
-        assert_eq!(data.instrumentation_scope.name(), "membrane");
+        assert_eq!(data.scope().name(), "membrane");
     }
 
     #[test]
     fn a_span_under_a_sampled_caller_joins_its_trace_and_keeps_its_state() {
         on();
         let span = Span::start("GET", SpanKind::Server, Some(&remote(true)), Vec::new);
-        let data = span.0.as_deref().map(|r| &r.data).unwrap();
-        assert_eq!(data.span_context.trace_id(), 0xabcd.into());
+        let data = span.0.as_deref().unwrap();
+        assert_eq!(data.context.trace_id(), 0xabcd.into());
         assert_eq!(data.parent_span_id, 0x42.into());
-        assert!(data.parent_span_is_remote && data.span_context.is_sampled());
-        assert_eq!(data.span_context.trace_state().get("vendor"), Some("opaque"));
+        assert!(data.parent_is_remote && data.context.is_sampled());
+        assert_eq!(data.context.trace_state().get("vendor"), Some("opaque"));
         let child = Span::child(span.context().as_ref(), SpanKind::Internal, || ("instantiate", Vec::new()));
-        let child = child.0.as_deref().map(|r| &r.data).unwrap();
-        assert_eq!(child.parent_span_id, data.span_context.span_id());
-        assert!(!child.parent_span_is_remote, "its parent is in this process");
+        let child = child.0.as_deref().unwrap();
+        assert_eq!(child.parent_span_id, data.context.span_id());
+        assert!(!child.parent_is_remote, "its parent is in this process");
+        assert_eq!(child.context.trace_state().get("vendor"), Some("opaque"), "the trace keeps its state");
     }
 
     #[test]
@@ -460,8 +451,8 @@ mod tests {
     fn exported_keys(span: &Span) -> Vec<String> {
         use prost::Message as _;
         let recorded = span.0.as_deref().expect("tracing is on");
-        let mut chunk = crate::otlp::Chunk::new(&recorded.data.instrumentation_scope, 1);
-        chunk.push(&recorded.data, recorded.prepared);
+        let mut chunk = crate::otlp::Chunk::new(recorded.scope(), 1);
+        chunk.push(recorded);
         // A chunk's bytes are the `spans` fields of a `ScopeSpans`.
         let scope = opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(chunk.bytes.as_slice()).unwrap();
         scope.spans[0].attributes.iter().map(|kv| kv.key.clone()).collect()
@@ -489,26 +480,26 @@ mod tests {
 
     #[test]
     fn prepared_attributes_count_toward_the_limit_of_attributes() {
-        let limit = on().config.span_limits.max_attributes_per_span as usize;
+        let limit = on().limits.max_attributes_per_span as usize;
         let many: Vec<KeyValue> = (0..limit - 1).map(|n| KeyValue::new(format!("k{n}"), n as i64)).collect();
         let mut span = Span::start_prepared("GET", SpanKind::Server, None, || Prepared::of(&many));
         span.set(|| KeyValue::new("last", true));
         span.set(|| KeyValue::new("beyond", true));
         let recorded = span.0.as_deref().unwrap();
-        assert_eq!(recorded.data.attributes.len() + recorded.prepared.unwrap().len(), limit);
-        assert_eq!(recorded.data.dropped_attributes_count, 1);
+        assert_eq!(recorded.attributes.len() + recorded.prepared.unwrap().len(), limit);
+        assert_eq!(recorded.dropped_attributes, 1);
         assert_eq!(exported_keys(&span).len(), limit);
     }
 
     #[test]
     fn events_beyond_the_limit_are_counted_not_kept() {
-        let limit = on().config.span_limits.max_events_per_span as usize;
+        let limit = on().limits.max_events_per_span as usize;
         let mut span = Span::start("GET", SpanKind::Server, None, Vec::new);
         for _ in 0..limit + 5 {
             span.event("denied", || vec![KeyValue::new("membrane.denied", "wasi:sockets")]);
         }
         span.fail(|| "trapped".into());
-        let data = span.0.as_deref().map(|r| &r.data).unwrap();
+        let data = span.0.as_deref().unwrap();
         assert_eq!(data.events.len(), limit);
         assert_eq!(data.events.dropped_count, 5);
         assert_eq!(data.status, Status::error("trapped"));
