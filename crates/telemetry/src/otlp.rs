@@ -280,7 +280,18 @@ fn field_len(field: u32, len: usize) -> usize {
     encoded_len_varint(u64::from(field << 3)) + encoded_len_varint(len as u64) + len
 }
 
+/// A trace or span id: a field below 16 of fewer than 128 bytes, so its key and length
+/// are a byte each, and its bytes a copy of known size.
+#[inline(always)]
+fn id<const N: usize>(out: &mut Vec<u8>, field: u32, id: [u8; N]) {
+    const { assert!(N < 128) };
+    debug_assert!(field < 16);
+    out.extend_from_slice(&[(field << 3 | WireType::LengthDelimited as u32) as u8, N as u8]);
+    out.extend_from_slice(&id);
+}
+
 /// The key and length of a length-delimited field whose `len` bytes follow.
+#[inline(always)]
 fn length_delimited(out: &mut Vec<u8>, field: u32, len: usize) {
     key(out, field, WireType::LengthDelimited);
     put_varint(out, len as u64);
@@ -328,12 +339,14 @@ fn instrumentation_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
 /// `trace.v1.Span`.
 fn span(out: &mut Vec<u8>, span: &Recorded) {
     let context = &span.context;
-    bytes(out, 1, &context.trace_id().to_bytes());
-    bytes(out, 2, &context.span_id().to_bytes());
+    // Room at once for what every span has: its ids, kind, times, status and flags.
+    out.reserve(80 + span.name.len());
+    id(out, 1, context.trace_id().to_bytes());
+    id(out, 2, context.span_id().to_bytes());
     let state = context.trace_state().header();
     string(out, 3, &state);
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        bytes(out, 4, &span.parent_span_id.to_bytes());
+    if span.parent_span_id != SpanId::INVALID {
+        id(out, 4, span.parent_span_id.to_bytes());
     }
     string(out, 5, &span.name);
     let kind = match span.kind {
@@ -486,6 +499,7 @@ fn always_string(out: &mut Vec<u8>, field: u32, value: &str) {
     bytes(out, field, value.as_bytes());
 }
 
+#[inline(always)]
 fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     length_delimited(out, field, value.len());
     out.extend_from_slice(value);
