@@ -222,7 +222,8 @@ fn begin(tracer: &Tracer, kind: SpanKind, parent: &Context) -> Box<Recorded> {
     let sampled = tracer.sampler.samples(parent, trace_id);
     let flags = parent.map_or(TraceFlags::default(), |c| c.trace_flags()).with_sampled(sampled);
     let state = parent.map_or(TraceState::NONE, |c| c.trace_state().clone());
-    let now = opentelemetry::time::now();
+    // A span that is not sampled is never sent: it has no use for the time.
+    let now = if sampled { opentelemetry::time::now() } else { std::time::UNIX_EPOCH };
     Box::new(Recorded {
         context: SpanContext::new(trace_id, tracer.ids.new_span_id(), flags, false, state),
         parent_span_id: parent.map_or(SpanId::INVALID, |c| c.span_id()),
