@@ -1,8 +1,9 @@
-//! A batch of spans encoded for an OTLP/HTTP export: membrane's encoder, which writes the
-//! protobuf straight from the SDK's span data, next to opentelemetry-proto's conversion into
-//! its message types followed by prost's encoding (what opentelemetry-otlp's exporter does).
-//! 512 server spans of eight attributes, as `membrane serve` makes them; both sides end with
-//! the spans freed, as the export thread does. Run with `benches/run.sh otlp_encode`.
+//! A batch of spans encoded for an OTLP/HTTP export: membrane's encoder, which takes each of
+//! the SDK's spans into its own record (a move, as it does a guest's span) and writes the
+//! protobuf straight from it, next to opentelemetry-proto's conversion into its message
+//! types followed by prost's encoding (what opentelemetry-otlp's exporter does). 512 server
+//! spans of eight attributes, as `membrane serve` makes them; both sides end with the spans
+//! freed, as the export thread does. Run with `benches/run.sh otlp_encode`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};

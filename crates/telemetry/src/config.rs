@@ -67,6 +67,16 @@ pub(crate) fn queue() -> Result<(usize, usize), TelemetryError> {
     Ok((capacity, batch.min(capacity)))
 }
 
+/// The samplers `OTEL_TRACES_SAMPLER` may name.
+const STANDARD_SAMPLERS: [&str; 6] = [
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+];
+
 /// The sampler `OTEL_TRACES_SAMPLER` names (with its ratio, `OTEL_TRACES_SAMPLER_ARG`): one
 /// of the six standard samplers, parent-based always-on when none is named.
 ///
@@ -117,14 +127,6 @@ impl Sampler {
 
     /// The standard sampler `name`, with `ratio` for those of a ratio (1 when not given).
     fn named(name: &str, ratio: Option<&str>) -> Result<Sampler, Refused> {
-        const KNOWN: [&str; 6] = [
-            "always_on",
-            "always_off",
-            "traceidratio",
-            "parentbased_always_on",
-            "parentbased_always_off",
-            "parentbased_traceidratio",
-        ];
         let follows_parent = name.starts_with("parentbased_");
         let roots = match name.trim_start_matches("parentbased_") {
             "always_on" => Roots::All,
@@ -136,7 +138,7 @@ impl Sampler {
                     return Err(Refused::Ratio("give the ratio of traces to sample, from 0 to 1, such as 0.01".into()));
                 }
             },
-            _ => return Err(Refused::Name(format!("membrane samples with one of {}", KNOWN.join(", ")))),
+            _ => return Err(Refused::Name(format!("membrane samples with one of {}", STANDARD_SAMPLERS.join(", ")))),
         };
         Ok(Sampler { follows_parent, roots })
     }
@@ -200,14 +202,7 @@ mod tests {
             SpanContext::new(ids.new_trace_id(), ids.new_span_id(), flags, remote, TraceState::NONE)
         };
         let parents = [None, Some(parent(true, true)), Some(parent(false, true)), Some(parent(true, false))];
-        for name in [
-            "always_on",
-            "always_off",
-            "traceidratio",
-            "parentbased_always_on",
-            "parentbased_always_off",
-            "parentbased_traceidratio",
-        ] {
+        for name in STANDARD_SAMPLERS {
             let ours = Sampler::named(name, Some("0.3")).unwrap_or_else(|_| panic!("{name} is standard"));
             let theirs = sdk(name);
             let mut sampled = 0;
