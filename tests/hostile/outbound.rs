@@ -95,3 +95,32 @@ fn forbidden_headers_cannot_be_set() {
     assert_eq!(server.get("/forbidden").1, "forbidden headers accepted: []");
     assert_eq!(server.get("/neighbour"), (200, "healthy".to_string()));
 }
+
+#[test]
+fn a_guest_denied_in_a_loop_writes_a_bounded_audit_and_every_denial_is_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let server = Served::start(&["--audit-log", log.to_str().unwrap(), crate::util::guests::HOSTILE_HTTP]);
+    let flood = 5_000;
+    let (status, body) = server.get(&format!("/fetch-loop?url=http://elsewhere.example/&count={flood}"));
+    assert_eq!((status, body.as_str()), (200, format!("{flood} of {flood} refused").as_str()));
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect::<Vec<_>>();
+    // A burst of 200, and what the loop's time earned at 100 a second.
+    let written = lines().len();
+    assert!(written < 400, "{written} audit lines for {flood} denials");
+    let logged = server.stderr().matches("outbound HTTP denied").count();
+    assert!(logged < 400, "{logged} log lines: the log is bounded as the audit is");
+    // A second later the next denial is written, after the count of those that were not.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(server.get("/fetch-loop?url=http://elsewhere.example/&count=1").1, "1 of 1 refused");
+    let lines = lines();
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let denied = events.iter().filter(|e| e["event"] == "denied").count();
+    let suppressed: usize = events
+        .iter()
+        .filter(|e| e["event"] == "suppressed")
+        .map(|e| e["what"].as_str().unwrap().trim_end_matches(" denied events").parse::<usize>().unwrap())
+        .sum();
+    assert!(suppressed > 0, "{lines:?}");
+    assert_eq!(denied + suppressed, flood + 1, "every denial is written or counted");
+}

@@ -178,6 +178,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 format!("forbidden headers accepted: {accepted:?}")
             }
+            // `count` outbound requests to `url` one after another (each refused, when the
+            // host is not granted): how many were refused.
+            "fetch-loop" => {
+                let url = param("url").unwrap_or_default();
+                let count: usize = param("count").and_then(|c| c.parse().ok()).unwrap_or(1);
+                let refused = (0..count).filter(|_| fetch(&url, None, false).ends_with("HttpRequestDenied")).count();
+                format!("{refused} of {count} refused")
+            }
             "fetch" => {
                 let url = param("url").unwrap_or_default();
                 let timeout = param("timeout-ns").and_then(|t| t.parse().ok());

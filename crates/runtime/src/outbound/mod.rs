@@ -50,8 +50,9 @@ impl Outbound {
     }
 
     fn deny(&self, what: &str, why: String) -> HttpError {
-        tracing::warn!(component = %self.component, request = what, "outbound HTTP denied: {why}");
-        self.audit.record_in(self.trace.as_ref(), &self.component, "denied", what, &why);
+        if self.audit.record_in(self.trace.as_ref(), &self.component, "denied", what, &why) {
+            tracing::warn!(component = %self.component, request = what, "outbound HTTP denied: {why}");
+        }
         HttpError::HttpRequestDenied
     }
 
