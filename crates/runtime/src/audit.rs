@@ -46,24 +46,25 @@ pub struct AuditEvent {
 struct Trail {
     next_seq: u64,
     recent: VecDeque<AuditEvent>,
-    /// Events so far by (event, component), for metrics.
-    counts: BTreeMap<(String, String), u64>,
-    /// What each component may still write of each kind of event, by its name (names an
-    /// operator wrote: few) and the kind.
-    allowances: BTreeMap<String, BTreeMap<String, Allowance>>,
+    /// Each component's events of each kind, by its name (names an operator wrote: few)
+    /// and the kind: found without making a key, as a guest denied in a loop comes here
+    /// for every denial.
+    tallies: BTreeMap<String, BTreeMap<String, Tally>>,
 }
 
-/// A component's events of a kind still to be written: [`BURST`] at most, [`PER_SECOND`]
-/// more each second, and how many it made that were not written.
-struct Allowance {
+/// A component's events of one kind: how many there were (for metrics), how many it may
+/// still write ([`BURST`] at most, [`PER_SECOND`] more each second), and how many it made
+/// that were not written.
+struct Tally {
+    count: u64,
     events: f64,
     at: Instant,
     suppressed: u64,
 }
 
-impl Allowance {
-    fn new(now: Instant) -> Allowance {
-        Allowance { events: f64::from(BURST), at: now, suppressed: 0 }
+impl Tally {
+    fn new(now: Instant) -> Tally {
+        Tally { count: 0, events: f64::from(BURST), at: now, suppressed: 0 }
     }
 
     /// Whether one more event may be written at `now`; counted as suppressed if not.
@@ -106,7 +107,9 @@ impl Audit {
 
     /// How many events of each (event, component) were recorded.
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
-        self.trail().counts.clone()
+        let trail = self.trail();
+        let kinds = trail.tallies.iter().flat_map(|(component, kinds)| kinds.iter().map(move |k| (component, k)));
+        kinds.map(|(component, (event, tally))| ((event.clone(), component.clone()), tally.count)).collect()
     }
 
     /// The recent events after sequence number `since` (0 for all that are kept), oldest
@@ -133,20 +136,20 @@ impl Audit {
         let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let written = {
             let mut trail = self.trail();
-            *trail.counts.entry((event.to_string(), component.to_string())).or_default() += 1;
             let now = Instant::now();
-            let kinds = match trail.allowances.get_mut(component) {
+            let kinds = match trail.tallies.get_mut(component) {
                 Some(kinds) => kinds,
-                None => trail.allowances.entry(component.to_string()).or_default(),
+                None => trail.tallies.entry(component.to_string()).or_default(),
             };
-            let allowance = match kinds.get_mut(event) {
-                Some(allowance) => allowance,
-                None => kinds.entry(event.to_string()).or_insert(Allowance::new(now)),
+            let tally = match kinds.get_mut(event) {
+                Some(tally) => tally,
+                None => kinds.entry(event.to_string()).or_insert(Tally::new(now)),
             };
-            if !allowance.take(now) {
+            tally.count += 1;
+            if !tally.take(now) {
                 return false;
             }
-            let suppressed = std::mem::take(&mut allowance.suppressed);
+            let suppressed = std::mem::take(&mut tally.suppressed);
             let mut written = Vec::with_capacity(2);
             if suppressed > 0 {
                 let what = format!("{suppressed} {event} events");
