@@ -350,7 +350,19 @@ impl Pool {
             return self.call_pooled_resident(kept).await;
         }
         let Kept { chain, trace, func, limit, mut call, .. } = kept;
-        let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
+        // A call waits for one of the pool's instances at most its wall-clock limit, then
+        // runs within it: callers queued behind slow calls time out as a slow call does,
+        // rather than waiting as long as the whole queue takes.
+        let permit = self.permits.acquire();
+        let permit = match limit {
+            Some(limit) => crate::limits::within(limit, permit).await.map_err(|_| {
+                let fault = self.fault(FaultKind::Timeout(limit));
+                self.audit_trap_in(&fault.kind, trace);
+                fault
+            })?,
+            None => permit.await,
+        };
+        let _permit = permit.expect("the pool's semaphore is never closed");
         let mut sandbox = self.pooled_instance(trace).await?;
         self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
