@@ -104,41 +104,47 @@ fn a_client_gone_mid_body_stops_the_guest_and_frees_its_slot() {
 }
 
 #[test]
-fn calls_queued_for_a_busy_pool_time_out_at_their_limit_not_behind_the_whole_queue() {
-    // One pooled instance of the provider, its links limited to 2.5 s a call (resources
-    // live in one instance: kv goes to a singleton of the same provider).
-    let mut components = String::from(
-        "[component.web]\nsource = \"{link-web}\"\n\n[component.provider]\nsource = \"{provider}\"\ninstances = \"pool:1\"\n\n\
-         [component.buckets]\nsource = \"{provider}\"\ninstances = \"singleton\"\n",
-    );
-    for (interface, to) in [("counter", "provider"), ("kv", "buckets"), ("pace", "provider")] {
-        components.push_str(&format!(
-            "\n[[link]]\nfrom = \"web\"\nimport = \"membrane:test/{interface}@0.1.0\"\nto = \"{to}\"\ntimeout = \"2500ms\"\n"
-        ));
-    }
-    let app = crate::served::beside_neighbour(&components, "web", "/", "");
-    let server = Served::start(&[app.manifest().to_str().unwrap()]);
-    assert_eq!(server.get("/count"), (200, "1".to_string()), "{}", server.stderr());
-    // Three calls of 2 s each for the one instance: the third used to wait for the other
-    // two (about 4 s) and then run its own 2 s, beyond its limit.
-    let started = Instant::now();
-    let answers: Vec<(u16, Duration)> = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..3)
-            .map(|_| {
-                scope.spawn(|| {
-                    let status = server.get("/wait?ms=2000").0;
-                    (status, started.elapsed())
+fn calls_queued_for_a_busy_instance_time_out_at_their_limit_not_behind_the_whole_queue() {
+    for mode in ["pool:1", "singleton"] {
+        // One instance of the provider, its links limited to 2.5 s a call (resources live
+        // in one instance: kv goes to a singleton of the same provider).
+        let mut components = format!(
+            "[component.web]\nsource = \"{{link-web}}\"\n\n[component.provider]\nsource = \"{{provider}}\"\n\
+             instances = \"{mode}\"\n\n[component.buckets]\nsource = \"{{provider}}\"\ninstances = \"singleton\"\n",
+        );
+        for (interface, to) in [("counter", "provider"), ("kv", "buckets"), ("pace", "provider")] {
+            components.push_str(&format!(
+                "\n[[link]]\nfrom = \"web\"\nimport = \"membrane:test/{interface}@0.1.0\"\nto = \"{to}\"\ntimeout = \"2500ms\"\n"
+            ));
+        }
+        let app = crate::served::beside_neighbour(&components, "web", "/", "");
+        let server = Served::start(&[app.manifest().to_str().unwrap()]);
+        assert_eq!(server.get("/count"), (200, "1".to_string()), "{mode}: {}", server.stderr());
+        // Three calls of 2 s each for the one instance: the third used to wait for the other
+        // two (about 4 s) and then run its own 2 s, beyond its limit.
+        let started = Instant::now();
+        let answers: Vec<(u16, Duration)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let status = server.get("/wait?ms=2000").0;
+                        (status, started.elapsed())
+                    })
                 })
-            })
-            .collect();
-        calls.into_iter().map(|c| c.join().unwrap()).collect()
-    });
-    assert!(answers.iter().any(|(status, _)| *status == 200), "one call has the instance: {answers:?}");
-    assert!(answers.iter().any(|(status, _)| *status != 200), "the last in the queue times out: {answers:?}");
-    // Within its limit of waiting and its limit of running (5 s), not the queue's 6 s and more.
-    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
-    assert!(slowest < Duration::from_millis(5500), "{answers:?}");
-    let timeouts: Vec<_> = app.audit().into_iter().filter(|e| e["event"] == "trap" && e["what"] == "timeout").collect();
-    assert!(!timeouts.is_empty(), "the wait is audited as the timeout it is");
-    server.assert_neighbour_answers();
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert!(answers.iter().any(|(status, _)| *status == 200), "{mode}: one call has the instance: {answers:?}");
+        assert!(
+            answers.iter().any(|(status, _)| *status != 200),
+            "{mode}: the last in the queue times out: {answers:?}"
+        );
+        // Within its limit of waiting and its limit of running (5 s), not the queue's 6 s and more.
+        let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+        assert!(slowest < Duration::from_millis(5500), "{mode}: {answers:?}");
+        let timeouts: Vec<_> =
+            app.audit().into_iter().filter(|e| e["event"] == "trap" && e["what"] == "timeout").collect();
+        assert!(!timeouts.is_empty(), "{mode}: the wait is audited as the timeout it is");
+        server.assert_neighbour_answers();
+    }
 }

@@ -313,7 +313,7 @@ impl Pool {
             // Uncontended, `try_lock` takes the slot without the lock future's machinery.
             let mut slot = match self.slot.try_lock() {
                 Ok(slot) => slot,
-                Err(_) => self.slot.lock().await,
+                Err(_) => self.wait_turn(kept.limit, kept.trace, self.slot.lock()).await?,
             };
             // An async call, and any call while one is in flight, goes to the instance's
             // event loop, which serves them side by side.
@@ -350,23 +350,30 @@ impl Pool {
             return self.call_pooled_resident(kept).await;
         }
         let Kept { chain, trace, func, limit, mut call, .. } = kept;
-        // A call waits for one of the pool's instances at most its wall-clock limit, then
-        // runs within it: callers queued behind slow calls time out as a slow call does,
-        // rather than waiting as long as the whole queue takes.
-        let permit = self.permits.acquire();
-        let permit = match limit {
-            Some(limit) => crate::limits::within(limit, permit).await.map_err(|_| {
-                let fault = self.fault(FaultKind::Timeout(limit));
-                self.audit_trap_in(&fault.kind, trace);
-                fault
-            })?,
-            None => permit.await,
-        };
+        let permit = self.wait_turn(limit, trace, self.permits.acquire()).await?;
         let _permit = permit.expect("the pool's semaphore is never closed");
         let mut sandbox = self.pooled_instance(trace).await?;
         self.run(&mut sandbox, chain, trace, func, limit, &mut call).await?;
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sandbox);
         Ok((0, call))
+    }
+
+    /// Waits for `turn` (the singleton's slot, one of the pool's instances) at most the
+    /// call's wall-clock `limit`, then fails as a timeout: callers queued behind slow calls
+    /// time out as a slow call does, rather than waiting as long as the whole queue takes.
+    /// The call then runs within its limit.
+    async fn wait_turn<T>(
+        &self,
+        limit: Option<Duration>,
+        trace: Option<&TraceContext>,
+        turn: impl Future<Output = T>,
+    ) -> Result<T, CallError> {
+        let Some(limit) = limit else { return Ok(turn.await) };
+        crate::limits::within(limit, turn).await.map_err(|_| {
+            let fault = self.fault(FaultKind::Timeout(limit));
+            self.audit_trap_in(&fault.kind, trace);
+            fault.into()
+        })
     }
 
     /// Runs one call in `sandbox` within `limit`. After an error the sandbox must not be

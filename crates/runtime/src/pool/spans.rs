@@ -24,7 +24,8 @@ pub enum Came {
 }
 
 impl Came {
-    pub(super) const ALL: usize = 6;
+    /// How many ways there are: one more than the last.
+    pub(super) const ALL: usize = Came::Shared as usize + 1;
 
     fn as_str(self) -> &'static str {
         match self {
