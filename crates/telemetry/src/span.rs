@@ -114,7 +114,8 @@ impl Span {
     pub fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
         let Some(limits) = tracer().map(|t| t.limits) else { return };
         if let Some(span) = self.sampled() {
-            span.add(limits.max_attributes_per_span, std::iter::once_with(attribute));
+            span.attributes.push(attribute());
+            span.keep_within(limits.max_attributes_per_span);
         }
     }
 
@@ -122,13 +123,8 @@ impl Span {
     /// reference; the attributes of another are added one by one.
     pub fn set_prepared(&mut self, prepared: impl FnOnce() -> &'static Prepared) {
         let Some(limits) = tracer().map(|t| t.limits) else { return };
-        let Some(span) = self.sampled() else { return };
-        let prepared = prepared();
-        let room = (limits.max_attributes_per_span as usize).saturating_sub(span.attributes.len());
-        if span.prepared.is_none() && prepared.len() <= room {
-            span.prepared = Some(prepared);
-        } else {
-            span.add(limits.max_attributes_per_span, prepared.attributes.iter().cloned());
+        if let Some(span) = self.sampled() {
+            span.prepare(limits.max_attributes_per_span, prepared());
         }
     }
 
@@ -165,17 +161,24 @@ impl Span {
 }
 
 impl Recorded {
-    /// Adds `attributes` up to the span's `limit` of attributes (its prepared ones
-    /// counted); those beyond are counted as dropped.
-    fn add(&mut self, limit: u32, attributes: impl Iterator<Item = KeyValue>) {
-        let prepared = self.prepared.map_or(0, Prepared::len);
-        for attribute in attributes {
-            if self.attributes.len() + prepared < limit as usize {
-                self.attributes.push(attribute);
-            } else {
-                self.dropped_attributes += 1;
-            }
+    /// Takes `prepared` by reference when the span has none yet and there is room for it;
+    /// otherwise adds its attributes one by one, within the limit.
+    fn prepare(&mut self, limit: u32, prepared: &'static Prepared) {
+        let room = (limit as usize).saturating_sub(self.attributes.len());
+        if self.prepared.is_none() && prepared.len() <= room {
+            self.prepared = Some(prepared);
+        } else {
+            self.attributes.extend(prepared.attributes.iter().cloned());
+            self.keep_within(limit);
         }
+    }
+
+    /// Cuts the span's own attributes to what its `limit` leaves beside its prepared ones,
+    /// counting those cut as dropped.
+    fn keep_within(&mut self, limit: u32) {
+        let room = (limit as usize).saturating_sub(self.prepared.map_or(0, Prepared::len));
+        self.dropped_attributes += self.attributes.len().saturating_sub(room) as u32;
+        self.attributes.truncate(room);
     }
 }
 
@@ -248,20 +251,16 @@ impl Recorded {
         &mut self,
         tracer: &Tracer,
         name: Cow<'static, str>,
-        mut attributes: Vec<KeyValue>,
-        mut prepared: Option<&'static Prepared>,
+        attributes: Vec<KeyValue>,
+        prepared: Option<&'static Prepared>,
     ) {
         let limit = tracer.limits.max_attributes_per_span;
-        // Prepared attributes are few; a set larger than the limit is added one by one, and cut.
-        if let Some(large) = prepared.take_if(|p| p.len() > limit as usize) {
-            attributes.extend(large.attributes.iter().cloned());
-        }
-        let room = limit.saturating_sub(prepared.map_or(0, |p| p.len() as u32));
-        let (attributes, dropped) = bounded(attributes, room);
         self.name = name;
         self.attributes = attributes;
-        self.dropped_attributes = dropped;
-        self.prepared = prepared;
+        match prepared {
+            Some(prepared) => self.prepare(limit, prepared),
+            None => self.keep_within(limit),
+        }
     }
 }
 
