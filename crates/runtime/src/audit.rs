@@ -133,7 +133,6 @@ impl Audit {
         what: &str,
         outcome: &str,
     ) -> bool {
-        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let written = {
             let mut trail = self.trail();
             let now = Instant::now();
@@ -150,6 +149,7 @@ impl Audit {
                 return false;
             }
             let suppressed = std::mem::take(&mut tally.suppressed);
+            let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
             let mut written = Vec::with_capacity(2);
             if suppressed > 0 {
                 let what = format!("{suppressed} {event} events");
